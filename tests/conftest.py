@@ -1,0 +1,68 @@
+"""Shared fixtures and the hypothesis profiles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import xnormcorre
+
+settings.register_profile(
+    "ci",
+    deadline=None,
+    max_examples=15,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("dev", deadline=None, max_examples=60)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if "XNORMCORRE_DATA" in os.environ:
+    DATA = Path(os.environ["XNORMCORRE_DATA"])
+
+
+def data_file(name: str) -> Path:
+    path = DATA / name
+    if not path.exists():
+        pytest.skip(f"real test movie {path} not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sima_path() -> Path:
+    return data_file("sima_example_20x128x256.tif")
+
+
+@pytest.fixture(scope="session")
+def neurofinder_path() -> Path:
+    return data_file("neurofinder_crop_480x256x256.tif")
+
+
+@pytest.fixture(scope="session")
+def movie300():
+    """The issue's reference case: 300 x 128 x 128, subpixel walk up to 5 px."""
+    return xnormcorre.datasets.synthetic_movie(n_frames=300, shape=(128, 128), max_shift=5, seed=0)
+
+
+@pytest.fixture(scope="session")
+def small_movie():
+    return xnormcorre.datasets.synthetic_movie(n_frames=40, shape=(64, 64), max_shift=3, seed=3)
+
+
+@pytest.fixture(scope="session")
+def true_shifts():
+    def get(movie):
+        return np.stack([movie.true_shift_y.values, movie.true_shift_x.values], axis=1)
+
+    return get
+
+
+@pytest.fixture(autouse=True)
+def _doctest_namespace(doctest_namespace):
+    doctest_namespace["np"] = np
+    doctest_namespace["xnormcorre"] = xnormcorre

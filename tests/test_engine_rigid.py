@@ -1,0 +1,131 @@
+"""Engine kernels against exact (integer/rolled) cases and a NumPy oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xnormcorre.engine import api, rigid
+from xnormcorre.testing.strategies import smooth_image
+
+
+def _params(shape, max_shifts=(6, 6), **kw):
+    kw.setdefault("batch_size", 8)
+    return api.make_rigid_params(shape, max_shifts=max_shifts, **kw)
+
+
+def _brute_force_peak(frame, template, m):
+    """NumPy oracle: integer shift maximizing the cyclic correlation within ±m."""
+    best, arg = -np.inf, None
+    for dy in range(-m, m + 1):
+        for dx in range(-m, m + 1):
+            v = np.sum(np.roll(template, (dy, dx), axis=(0, 1)) * frame)
+            if v > best:
+                best, arg = v, (dy, dx)
+    return arg
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (3, -2), (-5, 5), (6, -6), (1, 4)])
+def test_integer_shift_exact_and_window_inclusive(shift):
+    tmpl = smooth_image((48, 56), seed=1)
+    frame = np.roll(tmpl, shift, axis=(0, 1))[None]
+    # plain cross-correlation, no taper: the cyclic case is exact
+    p = _params(tmpl.shape, phase_corr=False, smooth_sigma=0, taper=0, upsample_factor=1)
+    s, _, _ = api.register_frames(frame, tmpl, p, apply=False)
+    np.testing.assert_array_equal(s[0], shift)  # ±max_shifts included (jnormcorre's [-S, S-1] pitfall)
+    assert _brute_force_peak(frame[0], tmpl, 6) == shift
+
+
+def test_coarse_peak_matches_numpy_oracle():
+    rng = np.random.default_rng(0)
+    tmpl = smooth_image((40, 40), seed=5)
+    frames = tmpl[None] + rng.normal(scale=30, size=(6, 40, 40)).astype(np.float32)
+    frames = np.stack([np.roll(f, tuple(rng.integers(-3, 4, 2)), axis=(0, 1)) for f in frames])
+    p = _params(tmpl.shape, max_shifts=(4, 4), phase_corr=False, smooth_sigma=0, taper=0, upsample_factor=1)
+    s, _, _ = api.register_frames(frames.astype(np.float32), tmpl, p, apply=False)
+    for f, sh in zip(frames, s, strict=True):
+        assert tuple(sh.astype(int)) == _brute_force_peak(f, tmpl, 4)
+
+
+def test_search_restricted_to_max_shifts():
+    tmpl = smooth_image((48, 48), seed=2)
+    frame = np.roll(tmpl, (9, 0), axis=(0, 1))[None]
+    p = _params(tmpl.shape, max_shifts=(4, 4), upsample_factor=5)
+    s, _, _ = api.register_frames(frame, tmpl, p, apply=False)
+    assert np.all(np.abs(s) <= 4.0)
+
+
+def _np_fourier_displace(img, d):
+    """NumPy oracle: displace a periodic image's content by ``d`` (exact, cyclic)."""
+    ky = np.fft.fftfreq(img.shape[0])[:, None]
+    kx = np.fft.fftfreq(img.shape[1])[None, :]
+    ramp = np.exp(-2j * np.pi * (ky * d[0] + kx * d[1]))
+    return np.real(np.fft.ifft2(np.fft.fft2(img) * ramp)).astype(np.float32)
+
+
+@pytest.mark.parametrize("us", [1, 3, 10, 20])
+def test_subpixel_grid(us):
+    tmpl = smooth_image((48, 48), seed=3)
+    true = np.array([[1.37, -2.61]])
+    frame = _np_fourier_displace(tmpl, true[0])[None]  # periodic texture displaced by +true
+    p = _params(tmpl.shape, upsample_factor=us, taper=0)
+    s, _, _ = api.register_frames(frame, tmpl, p, apply=False)
+    if us == 1:
+        np.testing.assert_array_equal(s[0], np.round(s[0]))  # integer shifts only
+        assert np.all(np.abs(s[0] - true[0]) <= 0.5)
+    else:  # the upsampled DFT + parabolic fit is at least 1/us accurate
+        assert np.all(np.abs(s[0] - true[0]) <= min(0.5 / us, 0.05)), s[0]
+
+
+def test_apply_shifts_inverts_fourier_shift():
+    tmpl = smooth_image((40, 56), seed=4, sigma=2.0)
+    sh = np.array([[2.3, -1.7], [-0.4, 0.9]])
+    moved = api.apply_shifts(np.stack([tmpl, tmpl]), -sh, border="copy")
+    back = api.apply_shifts(moved, sh, border="nan")
+    ok = np.isfinite(back)
+    inner = ok.copy()
+    inner[:, :6] = inner[:, -6:] = False
+    inner[:, :, :6] = inner[:, :, -6:] = False
+    err = np.abs(back - tmpl)[inner]
+    assert err.max() < 0.02 * (tmpl.max() - tmpl.min())
+
+
+@pytest.mark.parametrize("border", ["copy", "nan", "zero", "min"])
+def test_border_modes_never_wrap(border):
+    h, w = 32, 40
+    tmpl = np.zeros((h, w), np.float32)
+    tmpl[:, :] = np.arange(w, dtype=np.float32)[None]  # a ramp: wrap-around would bring large values left
+    out = np.asarray(
+        rigid.shift_batch(tmpl[None], np.array([[0.0, -3.0]], np.float32), np.float32(-7.0), border=border)
+    )[0]
+    # moved right by 3 px: the 3 left columns came from outside the frame
+    if border == "copy":
+        np.testing.assert_allclose(out[:, :3], out[:, 3:4].repeat(3, 1))
+    elif border == "nan":
+        assert np.isnan(out[:, :3]).all() and np.isfinite(out[:, 3:]).all()
+    elif border == "zero":
+        assert (out[:, :3] == 0).all()
+    else:
+        assert (out[:, :3] == -7.0).all()
+    np.testing.assert_allclose(out[:, 3:], tmpl[:, :-3], atol=1e-3)
+
+
+def test_batch_padding_and_batch_size_do_not_change_bits():
+    tmpl = smooth_image((48, 48), seed=7)
+    rng = np.random.default_rng(1)
+    frames = (tmpl[None] + rng.normal(scale=20, size=(11, 48, 48))).astype(np.float32)
+    out = [api.register_frames(frames, tmpl, _params(tmpl.shape, batch_size=bs)) for bs in (4, 16)]
+    for a, b in zip(*out, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_split_bounds_cover_each_frame_once():
+    b = api.split_bounds(2503, 1000)
+    assert b == [(0, 1000), (1000, 2000), (2000, 2503)]
+    assert sum(e - s for s, e in b) == 2503
+
+
+def test_default_batch_size_is_power_of_two():
+    for shape in [(64, 64), (256, 256), (512, 512), (1024, 1024), (100, 300)]:
+        b = api.default_batch_size(shape)
+        assert b >= 1 and b & (b - 1) == 0

@@ -1,0 +1,18 @@
+"""xnormcorre: NoRMCorre motion correction of calcium-imaging movies, on JAX, for xarray.
+
+Sign convention: a shift is the displacement of the frame content relative to the
+template; the corrected frame is the frame moved by -shift.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import accessor, datasets  # noqa: F401  (registers the .normcorre accessor)
+from .conventions import parameters_from_attrs
+from .core import estimate_template, rigid
+
+try:
+    __version__ = version("xnormcorre")
+except PackageNotFoundError:  # pragma: no cover
+    __version__ = "0+unknown"
+
+__all__ = ["__version__", "datasets", "estimate_template", "parameters_from_attrs", "rigid"]

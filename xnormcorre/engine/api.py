@@ -1,0 +1,295 @@
+"""NumPy boundary of the engine: batching, padding, template estimation.
+
+Everything here takes array-likes indexable along the first (time) axis -- NumPy
+arrays, NumPy memmaps, dask arrays or lazy backend arrays -- reads them one batch
+at a time, and returns NumPy arrays.  Batches are padded to a fixed size so that each
+JAX kernel compiles once per frame shape.  Never imports xarray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import rigid as _rigid
+
+#: Target number of float32 pixels per batch (about 16 MiB per batch of frames).
+_PIXELS_PER_BATCH = 2**22
+
+
+def default_batch_size(shape: tuple[int, int], n_frames: int | None = None) -> int:
+    """Frames per padded batch: a power of two, about 4 Mpixel per batch.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Frame shape ``(H, W)``.
+    n_frames : int, optional
+        Number of frames in the movie; the batch is not made larger than the next
+        power of two above it.
+
+    Examples
+    --------
+    >>> default_batch_size((512, 512))
+    16
+    >>> default_batch_size((128, 128), n_frames=20)
+    32
+    """
+    h, w = shape
+    b = max(1, _PIXELS_PER_BATCH // (h * w))
+    b = 1 << (b.bit_length() - 1)  # round down to a power of two
+    b = min(b, 256)
+    if n_frames is not None:
+        b = min(b, 1 << max(0, int(n_frames - 1).bit_length()))
+    return max(b, 1)
+
+
+def edge_taper(n: int, width: float) -> np.ndarray:
+    """Sigmoid apodization that falls to ~0 over ``width`` pixels at both ends."""
+    x = np.arange(n, dtype=np.float64)
+    d = np.minimum(x, n - 1 - x)
+    return (1.0 / (1.0 + np.exp(-(d - width) / (width / 4.0)))).astype(np.float32)
+
+
+def auto_taper(n: int, max_shift: int) -> float:
+    """Default taper width: ``2·max_shift + 2`` px, at least 4 px, at most ``n / 6``."""
+    return float(max(4.0, min(2.0 * max_shift + 2.0, n / 6.0)))
+
+
+def _read(movie, start: int, stop: int) -> np.ndarray:
+    return np.asarray(movie[start:stop], dtype=np.float32)
+
+
+def _pad(batch: np.ndarray, size: int) -> np.ndarray:
+    n = batch.shape[0]
+    if n == size:
+        return batch
+    return np.concatenate([batch, np.repeat(batch[-1:], size - n, axis=0)], axis=0)
+
+
+def iter_batches(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` pairs covering ``range(n)`` in steps of ``batch_size``."""
+    for start in range(0, n, batch_size):
+        yield start, min(n, start + batch_size)
+
+
+@dataclass(frozen=True)
+class RigidParams:
+    """Static parameters of a rigid registration pass."""
+
+    max_shifts: tuple[int, int]
+    upsample_factor: int
+    border: str
+    batch_size: int
+    fill_min: float = 0.0
+    window: object = None
+    weight: object = None
+    whiten: bool = False
+
+    def kernel_kwargs(self) -> dict:
+        return {
+            "max_shifts": tuple(int(m) for m in self.max_shifts),
+            "upsample_factor": int(self.upsample_factor),
+            "border": self.border,
+            "whiten": self.whiten,
+        }
+
+
+def make_rigid_params(
+    shape: tuple[int, int],
+    *,
+    max_shifts: tuple[int, int],
+    upsample_factor: int = 10,
+    border: str = "copy",
+    batch_size: int | None = None,
+    n_frames: int | None = None,
+    fill_min: float = 0.0,
+    phase_corr: bool = True,
+    smooth_sigma: float = 1.15,
+    taper: float | None = None,
+) -> RigidParams:
+    """Build the static parameters (apodization window, spectral weight) of a pass.
+
+    The estimate uses mean-subtracted frames multiplied by an edge taper (so that the
+    frame border does not pull the peak towards zero shift), optionally whitened
+    (phase correlation) and smoothed by a Gaussian of ``smooth_sigma`` px.  The shift is
+    then applied to the raw frame.
+    """
+    h, w = shape
+    ty = auto_taper(h, max_shifts[0]) if taper is None else float(taper)
+    tx = auto_taper(w, max_shifts[1]) if taper is None else float(taper)
+    window = None
+    if ty > 0 and tx > 0:
+        window = edge_taper(h, ty)[:, None] * edge_taper(w, tx)[None, :]
+    weight = None
+    if smooth_sigma and smooth_sigma > 0:
+        ky = np.fft.fftfreq(h)[:, None]
+        kx = np.fft.rfftfreq(w)[None, :]
+        weight = np.exp(-2 * np.pi**2 * smooth_sigma**2 * (ky**2 + kx**2)).astype(np.float32)
+    return RigidParams(
+        max_shifts=(int(max_shifts[0]), int(max_shifts[1])),
+        upsample_factor=int(upsample_factor),
+        border=border,
+        batch_size=batch_size or default_batch_size(shape, n_frames),
+        fill_min=float(fill_min),
+        window=window,
+        weight=weight,
+        whiten=bool(phase_corr),
+    )
+
+
+def register_frames(
+    movie,
+    template: np.ndarray,
+    params: RigidParams,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    apply: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Register frames ``movie[start:stop]`` to ``template``.
+
+    Returns
+    -------
+    shifts : ndarray, (T, 2) float32
+        Displacement ``(y, x)`` of each frame's content relative to the template.
+    corrected : ndarray, (T, H, W) float32 or None
+        Frames moved by ``-shift`` (None if ``apply=False``).
+    corr : ndarray, (T,) float32 or None
+        Pearson correlation of each corrected frame with the template over the
+        pixels that stayed inside the field of view.
+    """
+    stop = len(movie) if stop is None else stop
+    n = stop - start
+    h, w = template.shape
+    tmpl = np.asarray(template, dtype=np.float32)
+    fill = np.float32(params.fill_min)
+    bs = params.batch_size
+    window = np.ones((h, w), np.float32) if params.window is None else params.window
+    weight = np.ones((h, w // 2 + 1), np.float32) if params.weight is None else params.weight
+    shifts = np.empty((n, 2), np.float32)
+    corrected = np.empty((n, h, w), np.float32) if apply else None
+    corr = np.empty((n,), np.float32) if apply else None
+    for a, b in iter_batches(n, bs):
+        batch = _pad(_read(movie, start + a, start + b), bs)
+        out = _rigid.register_batch(batch, tmpl, fill, window, weight, apply=apply, **params.kernel_kwargs())
+        k = b - a
+        if apply:
+            s, c, r = (np.asarray(o) for o in out)
+            corrected[a:b] = c[:k]
+            corr[a:b] = r[:k]
+        else:
+            s = np.asarray(out)
+        shifts[a:b] = s[:k]
+        if on_batch is not None:
+            on_batch(k)
+    return shifts, corrected, corr
+
+
+def apply_shifts(
+    movie,
+    shifts: np.ndarray,
+    *,
+    border: str = "copy",
+    fill_min: float = 0.0,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Move each frame of ``movie`` by ``-shifts[t]`` (Fourier phase ramp + border)."""
+    n = len(movie)
+    h, w = movie.shape[1:]
+    bs = batch_size or default_batch_size((h, w), n)
+    shifts = np.asarray(shifts, dtype=np.float32)
+    out = np.empty((n, h, w), np.float32)
+    for a, b in iter_batches(n, bs):
+        batch = _pad(_read(movie, a, b), bs)
+        sh = _pad(shifts[a:b], bs)
+        res = _rigid.shift_batch(batch, sh, np.float32(fill_min), border=border)
+        out[a:b] = np.asarray(res)[: b - a]
+    return out
+
+
+def _mean_registered(movie, template, params, start, stop) -> np.ndarray:
+    """NaN-aware mean of frames ``start:stop`` registered to ``template``."""
+    acc = np.zeros(template.shape, np.float64)
+    cnt = np.zeros(template.shape, np.float64)
+    for a, b in iter_batches(stop - start, params.batch_size):
+        _, c, _ = register_frames(movie, template, params, start=start + a, stop=start + b)
+        ok = np.isfinite(c)
+        acc += np.where(ok, c, 0.0).sum(0)
+        cnt += ok.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (acc / cnt).astype(np.float32)
+
+
+def _nanmedian(stack: np.ndarray) -> np.ndarray:
+    if stack.shape[0] == 1:
+        return stack[0]
+    if np.isnan(stack).any():
+        return np.nanmedian(stack, axis=0).astype(np.float32)
+    return np.median(stack, axis=0).astype(np.float32)
+
+
+def initial_template(movie, params: RigidParams, n_init: int = 100) -> np.ndarray:
+    """Median of up to ``n_init`` evenly spaced frames, refined once.
+
+    The evenly spaced frames are registered to their median and averaged (the
+    NoRMCorre ``init_batch`` step), which gives a sharper starting point than the
+    median of unregistered frames.
+    """
+    n = len(movie)
+    idx = np.unique(np.linspace(0, n - 1, min(n, n_init)).round().astype(np.int64))
+    sample = np.stack([np.asarray(movie[int(i)], dtype=np.float32) for i in idx])
+    tmpl = _nanmedian(sample)
+    return _mean_registered(sample, tmpl, params, 0, len(sample))
+
+
+def split_bounds(n_frames: int, frames_per_split: int) -> list[tuple[int, int]]:
+    """Consecutive, non-overlapping splits of ``frames_per_split`` frames.
+
+    The last split holds the remainder (no frame is registered twice).
+
+    Examples
+    --------
+    >>> split_bounds(10, 4)
+    [(0, 4), (4, 8), (8, 10)]
+    """
+    return [(a, min(n_frames, a + frames_per_split)) for a in range(0, n_frames, frames_per_split)]
+
+
+def estimate_template(
+    movie,
+    params: RigidParams,
+    *,
+    frames_per_split: int = 1000,
+    num_splits_to_process: int | None = None,
+    niter: int = 1,
+    seed: int = 0,
+    init: np.ndarray | None = None,
+    on_split: Callable[[], None] | None = None,
+) -> np.ndarray:
+    """Estimate a template as in NoRMCorre/CaImAn's batch path.
+
+    Start from :func:`initial_template` (or ``init``); then ``niter`` times: register
+    the frames of each split (all splits, or ``num_splits_to_process`` of them drawn
+    without replacement by ``numpy.random.default_rng(seed)``) to the current
+    template and take the median of the split means.
+    """
+    n = len(movie)
+    tmpl = initial_template(movie, params) if init is None else np.asarray(init, np.float32)
+    splits = split_bounds(n, frames_per_split)
+    rng = np.random.default_rng(seed)
+    for _ in range(niter):
+        chosen = splits
+        if num_splits_to_process is not None and num_splits_to_process < len(splits):
+            pick = np.sort(rng.choice(len(splits), size=num_splits_to_process, replace=False))
+            chosen = [splits[i] for i in pick]
+        means = []
+        for a, b in chosen:
+            means.append(_mean_registered(movie, tmpl, params, a, b))
+            if on_split is not None:
+                on_split()
+        tmpl = _nanmedian(np.stack(means))
+    return tmpl
