@@ -6,7 +6,7 @@ template; the corrected frame is the frame moved by -shift.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import accessor, datasets  # noqa: F401  (registers the .normcorre accessor)
+from . import accessor, datasets, metrics, plot  # noqa: F401  (registers the .normcorre accessors)
 from .conventions import parameters_from_attrs
 from .core import estimate_template, rigid
 
@@ -15,4 +15,12 @@ try:
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
 
-__all__ = ["__version__", "datasets", "estimate_template", "parameters_from_attrs", "rigid"]
+__all__ = [
+    "__version__",
+    "datasets",
+    "estimate_template",
+    "metrics",
+    "parameters_from_attrs",
+    "plot",
+    "rigid",
+]

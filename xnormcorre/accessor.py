@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import xarray as xr
 
 from . import core
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
 
 
 @xr.register_dataarray_accessor("normcorre")
@@ -34,3 +39,42 @@ class NormCorreAccessor:
     def template(self, **kwargs) -> xr.DataArray:
         """Estimate a template; see :func:`xnormcorre.estimate_template`."""
         return core.estimate_template(self._obj, **kwargs)
+
+
+@xr.register_dataset_accessor("normcorre")
+class NormCorreDatasetAccessor:
+    """Quality-control plots of a registration result: ``res.normcorre.plot_shifts()``.
+
+    Stateless, like the DataArray accessor: each method is one call into
+    :mod:`xnormcorre.plot` with the result Dataset as first argument.  Needs matplotlib
+    (``pip install "xnormcorre[plot]"``); every method returns a matplotlib Figure.
+    """
+
+    def __init__(self, obj: xr.Dataset) -> None:
+        self._obj = obj
+
+    def plot_shifts(self) -> Figure:
+        """Shift traces over time; see :func:`xnormcorre.plot.plot_shifts`.
+
+        Examples
+        --------
+        >>> import xnormcorre
+        >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=10, shape=(64, 64), max_shift=2)
+        >>> len(movie.normcorre.rigid(max_shifts=4).normcorre.plot_shifts().axes)
+        2
+        """
+        from . import plot
+
+        return plot.plot_shifts(self._obj)
+
+    def plot_patch_field(self, t: int = 0, **kwargs: Any) -> Figure:
+        """Quiver of the shifts of frame ``t``; see :func:`xnormcorre.plot.plot_patch_field`."""
+        from . import plot
+
+        return plot.plot_patch_field(self._obj, t, **kwargs)
+
+    def plot_before_after(self, raw: xr.DataArray, **kwargs: Any) -> Figure:
+        """Mean images and correlation traces; see :func:`xnormcorre.plot.plot_before_after`."""
+        from . import plot
+
+        return plot.plot_before_after(raw, self._obj, **kwargs)

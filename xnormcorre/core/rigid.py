@@ -9,6 +9,7 @@ import xarray as xr
 
 from .. import conventions as cv
 from ..engine import api as eng
+from .qc import quality_flags
 
 __all__ = ["rigid", "estimate_template", "resolve_min_mov"]
 
@@ -334,4 +335,5 @@ def rigid(
     }
     ds.attrs = cv.provenance_attrs("rigid", run_params, _source(movie))
     ds.attrs["template_source"] = tmpl_da.attrs["template_source"]
+    ds = ds.assign(quality_flags(ds, max_shifts=ms))
     return ds
