@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import accessor, datasets, metrics, plot  # noqa: F401  (registers the .normcorre accessors)
 from .conventions import parameters_from_attrs
-from .core import estimate_template, rigid
+from .core import estimate_template, get_patch_start_and_end_coords, patch_grid, pwrigid, rigid
 
 try:
     __version__ = version("xnormcorre")
@@ -19,8 +19,11 @@ __all__ = [
     "__version__",
     "datasets",
     "estimate_template",
+    "get_patch_start_and_end_coords",
     "metrics",
     "parameters_from_attrs",
+    "patch_grid",
     "plot",
+    "pwrigid",
     "rigid",
 ]

@@ -36,6 +36,18 @@ class NormCorreAccessor:
         """
         return core.rigid(self._obj, **kwargs)
 
+    def pwrigid(self, **kwargs) -> xr.Dataset:
+        """Piecewise-rigid registration; see :func:`xnormcorre.pwrigid` for the parameters.
+
+        Examples
+        --------
+        >>> import xnormcorre
+        >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=8, shape=(96, 96), max_shift=2)
+        >>> movie.normcorre.pwrigid(max_shifts=4, strides=48, overlaps=24).shifts.shape
+        (8, 2, 2, 2)
+        """
+        return core.pwrigid(self._obj, **kwargs)
+
     def template(self, **kwargs) -> xr.DataArray:
         """Estimate a template; see :func:`xnormcorre.estimate_template`."""
         return core.estimate_template(self._obj, **kwargs)

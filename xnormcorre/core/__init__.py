@@ -1,5 +1,12 @@
 """Labeled API: xarray in, xarray out.  Each function wraps one engine step."""
 
+from .pwrigid import get_patch_start_and_end_coords, patch_grid, pwrigid
 from .rigid import estimate_template, rigid
 
-__all__ = ["estimate_template", "rigid"]
+__all__ = [
+    "estimate_template",
+    "get_patch_start_and_end_coords",
+    "patch_grid",
+    "pwrigid",
+    "rigid",
+]

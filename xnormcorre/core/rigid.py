@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,69 @@ def _alias(value, alias, name: str, alias_name: str, default):
             raise ValueError(f"give either {name} or its alias {alias_name}, not both")
         return alias
     return default if value is None else value
+
+
+def _check_common(
+    movie: xr.DataArray,
+    *,
+    template,
+    max_shifts,
+    upsample_factor,
+    frames_per_split,
+    num_splits_to_process,
+    niter,
+    batch_size,
+    seed,
+    border,
+    smooth_sigma,
+    taper,
+    min_mov,
+) -> SimpleNamespace:
+    """Validate the parameters shared by rigid and piecewise-rigid registration."""
+    shape = (movie.sizes["y"], movie.sizes["x"])
+    out = SimpleNamespace(
+        max_shifts=cv.check_max_shifts(max_shifts, shape),
+        upsample_factor=cv.integer(upsample_factor, "upsample_factor"),
+        frames_per_split=cv.integer(frames_per_split, "frames_per_split"),
+        num_splits_to_process=cv.integer(num_splits_to_process, "num_splits_to_process", allow_none=True),
+        niter=cv.integer(niter, "niter", minimum=0),
+        batch_size=cv.integer(batch_size, "batch_size", allow_none=True),
+        seed=cv.integer(seed, "seed", minimum=0),
+        border=cv.check_border(border),
+    )
+    if smooth_sigma is None or smooth_sigma < 0:
+        raise ValueError(f"smooth_sigma must be >= 0, got {smooth_sigma!r}")
+    if taper is not None and taper < 0:
+        raise ValueError(f"taper must be >= 0 or None, got {taper!r}")
+    out.template = None if template is None else cv.as_template(template, shape)
+    cv.check_finite(movie)
+    out.min_mov = resolve_min_mov(movie, min_mov)
+    if not np.isfinite(out.min_mov):
+        raise ValueError(f"min_mov must be finite, got {out.min_mov!r}")
+    return out
+
+
+def _base_dataset(movie: xr.DataArray, corrected, corr, tmpl_da: xr.DataArray, comment: str) -> xr.Dataset:
+    """Result Dataset skeleton: input coords, ``axis``, corrected, template, correlation."""
+    ds = xr.Dataset(coords=dict(movie.coords))
+    ds = ds.assign_coords(axis=("axis", ["y", "x"], {"long_name": "displacement component", "units": "1"}))
+    ds["corrected"] = xr.DataArray(
+        corrected,
+        attrs={
+            "long_name": "motion-corrected movie",
+            "units": movie.attrs.get("units", "a.u."),
+            "comment": comment,
+        },
+    )
+    ds["template"] = tmpl_da.variable
+    ds["correlation"] = xr.DataArray(
+        corr,
+        attrs={
+            "long_name": "Pearson correlation of the corrected frame with the template",
+            "units": "1",
+        },
+    )
+    return ds
 
 
 def _engine_params(movie: xr.DataArray, **kw) -> eng.RigidParams:
@@ -237,32 +301,30 @@ def rigid(
     True
     """
     movie = cv.as_movie(movie)
-    shape = (movie.sizes["y"], movie.sizes["x"])
-    niter = _alias(niter, niter_rig, "niter", "niter_rig", 1)
-    num_splits_to_process = _alias(
-        num_splits_to_process,
-        num_splits_to_process_rig,
-        "num_splits_to_process",
-        "num_splits_to_process_rig",
-        None,
+    a = _check_common(
+        movie,
+        template=template,
+        max_shifts=max_shifts,
+        upsample_factor=upsample_factor,
+        frames_per_split=frames_per_split,
+        num_splits_to_process=_alias(
+            num_splits_to_process,
+            num_splits_to_process_rig,
+            "num_splits_to_process",
+            "num_splits_to_process_rig",
+            None,
+        ),
+        niter=_alias(niter, niter_rig, "niter", "niter_rig", 1),
+        batch_size=batch_size,
+        seed=seed,
+        border=border,
+        smooth_sigma=smooth_sigma,
+        taper=taper,
+        min_mov=min_mov,
     )
-    ms = cv.check_max_shifts(max_shifts, shape)
-    upsample_factor = cv.integer(upsample_factor, "upsample_factor")
-    frames_per_split = cv.integer(frames_per_split, "frames_per_split")
-    num_splits_to_process = cv.integer(num_splits_to_process, "num_splits_to_process", allow_none=True)
-    niter = cv.integer(niter, "niter", minimum=0)
-    batch_size = cv.integer(batch_size, "batch_size", allow_none=True)
-    seed = cv.integer(seed, "seed", minimum=0)
-    border = cv.check_border(border)
-    if smooth_sigma is None or smooth_sigma < 0:
-        raise ValueError(f"smooth_sigma must be >= 0, got {smooth_sigma!r}")
-    if taper is not None and taper < 0:
-        raise ValueError(f"taper must be >= 0 or None, got {taper!r}")
-    user_template = None if template is None else cv.as_template(template, shape)
-    cv.check_finite(movie)
-    min_mov = resolve_min_mov(movie, min_mov)
-    if not np.isfinite(min_mov):
-        raise ValueError(f"min_mov must be finite, got {min_mov!r}")
+    ms, upsample_factor, frames_per_split = a.max_shifts, a.upsample_factor, a.frames_per_split
+    num_splits_to_process, niter, batch_size, seed = a.num_splits_to_process, a.niter, a.batch_size, a.seed
+    border, user_template, min_mov = a.border, a.template, a.min_mov
 
     est = {"phase_corr": bool(phase_corr), "smooth_sigma": float(smooth_sigma), "taper": taper}
     if user_template is None:
@@ -299,26 +361,10 @@ def rigid(
         output_dtypes=[np.float32, np.float32, np.float32],
         dask_gufunc_kwargs={"output_sizes": {"axis": 2}},
     )
-    coords = dict(movie.coords)
-    ds = xr.Dataset(coords=coords)
-    ds = ds.assign_coords(axis=("axis", ["y", "x"], {"long_name": "displacement component", "units": "1"}))
-    ds["corrected"] = xr.DataArray(
-        corrected,
-        attrs={
-            "long_name": "motion-corrected movie",
-            "units": movie.attrs.get("units", "a.u."),
-            "comment": "frame moved by -shifts (Fourier phase ramp); border: " + border,
-        },
+    ds = _base_dataset(
+        movie, corrected, corr, tmpl_da, "frame moved by -shifts (Fourier phase ramp); border: " + border
     )
     ds["shifts"] = xr.DataArray(shifts, attrs=dict(cv.SHIFT_ATTRS))
-    ds["template"] = tmpl_da.variable
-    ds["correlation"] = xr.DataArray(
-        corr,
-        attrs={
-            "long_name": "Pearson correlation of the corrected frame with the template",
-            "units": "1",
-        },
-    )
     run_params: dict[str, Any] = {
         "max_shifts": ms,
         "upsample_factor": upsample_factor,

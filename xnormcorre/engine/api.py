@@ -212,11 +212,16 @@ def apply_shifts(
 
 
 def _mean_registered(movie, template, params, start, stop) -> np.ndarray:
-    """NaN-aware mean of frames ``start:stop`` registered to ``template``."""
+    """NaN-aware mean of frames ``start:stop`` registered to ``template``.
+
+    ``params`` is a :class:`RigidParams` or :class:`PwParams`; frames are read and
+    registered one batch at a time.
+    """
+    register = register_pw_frames if isinstance(params, PwParams) else register_frames
     acc = np.zeros(template.shape, np.float64)
     cnt = np.zeros(template.shape, np.float64)
     for a, b in iter_batches(stop - start, params.batch_size):
-        _, c, _ = register_frames(movie, template, params, start=start + a, stop=start + b)
+        c = register(movie, template, params, start=start + a, stop=start + b)[-2]
         ok = np.isfinite(c)
         acc += np.where(ok, c, 0.0).sum(0)
         cnt += ok.sum(0)
@@ -261,7 +266,7 @@ def split_bounds(n_frames: int, frames_per_split: int) -> list[tuple[int, int]]:
 
 def estimate_template(
     movie,
-    params: RigidParams,
+    params: RigidParams | PwParams,
     *,
     frames_per_split: int = 1000,
     num_splits_to_process: int | None = None,
@@ -278,7 +283,11 @@ def estimate_template(
     template and take the median of the split means.
     """
     n = len(movie)
-    tmpl = initial_template(movie, params) if init is None else np.asarray(init, np.float32)
+    if init is None:
+        rigid = params.rigid if isinstance(params, PwParams) else params
+        tmpl = initial_template(movie, rigid)
+    else:
+        tmpl = np.asarray(init, np.float32)
     splits = split_bounds(n, frames_per_split)
     rng = np.random.default_rng(seed)
     for _ in range(niter):
@@ -293,3 +302,168 @@ def estimate_template(
                 on_split()
         tmpl = _nanmedian(np.stack(means))
     return tmpl
+
+
+# ----------------------------------------------------------------------- piecewise rigid
+@dataclass(frozen=True)
+class PwParams:
+    """Static parameters of a piecewise-rigid pass (wraps the rigid ones)."""
+
+    rigid: RigidParams
+    max_dev: tuple[int, int]
+    starts_y: tuple[int, ...]
+    starts_x: tuple[int, ...]
+    size: tuple[int, int]
+    batch_size: int
+    pwindow: object
+    pweight: object
+    wy: object
+    wx: object
+
+    def kernel_kwargs(self) -> dict:
+        kw = self.rigid.kernel_kwargs()
+        kw.pop("max_shifts")
+        return {
+            "max_shifts": self.rigid.max_shifts,
+            "max_dev": self.max_dev,
+            "starts_y": self.starts_y,
+            "starts_x": self.starts_x,
+            "size": self.size,
+            **kw,
+        }
+
+
+def make_pw_params(
+    shape: tuple[int, int],
+    *,
+    strides: tuple[int, int],
+    overlaps: tuple[int, int],
+    max_deviation_rigid: tuple[int, int],
+    batch_size: int | None = None,
+    n_frames: int | None = None,
+    **rigid_kw,
+) -> PwParams:
+    """Build the static parameters of a piecewise-rigid pass (patch grid, windows)."""
+    from . import pwrigid as _pw
+
+    h, w = shape
+    size = (strides[0] + overlaps[0], strides[1] + overlaps[1])
+    sy = tuple(_pw.patch_starts(h, strides[0], overlaps[0]))
+    sx = tuple(_pw.patch_starts(w, strides[1], overlaps[1]))
+    bs = batch_size or max(1, default_batch_size(shape, n_frames) // 2)
+    rigid = make_rigid_params(shape, batch_size=bs, n_frames=n_frames, **rigid_kw)
+    md = (int(max_deviation_rigid[0]), int(max_deviation_rigid[1]))
+    taper = rigid_kw.get("taper")
+    # patches are cut at the rigidly displaced position: the residual displacement is
+    # at most max_dev + 0.5 px, which sets the patch taper
+    reach = (md[0] + 1, md[1] + 1)
+    patch_rigid = make_rigid_params(
+        size,
+        max_shifts=reach,
+        batch_size=bs,
+        phase_corr=rigid.whiten,
+        smooth_sigma=rigid_kw.get("smooth_sigma", 1.15),
+        taper=taper,
+    )
+    ones_w = np.ones(size, np.float32)
+    ones_k = np.ones((size[0], size[1] // 2 + 1), np.float32)
+    return PwParams(
+        rigid=rigid,
+        max_dev=md,
+        starts_y=sy,
+        starts_x=sx,
+        size=size,
+        batch_size=bs,
+        pwindow=ones_w if patch_rigid.window is None else patch_rigid.window,
+        pweight=ones_k if patch_rigid.weight is None else patch_rigid.weight,
+        wy=_pw.interp_matrix(h, _pw.patch_centres(list(sy), size[0])),
+        wx=_pw.interp_matrix(w, _pw.patch_centres(list(sx), size[1])),
+    )
+
+
+def _rigid_arrays(params: RigidParams, shape: tuple[int, int]):
+    h, w = shape
+    window = np.ones((h, w), np.float32) if params.window is None else params.window
+    weight = np.ones((h, w // 2 + 1), np.float32) if params.weight is None else params.weight
+    return window, weight
+
+
+def register_pw_frames(
+    movie,
+    template: np.ndarray,
+    params: PwParams,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    apply: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+):
+    """Piecewise-rigid registration of ``movie[start:stop]`` to ``template``.
+
+    Returns
+    -------
+    rigid_shifts : (T, 2) float32
+    patch_shifts : (T, Ny, Nx, 2) float32
+    corrected : (T, H, W) float32 or None
+    corr : (T,) float32 or None
+    """
+    from . import pwrigid as _pw
+
+    stop = len(movie) if stop is None else stop
+    n = stop - start
+    h, w = template.shape
+    tmpl = np.asarray(template, dtype=np.float32)
+    fill = np.float32(params.rigid.fill_min)
+    window, weight = _rigid_arrays(params.rigid, (h, w))
+    bs = params.batch_size
+    ny, nx = len(params.starts_y), len(params.starts_x)
+    rigid = np.empty((n, 2), np.float32)
+    pshifts = np.empty((n, ny, nx, 2), np.float32)
+    corrected = np.empty((n, h, w), np.float32) if apply else None
+    corr = np.empty((n,), np.float32) if apply else None
+    for a, b in iter_batches(n, bs):
+        batch = _pad(_read(movie, start + a, start + b), bs)
+        out = _pw.register_pw_batch(
+            batch,
+            tmpl,
+            fill,
+            window,
+            weight,
+            params.pwindow,
+            params.pweight,
+            params.wy,
+            params.wx,
+            apply=apply,
+            **params.kernel_kwargs(),
+        )
+        out = [np.asarray(o) for o in out]
+        k = b - a
+        rigid[a:b] = out[0][:k]
+        pshifts[a:b] = out[1][:k]
+        if apply:
+            corrected[a:b] = out[2][:k]
+            corr[a:b] = out[3][:k]
+        if on_batch is not None:
+            on_batch(k)
+    return rigid, pshifts, corrected, corr
+
+
+def apply_pw_shifts(
+    movie,
+    patch_shifts: np.ndarray,
+    params: PwParams,
+) -> np.ndarray:
+    """Move each frame by the dense field interpolated from its patch shifts."""
+    from . import pwrigid as _pw
+
+    n = len(movie)
+    h, w = movie.shape[1:]
+    bs = params.batch_size
+    ps = np.asarray(patch_shifts, dtype=np.float32)
+    out = np.empty((n, h, w), np.float32)
+    fill = np.float32(params.rigid.fill_min)
+    for a, b in iter_batches(n, bs):
+        batch = _pad(_read(movie, a, b), bs)
+        res = _pw.warp_batch(batch, _pad(ps[a:b], bs), fill, params.wy, params.wx, border=params.rigid.border)
+        out[a:b] = np.asarray(res)[: b - a]
+    return out

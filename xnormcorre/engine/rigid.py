@@ -55,17 +55,54 @@ def _hermitian_weights(w: int) -> jax.Array:
     return wts
 
 
-def _coarse_peak(cc: jax.Array, max_shifts: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
-    """Integer argmax of ``cc`` with shifts restricted to ``[-m, m]`` on each axis."""
+def _coarse_peak(
+    cc: jax.Array, radius: tuple[int, int], centre: tuple[jax.Array, jax.Array] | None = None
+) -> tuple[jax.Array, jax.Array]:
+    """Integer argmax of ``cc`` within ``centre ± radius`` (both ends included)."""
     h, w = cc.shape
-    my, mx = max_shifts
-    iy = jnp.arange(-my, my + 1) % h
-    ix = jnp.arange(-mx, mx + 1) % w
-    win = cc[iy][:, ix]
+    my, mx = radius
+    cy, cx = (0, 0) if centre is None else centre
+    oy = jnp.arange(-my, my + 1) + cy
+    ox = jnp.arange(-mx, mx + 1) + cx
+    win = cc[oy % h][:, ox % w]
     k = jnp.argmax(win)
-    dy = (k // (2 * mx + 1)) - my
-    dx = (k % (2 * mx + 1)) - mx
-    return dy.astype(jnp.float32), dx.astype(jnp.float32)
+    return oy[k // (2 * mx + 1)].astype(jnp.float32), ox[k % (2 * mx + 1)].astype(jnp.float32)
+
+
+def estimate_shift(
+    est_spec: jax.Array,
+    tmpl_spec: jax.Array,
+    weight: jax.Array,
+    shape: tuple[int, int],
+    *,
+    radius: tuple[int, int],
+    upsample_factor: int,
+    whiten: bool,
+    centre: tuple[jax.Array, jax.Array] | None = None,
+    bounds: tuple[jax.Array, jax.Array, jax.Array, jax.Array] | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """Displacement of an image (``est_spec``) relative to a template (``tmpl_spec``).
+
+    Both spectra are rfft2 half-planes of apodized, mean-subtracted images.  The peak
+    is searched at integer positions within ``centre ± radius``, refined on the
+    ``1/upsample_factor`` grid, and clipped to ``bounds = (lo_y, hi_y, lo_x, hi_x)``
+    (default ``±radius`` around ``centre``).
+    """
+    h, w = shape
+    p = est_spec * jnp.conj(tmpl_spec)
+    if whiten:
+        p = p / (jnp.abs(p) + 1e-12)
+    p = p * weight
+    cc = jnp.fft.irfft2(p, s=(h, w))
+    cy, cx = (jnp.int32(0), jnp.int32(0)) if centre is None else centre
+    dy, dx = _coarse_peak(cc, radius, (cy, cx))
+    if upsample_factor > 1:
+        dy, dx = _refine(p, dy, dx, upsample_factor, h, w)
+    if bounds is None:
+        bounds = (cy - radius[0], cy + radius[0], cx - radius[1], cx + radius[1])
+    dy = jnp.clip(dy, bounds[0], bounds[1])
+    dx = jnp.clip(dx, bounds[2], bounds[3])
+    return dy, dx
 
 
 def _refine(
@@ -187,16 +224,9 @@ def _register_one(
     h, w = frame.shape
     spec = jnp.fft.rfft2(frame)
     est_spec = jnp.fft.rfft2((frame - frame.mean()) * window)
-    p = est_spec * jnp.conj(tmpl_spec)
-    if whiten:
-        p = p / (jnp.abs(p) + 1e-12)
-    p = p * weight
-    cc = jnp.fft.irfft2(p, s=(h, w))
-    dy, dx = _coarse_peak(cc, max_shifts)
-    if upsample_factor > 1:
-        dy, dx = _refine(p, dy, dx, upsample_factor, h, w)
-        dy = jnp.clip(dy, -max_shifts[0], max_shifts[0])
-        dx = jnp.clip(dx, -max_shifts[1], max_shifts[1])
+    dy, dx = estimate_shift(
+        est_spec, tmpl_spec, weight, (h, w), radius=max_shifts, upsample_factor=upsample_factor, whiten=whiten
+    )
     shift = jnp.stack([dy, dx])
     if not apply:
         return shift

@@ -1,0 +1,211 @@
+"""Piecewise-rigid registration: accuracy against a known non-rigid field, labels, grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import xarray as xr
+from hypothesis import given
+from hypothesis import strategies as st
+
+import xnormcorre
+from xnormcorre import metrics
+from xnormcorre.testing import shift_rmse
+
+PW = {"max_shifts": (6, 6), "strides": (48, 48), "overlaps": (24, 24), "max_deviation_rigid": 3}
+
+
+def _true_patch_shifts(ds: xr.Dataset, res: xr.Dataset) -> np.ndarray:
+    """True field averaged over each patch: (time, patch_y, patch_x, axis)."""
+    f = ds.true_field.values
+    rows = []
+    for a, b in zip(res.patch_y_start.values, res.patch_y_stop.values, strict=True):
+        rows.append(
+            np.stack(
+                [
+                    f[:, a:b, c:d].mean((1, 2))
+                    for c, d in zip(res.patch_x_start.values, res.patch_x_stop.values, strict=True)
+                ],
+                axis=1,
+            )
+        )
+    return np.stack(rows, axis=1)
+
+
+@pytest.fixture(scope="module")
+def nonrigid():
+    ds = xnormcorre.datasets.synthetic_movie(200, (192, 192), 3, nonrigid=2.0, seed=0, as_dataset=True)
+    res = ds.movie.normcorre.pwrigid(upsample_factor_grid=4, **PW)
+    return ds, res
+
+
+def test_patch_rmse_on_nonrigid_movie(nonrigid):
+    ds, res = nonrigid
+    truth = _true_patch_shifts(ds, res)
+    d = res.shifts.values - truth
+    d -= np.median(d.reshape(-1, 2), axis=0)  # the estimated template's constant offset
+    rmse = float(np.sqrt((d**2).sum(-1).mean()))
+    assert rmse <= 0.2, rmse
+    # pw-rigid is crisper than rigid on a non-rigid movie
+    rig = ds.movie.normcorre.rigid(max_shifts=6)
+    assert metrics.crispness(res.corrected, crop=10) > metrics.crispness(rig.corrected, crop=10)
+
+
+def test_snippet_labels(nonrigid):
+    ds, res = nonrigid
+    assert res.shifts.dims == ("time", "patch_y", "patch_x", "axis")
+    assert res.rigid_shifts.dims == ("time", "axis")
+    assert res.corrected.dims == ("time", "y", "x") and res.template.dims == ("y", "x")
+    np.testing.assert_allclose(res.patch_y.values, [35.5, 83.5, 131.5, 155.5])
+    sel = res.shifts.sel(patch_y=80, patch_x=150, method="nearest")
+    np.testing.assert_array_equal(sel.values, res.shifts.values[:, 1, 3])
+    for name in (
+        "shifts",
+        "rigid_shifts",
+        "corrected",
+        "template",
+        "correlation",
+        "patch_y",
+        "patch_y_start",
+    ):
+        assert {"long_name", "units"} <= set(res[name].attrs), name
+    assert res.attrs["method"] == "pwrigid" and res.attrs["strides"] == [48, 48]
+    assert np.isfinite(res.corrected.values).all()
+    # rigid shifts track the frame-averaged true displacement (rigid walk + mean of the field)
+    assert shift_rmse(res.rigid_shifts, ds.true_field.mean(("y", "x"))) < 0.3
+
+
+def test_uniform_motion_gives_rigid_patch_shifts():
+    movie = xnormcorre.datasets.synthetic_movie(40, (128, 128), 4, seed=11, photons=10)
+    res = movie.normcorre.pwrigid(max_shifts=6, strides=(48, 48), overlaps=(24, 24), max_deviation_rigid=2)
+    dev = res.shifts - res.rigid_shifts
+    assert float(np.sqrt((dev**2).sum("axis").mean())) < 0.1
+    truth = np.stack([movie.true_shift_y, movie.true_shift_x], 1)[:, None, None, :]
+    d = res.shifts.values - truth
+    d -= np.median(d.reshape(-1, 2), 0)
+    assert float(np.sqrt((d**2).sum(-1).mean())) < 0.1
+
+
+def test_static_clean_movie_comes_back_unchanged():
+    """No seams, no drift: a static scene is returned (almost) bit for bit."""
+    ds = xnormcorre.datasets.synthetic_movie(12, (96, 96), 0, motion="none", seed=4, n_neurons=0, as_dataset=True)
+    clean = ds.clean
+    kw = {"max_shifts": 4, "strides": (32, 32), "overlaps": (16, 16), "max_deviation_rigid": 2}
+    res = clean.normcorre.pwrigid(**kw)
+    rng = float(clean.max() - clean.min())
+    assert float(np.abs(res.shifts).max()) < 0.02
+    assert float(np.abs(res.corrected - clean).max()) < 0.005 * rng
+    # with calcium activity (frames differ, the scene does not move) the change stays small
+    active = xnormcorre.datasets.synthetic_movie(12, (96, 96), 0, motion="none", seed=4, as_dataset=True).clean
+    res = active.normcorre.pwrigid(**kw)
+    assert float(np.abs(res.shifts).max()) < 0.06
+    assert float(np.abs(res.corrected - active).max()) < 0.02 * float(active.max() - active.min())
+
+
+def test_accessor_function_netcdf_dask(tmp_path):
+    movie = xnormcorre.datasets.synthetic_movie(20, (80, 96), 2, seed=1)
+    kw = {
+        "max_shifts": 4,
+        "strides": (32, 40),
+        "overlaps": (16, 16),
+        "max_deviation_rigid": 2,
+        "batch_size": 8,
+    }
+    res = movie.normcorre.pwrigid(**kw)
+    xr.testing.assert_identical(res, xnormcorre.pwrigid(movie, **kw))
+    lazy = xnormcorre.pwrigid(movie.chunk({"time": 6}), **kw)
+    assert lazy.corrected.chunks is not None
+    xr.testing.assert_identical(lazy.compute(), res)
+    path = tmp_path / "pw.nc"
+    res.to_netcdf(path)
+    with xr.open_dataset(path) as back:
+        xr.testing.assert_identical(back.load(), res)
+    again = xnormcorre.pwrigid(movie, **xnormcorre.parameters_from_attrs(res.attrs))
+    xr.testing.assert_identical(again, res)
+
+
+def test_jnormcorre_patch_bounds_match_shift_order():
+    movie = xnormcorre.datasets.synthetic_movie(4, (96, 80), 1, seed=2)
+    res = movie.normcorre.pwrigid(max_shifts=3, strides=(40, 32), overlaps=(16, 16), max_deviation_rigid=1)
+    start, end = xnormcorre.get_patch_start_and_end_coords(96, 80, 40, 32, 16, 16)
+    flat = res.shifts.stack(patch=("patch_y", "patch_x"))
+    assert flat.sizes["patch"] == len(start)
+    ys = flat.patch_y_start.values if "patch_y_start" in flat.coords else None
+    centres_y = (start[:, 0] + end[:, 0] - 1) / 2
+    centres_x = (start[:, 1] + end[:, 1] - 1) / 2
+    np.testing.assert_allclose(flat.patch_y.values, centres_y)
+    np.testing.assert_allclose(flat.patch_x.values, centres_x)
+    assert ys is None or np.array_equal(ys, start[:, 0])
+
+
+@given(
+    n=st.integers(20, 300),
+    stride=st.integers(1, 80),
+    overlap=st.integers(0, 79),
+)
+def test_patch_grid_covers_frame(n, stride, overlap):
+    if overlap >= stride or stride + overlap > n:
+        with pytest.raises(ValueError, match="overlaps|larger than the frame"):
+            xnormcorre.patch_grid((n, n), stride, overlap)
+        return
+    g = xnormcorre.patch_grid((n, n), stride, overlap)
+    starts, stops = g.patch_y_start.values, g.patch_y_stop.values
+    assert starts[0] == 0 and stops[-1] == n
+    assert np.all(stops - starts == stride + overlap)
+    assert np.all(np.diff(starts) > 0) and np.all(np.diff(starts) <= stride)
+    np.testing.assert_allclose(g.patch_y.values, starts + (stride + overlap - 1) / 2)
+
+
+@given(
+    case=st.sampled_from(
+        [((64, 64), (24, 24), (12, 12)), ((72, 56), (32, 20), (16, 10)), ((65, 77), (40, 40), (8, 8))]
+    ),
+    seed=st.integers(0, 100),
+)
+def test_pwrigid_any_frame_size(case, seed):
+    """Non-square, odd sizes, edge patches that do not fit the grid: all frames corrected."""
+    shape, strides, overlaps = case
+    movie = xnormcorre.datasets.synthetic_movie(4, shape, 1.5, seed=seed, motion="jitter")
+    res = xnormcorre.pwrigid(
+        movie, max_shifts=3, strides=strides, overlaps=overlaps, max_deviation_rigid=1, batch_size=4
+    )
+    assert res.corrected.shape == movie.shape
+    assert np.isfinite(res.corrected.values).all()
+    assert float(np.abs(res.shifts - res.rigid_shifts).max()) <= 1.0 + 1e-5
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"strides": (40, 40), "overlaps": (40, 10)}, "overlaps"),
+        ({"strides": (64, 64), "overlaps": (8, 8)}, "larger than the frame"),
+        ({"strides": 0, "overlaps": 0}, "strides"),
+        ({"max_deviation_rigid": -1}, "max_deviation_rigid"),
+        (
+            {"strides": (16, 16), "overlaps": (8, 8), "max_shifts": 6, "max_deviation_rigid": 6},
+            "half the patch",
+        ),
+        ({"upsample_factor_grid": 0}, "upsample_factor_grid"),
+        ({"niter_els": -1}, "niter_els"),
+    ],
+)
+def test_bad_pw_parameters(kw, match):
+    movie = np.ones((3, 64, 64), np.float32)
+    base = {"max_shifts": 3, "strides": (24, 24), "overlaps": (8, 8)}
+    with pytest.raises(ValueError, match=match):
+        xnormcorre.pwrigid(movie, **{**base, **kw})
+
+
+@pytest.mark.slow
+def test_real_movie_pw_at_least_as_crisp_as_rigid(neurofinder_path):
+    movie = xr.DataArray(tifffile.imread(neurofinder_path), dims=("time", "y", "x"))
+    rig = movie.normcorre.rigid(max_shifts=(10, 10))
+    pw = movie.normcorre.pwrigid(
+        max_shifts=(10, 10), strides=(48, 48), overlaps=(24, 24), max_deviation_rigid=3
+    )
+    c_raw = metrics.crispness(movie, crop=14)
+    c_rig = metrics.crispness(rig.corrected, crop=14)
+    c_pw = metrics.crispness(pw.corrected, crop=14)
+    assert c_rig >= c_raw
+    assert c_pw >= c_rig, (c_raw, c_rig, c_pw)
