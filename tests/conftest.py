@@ -66,3 +66,15 @@ def true_shifts():
 def _doctest_namespace(doctest_namespace):
     doctest_namespace["np"] = np
     doctest_namespace["xnormcorre"] = xnormcorre
+
+
+@pytest.fixture(scope="session")
+def synthetic_tiff(tmp_path_factory):
+    """A 60 x 64 x 64 uint16 synthetic movie written as a multi-page TIFF: ``(path, array)``."""
+    import tifffile
+
+    movie = xnormcorre.datasets.synthetic_movie(n_frames=60, shape=(64, 64), max_shift=3, seed=5)
+    arr = np.clip(np.rint(movie.values), 0, 65535).astype(np.uint16)
+    path = tmp_path_factory.mktemp("synthetic_tiff") / "movie.tif"
+    tifffile.imwrite(path, arr)
+    return path, arr

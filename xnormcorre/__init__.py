@@ -8,7 +8,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import accessor, datasets, metrics, plot  # noqa: F401  (registers the .normcorre accessors)
 from .conventions import parameters_from_attrs
-from .core import estimate_template, get_patch_start_and_end_coords, patch_grid, pwrigid, rigid
+from .core import apply_shifts, estimate_template, get_patch_start_and_end_coords, patch_grid, pwrigid, rigid
+from .io import open_movie, to_hdf5, to_tiff
 
 try:
     __version__ = version("xnormcorre")
@@ -17,13 +18,17 @@ except PackageNotFoundError:  # pragma: no cover
 
 __all__ = [
     "__version__",
+    "apply_shifts",
     "datasets",
     "estimate_template",
     "get_patch_start_and_end_coords",
     "metrics",
+    "open_movie",
     "parameters_from_attrs",
     "patch_grid",
     "plot",
     "pwrigid",
     "rigid",
+    "to_hdf5",
+    "to_tiff",
 ]

@@ -48,6 +48,19 @@ class NormCorreAccessor:
         """
         return core.pwrigid(self._obj, **kwargs)
 
+    def apply_shifts(self, shifts, **kwargs) -> xr.DataArray:
+        """Re-apply known shifts; see :func:`xnormcorre.apply_shifts` for the parameters.
+
+        Examples
+        --------
+        >>> import xnormcorre
+        >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=10, shape=(64, 64), max_shift=2)
+        >>> res = movie.normcorre.rigid(max_shifts=4)
+        >>> bool((movie.normcorre.apply_shifts(res) == res.corrected).all())
+        True
+        """
+        return core.apply_shifts(self._obj, shifts, **kwargs)
+
     def template(self, **kwargs) -> xr.DataArray:
         """Estimate a template; see :func:`xnormcorre.estimate_template`."""
         return core.estimate_template(self._obj, **kwargs)

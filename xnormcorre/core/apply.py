@@ -1,0 +1,251 @@
+"""Labeled application of known shifts: ``xnormcorre.apply_shifts`` (xarray in, xarray out).
+
+Re-applies shifts that were estimated before (e.g. saved with
+``res.drop_vars("corrected").to_netcdf("shifts.nc")``) to the same movie, or to
+another channel recorded with it.  The numbers come from the engine's single
+implementation (:func:`xnormcorre.engine.api.apply_shifts`), which is also what
+:func:`xnormcorre.rigid` runs, so the result equals ``rigid(...).corrected`` bit for
+bit for the same shifts, ``border`` and ``min_mov``.
+
+Kinds of shifts are dispatched on their dims: ``(time, axis)`` is rigid;
+``(time, patch_y, patch_x, axis)`` is piecewise rigid (not implemented yet).  A new
+kind is added by writing ``_apply_<kind>`` and registering it in ``_APPLIERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .. import conventions as cv
+from ..engine import api as eng
+from .rigid import resolve_min_mov
+
+__all__ = ["apply_shifts"]
+
+_PATCH_DIMS = ("patch_y", "patch_x")
+_RIGID_DIMS = (cv.DIM_TIME, cv.DIM_AXIS)
+
+
+# --------------------------------------------------------------------------- shifts input
+def _shift_kind(da: xr.DataArray) -> str:
+    dims = set(da.dims)
+    if set(_PATCH_DIMS) <= dims:
+        return "pwrigid"
+    if dims == set(_RIGID_DIMS):
+        return "rigid"
+    raise ValueError(
+        f"shifts must have dims {_RIGID_DIMS} (rigid) or (time, patch_y, patch_x, axis) "
+        f"(piecewise rigid), got {da.dims}"
+    )
+
+
+def _as_shifts(shifts: Any) -> tuple[str, xr.DataArray, dict]:
+    """``(kind, shifts DataArray, attrs of the run that made them)``."""
+    if isinstance(shifts, xr.Dataset):
+        attrs = dict(shifts.attrs)
+        pw = [k for k, v in shifts.data_vars.items() if set(_PATCH_DIMS) <= set(v.dims)]
+        if pw:
+            return "pwrigid", shifts[pw[0]], attrs
+        if "shifts" not in shifts.data_vars:
+            raise ValueError(
+                "shifts is a Dataset without a 'shifts' variable (variables: "
+                f"{sorted(map(str, shifts.data_vars))}); pass a result of xnormcorre.rigid or its shifts"
+            )
+        shifts = shifts["shifts"]
+    else:
+        attrs = {}
+    if isinstance(shifts, xr.DataArray):
+        return _shift_kind(shifts), shifts, attrs
+    if not hasattr(shifts, "shape"):
+        shifts = np.asarray(shifts)
+    if len(shifts.shape) == 2 and shifts.shape[1] == 2:
+        da = xr.DataArray(shifts, dims=_RIGID_DIMS, coords={cv.DIM_AXIS: ["y", "x"]})
+        return "rigid", da, attrs
+    raise ValueError(
+        "shifts must be a (time, axis) DataArray, an xnormcorre result Dataset, or an array "
+        f"of shape (n_frames, 2) [(y, x) per frame], got shape {tuple(shifts.shape)}"
+    )
+
+
+def _match_time(shifts: xr.DataArray, movie: xr.DataArray) -> xr.DataArray:
+    """Shifts in the movie's frame order: same length, or selected by ``time`` label."""
+    n = movie.sizes[cv.DIM_TIME]
+    both_labeled = cv.DIM_TIME in shifts.coords and cv.DIM_TIME in movie.coords
+    if both_labeled and not np.array_equal(shifts[cv.DIM_TIME].values, movie[cv.DIM_TIME].values):
+        try:
+            return shifts.sel({cv.DIM_TIME: movie[cv.DIM_TIME].values})
+        except KeyError:
+            raise ValueError(
+                "the time coordinates of shifts and movie differ and the movie's times are not all "
+                f"in the shifts' (movie: {n} frames, shifts: {shifts.sizes[cv.DIM_TIME]}); "
+                "use shifts.assign_coords(time=movie.time) if they belong to the same frames"
+            ) from None
+    if shifts.sizes[cv.DIM_TIME] != n:
+        raise ValueError(
+            f"shifts has {shifts.sizes[cv.DIM_TIME]} frames but the movie has {n}; select the same frames"
+        )
+    if both_labeled:
+        return shifts
+    return shifts.drop_vars(cv.DIM_TIME, errors="ignore")
+
+
+def _check_values(shifts: np.ndarray, frame: tuple[int, int]) -> None:
+    if not np.isfinite(shifts).all():
+        raise ValueError("shifts contain NaN or Inf values")
+    half = np.array(frame, dtype=np.float64) / 2
+    big = np.abs(shifts) >= half
+    if big.any():
+        t = int(np.flatnonzero(big.any(axis=1))[0])
+        raise ValueError(
+            f"shifts must be smaller than half the frame {frame} along each axis; frame {t} has {shifts[t].tolist()}"
+        )
+
+
+# --------------------------------------------------------------------------- appliers
+def _corrected_attrs(movie: xr.DataArray, border: str) -> dict:
+    return {
+        "long_name": "motion-corrected movie",
+        "units": movie.attrs.get("units", "a.u."),
+        "comment": "frame moved by -shifts (Fourier phase ramp); border: " + border,
+    }
+
+
+def _rigid_block(block: np.ndarray, shifts: np.ndarray, *, border: str, fill_min: float, batch_size: int):
+    """apply_ufunc kernel: one time-chunk ``(T, H, W)`` and its shifts ``(T, 2)`` -> corrected."""
+    if block.shape[0] == 0:  # dask meta probing
+        return np.empty(block.shape, np.float32)
+    return eng.apply_shifts(block, shifts, border=border, fill_min=fill_min, batch_size=batch_size)
+
+
+def _apply_rigid(
+    movie: xr.DataArray,
+    shifts: xr.DataArray,
+    *,
+    border: str,
+    min_mov: float | None,
+    batch_size: int | None,
+    attrs: dict,
+) -> xr.DataArray:
+    if cv.DIM_AXIS in shifts.coords:
+        try:
+            shifts = shifts.sel({cv.DIM_AXIS: ["y", "x"]})
+        except KeyError:
+            raise ValueError(
+                f"the axis coordinate of shifts must hold 'y' and 'x', got {shifts[cv.DIM_AXIS].values.tolist()}"
+            ) from None
+    elif shifts.sizes[cv.DIM_AXIS] != 2:
+        raise ValueError(f"shifts must have 2 components (y, x) along axis, got {shifts.sizes[cv.DIM_AXIS]}")
+    shifts = _match_time(shifts.transpose(*_RIGID_DIMS), movie)
+    n, h, w = movie.shape
+    if shifts.chunks is None:
+        shifts = shifts.astype(np.float32).load()
+        _check_values(shifts.values, (h, w))
+    fill = 0.0
+    if border == "min":
+        if min_mov is None and "min_mov" in attrs:
+            min_mov = attrs["min_mov"]
+        fill = resolve_min_mov(movie, min_mov)
+        if not np.isfinite(fill):
+            raise ValueError(f"min_mov must be finite, got {fill!r}")
+    if batch_size is None and isinstance(attrs.get("batch_size"), (int, np.integer)):
+        batch_size = int(attrs["batch_size"])  # the run's batching, for identical bits
+    bs = batch_size or eng.default_batch_size((h, w), n)
+    data = movie.variable
+    sh = shifts.variable.astype(np.float32)
+    if movie.chunks is not None:
+        data = data.chunk({cv.DIM_Y: -1, cv.DIM_X: -1})
+        sh = sh.chunk({cv.DIM_TIME: movie.chunks[0], cv.DIM_AXIS: -1})
+    elif sh.chunks is not None:
+        data = data.chunk({cv.DIM_TIME: sh.chunks[0]})
+        sh = sh.chunk({cv.DIM_AXIS: -1})
+    out = xr.apply_ufunc(
+        _rigid_block,
+        data,
+        sh,
+        input_core_dims=[[cv.DIM_Y, cv.DIM_X], [cv.DIM_AXIS]],
+        output_core_dims=[[cv.DIM_Y, cv.DIM_X]],
+        kwargs={"border": border, "fill_min": float(fill), "batch_size": int(bs)},
+        dask="parallelized",
+        output_dtypes=[np.float32],
+    )
+    return xr.DataArray(out, coords=movie.coords, name="corrected", attrs=_corrected_attrs(movie, border))
+
+
+def _apply_pwrigid(movie: xr.DataArray, shifts: xr.DataArray, **_: Any) -> xr.DataArray:
+    raise NotImplementedError(
+        f"applying piecewise-rigid shifts (dims {shifts.dims}) is not implemented yet; "
+        "only rigid shifts (time, axis) can be re-applied for now"
+    )
+
+
+#: Appliers by kind of shifts (see ``_shift_kind``); each takes
+#: ``(movie, shifts, *, border, min_mov, batch_size, attrs)`` and returns the corrected DataArray.
+_APPLIERS: dict[str, Callable[..., xr.DataArray]] = {"rigid": _apply_rigid, "pwrigid": _apply_pwrigid}
+
+
+def apply_shifts(
+    movie: xr.DataArray | np.ndarray,
+    shifts: xr.DataArray | xr.Dataset | np.ndarray,
+    *,
+    border: str = "copy",
+    min_mov: float | None = None,
+    batch_size: int | None = None,
+) -> xr.DataArray:
+    """Move every frame of ``movie`` by ``-shifts`` (re-apply known motion), lazily on dask input.
+
+    **Sign convention:** ``shifts`` is the displacement of each frame's content
+    relative to the template (what :func:`xnormcorre.rigid` returns); the corrected
+    frame is the frame moved by ``-shift``, with a Fourier phase ramp, and pixels that
+    came from outside the field of view filled per ``border`` (never wrapped).
+
+    Parameters
+    ----------
+    movie : xarray.DataArray or array-like, (time, y, x)
+        Movie of any integer or float dtype; a dask-backed one gives a dask-backed
+        result computed chunk by chunk (``.isel(time=...)`` computes only those
+        chunks).
+    shifts : xarray.DataArray, xarray.Dataset or array
+        Rigid shifts ``(time, axis)`` with ``axis = ["y", "x"]`` in pixels, a result
+        Dataset of :func:`xnormcorre.rigid` (its ``shifts`` are used, e.g. read back
+        with ``xr.open_dataset("shifts.nc")``), or an ``(n_frames, 2)`` array.
+        When both carry ``time`` coordinates and they differ, the shifts of the
+        movie's times are selected.  Piecewise-rigid shifts
+        ``(time, patch_y, patch_x, axis)`` raise ``NotImplementedError`` for now.
+    border : {"copy", "nan", "zero", "min"}
+        Fill of pixels that moved in from outside the frame (as in :func:`rigid`).
+    min_mov : float, optional
+        Fill value of ``border="min"``; default: the result's ``min_mov`` attribute
+        when ``shifts`` is a result Dataset, else the minimum of the first 400 frames.
+    batch_size : int, optional
+        Frames per JAX batch; default: the result's ``batch_size`` attribute when
+        ``shifts`` is a result Dataset, else as in :func:`rigid`.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``corrected (time, y, x)`` float32 with the movie's coordinates; equal bit
+        for bit to ``rigid(movie, ...).corrected`` for the same shifts, ``border``
+        and ``min_mov``.
+
+    Examples
+    --------
+    >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=20, shape=(64, 64), max_shift=2, seed=0)
+    >>> res = xnormcorre.rigid(movie, max_shifts=4)
+    >>> again = xnormcorre.apply_shifts(movie, res)
+    >>> bool((again == res.corrected).all())
+    True
+    >>> lazy = xnormcorre.apply_shifts(movie.chunk({"time": 8}), res.shifts)
+    >>> lazy.chunks[0], bool((lazy.values == res.corrected.values).all())
+    ((8, 8, 4), True)
+    """
+    movie = cv.as_movie(movie)
+    border = cv.check_border(border)
+    batch_size = cv.integer(batch_size, "batch_size", allow_none=True)
+    if min_mov is not None and not np.isfinite(min_mov):
+        raise ValueError(f"min_mov must be finite, got {min_mov!r}")
+    kind, sh, attrs = _as_shifts(shifts)
+    return _APPLIERS[kind](movie, sh, border=border, min_mov=min_mov, batch_size=batch_size, attrs=attrs)

@@ -1,0 +1,142 @@
+"""Lazy movie I/O: TIFF and HDF5 xarray backends, :func:`open_movie`, streamed writers.
+
+``xr.open_dataset(path, engine="xnormcorre_tiff" | "xnormcorre_hdf5", chunks={"time": N})``
+opens a movie without reading pixels; :func:`open_movie` picks the engine from the
+file's magic bytes and returns the ``movie`` DataArray, dask-backed in time chunks;
+:func:`to_tiff` and :func:`to_hdf5` write a (lazy) movie chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import xarray as xr
+
+from . import _common as cm
+from ._common import default_time_chunk
+from .hdf5 import H5BackendEntrypoint
+from .tiff import TiffBackendEntrypoint, expand_tiff_paths
+from .writers import to_hdf5, to_tiff
+
+__all__ = [
+    "H5BackendEntrypoint",
+    "TiffBackendEntrypoint",
+    "default_time_chunk",
+    "open_movie",
+    "to_hdf5",
+    "to_tiff",
+]
+
+
+def _engine_for(path_or_paths: Any) -> tuple[type, Any]:
+    """(backend class, what to pass it) chosen from the file's magic bytes."""
+    if isinstance(path_or_paths, (str, os.PathLike)):
+        text = os.path.expanduser(os.fspath(path_or_paths))
+        if not os.path.exists(text) and any(c in text for c in "*?["):
+            return TiffBackendEntrypoint, expand_tiff_paths(text)
+        path = cm.check_file(text, "movie")
+        head = cm.read_magic(path, 8)
+        if cm.is_tiff_magic(head):
+            return TiffBackendEntrypoint, str(path)
+        if cm.hdf5_magic_at(path):
+            return H5BackendEntrypoint, str(path)
+        raise ValueError(
+            f"{str(path)!r} is neither a TIFF nor an HDF5 file (it starts with {head!r}); "
+            "xnormcorre opens TIFF stacks and 3-D HDF5 datasets"
+        )
+    if isinstance(path_or_paths, Sequence) and not isinstance(path_or_paths, (bytes, bytearray)):
+        paths = expand_tiff_paths(path_or_paths)
+        for p in paths:
+            head = cm.read_magic(cm.check_file(p, "TIFF"), 4)
+            if not cm.is_tiff_magic(head):
+                raise ValueError(
+                    f"{p!r} is not a TIFF file (it starts with {head!r}); only TIFF files can be opened "
+                    "as one movie from a list (open HDF5 files one by one and use xr.concat)"
+                )
+        return TiffBackendEntrypoint, paths
+    raise TypeError(
+        "path_or_paths must be a path, a glob pattern or a list of TIFF paths, "
+        f"got {type(path_or_paths).__name__}"
+    )
+
+
+def open_movie(
+    path_or_paths: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    chunks: int | str | Mapping[str, Any] | None = None,
+    fps: float | None = None,
+    dataset: str | None = None,
+    series: int | None = None,
+) -> xr.DataArray:
+    """Open a TIFF or HDF5 movie lazily as a dask-backed ``(time, y, x)`` DataArray.
+
+    The engine (``xnormcorre_tiff`` or ``xnormcorre_hdf5``) is picked from the file's
+    magic bytes, not its name.  No pixel is read: correction, slicing and writing then
+    read only the chunks they need, so movies larger than memory work.
+
+    Parameters
+    ----------
+    path_or_paths : str, path, glob pattern or list of paths
+        A multi-page TIFF, an HDF5 file, or several TIFF files (list, or a glob such
+        as ``"session1/*.tif"``, sorted naturally) opened as one movie along time.
+    chunks : int, "auto" or dict, optional
+        Dask chunks, as in :func:`xarray.open_dataset`.  Default: whole frames, in time
+        chunks of about 2**24 pixels (64 MiB as float32; 256 frames of 256×256), a
+        multiple of the HDF5 chunk length.  ``y`` and ``x`` not named in a dict
+        stay whole (registration needs whole frames).  For a NumPy-backed lazy
+        array use ``xr.open_dataarray(path, engine="xnormcorre_tiff")`` instead.
+    fps : float, optional
+        Frame rate (Hz): ``time`` is then in seconds and a ``frame`` coordinate
+        keeps the index; otherwise ``time`` is the frame index.
+    dataset : str, optional
+        HDF5 only: the dataset holding the movie (default: the only 3-D one).
+    series : int, optional
+        TIFF only: the tifffile series (default: the first; a plain TIFF whose pages
+        have different shapes raises ``ValueError``).
+
+    Returns
+    -------
+    xarray.DataArray
+        ``movie (time, y, x)`` in the file's dtype, with ``time``, ``y``, ``x``
+        coordinates (``long_name``/``units``) and ``encoding["source"]``.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError
+        Missing file (or a glob matching nothing); a directory.
+    ValueError
+        Empty, corrupt or unsupported file, pages or files of different frame
+        shapes, a missing or non-3-D HDF5 dataset, a parameter for the other format.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, tifffile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.tif"
+    >>> tifffile.imwrite(p, np.zeros((50, 32, 32), np.uint16))
+    >>> movie = xnormcorre.open_movie(p, chunks={"time": 20})
+    >>> movie.name, movie.dims, movie.chunks[0]
+    ('movie', ('time', 'y', 'x'), (20, 20, 10))
+    >>> movie.close()
+    """
+    engine, target = _engine_for(path_or_paths)
+    kwargs: dict[str, Any] = {"fps": fps}
+    if engine is TiffBackendEntrypoint:
+        if dataset is not None:
+            raise ValueError(f"dataset={dataset!r} applies to HDF5 files only; this is a TIFF movie")
+        kwargs["series"] = series
+    else:
+        if series is not None:
+            raise ValueError(f"series={series!r} applies to TIFF files only; this is an HDF5 file")
+        kwargs["dataset"] = dataset
+    if chunks is None:
+        opened = xr.open_dataarray(target, engine=engine, cache=False, **kwargs)
+        preferred = opened.encoding.get("preferred_chunks", {}).get("time", 1)
+        tc = default_time_chunk(opened.shape, preferred)
+        movie = opened.chunk({"time": tc, "y": -1, "x": -1})
+        movie.set_close(opened.close)
+        return movie
+    if isinstance(chunks, Mapping):
+        chunks = {"y": -1, "x": -1, **chunks}
+    return xr.open_dataarray(target, engine=engine, chunks=chunks, **kwargs)

@@ -1,0 +1,211 @@
+"""Helpers shared by the TIFF and HDF5 backends: paths, magic bytes, keys, coordinates."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..conventions import MOVIE_DIMS
+
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+TIFF_EXTENSIONS = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".lsm", ".stk")
+HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf", ".he5", ".mat")
+NETCDF_EXTENSIONS = (".nc", ".nc4", ".cdf", ".netcdf")
+
+MOVIE_NAME = "movie"
+
+#: Target number of pixels per default time chunk (64 MiB as float32).
+_CHUNK_PIXELS = 2**24
+
+
+def default_time_chunk(shape: tuple[int, int, int], preferred: int = 1) -> int:
+    """Frames per default dask chunk: a power of two near 2**24 pixels, a multiple of ``preferred``.
+
+    Examples
+    --------
+    >>> default_time_chunk((10_000, 512, 512))
+    64
+    >>> default_time_chunk((10_000, 512, 512), preferred=100)
+    100
+    >>> default_time_chunk((20, 128, 128))
+    20
+    """
+    n, h, w = shape
+    frames = max(1, _CHUNK_PIXELS // max(1, h * w))
+    frames = 1 << (frames.bit_length() - 1)
+    preferred = max(1, int(preferred))
+    if preferred > 1:
+        frames = max(preferred, frames // preferred * preferred)
+    return max(1, min(frames, n))
+
+
+def read_magic(path: str | os.PathLike, n: int = 8) -> bytes:
+    """First ``n`` bytes of a file (b"" when it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def hdf5_magic_at(path: str | os.PathLike) -> bool:
+    """True if the HDF5 signature is at offset 0, 512, 1024, ... (user block) of the file."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            offset = 0
+            while offset + 8 <= size:
+                f.seek(offset)
+                if f.read(8) == HDF5_MAGIC:
+                    return True
+                offset = 512 if offset == 0 else 2 * offset
+    except OSError:
+        return False
+    return False
+
+
+def is_tiff_magic(head: bytes) -> bool:
+    """True if ``head`` starts with a TIFF or BigTIFF header."""
+    return head[:4] in TIFF_MAGIC
+
+
+def as_path_or_none(obj: Any) -> str | None:
+    """``obj`` as a path string if it is one, else None (file objects, lists, stores)."""
+    if isinstance(obj, (str, os.PathLike)):
+        return os.fspath(obj)
+    return None
+
+
+def check_file(path: str | os.PathLike, what: str) -> Path:
+    """Raise a clear error unless ``path`` is an existing, non-empty regular file."""
+    p = Path(os.fspath(path)).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"{what} file not found: {str(p)!r}")
+    if p.is_dir():
+        raise IsADirectoryError(
+            f"{str(p)!r} is a directory, not a {what} file; to open its TIFF files as one movie, "
+            f"pass a glob such as {os.path.join(str(p), '*.tif')!r} or a list of files"
+        )
+    if p.stat().st_size == 0:
+        raise ValueError(f"{what} file {str(p)!r} is empty (0 bytes)")
+    return p
+
+
+def check_fps(fps: Any) -> float | None:
+    """Validate the frame rate: None or a positive, finite number (Hz)."""
+    if fps is None:
+        return None
+    if isinstance(fps, (bool, np.bool_)) or not isinstance(fps, numbers.Real):
+        raise TypeError(f"fps must be a positive number (frames per second) or None, got {fps!r}")
+    if not math.isfinite(float(fps)) or fps <= 0:
+        raise ValueError(f"fps must be a positive, finite number (frames per second), got {fps!r}")
+    return float(fps)
+
+
+def drop_names(drop_variables: str | Iterable[str] | None) -> set[str]:
+    """``drop_variables`` as a set of names."""
+    if drop_variables is None:
+        return set()
+    if isinstance(drop_variables, str):
+        return {drop_variables}
+    return set(drop_variables)
+
+
+# --------------------------------------------------------------------------- raw keys
+def frame_indices(key: int | slice | np.ndarray, n: int) -> tuple[np.ndarray, bool]:
+    """Frame numbers selected along time by one raw key, and whether time is dropped.
+
+    Examples
+    --------
+    >>> frame_indices(slice(2, 8, 3), 10)
+    (array([2, 5]), False)
+    >>> frame_indices(4, 10)
+    (array([4]), True)
+    """
+    if isinstance(key, (int, np.integer)):
+        i = int(key)
+        return np.array([i + n if i < 0 else i], dtype=np.int64), True
+    if isinstance(key, slice):
+        return np.arange(*key.indices(n), dtype=np.int64), False
+    arr = np.asarray(key, dtype=np.int64).ravel()
+    return np.where(arr < 0, arr + n, arr), False
+
+
+def index_frames(frames: np.ndarray, ky: Any, kx: Any, squeeze_time: bool) -> np.ndarray:
+    """Apply the ``y``/``x`` parts of a raw key to frames ``(n, H, W)`` read whole."""
+    out = frames[:, ky]
+    out = out[:, kx] if isinstance(ky, (int, np.integer)) else out[:, :, kx]
+    return out[0] if squeeze_time else out
+
+
+def runs(indices: np.ndarray) -> list[tuple[int, int]]:
+    """Split sorted frame numbers into ``(start, stop)`` runs of consecutive frames.
+
+    Examples
+    --------
+    >>> runs(np.array([0, 1, 2, 7, 9, 10]))
+    [(0, 3), (7, 8), (9, 11)]
+    """
+    if indices.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [indices.size]])
+    return [(int(indices[a]), int(indices[b - 1]) + 1) for a, b in zip(starts, stops, strict=True)]
+
+
+# --------------------------------------------------------------------------- dataset
+def movie_dataset(
+    data: Any,
+    shape: tuple[int, int, int],
+    *,
+    fps: float | None,
+    attrs: Mapping[str, Any],
+    encoding: Mapping[str, Any],
+    drop_variables: set[str],
+) -> xr.Dataset:
+    """Dataset with one ``(time, y, x)`` variable ``"movie"`` and labeled coordinates.
+
+    ``time`` is the frame index (int64, units "1"), or seconds (float64, units "s")
+    when ``fps`` is given, in which case a ``frame`` coordinate keeps the index.
+    """
+    n, h, w = shape
+    frame = np.arange(n, dtype=np.int64)
+    coords: dict[str, Any] = {}
+    if fps is None:
+        coords["time"] = ("time", frame, {"long_name": "frame index", "units": "1", "axis": "T"})
+    else:
+        coords["time"] = (
+            "time",
+            frame / fps,
+            {"standard_name": "time", "long_name": "time", "units": "s", "axis": "T"},
+        )
+        coords["frame"] = ("time", frame, {"long_name": "frame index", "units": "1"})
+    coords["y"] = (
+        "y",
+        np.arange(h, dtype=np.int64),
+        {"long_name": "pixel row", "units": "pixel", "axis": "Y"},
+    )
+    coords["x"] = (
+        "x",
+        np.arange(w, dtype=np.int64),
+        {"long_name": "pixel column", "units": "pixel", "axis": "X"},
+    )
+    coords = {k: v for k, v in coords.items() if k not in drop_variables}
+    data_vars = {}
+    if MOVIE_NAME not in drop_variables:
+        var = xr.Variable(MOVIE_DIMS, data, attrs=dict(attrs))
+        var.encoding = dict(encoding)
+        data_vars[MOVIE_NAME] = var
+    ds = xr.Dataset(data_vars, coords=coords)
+    if fps is not None:
+        ds.attrs["fps"] = fps
+    return ds
