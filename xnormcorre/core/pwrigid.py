@@ -10,6 +10,7 @@ import xarray as xr
 from .. import conventions as cv
 from ..engine import api as eng
 from ..engine import pwrigid as _pw
+from .qc import quality_flags
 from .rigid import _base_dataset, _check_common, _Frames, _source, _template_da, estimate_template
 
 __all__ = ["patch_grid", "get_patch_start_and_end_coords", "pwrigid"]
@@ -327,6 +328,7 @@ def pwrigid(
         "seed": a.seed,
         **est,
     }
+    ds = ds.assign(quality_flags(ds, max_shifts=a.max_shifts))
     ds.attrs = cv.provenance_attrs("pwrigid", run_params, _source(movie))
     ds.attrs["template_source"] = tmpl_da.attrs["template_source"]
     return ds
