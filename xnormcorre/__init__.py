@@ -8,7 +8,16 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import accessor, datasets, metrics, plot  # noqa: F401  (registers the .normcorre accessors)
 from .conventions import parameters_from_attrs
-from .core import apply_shifts, estimate_template, get_patch_start_and_end_coords, patch_grid, pwrigid, rigid
+from .core import (
+    apply_shifts,
+    estimate_template,
+    get_patch_start_and_end_coords,
+    highpass,
+    map_frames,
+    patch_grid,
+    pwrigid,
+    rigid,
+)
 from .io import open_movie, to_hdf5, to_tiff
 
 try:
@@ -22,6 +31,8 @@ __all__ = [
     "datasets",
     "estimate_template",
     "get_patch_start_and_end_coords",
+    "highpass",
+    "map_frames",
     "metrics",
     "open_movie",
     "parameters_from_attrs",

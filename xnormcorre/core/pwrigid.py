@@ -11,7 +11,17 @@ from .. import conventions as cv
 from ..engine import api as eng
 from ..engine import pwrigid as _pw
 from .qc import quality_flags
-from .rigid import _base_dataset, _check_common, _Frames, _source, _template_da, estimate_template
+from .rigid import (
+    _base_dataset,
+    _check_common,
+    _check_reference,
+    _estimated_on,
+    _Frames,
+    _ref_inputs,
+    _source,
+    _template_da,
+    estimate_template,
+)
 
 __all__ = ["patch_grid", "get_patch_start_and_end_coords", "pwrigid"]
 
@@ -113,8 +123,8 @@ def get_patch_start_and_end_coords(
     return start, end
 
 
-def _pw_block(block: np.ndarray, template: np.ndarray, params: eng.PwParams):
-    """apply_ufunc kernel for one time chunk."""
+def _pw_block(block: np.ndarray, *ref: np.ndarray, template: np.ndarray, params: eng.PwParams):
+    """apply_ufunc kernel for one time chunk (shifts from ``ref`` if given)."""
     h, w = template.shape
     ny, nx = len(params.starts_y), len(params.starts_x)
     if block.shape[0] == 0:
@@ -124,14 +134,18 @@ def _pw_block(block: np.ndarray, template: np.ndarray, params: eng.PwParams):
             np.empty((0, ny, nx, 2), np.float32),
             np.empty((0,), np.float32),
         )
-    rigid, pshifts, corrected, corr = eng.register_pw_frames(block, template, params)
-    return corrected, rigid, pshifts, corr
+    if not ref:
+        rigid, pshifts, corrected, corr = eng.register_pw_frames(block, template, params)
+        return corrected, rigid, pshifts, corr
+    rigid, pshifts, _, corr = eng.register_pw_frames(ref[0], template, params)
+    return eng.apply_pw_shifts(block, pshifts, params), rigid, pshifts, corr
 
 
 def pwrigid(
     movie: xr.DataArray | np.ndarray,
     *,
     template: xr.DataArray | np.ndarray | None = None,
+    reference: xr.DataArray | np.ndarray | None = None,
     max_shifts: int | tuple[int, int] = (6, 6),
     strides: int | tuple[int, int] = (96, 96),
     overlaps: int | tuple[int, int] = (32, 32),
@@ -175,9 +189,10 @@ def pwrigid(
 
     Parameters
     ----------
-    movie, template, max_shifts, upsample_factor, frames_per_split, min_mov, border,
-    batch_size, seed, phase_corr, smooth_sigma, taper
-        As in :func:`xnormcorre.rigid`.
+    movie, template, reference, max_shifts, upsample_factor, frames_per_split, min_mov,
+    border, batch_size, seed, phase_corr, smooth_sigma, taper
+        As in :func:`xnormcorre.rigid` (``reference``: estimate on it, apply to
+        ``movie``; jnormcorre's ``register_to_template_and_transfer_pwrigid``).
     strides : int or (int, int)
         Distance between patch starts (NoRMCorre ``grid_size``), pixels.
     overlaps : int or (int, int)
@@ -227,6 +242,8 @@ def pwrigid(
         taper=taper,
         min_mov=min_mov,
     )
+    ref = _check_reference(reference, movie)
+    source = movie if ref is None else ref
     st, ov, md = _check_grid(shape, strides, overlaps, a.max_shifts, max_deviation_rigid)
     upsample_factor_grid = cv.integer(upsample_factor_grid, "upsample_factor_grid")
     num_splits_to_process_els = cv.integer(
@@ -249,7 +266,7 @@ def pwrigid(
     )
     if a.template is None:
         rigid_tmpl = estimate_template(
-            movie,
+            source,
             max_shifts=a.max_shifts,
             upsample_factor=a.upsample_factor,
             frames_per_split=a.frames_per_split,
@@ -260,7 +277,7 @@ def pwrigid(
             **est,
         )
         tmpl = eng.estimate_template(
-            _Frames(movie),
+            _Frames(source),
             params,
             frames_per_split=a.frames_per_split,
             num_splits_to_process=num_splits_to_process_els,
@@ -272,13 +289,12 @@ def pwrigid(
     else:
         tmpl_da = _template_da(movie, a.template, "user")
 
-    data = movie.chunk({"y": -1, "x": -1}) if movie.chunks is not None else movie
     grid = patch_grid(shape, st, ov)
     ny, nx = grid.sizes["patch_y"], grid.sizes["patch_x"]
     corrected, rigid, pshifts, corr = xr.apply_ufunc(
         _pw_block,
-        data.variable,
-        input_core_dims=[["y", "x"]],
+        *_ref_inputs(movie, ref),
+        input_core_dims=[["y", "x"]] * (1 if ref is None else 2),
         output_core_dims=[["y", "x"], ["axis"], ["patch_y", "patch_x", "axis"], []],
         kwargs={"template": tmpl_da.values, "params": params},
         dask="parallelized",
@@ -330,5 +346,6 @@ def pwrigid(
     }
     ds = ds.assign(quality_flags(ds, max_shifts=a.max_shifts))
     ds.attrs = cv.provenance_attrs("pwrigid", run_params, _source(movie))
+    ds.attrs["shifts_estimated_on"] = _estimated_on(ref)
     ds.attrs["template_source"] = tmpl_da.attrs["template_source"]
     return ds

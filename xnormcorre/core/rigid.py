@@ -195,19 +195,64 @@ def _template_da(movie: xr.DataArray, tmpl: np.ndarray, how: str) -> xr.DataArra
     )
 
 
-def _register_block(block: np.ndarray, template: np.ndarray, params: eng.RigidParams):
-    """apply_ufunc kernel: one time-chunk ``(T, H, W)`` -> corrected, shifts, corr."""
+def _register_block(block: np.ndarray, *ref: np.ndarray, template: np.ndarray, params: eng.RigidParams):
+    """apply_ufunc kernel: one time-chunk ``(T, H, W)`` -> corrected, shifts, corr.
+
+    With a reference chunk, the shifts (and correlation) come from the reference and
+    are applied to ``block``.
+    """
     if block.shape[0] == 0:  # dask meta probing
         h, w = template.shape
         return (np.empty((0, h, w), np.float32), np.empty((0, 2), np.float32), np.empty((0,), np.float32))
-    shifts, corrected, corr = eng.register_frames(block, template, params)
+    if not ref:
+        shifts, corrected, corr = eng.register_frames(block, template, params)
+        return corrected, shifts, corr
+    shifts, _, corr = eng.register_frames(ref[0], template, params)
+    corrected = eng.apply_shifts(
+        block, shifts, border=params.border, fill_min=params.fill_min, batch_size=params.batch_size
+    )
     return corrected, shifts, corr
+
+
+def _check_reference(reference, movie: xr.DataArray) -> xr.DataArray | None:
+    """Validate ``reference=``: a movie of the same (time, y, x) sizes."""
+    if reference is None:
+        return None
+    ref = cv.as_movie(reference, "reference")
+    if dict(ref.sizes) != dict(movie.sizes):
+        raise ValueError(f"reference must have the movie's sizes {dict(movie.sizes)}, got {dict(ref.sizes)}")
+    if not isinstance(reference, xr.DataArray):
+        ref = ref.assign_coords({d: movie[d] for d in ("time", "y", "x") if d in movie.coords})
+    cv.check_finite(ref, "reference")
+    return ref
+
+
+def _estimated_on(ref: xr.DataArray | None) -> str:
+    if ref is None:
+        return "movie"
+    return f"reference ({ref.name})" if ref.name else "reference"
+
+
+def _ref_inputs(movie: xr.DataArray, ref: xr.DataArray | None) -> list[xr.Variable]:
+    """Variables to pass to apply_ufunc: the movie (and reference), y/x unchunked."""
+    out = []
+    for da in (movie, ref):
+        if da is None:
+            continue
+        if da.chunks is not None:
+            da = da.chunk({"y": -1, "x": -1})
+        out.append(da.variable)
+    if len(out) == 2 and (movie.chunks is None) != (ref.chunks is None):
+        chunks = (movie if movie.chunks is not None else ref).chunks[0]
+        out = [v.chunk({"time": chunks}) for v in out]
+    return out
 
 
 def rigid(
     movie: xr.DataArray | np.ndarray,
     *,
     template: xr.DataArray | np.ndarray | None = None,
+    reference: xr.DataArray | np.ndarray | None = None,
     max_shifts: int | tuple[int, int] = (6, 6),
     upsample_factor: int = 10,
     frames_per_split: int = 1000,
@@ -243,6 +288,11 @@ def rigid(
         time chunks.
     template : DataArray or ndarray (y, x), optional
         Template to register to; estimated with :func:`estimate_template` if None.
+    reference : DataArray or ndarray (time, y, x), optional
+        Movie of the same sizes to *estimate* the template and shifts on (a structural
+        channel, or a filtered copy such as :func:`xnormcorre.highpass`); the shifts
+        are then applied to ``movie``.  ``correlation`` then refers to the registered
+        reference.  The jnormcorre ``register_to_template_and_transfer_rigid`` step.
     max_shifts : int or (int, int)
         Largest displacement searched along (y, x), in pixels; ``>= 1`` and smaller
         than half the frame.
@@ -325,11 +375,13 @@ def rigid(
     ms, upsample_factor, frames_per_split = a.max_shifts, a.upsample_factor, a.frames_per_split
     num_splits_to_process, niter, batch_size, seed = a.num_splits_to_process, a.niter, a.batch_size, a.seed
     border, user_template, min_mov = a.border, a.template, a.min_mov
+    ref = _check_reference(reference, movie)
+    source = movie if ref is None else ref
 
     est = {"phase_corr": bool(phase_corr), "smooth_sigma": float(smooth_sigma), "taper": taper}
     if user_template is None:
         tmpl_da = estimate_template(
-            movie,
+            source,
             max_shifts=ms,
             upsample_factor=upsample_factor,
             frames_per_split=frames_per_split,
@@ -350,11 +402,10 @@ def rigid(
         fill_min=min_mov,
         **est,
     )
-    data = movie.chunk({"y": -1, "x": -1}) if movie.chunks is not None else movie
     corrected, shifts, corr = xr.apply_ufunc(
         _register_block,
-        data.variable,
-        input_core_dims=[["y", "x"]],
+        *_ref_inputs(movie, ref),
+        input_core_dims=[["y", "x"]] * (1 if ref is None else 2),
         output_core_dims=[["y", "x"], ["axis"], []],
         kwargs={"template": tmpl_da.values, "params": params},
         dask="parallelized",
@@ -380,6 +431,7 @@ def rigid(
         "taper": taper,
     }
     ds.attrs = cv.provenance_attrs("rigid", run_params, _source(movie))
+    ds.attrs["shifts_estimated_on"] = _estimated_on(ref)
     ds.attrs["template_source"] = tmpl_da.attrs["template_source"]
     ds = ds.assign(quality_flags(ds, max_shifts=ms))
     return ds
