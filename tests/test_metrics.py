@@ -177,6 +177,20 @@ def test_dask_same_numbers_and_lazy(rand_movie):
     xr.testing.assert_allclose(rof_da, rof_np, rtol=1e-9)
 
 
+def test_dask_bin_median_reference(small_movie):
+    movie = small_movie.copy()
+    movie[3, :4, :] = np.nan
+    lazy = movie.chunk({"time": 7})  # chunks not aligned with the 10-frame bins
+    c_np = metrics.correlation_with_mean(movie, reference="bin_median", crop=3)
+    c_da = metrics.correlation_with_mean(lazy, reference="bin_median", crop=3)
+    xr.testing.assert_allclose(c_da.compute(), c_np, rtol=1e-6)
+    assert c_np.attrs["reference"] == "bin_median"
+    rof_np = metrics.residual_optical_flow(movie, method="builtin", crop=3)
+    rof_da = metrics.residual_optical_flow(lazy, method="builtin", crop=3)
+    assert rof_np.attrs["reference"] == "bin_median" and rof_np.sizes["time_bin"] == 8
+    xr.testing.assert_allclose(rof_da, rof_np, rtol=1e-6)
+
+
 def test_dask_correlation_computes_nothing_until_asked(rand_movie):
     lazy = rand_movie.chunk({"time": 3})
     ref = rand_movie.values[0]
