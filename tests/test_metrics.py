@@ -204,6 +204,38 @@ def test_dask_correlation_computes_nothing_until_asked(rand_movie):
     np.testing.assert_allclose(vals, expected, rtol=1e-12)
 
 
+class _CountingFrames:
+    """Array-like that counts how often each frame is read (as a file-backed movie would be)."""
+
+    def __init__(self, arr: np.ndarray) -> None:
+        self.arr, self.shape, self.dtype, self.ndim = arr, arr.shape, arr.dtype, arr.ndim
+        self.reads = np.zeros(arr.shape[0], int)
+
+    def __getitem__(self, key):
+        self.reads[np.arange(self.shape[0])[key[0]]] += 1
+        return self.arr[key]
+
+
+def test_dask_passes_read_each_frame_once_per_pass(rand_movie):
+    import dask.array as dsa
+
+    src = _CountingFrames(np.concatenate([rand_movie.values] * 4).astype(np.uint16))
+    lazy = xr.DataArray(dsa.from_array(src, chunks=(5, -1, -1)), dims=("time", "y", "x"))
+    metrics.crispness(lazy)
+    assert src.reads.tolist() == [1] * 36  # the mean image: one pass
+    src.reads[:] = 0
+    c = metrics.correlation_with_mean(lazy, crop=1)
+    assert src.reads.tolist() == [1] * 36  # the mean at call time ...
+    c.compute()
+    assert src.reads.tolist() == [2] * 36  # ... and the correlations when computed
+    src.reads[:] = 0
+    metrics.residual_optical_flow(lazy, reference="mean", method="builtin")
+    assert src.reads.tolist() == [2] * 36  # reference pass + flow pass, no chunk read twice
+    src.reads[:] = 0
+    metrics.summary(lazy, lazy, flow=False)
+    assert src.reads.tolist() == [4] * 36  # per stage: mean + correlations (crispness reuses the mean)
+
+
 # ----------------------------------------------------------------------------- M3 residual flow
 @pytest.fixture(scope="module")
 def scene() -> np.ndarray:

@@ -251,6 +251,10 @@ def crispness(movie: xr.DataArray | np.ndarray, *, crop: int | tuple[int, int] =
         mean = np.asarray(_crop(img.transpose("y", "x"), crop).values, dtype=np.float64)
     else:
         mean = _mean_image(_prepare(movie, crop))
+    return _crispness_of(mean)
+
+
+def _crispness_of(mean: np.ndarray) -> float:
     if min(mean.shape) < 2:
         raise ValueError(f"crispness needs at least 2 x 2 pixels after cropping, got {mean.shape}")
     gy, gx = np.gradient(mean)
@@ -312,6 +316,13 @@ def correlation_with_mean(
         "crop": _crop_attr(crop),
         "comment": "NaN pixels excluded pairwise; anchors.md M1",
     }
+    c = _correlation(mv, ref)
+    c.attrs = attrs
+    return c.rename("correlation_with_mean")
+
+
+def _correlation(mv: xr.DataArray, ref: np.ndarray) -> xr.DataArray:
+    """Per-frame Pearson correlation of a prepared movie with ``ref``: lazy for dask, batched otherwise."""
     if _is_lazy(mv):
         c = xr.apply_ufunc(
             _pearson_block,
@@ -321,14 +332,11 @@ def correlation_with_mean(
             dask="parallelized",
             output_dtypes=[np.float64],
         )
-        c = c.drop_vars([k for k in c.coords if k not in _time_coords(mv)])
-    else:
-        vals = np.concatenate(
-            [_pearson_block(np.asarray(mv.isel(time=sl).values), ref) for sl in _batches(mv.sizes["time"])]
-        )
-        c = xr.DataArray(vals, dims=("time",), coords=_time_coords(mv))
-    c.attrs = attrs
-    return c.rename("correlation_with_mean")
+        return c.drop_vars([k for k in c.coords if k not in _time_coords(mv)])
+    vals = np.concatenate(
+        [_pearson_block(np.asarray(mv.isel(time=sl).values), ref) for sl in _batches(mv.sizes["time"])]
+    )
+    return xr.DataArray(vals, dims=("time",), coords=_time_coords(mv))
 
 
 # --------------------------------------------------------------------------- M3
@@ -568,13 +576,16 @@ def residual_optical_flow(
     n_out = first.size
     tvals = np.asarray(mv["time"].values) if "time" in mv.coords else np.arange(n)
     norms, rms, tbin = np.empty(n_out), np.empty(n_out), []
-    per_read = max(1, _BATCH // max(1, int(np.ceil(1 / resize_fact_flow))))
+    bin_len = max(1, int(np.ceil(1 / resize_fact_flow)))
+    per_read = max(1, _BATCH // bin_len)
+    if _is_lazy(mv):  # read about one dask chunk at a time, so that no chunk is read twice
+        per_read = max(per_read, max(mv.chunksizes["time"]) // bin_len)
     for b0 in range(0, n_out, per_read):
         b1 = min(n_out, b0 + per_read)
         a, b = int(first[b0]), int(last[b1 - 1])
-        block = np.asarray(mv.isel(time=slice(a, b)).values, dtype=np.float64)
+        block = np.asarray(mv.isel(time=slice(a, b)).values)  # input dtype; float64 per bin
         for i in range(b0, b1):
-            frames = block[first[i] - a : last[i] - a]
+            frames = block[first[i] - a : last[i] - a].astype(np.float64)
             wi = w[i, : frames.shape[0]][:, None, None]
             ok = np.isfinite(frames)
             wsum = (wi * ok).sum(0)
@@ -694,12 +705,14 @@ def summary(
     out: dict[str, list[float]] = {"mean_correlation": [], "median_correlation": [], "crispness": []}
     flow_attrs: dict[str, Any] = {}
     for mv in (raw_mv, cor_mv):
-        c = correlation_with_mean(mv, crop=(cy, cx)).values
+        prepared = _prepare(mv, (cy, cx))
+        mean = _mean_image(prepared)  # one pass, shared by M1 and M2
+        c = _correlation(prepared, mean).values
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             out["mean_correlation"].append(float(np.nanmean(c)))
             out["median_correlation"].append(float(np.nanmedian(c)))
-        out["crispness"].append(crispness(mv, crop=(cy, cx)))
+        out["crispness"].append(_crispness_of(mean))
         if flow:
             rof = residual_optical_flow(mv, crop=(cy, cx), method=flow_method)
             out.setdefault("residual_flow_norm", []).append(float(rof.flow_norm.mean()))
