@@ -91,7 +91,9 @@ def test_uniform_motion_gives_rigid_patch_shifts():
 
 def test_static_clean_movie_comes_back_unchanged():
     """No seams, no drift: a static scene is returned (almost) bit for bit."""
-    ds = xnormcorre.datasets.synthetic_movie(12, (96, 96), 0, motion="none", seed=4, n_neurons=0, as_dataset=True)
+    ds = xnormcorre.datasets.synthetic_movie(
+        12, (96, 96), 0, motion="none", seed=4, n_neurons=0, as_dataset=True
+    )
     clean = ds.clean
     kw = {"max_shifts": 4, "strides": (32, 32), "overlaps": (16, 16), "max_deviation_rigid": 2}
     res = clean.normcorre.pwrigid(**kw)
@@ -99,7 +101,9 @@ def test_static_clean_movie_comes_back_unchanged():
     assert float(np.abs(res.shifts).max()) < 0.02
     assert float(np.abs(res.corrected - clean).max()) < 0.005 * rng
     # with calcium activity (frames differ, the scene does not move) the change stays small
-    active = xnormcorre.datasets.synthetic_movie(12, (96, 96), 0, motion="none", seed=4, as_dataset=True).clean
+    active = xnormcorre.datasets.synthetic_movie(
+        12, (96, 96), 0, motion="none", seed=4, as_dataset=True
+    ).clean
     res = active.normcorre.pwrigid(**kw)
     assert float(np.abs(res.shifts).max()) < 0.06
     assert float(np.abs(res.corrected - active).max()) < 0.02 * float(active.max() - active.min())

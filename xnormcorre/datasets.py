@@ -280,7 +280,10 @@ def synthetic_movie(
     ds["reference"] = (
         ("y", "x"),
         reference.astype(np.float32),
-        {"long_name": "noise-free scene at zero displacement, time-averaged activity", "units": attrs["units"]},
+        {
+            "long_name": "noise-free scene at zero displacement, time-averaged activity",
+            "units": attrs["units"],
+        },
     )
     ds["clean"] = (
         ("time", "y", "x"),

@@ -20,7 +20,7 @@ def highpass_kernel(sigma: tuple[float, float]) -> np.ndarray:
     --------
     >>> k = highpass_kernel((3.0, 3.0))
     >>> k.shape, abs(float(k.sum())) < 1e-6
-    ((5, 5), True)
+    ((9, 9), True)
     """
     sizes = [int((3 * s) // 2 * 2 + 1) for s in sigma]
     k1 = []
