@@ -211,8 +211,9 @@ def apply_shifts(
     return out
 
 
-def _mean_registered(movie, template, params, start, stop) -> np.ndarray:
-    """NaN-aware mean of frames ``start:stop`` registered to ``template``.
+def _mean_registered(movie, template, params, start, stop) -> tuple[np.ndarray, np.ndarray]:
+    """NaN-aware mean of frames ``start:stop`` registered to ``template``, and their
+    (rigid) shifts.
 
     ``params`` is a :class:`RigidParams` or :class:`PwParams`; frames are read and
     registered one batch at a time.
@@ -220,13 +221,27 @@ def _mean_registered(movie, template, params, start, stop) -> np.ndarray:
     register = register_pw_frames if isinstance(params, PwParams) else register_frames
     acc = np.zeros(template.shape, np.float64)
     cnt = np.zeros(template.shape, np.float64)
+    shifts = []
     for a, b in iter_batches(stop - start, params.batch_size):
-        c = register(movie, template, params, start=start + a, stop=start + b)[-2]
+        out = register(movie, template, params, start=start + a, stop=start + b)
+        c = out[-2]
+        shifts.append(out[0])
         ok = np.isfinite(c)
         acc += np.where(ok, c, 0.0).sum(0)
         cnt += ok.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (acc / cnt).astype(np.float32)
+        return (acc / cnt).astype(np.float32), np.concatenate(shifts)
+
+
+def _centre(template: np.ndarray, shifts: np.ndarray, params: RigidParams) -> np.ndarray:
+    """Move ``template`` to the median position of the frames registered to it.
+
+    The frames' shifts relative to the new template then have zero median, so the
+    ``±max_shifts`` search window is centred on the motion rather than on wherever the
+    initial frames happened to be (fewer frames clipped at the search bound).
+    """
+    med = np.median(shifts, axis=0).astype(np.float32)
+    return apply_shifts(template[None], -med[None], border="copy", batch_size=1)[0]
 
 
 def _nanmedian(stack: np.ndarray) -> np.ndarray:
@@ -242,13 +257,14 @@ def initial_template(movie, params: RigidParams, n_init: int = 100) -> np.ndarra
 
     The evenly spaced frames are registered to their median and averaged (the
     NoRMCorre ``init_batch`` step), which gives a sharper starting point than the
-    median of unregistered frames.
+    median of unregistered frames; the result is centred on their median position.
     """
     n = len(movie)
     idx = np.unique(np.linspace(0, n - 1, min(n, n_init)).round().astype(np.int64))
     sample = np.stack([np.asarray(movie[int(i)], dtype=np.float32) for i in idx])
     tmpl = _nanmedian(sample)
-    return _mean_registered(sample, tmpl, params, 0, len(sample))
+    mean, shifts = _mean_registered(sample, tmpl, params, 0, len(sample))
+    return _centre(mean, shifts, params)
 
 
 def split_bounds(n_frames: int, frames_per_split: int) -> list[tuple[int, int]]:
@@ -280,7 +296,9 @@ def estimate_template(
     Start from :func:`initial_template` (or ``init``); then ``niter`` times: register
     the frames of each split (all splits, or ``num_splits_to_process`` of them drawn
     without replacement by ``numpy.random.default_rng(seed)``) to the current
-    template and take the median of the split means.
+    template and take the median of the split means.  After each step the template is
+    moved (Fourier shift) to the median position of the frames registered to it, so
+    that the ``±max_shifts`` window is centred on the motion.
     """
     n = len(movie)
     if init is None:
@@ -295,12 +313,14 @@ def estimate_template(
         if num_splits_to_process is not None and num_splits_to_process < len(splits):
             pick = np.sort(rng.choice(len(splits), size=num_splits_to_process, replace=False))
             chosen = [splits[i] for i in pick]
-        means = []
+        means, shifts = [], []
         for a, b in chosen:
-            means.append(_mean_registered(movie, tmpl, params, a, b))
+            m, s = _mean_registered(movie, tmpl, params, a, b)
+            means.append(m)
+            shifts.append(s)
             if on_split is not None:
                 on_split()
-        tmpl = _nanmedian(np.stack(means))
+        tmpl = _centre(_nanmedian(np.stack(means)), np.concatenate(shifts), params)
     return tmpl
 
 
