@@ -119,7 +119,13 @@ def _blocks(movie: xr.DataArray, dtype: np.dtype, prefetch: int) -> Iterator[np.
 
 
 def _prefetch() -> int:
-    return max(1, min(4, (os.cpu_count() or 1)))
+    """Blocks computed ahead of the one being written.
+
+    One: the registration of a block already uses several cores (dask threads within
+    the block, XLA's intra-op threads), so more blocks in flight only add memory
+    (about 2 blocks + the JAX work buffers are resident: ~350 MB for 256×256 frames).
+    """
+    return 1
 
 
 def _write_atomically(path: Path, write) -> Path:
