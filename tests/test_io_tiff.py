@@ -352,6 +352,8 @@ def test_open_movie_default_chunks_and_labels(synthetic_tiff):
     np.testing.assert_array_equal(movie.values, arr)
     assert xnormcorre.io.default_time_chunk((10_000, 256, 256)) == 256
     movie.close()
+    assert xnormcorre.open_movie(p, chunks=25).chunks == ((25, 25, 10), (64,), (64,))
+    assert xnormcorre.open_movie(p, chunks={"time": 30}).chunks == ((30, 30), (64,), (64,))
 
 
 def test_eager_and_chunked_correction_identical(synthetic_tiff):

@@ -82,7 +82,8 @@ def open_movie(
         A multi-page TIFF, an HDF5 file, or several TIFF files (list, or a glob such
         as ``"session1/*.tif"``, sorted naturally) opened as one movie along time.
     chunks : int, "auto" or dict, optional
-        Dask chunks, as in :func:`xarray.open_dataset`.  Default: whole frames, in time
+        Dask chunks along ``time`` (an int or ``"auto"``), or a dict as in
+        :func:`xarray.open_dataset`.  Default: whole frames, in time
         chunks of about 2**24 pixels (64 MiB as float32; 256 frames of 256×256), a
         multiple of the HDF5 chunk length.  ``y`` and ``x`` not named in a dict
         stay whole (registration needs whole frames).  For a NumPy-backed lazy
@@ -139,4 +140,6 @@ def open_movie(
         return movie
     if isinstance(chunks, Mapping):
         chunks = {"y": -1, "x": -1, **chunks}
+    elif isinstance(chunks, (int, str)) and not isinstance(chunks, bool):
+        chunks = {"time": chunks, "y": -1, "x": -1}  # a number or "auto" applies to time only
     return xr.open_dataarray(target, engine=engine, chunks=chunks, **kwargs)
