@@ -4,6 +4,14 @@
 opens a movie without reading pixels; :func:`open_movie` picks the engine from the
 file's magic bytes and returns the ``movie`` DataArray, dask-backed in time chunks;
 :func:`to_tiff` and :func:`to_hdf5` write a (lazy) movie chunk by chunk.
+
+Opened datasets pickle (no open file inside; each process re-opens the file), so they
+work with dask.distributed worker processes, e.g.
+``LocalCluster(processes=True, n_workers=4, threads_per_worker=1)``.  JAX is
+multithreaded and must never be ``fork``-ed once initialized: keep distributed's default
+``spawn`` start method (``distributed.worker.multiprocessing-method``), or use
+``forkserver``, and create your own process pools with
+``multiprocessing.get_context("spawn")``.
 """
 
 from __future__ import annotations
