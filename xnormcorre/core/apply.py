@@ -233,6 +233,7 @@ def apply_shifts(
 
     Examples
     --------
+    >>> import xnormcorre
     >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=20, shape=(64, 64), max_shift=2, seed=0)
     >>> res = xnormcorre.rigid(movie, max_shifts=4)
     >>> again = xnormcorre.apply_shifts(movie, res)

@@ -121,7 +121,8 @@ def open_movie(
 
     Examples
     --------
-    >>> import tempfile, pathlib, tifffile
+    >>> import pathlib, tempfile
+    >>> import numpy as np, tifffile, xnormcorre
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.tif"
     >>> tifffile.imwrite(p, np.zeros((50, 32, 32), np.uint16))
     >>> movie = xnormcorre.open_movie(p, chunks={"time": 20})

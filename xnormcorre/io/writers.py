@@ -175,7 +175,8 @@ def to_tiff(
 
     Examples
     --------
-    >>> import tempfile, pathlib, tifffile
+    >>> import pathlib, tempfile
+    >>> import tifffile, xnormcorre
     >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=6, shape=(32, 32), max_shift=1)
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "out.tif"
     >>> _ = xnormcorre.to_tiff(movie.chunk({"time": 4}), p, progress=False)
@@ -246,7 +247,8 @@ def to_hdf5(
 
     Examples
     --------
-    >>> import tempfile, pathlib
+    >>> import pathlib, tempfile
+    >>> import xnormcorre
     >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=6, shape=(32, 32), max_shift=1)
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "out.h5"
     >>> _ = xnormcorre.to_hdf5(movie, p, dtype=np.uint16, progress=False)
