@@ -100,10 +100,15 @@ def as_movie(movie: Any, name: str = "movie") -> xr.DataArray:
         if not hasattr(movie, "shape") or not hasattr(movie, "dtype"):
             movie = np.asarray(movie)
         if len(movie.shape) != 3:
-            raise ValueError(f"{name} must be 3-D (time, y, x), got shape {tuple(movie.shape)}")
+            raise ValueError(
+                f"{name} must be 3-D (time, y, x), got shape {tuple(movie.shape)}; "
+                "for multi-channel or multi-plane data select one first, e.g. movie[:, 0]"
+            )
         movie = xr.DataArray(movie, dims=MOVIE_DIMS, name=name)
     if movie.ndim != 3:
-        raise ValueError(f"{name} must be 3-D (time, y, x), got dims {movie.dims}")
+        extra = [d for d in movie.dims if d not in MOVIE_DIMS]
+        hint = f"; select one {extra[0]!r} first, e.g. {name}.isel({extra[0]}=0)" if extra else ""
+        raise ValueError(f"{name} must be 3-D (time, y, x), got dims {movie.dims}{hint}")
     if set(movie.dims) != set(MOVIE_DIMS):
         raise ValueError(
             f"{name} must have dims {MOVIE_DIMS}, got {movie.dims}; rename them first, "

@@ -58,6 +58,35 @@ def auto_taper(n: int, max_shift: int) -> float:
     return float(max(4.0, min(2.0 * max_shift + 2.0, n / 6.0)))
 
 
+#: Target number of pixels per compiled kernel call (a power-of-two number of frames).
+_PIXELS_PER_KERNEL = 2**20
+
+
+def kernel_batch(shape: tuple[int, int]) -> int:
+    """Frames per compiled kernel call: a power of two, about 1 Mpixel, at most 64.
+
+    It depends on the frame shape only -- never on ``batch_size``, the movie length or
+    the chunking -- so every frame goes through the same compiled computation and the
+    results are bit-identical however the movie is batched or chunked (XLA's batched
+    FFTs and matrix products may round differently for different batch sizes).
+
+    Examples
+    --------
+    >>> kernel_batch((128, 128)), kernel_batch((512, 512)), kernel_batch((2048, 2048))
+    (64, 4, 1)
+    """
+    h, w = shape
+    b = max(1, _PIXELS_PER_KERNEL // (h * w))
+    return min(1 << (b.bit_length() - 1), 64)
+
+
+def _kernel_calls(block: np.ndarray, *others: np.ndarray) -> Iterator[tuple[int, int, list[np.ndarray]]]:
+    """Split a read batch into padded kernel batches: ``(start, stop, [padded arrays])``."""
+    m = kernel_batch(block.shape[1:3])
+    for a, b in iter_batches(block.shape[0], m):
+        yield a, b, [_pad(x[a:b], m) for x in (block, *others)]
+
+
 def _read(movie, start: int, stop: int) -> np.ndarray:
     return np.asarray(movie[start:stop], dtype=np.float32)
 
@@ -173,19 +202,23 @@ def register_frames(
     shifts = np.empty((n, 2), np.float32)
     corrected = np.empty((n, h, w), np.float32) if apply else None
     corr = np.empty((n,), np.float32) if apply else None
-    for a, b in iter_batches(n, bs):
-        batch = _pad(_read(movie, start + a, start + b), bs)
-        out = _rigid.register_batch(batch, tmpl, fill, window, weight, apply=apply, **params.kernel_kwargs())
-        k = b - a
-        if apply:
-            s, c, r = (np.asarray(o) for o in out)
-            corrected[a:b] = c[:k]
-            corr[a:b] = r[:k]
-        else:
-            s = np.asarray(out)
-        shifts[a:b] = s[:k]
+    for a0, b0 in iter_batches(n, bs):
+        block = _read(movie, start + a0, start + b0)
+        for c0, d0, (batch,) in _kernel_calls(block):
+            out = _rigid.register_batch(
+                batch, tmpl, fill, window, weight, apply=apply, **params.kernel_kwargs()
+            )
+            a, b = a0 + c0, a0 + d0
+            k = b - a
+            if apply:
+                s, c, r = (np.asarray(o) for o in out)
+                corrected[a:b] = c[:k]
+                corr[a:b] = r[:k]
+            else:
+                s = np.asarray(out)
+            shifts[a:b] = s[:k]
         if on_batch is not None:
-            on_batch(k)
+            on_batch(b0 - a0)
     return shifts, corrected, corr
 
 
@@ -203,11 +236,10 @@ def apply_shifts(
     bs = batch_size or default_batch_size((h, w), n)
     shifts = np.asarray(shifts, dtype=np.float32)
     out = np.empty((n, h, w), np.float32)
-    for a, b in iter_batches(n, bs):
-        batch = _pad(_read(movie, a, b), bs)
-        sh = _pad(shifts[a:b], bs)
-        res = _rigid.shift_batch(batch, sh, np.float32(fill_min), border=border)
-        out[a:b] = np.asarray(res)[: b - a]
+    for a0, b0 in iter_batches(n, bs):
+        for c0, d0, (batch, sh) in _kernel_calls(_read(movie, a0, b0), shifts[a0:b0]):
+            res = _rigid.shift_batch(batch, sh, np.float32(fill_min), border=border)
+            out[a0 + c0 : a0 + d0] = np.asarray(res)[: d0 - c0]
     return out
 
 
@@ -226,9 +258,10 @@ def _mean_registered(movie, template, params, start, stop) -> tuple[np.ndarray, 
         out = register(movie, template, params, start=start + a, stop=start + b)
         c = out[-2]
         shifts.append(out[0])
-        ok = np.isfinite(c)
-        acc += np.where(ok, c, 0.0).sum(0)
-        cnt += ok.sum(0)
+        for frame in c:  # frame by frame: the sum's rounding does not depend on the batching
+            ok = np.isfinite(frame)
+            acc += np.where(ok, frame, 0.0)
+            cnt += ok
     with np.errstate(invalid="ignore", divide="ignore"):
         return (acc / cnt).astype(np.float32), np.concatenate(shifts)
 
@@ -441,30 +474,31 @@ def register_pw_frames(
     pshifts = np.empty((n, ny, nx, 2), np.float32)
     corrected = np.empty((n, h, w), np.float32) if apply else None
     corr = np.empty((n,), np.float32) if apply else None
-    for a, b in iter_batches(n, bs):
-        batch = _pad(_read(movie, start + a, start + b), bs)
-        out = _pw.register_pw_batch(
-            batch,
-            tmpl,
-            fill,
-            window,
-            weight,
-            params.pwindow,
-            params.pweight,
-            params.wy,
-            params.wx,
-            apply=apply,
-            **params.kernel_kwargs(),
-        )
-        out = [np.asarray(o) for o in out]
-        k = b - a
-        rigid[a:b] = out[0][:k]
-        pshifts[a:b] = out[1][:k]
-        if apply:
-            corrected[a:b] = out[2][:k]
-            corr[a:b] = out[3][:k]
+    for a0, b0 in iter_batches(n, bs):
+        for c0, d0, (batch,) in _kernel_calls(_read(movie, start + a0, start + b0)):
+            a, b = a0 + c0, a0 + d0
+            out = _pw.register_pw_batch(
+                batch,
+                tmpl,
+                fill,
+                window,
+                weight,
+                params.pwindow,
+                params.pweight,
+                params.wy,
+                params.wx,
+                apply=apply,
+                **params.kernel_kwargs(),
+            )
+            out = [np.asarray(o) for o in out]
+            k = b - a
+            rigid[a:b] = out[0][:k]
+            pshifts[a:b] = out[1][:k]
+            if apply:
+                corrected[a:b] = out[2][:k]
+                corr[a:b] = out[3][:k]
         if on_batch is not None:
-            on_batch(k)
+            on_batch(b0 - a0)
     return rigid, pshifts, corrected, corr
 
 
@@ -482,8 +516,8 @@ def apply_pw_shifts(
     ps = np.asarray(patch_shifts, dtype=np.float32)
     out = np.empty((n, h, w), np.float32)
     fill = np.float32(params.rigid.fill_min)
-    for a, b in iter_batches(n, bs):
-        batch = _pad(_read(movie, a, b), bs)
-        res = _pw.warp_batch(batch, _pad(ps[a:b], bs), fill, params.wy, params.wx, border=params.rigid.border)
-        out[a:b] = np.asarray(res)[: b - a]
+    for a0, b0 in iter_batches(n, bs):
+        for c0, d0, (batch, sh) in _kernel_calls(_read(movie, a0, b0), ps[a0:b0]):
+            res = _pw.warp_batch(batch, sh, fill, params.wy, params.wx, border=params.rigid.border)
+            out[a0 + c0 : a0 + d0] = np.asarray(res)[: d0 - c0]
     return out

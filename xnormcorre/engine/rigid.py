@@ -66,6 +66,9 @@ def _coarse_peak(
     ox = jnp.arange(-mx, mx + 1) + cx
     win = cc[oy % h][:, ox % w]
     k = jnp.argmax(win)
+    # ties (e.g. a featureless frame) resolve to the window centre, not its corner
+    k0 = my * (2 * mx + 1) + mx
+    k = jnp.where(win.ravel()[k0] >= win.ravel()[k], k0, k)
     return oy[k // (2 * mx + 1)].astype(jnp.float32), ox[k % (2 * mx + 1)].astype(jnp.float32)
 
 
@@ -126,6 +129,8 @@ def _refine(
     kx_mat = kx_mat * _hermitian_weights(w)[:, None]
     up = jnp.real(ky_mat @ p @ kx_mat)  # (region, region)
     k = jnp.argmax(up)
+    k0 = off * region + off  # ties resolve to the coarse peak itself
+    k = jnp.where(up.ravel()[k0] >= up.ravel()[k], k0, k)
     iy, ix = k // region, k % region
     # 3-point parabolic interpolation on the 1/us grid removes its quantization error
     dy = _parabolic(

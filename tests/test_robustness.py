@@ -1,0 +1,211 @@
+"""Issue 9: bad input gets one clear error; same input -> same bits; provenance in attrs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import given
+from hypothesis import strategies as st
+
+import xnormcorre
+from xnormcorre.testing.strategies import SHAPES, crop_movie
+
+# ------------------------------------------------------------------------------ movies
+
+
+def test_four_d_movie_names_the_extra_dim():
+    da = xr.DataArray(np.ones((3, 2, 32, 32)), dims=("time", "channel", "y", "x"))
+    with pytest.raises(ValueError, match=r"select one 'channel' first"):
+        xnormcorre.rigid(da)
+    with pytest.raises(ValueError, match="3-D"):
+        xnormcorre.rigid(np.ones((3, 2, 32, 32)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_are_refused_with_frame_index(bad):
+    movie = np.ones((6, 32, 32), np.float32)
+    movie[2] = bad
+    with pytest.raises(ValueError, match=r"1 frame\(s\) \(first: \[2\]\)"):
+        xnormcorre.rigid(movie, max_shifts=3)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        xnormcorre.pwrigid(movie, max_shifts=3, strides=16, overlaps=8, max_deviation_rigid=1)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (4, 40), (40, 2)])
+def test_frames_too_small_for_max_shifts(shape):
+    with pytest.raises(ValueError, match="max_shifts must be smaller than half the frame"):
+        xnormcorre.rigid(np.ones((3, *shape)), max_shifts=1 if 1 in shape else 3)
+
+
+@pytest.mark.parametrize(
+    "dtype", ["int8", "uint8", "int16", "uint16", "int32", "uint32", "float16", "float64"]
+)
+def test_all_numeric_dtypes_register_to_float32(small_movie, dtype):
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    vals = small_movie.values
+    if info is not None:  # scale into the dtype's range
+        vals = np.clip(vals / vals.max() * min(info.max, 30000), info.min, info.max)
+    movie = small_movie.copy(data=vals.astype(dtype))
+    res = xnormcorre.rigid(movie, max_shifts=5)
+    assert res.corrected.dtype == np.float32 and res.shifts.dtype == np.float32
+    ref = xnormcorre.rigid(small_movie, max_shifts=5)
+    assert float(np.abs(res.shifts - ref.shifts).max()) < 0.25
+
+
+def test_non_monotonic_time_coordinates_are_kept(small_movie):
+    perm = np.random.default_rng(0).permutation(small_movie.sizes["time"])
+    shuffled = small_movie.isel(time=perm)
+    res = xnormcorre.rigid(shuffled, max_shifts=5)
+    np.testing.assert_array_equal(res.time.values, shuffled.time.values)
+    # frame t of the result is frame t of the input: re-registering the sorted movie to the same template
+    again = xnormcorre.rigid(small_movie, template=res.template, max_shifts=5)
+    np.testing.assert_allclose(res.shifts.sel(time=small_movie.time).values, again.shifts.values, atol=1e-5)
+
+
+def test_dask_chunked_along_y_and_x(small_movie):
+    eager = xnormcorre.rigid(small_movie, max_shifts=5)
+    lazy = xnormcorre.rigid(small_movie.chunk({"time": 9, "y": 20, "x": 33}), max_shifts=5)
+    assert lazy.corrected.chunks is not None
+    xr.testing.assert_identical(lazy.compute(), eager)
+
+
+def test_constant_and_single_frame_movies_give_finite_zero_shifts():
+    const = xnormcorre.rigid(np.full((4, 32, 32), 3, np.uint16), max_shifts=3)
+    assert np.isfinite(const.shifts).all() and float(np.abs(const.shifts).max()) == 0.0
+    one = xnormcorre.pwrigid(
+        np.random.default_rng(0).random((1, 64, 64)), max_shifts=3, strides=24, overlaps=8
+    )
+    assert one.shifts.shape[0] == 1 and np.isfinite(one.corrected).all()
+
+
+# -------------------------------------------------------------------------- parameters
+
+
+@pytest.mark.parametrize(
+    ("kw", "exc", "match"),
+    [
+        ({"max_shifts": (3, 3, 3)}, ValueError, "max_shifts"),
+        ({"max_shifts": "8"}, TypeError, "max_shifts"),
+        ({"upsample_factor": 2.5}, TypeError, "upsample_factor"),
+        ({"upsample_factor": True}, TypeError, "upsample_factor"),
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"seed": -1}, ValueError, "seed"),
+        ({"num_splits_to_process": 0}, ValueError, "num_splits_to_process"),
+        ({"smooth_sigma": -1.0}, ValueError, "smooth_sigma"),
+        ({"taper": -2.0}, ValueError, "taper"),
+        ({"min_mov": float("nan")}, ValueError, "min_mov"),
+        ({"template": np.ones((32, 32), complex)}, TypeError, "template"),
+        ({"reference": np.ones((5, 32, 32))}, ValueError, "reference"),
+    ],
+)
+def test_bad_parameters_name_themselves(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        xnormcorre.rigid(np.ones((4, 32, 32)), **kw)
+
+
+# ----------------------------------------------------------------------- reproducibility
+
+
+def test_same_bits_across_reruns_batch_sizes_and_chunkings(small_movie):
+    kw = {"max_shifts": 5, "frames_per_split": 16, "num_splits_to_process": 2, "niter": 2, "seed": 3}
+    ref = xnormcorre.rigid(small_movie, batch_size=8, **kw)
+    for bs in (8, 32):
+        for chunks in (None, 5, 17):
+            mv = small_movie if chunks is None else small_movie.chunk({"time": chunks})
+            out = xnormcorre.rigid(mv, batch_size=bs, **kw).compute()
+            np.testing.assert_array_equal(out.shifts.values, ref.shifts.values)
+            np.testing.assert_array_equal(out.corrected.values, ref.corrected.values)
+            np.testing.assert_array_equal(out.template.values, ref.template.values)
+    assert ref.attrs["seed"] == 3
+
+
+def test_seed_changes_the_split_draw_only_when_sampling(small_movie):
+    kw = {"max_shifts": 5, "frames_per_split": 8, "num_splits_to_process": 2}
+    a = xnormcorre.estimate_template(small_movie, seed=0, **kw)
+    b = xnormcorre.estimate_template(small_movie, seed=1, **kw)
+    assert not np.array_equal(a.values, b.values)
+    full0 = xnormcorre.estimate_template(small_movie, seed=0, max_shifts=5, frames_per_split=8)
+    full1 = xnormcorre.estimate_template(small_movie, seed=1, max_shifts=5, frames_per_split=8)
+    np.testing.assert_array_equal(full0.values, full1.values)
+
+
+def test_provenance_and_reproduction_from_attrs(tmp_path, small_movie):
+    import tifffile
+
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, np.clip(small_movie.values, 0, 65535).astype(np.uint16))
+    movie = xnormcorre.open_movie(path)
+    for fn, kw in (
+        (xnormcorre.rigid, {"max_shifts": 4, "niter": 2}),
+        (xnormcorre.pwrigid, {"max_shifts": 4, "strides": 24, "overlaps": 8, "max_deviation_rigid": 2}),
+    ):
+        res = fn(movie, **kw)
+        for key in ("xnormcorre_version", "jax_version", "jaxlib_version", "numpy_version", "xarray_version"):
+            assert isinstance(res.attrs[key], str) and res.attrs[key]
+        assert res.attrs["source"] == str(path)
+        res.to_netcdf(tmp_path / f"{fn.__name__}.nc")
+        with xr.open_dataset(tmp_path / f"{fn.__name__}.nc") as back:
+            params = xnormcorre.parameters_from_attrs(back.attrs)
+        again = fn(movie, **params)
+        xr.testing.assert_identical(again, res)
+
+
+@given(
+    shape=st.sampled_from(SHAPES),
+    seed=st.integers(0, 500),
+    chunk=st.integers(1, 9),
+    batch=st.sampled_from([4, 8]),
+    shifts=st.lists(st.tuples(st.integers(-3, 3), st.integers(-3, 3)), min_size=9, max_size=9),
+)
+def test_property_chunking_and_batching_never_change_bits(shape, seed, chunk, batch, shifts):
+    movie, tmpl = crop_movie(shape, np.asarray(shifts, float), seed)
+    da = xr.DataArray(movie, dims=("time", "y", "x"))
+    eager = xnormcorre.rigid(da, template=tmpl, max_shifts=4, batch_size=8)
+    lazy = xnormcorre.rigid(
+        da.chunk({"time": chunk}), template=tmpl, max_shifts=4, batch_size=batch
+    ).compute()
+    np.testing.assert_array_equal(lazy.shifts.values, eager.shifts.values)
+    np.testing.assert_array_equal(lazy.corrected.values, eager.corrected.values)
+    np.testing.assert_allclose(eager.shifts.values, np.asarray(shifts, float), atol=0.1)
+
+
+# ------------------------------------------------------------------------- nothing lost
+
+
+@pytest.mark.slow
+def test_killed_writer_leaves_previous_file_intact(tmp_path):
+    """SIGKILL a process in the middle of ``to_tiff``: the existing target is untouched."""
+    target = tmp_path / "out.tif"
+    target.write_bytes(b"previous content")
+    script = textwrap.dedent(
+        f"""
+        import time, numpy as np, dask.array as da, xarray as xr, xnormcorre
+        def slow(b):
+            time.sleep(0.2)
+            return b
+        arr = da.ones((400, 64, 64), chunks=(4, 64, 64), dtype="float32").map_blocks(slow)
+        movie = xr.DataArray(arr, dims=("time", "y", "x"))
+        print("start", flush=True)
+        xnormcorre.to_tiff(movie, {str(target)!r}, overwrite=True, progress=False)
+        print("done", flush=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "start"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(tmp_path.iterdir())) < 2:
+        time.sleep(0.1)
+    time.sleep(1.0)  # well inside the ~20 s write
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert target.read_bytes() == b"previous content"
+    others = [p for p in tmp_path.iterdir() if p != target]
+    assert len(others) == 1 and others[0].name != target.name  # only the abandoned temp file
