@@ -209,3 +209,44 @@ def test_killed_writer_leaves_previous_file_intact(tmp_path):
     assert target.read_bytes() == b"previous content"
     others = [p for p in tmp_path.iterdir() if p != target]
     assert len(others) == 1 and others[0].name != target.name  # only the abandoned temp file
+
+
+def test_nan_in_a_lazy_movie_is_refused_when_computed(small_movie):
+    vals = small_movie.values.copy()
+    vals[17, 3, 3] = np.nan
+    lazy = small_movie.copy(data=vals).chunk({"time": 10})
+    res = xnormcorre.rigid(lazy, max_shifts=4, template=small_movie.isel(time=0))
+    with pytest.raises(ValueError, match="NaN or Inf values in 1 frame"):
+        res.shifts.values  # noqa: B018
+
+
+def test_template_work_is_bounded_for_long_movies(monkeypatch):
+    """Template iterations register at most max_template_frames frames (jnormcorre pitfall)."""
+    from xnormcorre.engine import api
+
+    movie = xnormcorre.datasets.synthetic_movie(120, (32, 32), 2, seed=1)
+    counted = []
+    real = api.register_frames
+
+    def spy(mv, tmpl, params, *, start=0, stop=None, **kw):
+        counted.append((stop if stop is not None else len(mv)) - start)
+        return real(mv, tmpl, params, start=start, stop=stop, **kw)
+
+    monkeypatch.setattr(api, "register_frames", spy)
+    xnormcorre.estimate_template(movie, max_shifts=3, frames_per_split=20, max_template_frames=40, niter=2)
+    bounded = sum(counted)
+    counted.clear()
+    xnormcorre.estimate_template(movie, max_shifts=3, frames_per_split=20, max_template_frames=None, niter=2)
+    full = sum(counted)
+    assert full == 100 + 2 * 120  # initial sample + every frame, twice
+    assert bounded == 100 + 2 * 40  # initial sample + 2 splits of 20 frames per iteration
+
+
+def test_import_is_light_for_xarray_users():
+    """xarray imports every backend plugin: ours must not pull in JAX or SciPy."""
+    code = (
+        "import sys, xarray as xr; xr.backends.list_engines(); import xnormcorre; "
+        "print('jax' in sys.modules, 'scipy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -2,28 +2,71 @@
 
 Sign convention: a shift is the displacement of the frame content relative to the
 template; the corrected frame is the frame moved by -shift.
+
+``import xnormcorre`` registers the ``.normcorre`` accessors and is light: JAX, SciPy
+and the I/O libraries are imported on first use of the functions that need them (so
+that xarray, which imports every installed backend plugin, stays fast for everyone).
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from . import accessor, datasets, metrics, plot  # noqa: F401  (registers the .normcorre accessors)
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from . import accessor  # noqa: F401  (registers the .normcorre accessors; imports xarray only)
 from .conventions import parameters_from_attrs
-from .core import (
-    apply_shifts,
-    estimate_template,
-    get_patch_start_and_end_coords,
-    highpass,
-    map_frames,
-    patch_grid,
-    pwrigid,
-    rigid,
-)
-from .io import open_movie, to_hdf5, to_tiff
 
 try:
     __version__ = version("xnormcorre")
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
+
+#: Public name -> module that defines it (imported on first access).
+_LAZY = {
+    "apply_shifts": "xnormcorre.core",
+    "estimate_template": "xnormcorre.core",
+    "get_patch_start_and_end_coords": "xnormcorre.core",
+    "highpass": "xnormcorre.core",
+    "map_frames": "xnormcorre.core",
+    "patch_grid": "xnormcorre.core",
+    "pwrigid": "xnormcorre.core",
+    "rigid": "xnormcorre.core",
+    "open_movie": "xnormcorre.io",
+    "to_hdf5": "xnormcorre.io",
+    "to_tiff": "xnormcorre.io",
+}
+_SUBMODULES = ("core", "datasets", "engine", "io", "metrics", "plot", "testing", "cli")
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import datasets, metrics, plot
+    from .core import (
+        apply_shifts,
+        estimate_template,
+        get_patch_start_and_end_coords,
+        highpass,
+        map_frames,
+        patch_grid,
+        pwrigid,
+        rigid,
+    )
+    from .io import open_movie, to_hdf5, to_tiff
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"xnormcorre.{name}")
+    else:
+        raise AttributeError(f"module 'xnormcorre' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
+
 
 __all__ = [
     "__version__",

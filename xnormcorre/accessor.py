@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
-from . import core
+
+def _core():
+    """:mod:`xnormcorre.core`, imported on first use (keeps ``import xnormcorre`` light)."""
+    return importlib.import_module("xnormcorre.core")
+
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -34,7 +39,7 @@ class NormCorreAccessor:
         >>> movie.normcorre.rigid(max_shifts=4).shifts.shape
         (10, 2)
         """
-        return core.rigid(self._obj, **kwargs)
+        return _core().rigid(self._obj, **kwargs)
 
     def pwrigid(self, **kwargs) -> xr.Dataset:
         """Piecewise-rigid registration; see :func:`xnormcorre.pwrigid` for the parameters.
@@ -46,7 +51,7 @@ class NormCorreAccessor:
         >>> movie.normcorre.pwrigid(max_shifts=4, strides=48, overlaps=24).shifts.shape
         (8, 2, 2, 2)
         """
-        return core.pwrigid(self._obj, **kwargs)
+        return _core().pwrigid(self._obj, **kwargs)
 
     def apply_shifts(self, shifts, **kwargs) -> xr.DataArray:
         """Re-apply known shifts; see :func:`xnormcorre.apply_shifts` for the parameters.
@@ -59,11 +64,11 @@ class NormCorreAccessor:
         >>> bool((movie.normcorre.apply_shifts(res) == res.corrected).all())
         True
         """
-        return core.apply_shifts(self._obj, shifts, **kwargs)
+        return _core().apply_shifts(self._obj, shifts, **kwargs)
 
     def template(self, **kwargs) -> xr.DataArray:
         """Estimate a template; see :func:`xnormcorre.estimate_template`."""
-        return core.estimate_template(self._obj, **kwargs)
+        return _core().estimate_template(self._obj, **kwargs)
 
 
 @xr.register_dataset_accessor("normcorre")

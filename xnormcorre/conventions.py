@@ -128,14 +128,28 @@ def as_movie(movie: Any, name: str = "movie") -> xr.DataArray:
 
 
 def check_finite(movie: xr.DataArray, name: str = "movie") -> None:
-    """Raise ``ValueError`` if an in-memory movie holds NaN or Inf (dask: not checked)."""
-    if movie.chunks is not None:
+    """Raise ``ValueError`` if an in-memory movie holds NaN or Inf.
+
+    Lazy movies (dask or backend arrays) are not read here; their chunks are checked by
+    :func:`check_finite_block` when they are registered.
+    """
+    if movie.chunks is not None or not movie.variable._in_memory:
         return
     vals = movie.values
     if vals.dtype.kind == "f" and not np.isfinite(vals).all():
         bad = np.flatnonzero(~np.isfinite(vals).all(axis=(1, 2)))
         raise ValueError(
             f"{name} has NaN or Inf values in {bad.size} frame(s) (first: {bad[:5].tolist()}); "
+            "replace them first, e.g. movie.fillna(movie.median())"
+        )
+
+
+def check_finite_block(block: np.ndarray, name: str = "movie") -> None:
+    """Raise ``ValueError`` if a chunk of frames holds NaN or Inf (lazy movies)."""
+    if block.dtype.kind == "f" and not np.isfinite(block).all():
+        bad = np.flatnonzero(~np.isfinite(block).all(axis=(1, 2)))
+        raise ValueError(
+            f"{name} has NaN or Inf values in {bad.size} frame(s) of a chunk of {block.shape[0]} frames; "
             "replace them first, e.g. movie.fillna(movie.median())"
         )
 

@@ -134,6 +134,7 @@ def _pw_block(block: np.ndarray, *ref: np.ndarray, template: np.ndarray, params:
             np.empty((0, ny, nx, 2), np.float32),
             np.empty((0,), np.float32),
         )
+    cv.check_finite_block(ref[0] if ref else block, "reference" if ref else "movie")
     if not ref:
         rigid, pshifts, corrected, corr = eng.register_pw_frames(block, template, params)
         return corrected, rigid, pshifts, corr
@@ -157,6 +158,7 @@ def pwrigid(
     niter_rig: int = 1,
     num_splits_to_process_els: int | None = None,
     niter_els: int = 1,
+    max_template_frames: int | None = 2000,
     min_mov: float | None = None,
     border: str = "copy",
     batch_size: int | None = None,
@@ -206,6 +208,9 @@ def pwrigid(
         Rigid template estimation (as ``num_splits_to_process``/``niter`` of rigid).
     num_splits_to_process_els, niter_els : int
         Piecewise-rigid template iterations, starting from the rigid template.
+    max_template_frames : int or None
+        Bound on the frames registered per template iteration (rigid and pw), as in
+        :func:`xnormcorre.rigid`.
 
     Returns
     -------
@@ -244,6 +249,7 @@ def pwrigid(
     )
     ref = _check_reference(reference, movie)
     source = movie if ref is None else ref
+    max_template_frames = cv.integer(max_template_frames, "max_template_frames", allow_none=True)
     st, ov, md = _check_grid(shape, strides, overlaps, a.max_shifts, max_deviation_rigid)
     upsample_factor_grid = cv.integer(upsample_factor_grid, "upsample_factor_grid")
     num_splits_to_process_els = cv.integer(
@@ -274,6 +280,7 @@ def pwrigid(
             niter=a.niter,
             seed=a.seed,
             batch_size=params.rigid.batch_size,
+            max_template_frames=max_template_frames,
             **est,
         )
         tmpl = eng.estimate_template(
@@ -284,6 +291,7 @@ def pwrigid(
             niter=niter_els,
             seed=a.seed + 1,
             init=rigid_tmpl.values,
+            max_frames=max_template_frames,
         )
         tmpl_da = _template_da(movie, tmpl, "estimated")
     else:
@@ -338,6 +346,7 @@ def pwrigid(
         "niter_rig": a.niter,
         "num_splits_to_process_els": num_splits_to_process_els,
         "niter_els": niter_els,
+        "max_template_frames": max_template_frames,
         "min_mov": a.min_mov,
         "border": a.border,
         "batch_size": params.batch_size,

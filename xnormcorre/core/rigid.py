@@ -132,6 +132,7 @@ def estimate_template(
     smooth_sigma: float = 1.15,
     taper: float | None = None,
     batch_size: int | None = None,
+    max_template_frames: int | None = 2000,
 ) -> xr.DataArray:
     """Estimate a registration template from a movie (NoRMCorre/CaImAn batch scheme).
 
@@ -141,6 +142,10 @@ def estimate_template(
     the new template is the median of the split means.  With
     ``num_splits_to_process`` only that many splits, drawn without replacement by
     ``numpy.random.default_rng(seed)``, are used per iteration (deterministic).
+    When ``num_splits_to_process`` is None, ``max_template_frames`` bounds the work:
+    at most ``max(1, max_template_frames // frames_per_split)`` splits are drawn
+    (``None`` registers all splits, the jnormcorre/CaImAn behaviour).  After each
+    step the template is moved to the median position of the frames registered to it.
     Frames are read one batch at a time, so memory stays bounded for lazy movies.
 
     Parameters are as in :func:`rigid`.
@@ -176,6 +181,7 @@ def estimate_template(
         num_splits_to_process=cv.integer(num_splits_to_process, "num_splits_to_process", allow_none=True),
         niter=cv.integer(niter, "niter", minimum=0),
         seed=cv.integer(seed, "seed", minimum=0),
+        max_frames=cv.integer(max_template_frames, "max_template_frames", allow_none=True),
     )
     return _template_da(movie, tmpl, "estimated")
 
@@ -204,6 +210,7 @@ def _register_block(block: np.ndarray, *ref: np.ndarray, template: np.ndarray, p
     if block.shape[0] == 0:  # dask meta probing
         h, w = template.shape
         return (np.empty((0, h, w), np.float32), np.empty((0, 2), np.float32), np.empty((0,), np.float32))
+    cv.check_finite_block(ref[0] if ref else block, "reference" if ref else "movie")
     if not ref:
         shifts, corrected, corr = eng.register_frames(block, template, params)
         return corrected, shifts, corr
@@ -267,6 +274,7 @@ def rigid(
     taper: float | None = None,
     niter_rig: int | None = None,
     num_splits_to_process_rig: int | None = None,
+    max_template_frames: int | None = 2000,
 ) -> xr.Dataset:
     """Rigid subpixel motion correction (NoRMCorre's rigid step) of a movie.
 
@@ -305,6 +313,12 @@ def rigid(
         Alias: ``num_splits_to_process_rig``.
     niter : int
         Template iterations (default 1; 0 = initial template only). Alias: ``niter_rig``.
+    max_template_frames : int or None
+        With ``num_splits_to_process=None``, each template iteration registers at most
+        ``max(1, max_template_frames // frames_per_split)`` splits (seeded draw), so
+        the cost of the template does not grow with the movie; ``None`` registers
+        every split (jnormcorre/CaImAn).  Movies up to ``max_template_frames`` frames
+        are unaffected.
     min_mov : float, optional
         Movie floor (the seed's ``min_mov``; default: minimum of the first 400 frames).
         Registration is invariant to a constant offset, so the seed's
@@ -377,6 +391,7 @@ def rigid(
     border, user_template, min_mov = a.border, a.template, a.min_mov
     ref = _check_reference(reference, movie)
     source = movie if ref is None else ref
+    max_template_frames = cv.integer(max_template_frames, "max_template_frames", allow_none=True)
 
     est = {"phase_corr": bool(phase_corr), "smooth_sigma": float(smooth_sigma), "taper": taper}
     if user_template is None:
@@ -389,6 +404,7 @@ def rigid(
             niter=niter,
             seed=seed,
             batch_size=batch_size,
+            max_template_frames=max_template_frames,
             **est,
         )
     else:
@@ -422,6 +438,7 @@ def rigid(
         "frames_per_split": frames_per_split,
         "num_splits_to_process": num_splits_to_process,
         "niter": niter,
+        "max_template_frames": max_template_frames,
         "min_mov": min_mov,
         "border": border,
         "batch_size": params.batch_size,

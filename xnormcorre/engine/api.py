@@ -323,6 +323,7 @@ def estimate_template(
     seed: int = 0,
     init: np.ndarray | None = None,
     on_split: Callable[[], None] | None = None,
+    max_frames: int | None = None,
 ) -> np.ndarray:
     """Estimate a template as in NoRMCorre/CaImAn's batch path.
 
@@ -332,6 +333,10 @@ def estimate_template(
     template and take the median of the split means.  After each step the template is
     moved (Fourier shift) to the median position of the frames registered to it, so
     that the ``±max_shifts`` window is centred on the motion.
+
+    ``max_frames`` bounds the work when ``num_splits_to_process`` is None: at most
+    ``max(1, max_frames // frames_per_split)`` splits are drawn per iteration, so a
+    long movie is not registered in full for every template iteration.
     """
     n = len(movie)
     if init is None:
@@ -340,6 +345,8 @@ def estimate_template(
     else:
         tmpl = np.asarray(init, np.float32)
     splits = split_bounds(n, frames_per_split)
+    if num_splits_to_process is None and max_frames is not None:
+        num_splits_to_process = max(1, max_frames // frames_per_split)
     rng = np.random.default_rng(seed)
     for _ in range(niter):
         chosen = splits
