@@ -136,13 +136,13 @@ def test_axis_order_and_sign(movie):
         (xr.Dataset({"template": (("y", "x"), np.zeros((64, 64)))}), ValueError, "without a 'shifts'"),
         (
             xr.DataArray(np.zeros((40, 2, 2, 2)), dims=("time", "patch_y", "patch_x", "axis")),
-            NotImplementedError,
-            "piecewise-rigid",
+            ValueError,
+            "patch-centre coordinate",
         ),
         (
             xr.Dataset({"shifts": (("time", "patch_y", "patch_x", "axis"), np.zeros((40, 2, 2, 2)))}),
-            NotImplementedError,
-            "piecewise-rigid",
+            ValueError,
+            "patch-centre coordinate",
         ),
         (
             xr.DataArray(np.zeros((40, 2)), dims=("time", "axis"), coords={"axis": ["a", "b"]}),
@@ -202,3 +202,49 @@ def test_issue_snippet(fmt, synthetic_tiff, tmp_path):
     eager = xnormcorre.rigid(movie.load(), max_shifts=(4, 4))
     np.testing.assert_array_equal(eager.shifts.values, shifts.shifts.values)
     shifts.close()
+
+
+# ------------------------------------------------------------------ piecewise rigid, Datasets
+PW_KW = {"max_shifts": 4, "strides": (24, 24), "overlaps": (12, 12), "max_deviation_rigid": 2}
+
+
+@pytest.mark.parametrize("border", ["copy", "nan"])
+def test_pw_shifts_reapplied_equal_pwrigid(movie, border, tmp_path):
+    res = xnormcorre.pwrigid(movie, border=border, **PW_KW)
+    again = xnormcorre.apply_shifts(movie, res, border=border)
+    np.testing.assert_array_equal(again.values, res.corrected.values)
+    path = tmp_path / "pw_shifts.nc"
+    res.drop_vars("corrected").to_netcdf(path)
+    with xr.open_dataset(path) as saved:
+        lazy = movie.chunk({"time": 9}).normcorre.apply_shifts(saved, border=border)
+        assert lazy.chunks is not None
+        np.testing.assert_array_equal(lazy.values, res.corrected.values)
+
+
+def test_pw_shift_field_moves_content(movie):
+    """A uniform patch-shift field is a rigid shift: same as the rigid applier inside the frame."""
+    res = xnormcorre.pwrigid(movie.isel(time=slice(0, 4)), **PW_KW)
+    uniform = xr.full_like(res.shifts, 0.0)
+    uniform.loc[{"axis": "y"}] = 1.0
+    uniform.loc[{"axis": "x"}] = -2.0
+    pw = xnormcorre.apply_shifts(movie.isel(time=slice(0, 4)), uniform).values
+    rig = xnormcorre.apply_shifts(movie.isel(time=slice(0, 4)), np.tile([[1.0, -2.0]], (4, 1))).values
+    inner = (slice(None), slice(4, -4), slice(4, -4))
+    np.testing.assert_allclose(pw[inner], rig[inner], rtol=1e-4, atol=1e-3)
+
+
+def test_dataset_with_channels(movie, results):
+    rng = np.random.default_rng(0)
+    green = movie.copy(data=movie.values * 0.5 + rng.normal(size=movie.shape).astype(np.float32))
+    stacked = xr.concat([movie, green], dim="channel").assign_coords(channel=["red", "green"])
+    ds = xr.Dataset({"movie": stacked, "red": movie, "label": ("time", np.arange(movie.sizes["time"]))})
+    out = xnormcorre.apply_shifts(ds, results["copy"].shifts)
+    assert isinstance(out, xr.Dataset) and out.movie.dims == stacked.dims
+    np.testing.assert_array_equal(out.movie.sel(channel="red").values, results["copy"].corrected.values)
+    np.testing.assert_array_equal(
+        out.movie.sel(channel="green").values, xnormcorre.apply_shifts(green, results["copy"].shifts).values
+    )
+    np.testing.assert_array_equal(out.red.values, results["copy"].corrected.values)
+    np.testing.assert_array_equal(out.label.values, ds.label.values)  # untouched
+    with pytest.raises(ValueError, match="without a \\(time, y, x\\) variable"):
+        xnormcorre.apply_shifts(xr.Dataset({"label": ds.label}), results["copy"].shifts)

@@ -8,8 +8,11 @@ implementation (:func:`xnormcorre.engine.api.apply_shifts`), which is also what
 bit for the same shifts, ``border`` and ``min_mov``.
 
 Kinds of shifts are dispatched on their dims: ``(time, axis)`` is rigid;
-``(time, patch_y, patch_x, axis)`` is piecewise rigid (not implemented yet).  A new
-kind is added by writing ``_apply_<kind>`` and registering it in ``_APPLIERS``.
+``(time, patch_y, patch_x, axis)`` is piecewise rigid (the patch-centre coordinates
+``patch_y``/``patch_x`` define the dense field, as in :func:`xnormcorre.pwrigid`).  A
+new kind is added by writing ``_apply_<kind>`` and registering it in ``_APPLIERS``.
+A Dataset movie has the shifts applied to each of its ``(time, y, x)`` variables
+(also with extra dims such as ``channel``).
 """
 
 from __future__ import annotations
@@ -114,11 +117,50 @@ def _corrected_attrs(movie: xr.DataArray, border: str) -> dict:
     }
 
 
+def _loop_leading(block: np.ndarray, shifts: np.ndarray, core: int, fn) -> np.ndarray:
+    """Apply ``fn(frames (T, H, W), shifts (T, ...))`` over any leading (broadcast) dims."""
+    lead = block.shape[:-3]
+    out = np.empty(block.shape, np.float32)
+    if 0 in block.shape:  # dask meta probing
+        return out
+    sh = np.broadcast_to(shifts, lead + shifts.shape[-core:])
+    for idx in np.ndindex(*lead):
+        out[idx] = fn(block[idx], sh[idx])
+    return out
+
+
 def _rigid_block(block: np.ndarray, shifts: np.ndarray, *, border: str, fill_min: float, batch_size: int):
-    """apply_ufunc kernel: one time-chunk ``(T, H, W)`` and its shifts ``(T, 2)`` -> corrected."""
-    if block.shape[0] == 0:  # dask meta probing
-        return np.empty(block.shape, np.float32)
-    return eng.apply_shifts(block, shifts, border=border, fill_min=fill_min, batch_size=batch_size)
+    """apply_ufunc kernel: frames ``(..., T, H, W)`` and shifts ``(..., T, 2)`` -> corrected."""
+
+    def fn(frames, sh):
+        return eng.apply_shifts(frames, sh, border=border, fill_min=fill_min, batch_size=batch_size)
+
+    return _loop_leading(block, shifts, 2, fn)
+
+
+def _pw_block(block, shifts, *, wy, wx, border: str, fill_min: float, batch_size: int):
+    """apply_ufunc kernel: frames ``(..., T, H, W)`` and patch shifts ``(..., T, Ny, Nx, 2)``."""
+
+    def fn(frames, sh):
+        return eng.apply_pw_shifts(
+            frames, sh, wy, wx, border=border, fill_min=fill_min, batch_size=batch_size
+        )
+
+    return _loop_leading(block, shifts, 4, fn)
+
+
+def _fill_and_batch(movie, attrs, border, min_mov, batch_size):
+    fill = 0.0
+    if border == "min":
+        if min_mov is None and "min_mov" in attrs:
+            min_mov = attrs["min_mov"]
+        fill = resolve_min_mov(movie, min_mov)
+        if not np.isfinite(fill):
+            raise ValueError(f"min_mov must be finite, got {fill!r}")
+    if batch_size is None and isinstance(attrs.get("batch_size"), (int, np.integer)):
+        batch_size = int(attrs["batch_size"])  # the run's batching
+    n, h, w = (movie.sizes[d] for d in cv.MOVIE_DIMS)
+    return float(fill), int(batch_size or eng.default_batch_size((h, w), n))
 
 
 def _apply_rigid(
@@ -140,25 +182,16 @@ def _apply_rigid(
     elif shifts.sizes[cv.DIM_AXIS] != 2:
         raise ValueError(f"shifts must have 2 components (y, x) along axis, got {shifts.sizes[cv.DIM_AXIS]}")
     shifts = _match_time(shifts.transpose(*_RIGID_DIMS), movie)
-    n, h, w = movie.shape
+    h, w = movie.sizes[cv.DIM_Y], movie.sizes[cv.DIM_X]
     if shifts.chunks is None:
         shifts = shifts.astype(np.float32).load()
         _check_values(shifts.values, (h, w))
-    fill = 0.0
-    if border == "min":
-        if min_mov is None and "min_mov" in attrs:
-            min_mov = attrs["min_mov"]
-        fill = resolve_min_mov(movie, min_mov)
-        if not np.isfinite(fill):
-            raise ValueError(f"min_mov must be finite, got {fill!r}")
-    if batch_size is None and isinstance(attrs.get("batch_size"), (int, np.integer)):
-        batch_size = int(attrs["batch_size"])  # the run's batching, for identical bits
-    bs = batch_size or eng.default_batch_size((h, w), n)
+    fill, bs = _fill_and_batch(movie, attrs, border, min_mov, batch_size)
     data = movie.variable
     sh = shifts.variable.astype(np.float32)
     if movie.chunks is not None:
         data = data.chunk({cv.DIM_Y: -1, cv.DIM_X: -1})
-        sh = sh.chunk({cv.DIM_TIME: movie.chunks[0], cv.DIM_AXIS: -1})
+        sh = sh.chunk({cv.DIM_TIME: movie.chunksizes[cv.DIM_TIME], cv.DIM_AXIS: -1})
     elif sh.chunks is not None:
         data = data.chunk({cv.DIM_TIME: sh.chunks[0]})
         sh = sh.chunk({cv.DIM_AXIS: -1})
@@ -175,11 +208,66 @@ def _apply_rigid(
     return xr.DataArray(out, coords=movie.coords, name="corrected", attrs=_corrected_attrs(movie, border))
 
 
-def _apply_pwrigid(movie: xr.DataArray, shifts: xr.DataArray, **_: Any) -> xr.DataArray:
-    raise NotImplementedError(
-        f"applying piecewise-rigid shifts (dims {shifts.dims}) is not implemented yet; "
-        "only rigid shifts (time, axis) can be re-applied for now"
+def _apply_pwrigid(
+    movie: xr.DataArray,
+    shifts: xr.DataArray,
+    *,
+    border: str,
+    min_mov: float | None,
+    batch_size: int | None,
+    attrs: dict,
+) -> xr.DataArray:
+    from ..engine import pwrigid as _pw
+
+    dims = (cv.DIM_TIME, *_PATCH_DIMS, cv.DIM_AXIS)
+    if set(shifts.dims) != set(dims):
+        raise ValueError(f"piecewise-rigid shifts must have dims {dims}, got {shifts.dims}")
+    for d in _PATCH_DIMS:
+        if d not in shifts.coords:
+            raise ValueError(f"piecewise-rigid shifts need the patch-centre coordinate {d!r} (pixels)")
+    if cv.DIM_AXIS in shifts.coords:
+        shifts = shifts.sel({cv.DIM_AXIS: ["y", "x"]})
+    shifts = _match_time(shifts.transpose(*dims), movie)
+    h, w = movie.sizes[cv.DIM_Y], movie.sizes[cv.DIM_X]
+    cy = np.asarray(shifts["patch_y"].values, np.float64)
+    cx = np.asarray(shifts["patch_x"].values, np.float64)
+    if cy.min() < 0 or cy.max() > h - 1 or cx.min() < 0 or cx.max() > w - 1:
+        raise ValueError(f"patch centres lie outside the {h}x{w} frame: the shifts belong to another movie")
+    if shifts.chunks is None:
+        shifts = shifts.astype(np.float32).load()
+        flat = shifts.values.reshape(shifts.shape[0], -1, 2)
+        _check_values(np.abs(flat).max(axis=1), (h, w))
+    fill, bs = _fill_and_batch(movie, attrs, border, min_mov, batch_size)
+    data = movie.variable
+    sh = shifts.variable.astype(np.float32)
+    core = [*_PATCH_DIMS, cv.DIM_AXIS]
+    if movie.chunks is not None:
+        data = data.chunk({cv.DIM_Y: -1, cv.DIM_X: -1})
+        sh = sh.chunk({cv.DIM_TIME: movie.chunksizes[cv.DIM_TIME], **dict.fromkeys(core, -1)})
+    elif sh.chunks is not None:
+        data = data.chunk({cv.DIM_TIME: sh.chunks[0]})
+        sh = sh.chunk(dict.fromkeys(core, -1))
+    out = xr.apply_ufunc(
+        _pw_block,
+        data,
+        sh,
+        input_core_dims=[[cv.DIM_Y, cv.DIM_X], core],
+        output_core_dims=[[cv.DIM_Y, cv.DIM_X]],
+        kwargs={
+            "wy": _pw.interp_matrix(h, cy),
+            "wx": _pw.interp_matrix(w, cx),
+            "border": border,
+            "fill_min": fill,
+            "batch_size": bs,
+        },
+        dask="parallelized",
+        output_dtypes=[np.float32],
     )
+    attrs_out = _corrected_attrs(movie, border)
+    attrs_out["comment"] = (
+        "frame resampled (Keys cubic) at r + field(r), field interpolated from the patch shifts"
+    )
+    return xr.DataArray(out, coords=movie.coords, name="corrected", attrs=attrs_out)
 
 
 #: Appliers by kind of shifts (see ``_shift_kind``); each takes
@@ -204,17 +292,20 @@ def apply_shifts(
 
     Parameters
     ----------
-    movie : xarray.DataArray or array-like, (time, y, x)
+    movie : xarray.DataArray, xarray.Dataset or array-like, (time, y, x)
         Movie of any integer or float dtype; a dask-backed one gives a dask-backed
         result computed chunk by chunk (``.isel(time=...)`` computes only those
-        chunks).
+        chunks).  A Dataset has the shifts applied to every variable that has the
+        dims ``time, y, x`` (extra dims such as ``channel`` are looped over) and is
+        returned as a Dataset.
     shifts : xarray.DataArray, xarray.Dataset or array
         Rigid shifts ``(time, axis)`` with ``axis = ["y", "x"]`` in pixels, a result
         Dataset of :func:`xnormcorre.rigid` (its ``shifts`` are used, e.g. read back
         with ``xr.open_dataset("shifts.nc")``), or an ``(n_frames, 2)`` array.
         When both carry ``time`` coordinates and they differ, the shifts of the
         movie's times are selected.  Piecewise-rigid shifts
-        ``(time, patch_y, patch_x, axis)`` raise ``NotImplementedError`` for now.
+        ``(time, patch_y, patch_x, axis)`` (with their patch-centre coordinates, e.g.
+        a result of :func:`xnormcorre.pwrigid`) are applied as a dense field.
     border : {"copy", "nan", "zero", "min"}
         Fill of pixels that moved in from outside the frame (as in :func:`rigid`).
     min_mov : float, optional
@@ -243,10 +334,36 @@ def apply_shifts(
     >>> lazy.chunks[0], bool((lazy.values == res.corrected.values).all())
     ((8, 8, 4), True)
     """
-    movie = cv.as_movie(movie)
     border = cv.check_border(border)
     batch_size = cv.integer(batch_size, "batch_size", allow_none=True)
     if min_mov is not None and not np.isfinite(min_mov):
         raise ValueError(f"min_mov must be finite, got {min_mov!r}")
     kind, sh, attrs = _as_shifts(shifts)
-    return _APPLIERS[kind](movie, sh, border=border, min_mov=min_mov, batch_size=batch_size, attrs=attrs)
+
+    def one(da: xr.DataArray) -> xr.DataArray:
+        return _APPLIERS[kind](
+            cv.as_movie(da), sh, border=border, min_mov=min_mov, batch_size=batch_size, attrs=attrs
+        )
+
+    if not isinstance(movie, xr.Dataset):
+        return one(movie)
+    out = movie.copy()
+    applied = [k for k, v in movie.data_vars.items() if set(cv.MOVIE_DIMS) <= set(v.dims)]
+    if not applied:
+        raise ValueError(
+            f"movie is a Dataset without a (time, y, x) variable (variables: {sorted(map(str, movie.data_vars))})"
+        )
+    for name in applied:
+        res = _apply_over_extra_dims(movie[name], one)
+        out[name] = res.rename(name)
+    return out
+
+
+def _apply_over_extra_dims(da: xr.DataArray, fn: Callable[[xr.DataArray], xr.DataArray]) -> xr.DataArray:
+    """``fn`` on each (time, y, x) slice of ``da`` (extra dims such as ``channel`` looped)."""
+    extra = [d for d in da.dims if d not in cv.MOVIE_DIMS]
+    if not extra:
+        return fn(da)
+    d = extra[0]
+    parts = [_apply_over_extra_dims(da.isel({d: i}), fn) for i in range(da.sizes[d])]
+    return xr.concat(parts, dim=d).transpose(*da.dims)

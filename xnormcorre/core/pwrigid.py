@@ -139,7 +139,16 @@ def _pw_block(block: np.ndarray, *ref: np.ndarray, template: np.ndarray, params:
         rigid, pshifts, corrected, corr = eng.register_pw_frames(block, template, params)
         return corrected, rigid, pshifts, corr
     rigid, pshifts, _, corr = eng.register_pw_frames(ref[0], template, params)
-    return eng.apply_pw_shifts(block, pshifts, params), rigid, pshifts, corr
+    corrected = eng.apply_pw_shifts(
+        block,
+        pshifts,
+        params.wy,
+        params.wx,
+        border=params.rigid.border,
+        fill_min=params.rigid.fill_min,
+        batch_size=params.batch_size,
+    )
+    return corrected, rigid, pshifts, corr
 
 
 def pwrigid(

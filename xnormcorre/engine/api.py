@@ -512,19 +512,31 @@ def register_pw_frames(
 def apply_pw_shifts(
     movie,
     patch_shifts: np.ndarray,
-    params: PwParams,
+    wy: np.ndarray,
+    wx: np.ndarray,
+    *,
+    border: str = "copy",
+    fill_min: float = 0.0,
+    batch_size: int | None = None,
 ) -> np.ndarray:
-    """Move each frame by the dense field interpolated from its patch shifts."""
+    """Move each frame by the dense field interpolated from its patch shifts.
+
+    ``patch_shifts`` is ``(T, Ny, Nx, 2)``; ``wy`` ``(H, Ny)`` and ``wx`` ``(W, Nx)`` are
+    the interpolation matrices from patch centres to pixels
+    (:func:`xnormcorre.engine.pwrigid.interp_matrix`).
+    """
     from . import pwrigid as _pw
 
     n = len(movie)
     h, w = movie.shape[1:]
-    bs = params.batch_size
+    bs = batch_size or default_batch_size((h, w), n)
     ps = np.asarray(patch_shifts, dtype=np.float32)
     out = np.empty((n, h, w), np.float32)
-    fill = np.float32(params.rigid.fill_min)
+    fill = np.float32(fill_min)
+    wy = np.asarray(wy, np.float32)
+    wx = np.asarray(wx, np.float32)
     for a0, b0 in iter_batches(n, bs):
         for c0, d0, (batch, sh) in _kernel_calls(_read(movie, a0, b0), ps[a0:b0]):
-            res = _pw.warp_batch(batch, sh, fill, params.wy, params.wx, border=params.rigid.border)
+            res = _pw.warp_batch(batch, sh, fill, wy, wx, border=border)
             out[a0 + c0 : a0 + d0] = np.asarray(res)[: d0 - c0]
     return out
