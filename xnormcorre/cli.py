@@ -335,9 +335,7 @@ def _shift_summary(ds) -> str:
 def _qc_plots(args: argparse.Namespace, raw, corrected, shifts_ds, stem: Path) -> list[Path]:
     """Write ``<stem>_before_after.png`` and ``<stem>_shifts.png``; [] without matplotlib."""
     if importlib.util.find_spec("matplotlib") is None:
-        _log(
-            args, 'note: matplotlib is not installed, skipping the QC plots (pip install "xnormcorre[plot]")'
-        )
+        print('note: matplotlib is not installed, skipping the QC plots (pip install "xnormcorre[plot]")')
         return []
     from xnormcorre import plot
 
@@ -847,8 +845,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an unexpected failure: still one line, the traceback on request
         if args.traceback:
             raise
+        kind = type(exc).__qualname__
+        if type(exc).__module__ not in ("builtins", "__main__"):
+            kind = f"{type(exc).__module__}.{kind}"
         print(
-            f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (rerun with --traceback for details)",
+            f"error: unexpected {kind}: {_one_line(exc)} (rerun with --traceback for details)",
             file=sys.stderr,
         )
         return 1
