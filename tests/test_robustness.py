@@ -250,3 +250,70 @@ def test_import_is_light_for_xarray_users():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# ------------------------------------------------------------------------------- files
+
+
+@pytest.mark.parametrize("fmt", ["tiff", "hdf5"])
+def test_disk_full_mid_write_keeps_target_and_removes_temp(tmp_path, fmt, monkeypatch):
+    """An ENOSPC from the file system half-way: OSError, old file untouched, no temp left."""
+    import errno
+
+    from xnormcorre.io import writers
+
+    calls = {"n": 0}
+    orig = writers.cast_block
+
+    def full(block, dtype):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return orig(block, dtype)
+
+    monkeypatch.setattr(writers, "cast_block", full)
+    monkeypatch.setattr(writers, "default_time_chunk", lambda shape, preferred=1: 5)
+    movie = xnormcorre.datasets.synthetic_movie(30, (24, 20), 1, seed=0).chunk({"time": 5})
+    target = tmp_path / f"out.{fmt}"
+    target.write_bytes(b"previous")
+    write = xnormcorre.to_tiff if fmt == "tiff" else xnormcorre.to_hdf5
+    with pytest.raises(OSError, match="No space left"):
+        write(movie, target, overwrite=True, progress=False)
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_unreadable_file_and_read_only_output_dir(tmp_path, small_movie):
+    import tifffile
+
+    src = tmp_path / "m.tif"
+    tifffile.imwrite(src, np.zeros((3, 16, 16), np.uint16))
+    src.chmod(0)
+    with pytest.raises(PermissionError):
+        xnormcorre.open_movie(src)
+    out_dir = tmp_path / "ro"
+    out_dir.mkdir()
+    out_dir.chmod(0o500)
+    with pytest.raises(PermissionError):
+        xnormcorre.to_tiff(small_movie, out_dir / "x.tif", progress=False)
+    assert list(out_dir.iterdir()) == []
+
+
+def test_errors_name_the_file(tmp_path):
+    missing = tmp_path / "nope.tif"
+    with pytest.raises(FileNotFoundError, match="nope.tif"):
+        xnormcorre.open_movie(missing)
+    with pytest.raises(IsADirectoryError):
+        xnormcorre.open_movie(tmp_path)
+    empty = tmp_path / "empty.tif"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        xnormcorre.open_movie(empty)
+    truncated = tmp_path / "trunc.tif"
+    import tifffile
+
+    tifffile.imwrite(truncated, np.ones((20, 32, 32), np.uint16))
+    truncated.write_bytes(truncated.read_bytes()[:3000])
+    with pytest.raises((ValueError, OSError)):
+        xnormcorre.open_movie(truncated).values  # noqa: B018
