@@ -178,8 +178,12 @@ def register_frames(
     stop: int | None = None,
     apply: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    with_corr: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Register frames ``movie[start:stop]`` to ``template``.
+
+    ``with_corr=False`` skips the correlation with the template (``corr`` is then NaN):
+    template estimation only needs the corrected frames.
 
     Returns
     -------
@@ -202,21 +206,30 @@ def register_frames(
     shifts = np.empty((n, 2), np.float32)
     corrected = np.empty((n, h, w), np.float32) if apply else None
     corr = np.empty((n,), np.float32) if apply else None
+    kw = params.kernel_kwargs()
     for a0, b0 in iter_batches(n, bs):
         block = _read(movie, start + a0, start + b0)
-        for c0, d0, (batch,) in _kernel_calls(block):
-            out = _rigid.register_batch(
-                batch, tmpl, fill, window, weight, apply=apply, **params.kernel_kwargs()
+        # dispatch every kernel call of the block first (JAX runs them asynchronously),
+        # then copy the results out while the next ones compute
+        pending = [
+            (
+                a0 + c0,
+                a0 + d0,
+                _rigid.register_batch(
+                    batch, tmpl, fill, window, weight, apply=apply, with_corr=with_corr, **kw
+                ),
             )
-            a, b = a0 + c0, a0 + d0
+            for c0, d0, (batch,) in _kernel_calls(block)
+        ]
+        for a, b, out in pending:
             k = b - a
             if apply:
-                s, c, r = (np.asarray(o) for o in out)
-                corrected[a:b] = c[:k]
-                corr[a:b] = r[:k]
+                s, c, r = out
+                corrected[a:b] = np.asarray(c)[:k]
+                corr[a:b] = np.asarray(r)[:k]
             else:
-                s = np.asarray(out)
-            shifts[a:b] = s[:k]
+                s = out
+            shifts[a:b] = np.asarray(s)[:k]
         if on_batch is not None:
             on_batch(b0 - a0)
     return shifts, corrected, corr
@@ -248,20 +261,35 @@ def _mean_registered(movie, template, params, start, stop) -> tuple[np.ndarray, 
     (rigid) shifts.
 
     ``params`` is a :class:`RigidParams` or :class:`PwParams`; frames are read and
-    registered one batch at a time.
+    registered one batch at a time.  Frames are summed one by one in float64, in frame
+    order, so the result does not depend on the batching; the per-pixel count is kept
+    only once a non-finite pixel shows up (``border="copy"`` never produces one).
     """
-    register = register_pw_frames if isinstance(params, PwParams) else register_frames
+    pw = isinstance(params, PwParams)
     acc = np.zeros(template.shape, np.float64)
-    cnt = np.zeros(template.shape, np.float64)
+    cnt = None  # per-pixel count, only once a frame had non-finite pixels
+    n_all = 0  # frames summed while every pixel was finite
     shifts = []
     for a, b in iter_batches(stop - start, params.batch_size):
-        out = register(movie, template, params, start=start + a, stop=start + b)
+        if pw:
+            out = register_pw_frames(movie, template, params, start=start + a, stop=start + b)
+        else:
+            out = register_frames(movie, template, params, start=start + a, stop=start + b, with_corr=False)
         c = out[-2]
         shifts.append(out[0])
-        for frame in c:  # frame by frame: the sum's rounding does not depend on the batching
+        if cnt is None and np.isfinite(c).all():
+            for frame in c:  # frame by frame: the sum's rounding does not depend on the batching
+                acc += frame
+            n_all += len(c)
+            continue
+        if cnt is None:
+            cnt = np.full(template.shape, float(n_all))
+        for frame in c:
             ok = np.isfinite(frame)
             acc += np.where(ok, frame, 0.0)
             cnt += ok
+    if cnt is None:
+        cnt = float(n_all)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (acc / cnt).astype(np.float32), np.concatenate(shifts)
 

@@ -55,21 +55,56 @@ def _hermitian_weights(w: int) -> jax.Array:
     return wts
 
 
+def _dft_at(p: jax.Array, ry: jax.Array, rx: jax.Array, h: int, w: int) -> jax.Array:
+    """Real inverse DFT of a half-plane spectrum ``p`` at positions ``ry`` x ``rx``.
+
+    ``p`` is ``(h, w // 2 + 1)`` (rfft2 layout of a real ``(h, w)`` image whose
+    spectrum is Hermitian); ``ry``/``rx`` are 1-D (any real positions, in px).
+    Returns the ``(len(ry), len(rx))`` samples of ``h·w·irfft2(p)``, by two matrix
+    products: ``O(len(ry)·h·w)`` instead of a full inverse FFT.
+    """
+    ky, kx = _freqs(h, w)
+    ey = jnp.exp((2j * jnp.pi / h) * (ry[:, None] * ky[None, :]))  # (ny, h)
+    ex = jnp.exp((2j * jnp.pi / w) * (kx[:, None] * rx[None, :]))  # (wh, nx)
+    ex = ex * _hermitian_weights(w)[:, None]
+    ny, nx, wh = ry.shape[0], rx.shape[0], kx.shape[0]
+    if ny * h * wh + ny * wh * nx <= h * wh * nx + ny * h * nx:
+        return jnp.real((ey @ p) @ ex)
+    return jnp.real(ey @ (p @ ex))
+
+
 def _coarse_peak(
-    cc: jax.Array, radius: tuple[int, int], centre: tuple[jax.Array, jax.Array] | None = None
+    p: jax.Array,
+    shape: tuple[int, int],
+    radius: tuple[int, int],
+    centre: tuple[jax.Array, jax.Array] | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """Integer argmax of ``cc`` within ``centre ± radius`` (both ends included)."""
-    h, w = cc.shape
+    """Integer argmax of the correlation surface within ``centre ± radius`` (ends included).
+
+    The surface is evaluated only on that window, from the cross-power spectrum ``p``
+    (half-plane), by a matrix DFT -- cheaper than a full inverse FFT whenever the window
+    is small compared with the frame.
+    """
+    h, w = shape
     my, mx = radius
     cy, cx = (0, 0) if centre is None else centre
     oy = jnp.arange(-my, my + 1) + cy
     ox = jnp.arange(-mx, mx + 1) + cx
-    win = cc[oy % h][:, ox % w]
+    win = _dft_at(p, oy.astype(jnp.float32), ox.astype(jnp.float32), h, w)
     k = jnp.argmax(win)
     # ties (e.g. a featureless frame) resolve to the window centre, not its corner
     k0 = my * (2 * mx + 1) + mx
     k = jnp.where(win.ravel()[k0] >= win.ravel()[k], k0, k)
     return oy[k // (2 * mx + 1)].astype(jnp.float32), ox[k % (2 * mx + 1)].astype(jnp.float32)
+
+
+def cross_power(est_spec: jax.Array, tmpl_spec: jax.Array, weight: jax.Array, whiten: bool) -> jax.Array:
+    """Cross-power spectrum ``est · conj(tmpl)``, optionally whitened, times ``weight``."""
+    p = est_spec * jnp.conj(tmpl_spec)
+    if whiten:
+        mag = jnp.sqrt(jnp.real(p) ** 2 + jnp.imag(p) ** 2)
+        return p * (weight / (mag + 1e-12))
+    return p * weight
 
 
 def estimate_shift(
@@ -92,13 +127,9 @@ def estimate_shift(
     (default ``±radius`` around ``centre``).
     """
     h, w = shape
-    p = est_spec * jnp.conj(tmpl_spec)
-    if whiten:
-        p = p / (jnp.abs(p) + 1e-12)
-    p = p * weight
-    cc = jnp.fft.irfft2(p, s=(h, w))
+    p = cross_power(est_spec, tmpl_spec, weight, whiten)
     cy, cx = (jnp.int32(0), jnp.int32(0)) if centre is None else centre
-    dy, dx = _coarse_peak(cc, radius, (cy, cx))
+    dy, dx = _coarse_peak(p, (h, w), radius, None if centre is None else (cy, cx))
     if upsample_factor > 1:
         dy, dx = _refine(p, dy, dx, upsample_factor, h, w)
     if bounds is None:
@@ -123,11 +154,7 @@ def _refine(
     grid = (jnp.arange(region, dtype=jnp.float32) - off) / us
     ry = dy0 + grid
     rx = dx0 + grid
-    ky, kx = _freqs(h, w)
-    ky_mat = jnp.exp(2j * jnp.pi * ry[:, None] * ky[None, :] / h)  # (region, h)
-    kx_mat = jnp.exp(2j * jnp.pi * kx[:, None] * rx[None, :] / w)  # (wh, region)
-    kx_mat = kx_mat * _hermitian_weights(w)[:, None]
-    up = jnp.real(ky_mat @ p @ kx_mat)  # (region, region)
+    up = _dft_at(p, ry, rx, h, w)  # (region, region)
     k = jnp.argmax(up)
     k0 = off * region + off  # ties resolve to the coarse peak itself
     k = jnp.where(up.ravel()[k0] >= up.ravel()[k], k0, k)
@@ -174,12 +201,17 @@ def apply_border(
     """
     h, w = img.shape
     lo_y, hi_y, lo_x, hi_x = _border_limits(dy, dx, h, w)
-    rows = jnp.arange(h)
-    cols = jnp.arange(w)
-    valid = ((rows >= lo_y) & (rows <= hi_y))[:, None] & ((cols >= lo_x) & (cols <= hi_x))[None, :]
+    rows = jnp.arange(h)[:, None]
+    cols = jnp.arange(w)[None, :]
+    valid = (rows >= lo_y) & (rows <= hi_y) & (cols >= lo_x) & (cols <= hi_x)
     if border == "copy":
-        img = jnp.take(img, jnp.clip(rows, lo_y, hi_y), axis=0)
-        img = jnp.take(img, jnp.clip(cols, lo_x, hi_x), axis=1)
+        # nearest valid row, then nearest valid column (selects, no gather)
+        top = jax.lax.dynamic_slice_in_dim(img, lo_y, 1, axis=0)
+        bottom = jax.lax.dynamic_slice_in_dim(img, hi_y, 1, axis=0)
+        img = jnp.where(rows < lo_y, top, jnp.where(rows > hi_y, bottom, img))
+        left = jax.lax.dynamic_slice_in_dim(img, lo_x, 1, axis=1)
+        right = jax.lax.dynamic_slice_in_dim(img, hi_x, 1, axis=1)
+        img = jnp.where(cols < lo_x, left, jnp.where(cols > hi_x, right, img))
     elif border == "nan":
         img = jnp.where(valid, img, jnp.nan)
     elif border == "zero":
@@ -192,24 +224,65 @@ def apply_border(
 
 
 def fourier_shift(spec: jax.Array, dy: jax.Array, dx: jax.Array, shape: tuple[int, int]):
-    """Move an image given by its rfft2 ``spec`` by ``-(dy, dx)`` (i.e. correct a shift)."""
+    """Move an image given by its rfft2 ``spec`` by ``-(dy, dx)`` (i.e. correct a shift).
+
+    The phase ramp is separable: ``exp(2πi·ky·dy/h) ⊗ exp(2πi·kx·dx/w)``.
+    """
     h, w = shape
     ky, kx = _freqs(h, w)
-    ramp = jnp.exp(2j * jnp.pi * (ky[:, None] * dy / h + kx[None, :] * dx / w))
-    return jnp.fft.irfft2(spec * ramp, s=(h, w))
+    ramp_y = jnp.exp((2j * jnp.pi / h) * (ky * dy))
+    ramp_x = jnp.exp((2j * jnp.pi / w) * (kx * dx))
+    return jnp.fft.irfft2(spec * ramp_y[:, None] * ramp_x[None, :], s=(h, w))
 
 
 def masked_corr(a: jax.Array, b: jax.Array, mask: jax.Array) -> jax.Array:
-    """Pearson correlation of ``a`` and ``b`` over ``mask`` (NaN if undefined)."""
-    m = mask.astype(a.dtype)
-    n = jnp.maximum(m.sum(), 1.0)
-    am = jnp.where(mask, a, 0.0)
-    bm = jnp.where(mask, b, 0.0)
-    ma = am.sum() / n
-    mb = bm.sum() / n
-    da = (am - ma) * m
-    db = (bm - mb) * m
-    return (da * db).sum() / jnp.sqrt((da * da).sum() * (db * db).sum())
+    """Pearson correlation of ``a`` and ``b`` over ``mask`` (NaN if undefined).
+
+    One pass: the sums are dot products (vectorized BLAS-like kernels rather than
+    scalar reduction loops) of values centred on their plain means, so float32
+    accumulation keeps its precision.
+    """
+    ok = mask & jnp.isfinite(a) & jnp.isfinite(b)
+    n = jnp.maximum(ok.sum().astype(a.dtype), 1.0)
+    a0 = jnp.where(ok, a - jnp.mean(jnp.where(ok, a, 0.0)), 0.0).ravel()
+    b0 = jnp.where(ok, b - jnp.mean(jnp.where(ok, b, 0.0)), 0.0).ravel()
+    hp = jax.lax.Precision.HIGHEST
+    sa, sb = a0.sum(), b0.sum()
+    cov = jnp.dot(a0, b0, precision=hp) - sa * sb / n
+    va = jnp.dot(a0, a0, precision=hp) - sa * sa / n
+    vb = jnp.dot(b0, b0, precision=hp) - sb * sb / n
+    return cov / jnp.sqrt(va * vb)
+
+
+def rect_corr(a: jax.Array, b0: jax.Array, b0sq: jax.Array, ca: jax.Array, limits) -> jax.Array:
+    """Pearson correlation of ``a`` with a template over the rectangle ``limits``.
+
+    ``b0``/``b0sq`` are the template minus its mean and its square, ``ca`` a constant
+    close to ``a``'s mean (centring keeps float32 sums precise), ``limits`` the
+    ``(lo_y, hi_y, lo_x, hi_x)`` of the valid rectangle (both ends included).  Every sum
+    is a bilinear form ``rows · X · cols`` with 0/1 row and column masks: matrix
+    products instead of scalar reduction loops.
+    """
+    h, w = a.shape
+    lo_y, hi_y, lo_x, hi_x = limits
+    iy = jnp.arange(h)
+    ix = jnp.arange(w)
+    ry = ((iy >= lo_y) & (iy <= hi_y)).astype(a.dtype)
+    rx = ((ix >= lo_x) & (ix <= hi_x)).astype(a.dtype)
+    ac = a - ca
+    ac = jnp.where(jnp.isnan(ac), 0.0, ac)  # border="nan": outside the rectangle anyway
+    hp = jax.lax.Precision.HIGHEST
+
+    def rect_sum(x):
+        return jnp.dot(jnp.dot(ry, x, precision=hp), rx, precision=hp)
+
+    sa, saa, sab = rect_sum(ac), rect_sum(ac * ac), rect_sum(ac * b0)
+    sb, sbb = rect_sum(b0), rect_sum(b0sq)
+    n = jnp.maximum(ry.sum() * rx.sum(), 1.0)
+    cov = sab - sa * sb / n
+    va = saa - sa * sa / n
+    vb = sbb - sb * sb / n
+    return cov / jnp.sqrt(va * vb)
 
 
 def _register_one(
@@ -225,10 +298,12 @@ def _register_one(
     border: str,
     apply: bool,
     whiten: bool,
+    with_corr: bool = True,
 ):
     h, w = frame.shape
     spec = jnp.fft.rfft2(frame)
-    est_spec = jnp.fft.rfft2((frame - frame.mean()) * window)
+    mean = frame.mean()
+    est_spec = jnp.fft.rfft2((frame - mean) * window)
     dy, dx = estimate_shift(
         est_spec, tmpl_spec, weight, (h, w), radius=max_shifts, upsample_factor=upsample_factor, whiten=whiten
     )
@@ -236,12 +311,16 @@ def _register_one(
     if not apply:
         return shift
     out = fourier_shift(spec, dy, dx, (h, w))
-    out, valid = apply_border(out, dy, dx, border, fill_min)
-    corr = masked_corr(out, template, valid & jnp.isfinite(out))
+    out, _ = apply_border(out, dy, dx, border, fill_min)
+    if with_corr:
+        b0, b0sq = template
+        corr = rect_corr(out, b0, b0sq, mean, _border_limits(dy, dx, h, w))
+    else:
+        corr = jnp.float32(jnp.nan)
     return shift, out, corr
 
 
-@partial(jax.jit, static_argnames=("max_shifts", "upsample_factor", "border", "apply", "whiten"))
+@partial(jax.jit, static_argnames=("max_shifts", "upsample_factor", "border", "apply", "whiten", "with_corr"))
 def register_batch(
     frames: jax.Array,
     template: jax.Array,
@@ -254,13 +333,17 @@ def register_batch(
     border: str = "copy",
     apply: bool = True,
     whiten: bool = False,
+    with_corr: bool = True,
 ):
     """Register a batch of frames ``(B, H, W)`` to ``template`` ``(H, W)``.
 
     Returns ``shifts (B, 2)`` and, if ``apply``, also the corrected frames
-    ``(B, H, W)`` and their correlation with the template ``(B,)``.
+    ``(B, H, W)`` and their correlation with the template ``(B,)`` (NaN if not
+    ``with_corr``: template estimation needs only the corrected frames).
     """
-    tmpl_spec = jnp.fft.rfft2((template - template.mean()) * window)
+    tmpl_mean = template.mean()
+    tmpl_spec = jnp.fft.rfft2((template - tmpl_mean) * window)
+    b0 = template - tmpl_mean
     fn = partial(
         _register_one,
         max_shifts=max_shifts,
@@ -268,9 +351,10 @@ def register_batch(
         border=border,
         apply=apply,
         whiten=whiten,
+        with_corr=with_corr,
     )
     return jax.vmap(fn, in_axes=(0, None, None, None, None, None))(
-        frames, tmpl_spec, template, fill_min, window, weight
+        frames, tmpl_spec, (b0, b0 * b0), fill_min, window, weight
     )
 
 
