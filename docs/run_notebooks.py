@@ -19,13 +19,32 @@ Ends with a line ``notebooks: N passed, N failed``; exit status 1 if any failed.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 DEFAULT_OUT = ROOT / "docs" / "examples"
+KERNEL = "xnormcorre-run-notebooks"
+
+
+def kernel_for_this_interpreter() -> Path:
+    """A kernelspec that runs ``sys.executable`` (first on ``JUPYTER_PATH``): no stray
+    ``python3`` kernelspec of another environment can be picked instead."""
+    root = Path(tempfile.mkdtemp(prefix="xnormcorre_kernel_"))
+    spec = root / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(
+        json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"})
+    )
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(root), os.environ.get("JUPYTER_PATH")) if p)
+    return root
 
 
 def has_outputs(nb) -> bool:
@@ -58,7 +77,7 @@ def run(path: Path, out_dir: Path, timeout: int) -> tuple[bool, float, str]:
     client = NotebookClient(
         nb,
         timeout=timeout,
-        kernel_name="python3",
+        kernel_name=KERNEL,
         resources={"metadata": {"path": str(path.parent)}},
     )
     t0 = time.perf_counter()
@@ -99,13 +118,17 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"stripped {path}")
         return 0
     passed = failed = 0
-    for path in paths:
-        ok, elapsed, msg = run(path.resolve(), args.output_dir, args.timeout)
-        if ok and args.budget is not None and elapsed > args.budget:
-            ok, msg = False, f"{msg}, over the budget of {args.budget:g} s"
-        print(("ok     " if ok else "FAILED ") + msg, flush=True)
-        passed += ok
-        failed += not ok
+    kernel_root = kernel_for_this_interpreter()
+    try:
+        for path in paths:
+            ok, elapsed, msg = run(path.resolve(), args.output_dir, args.timeout)
+            if ok and args.budget is not None and elapsed > args.budget:
+                ok, msg = False, f"{msg}, over the budget of {args.budget:g} s"
+            print(("ok     " if ok else "FAILED ") + msg, flush=True)
+            passed += ok
+            failed += not ok
+    finally:
+        shutil.rmtree(kernel_root, ignore_errors=True)
     print(f"notebooks: {passed} passed, {failed} failed")
     return 1 if failed else 0
 
