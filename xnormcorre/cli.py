@@ -419,6 +419,8 @@ def _reference(args: argparse.Namespace, movie):
     import xnormcorre
 
     ref = None
+    if args.reference_dataset is not None and args.reference is None:
+        raise CLIError("--reference-dataset names a dataset of the --reference file: give --reference too")
     if args.reference is not None:
         text = args.reference
         looks_like_path = os.path.exists(os.path.expanduser(text)) or any(c in text for c in "*?[/\\")
