@@ -73,7 +73,7 @@ def test_snippet_labels(nonrigid):
     assert res.attrs["method"] == "pwrigid" and res.attrs["strides"] == [48, 48]
     assert np.isfinite(res.corrected.values).all()
     assert res.patch_jump.dims == ("time", "patch_y", "patch_x") and res.at_max_shift.dims == ("time",)
-    assert float(res.patch_jump.mean()) < 0.01  # a smooth 2-px field: (almost) no patch flagged
+    assert int(res.patch_jump.sum()) == 0  # a smooth 2-px field: no patch flagged
     # rigid shifts track the frame-averaged true displacement (rigid walk + mean of the field)
     assert shift_rmse(res.rigid_shifts, ds.true_field.mean(("y", "x"))) < 0.3
 

@@ -134,8 +134,13 @@ def test_patch_jump_flags_only_the_jumping_patch():
     rigid_hi = rigid.copy()
     rigid_hi[5, 0] = 9.6
     assert quality_flags(_pw_ds(s, rigid_hi), max_shifts=10).at_max_shift.values.tolist() == [0] * 5 + [1]
-    # a stricter threshold flags more; without rigid_shifts the neighbours alone are used
-    assert int(quality_flags(_pw_ds(s, rigid), max_shifts=10, jump_threshold=0.2).patch_jump.sum()) > 2
+    # a smooth but curved field: not flagged at 1 px, flagged at a strict threshold
+    curved = s + (0.6 * ((yy - 1.5) / 1.5) ** 2)[None, :, :, None]
+    assert np.argwhere(quality_flags(_pw_ds(curved, rigid), max_shifts=10).patch_jump.values).tolist() == [
+        [2, 1, 3],
+        [4, 0, 0],
+    ]
+    assert int(quality_flags(_pw_ds(curved, rigid), max_shifts=10, jump_threshold=0.2).patch_jump.sum()) > 2
     no_rigid = quality_flags(_pw_ds(s), max_shifts=10)
     assert np.argwhere(no_rigid.patch_jump.values).tolist() == [[2, 1, 3], [4, 0, 0]]
 

@@ -8,7 +8,8 @@ can be stored next to the shifts (NetCDF-safe, CF ``flag_values``/``flag_meaning
 * ``low_correlation (time)``: the frame correlates unusually badly with the template
   (corrupted, blank, or misregistered frame);
 * ``patch_jump (time, patch_y, patch_x)`` (piecewise-rigid results only): a patch whose
-  shift disagrees with its neighbours (a patch that "jumped" to another optimum).
+  shift departs from the smooth (affine) field of the other patches (a patch that
+  "jumped" to another optimum); a smooth deformation is not flagged.
 
 Flags of a dask-backed result stay lazy; they are computed with the result.
 """
@@ -16,7 +17,6 @@ Flags of a dask-backed result stay lazy; they are computed with the result.
 from __future__ import annotations
 
 import numbers
-import warnings
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ __all__ = ["quality_flags", "LOW_CORR_K", "PATCH_JUMP_PX"]
 
 #: Default number of robust standard deviations below the median for ``low_correlation``.
 LOW_CORR_K = 5.0
-#: Default deviation (px) of a patch from its neighbourhood median for ``patch_jump``.
+#: Default deviation (px) of a patch from the affine field of the patches for ``patch_jump``.
 PATCH_JUMP_PX = 1.0
 _SIGMA_FLOOR = 0.05  # floor of the robust spread of atanh(correlation): ignore tiny dips
 _MAD_TO_SIGMA = 1.4826
@@ -69,32 +69,41 @@ def _low_corr_kernel(c: np.ndarray, threshold: float | None, k: float) -> np.nda
     return low.astype(np.int8)
 
 
-def _patch_jump_kernel(s: np.ndarray, rigid: np.ndarray | None, threshold: float) -> np.ndarray:
+def _patch_jump_kernel(
+    s: np.ndarray, rigid: np.ndarray | None, threshold: float, cy: np.ndarray, cx: np.ndarray
+) -> np.ndarray:
     """``s (T, Py, Px, 2)``, ``rigid (T, 2)`` or None -> int8 ``(T, Py, Px)``.
 
-    Reference of each patch: the component-wise median of its (up to 8) neighbours in the
-    3 x 3 neighbourhood and of the rigid shift (when given).
+    Reference of each patch: an affine field ``a + b·y + c·x`` fitted per frame to the
+    patch shifts (least squares, refitted once without the patches beyond
+    ``threshold``), so that a smooth deformation is not flagged and an isolated patch
+    that jumped to another optimum is.  Grids of fewer than 3 patches are compared with
+    the rigid shift (or their mean when there is none).
     """
     t, py, px, _ = s.shape
-    s = np.asarray(s, dtype=np.float64)
+    n = py * px
     if t == 0:
         return np.zeros((0, py, px), np.int8)
-    pad = np.pad(s, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=np.nan)
-    cands = [
-        pad[:, 1 + dy : 1 + dy + py, 1 + dx : 1 + dx + px]
-        for dy in (-1, 0, 1)
-        for dx in (-1, 0, 1)
-        if dy or dx
-    ]
-    if rigid is not None:
-        cands.append(np.broadcast_to(np.asarray(rigid, np.float64)[:, None, None, :], s.shape))
-    stack = np.stack(cands, axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a patch without any reference
-        ref = np.nanmedian(stack, axis=0)
-    dev = np.sqrt(((s - ref) ** 2).sum(-1))
+    S = np.asarray(s, dtype=np.float64).reshape(t, n, 2)
+    if n < 3:
+        ref = (
+            np.asarray(rigid, np.float64)[:, None, :] if rigid is not None else S.mean(axis=1, keepdims=True)
+        )
+        dev = np.sqrt(((S - ref) ** 2).sum(-1))
+    else:
+        yy, xx = np.meshgrid(np.asarray(cy, float), np.asarray(cx, float), indexing="ij")
+        scale = max(np.ptp(yy), np.ptp(xx), 1.0)
+        A = np.stack([np.ones(n), (yy.ravel() - yy.mean()) / scale, (xx.ravel() - xx.mean()) / scale], 1)
+        w = np.isfinite(S).all(-1).astype(np.float64)
+        S0 = np.nan_to_num(S)
+        for _ in range(2):
+            AtW = A.T[None] * w[:, None, :]  # (T, 3, n)
+            coef = np.linalg.pinv(AtW @ A) @ (AtW @ S0)  # (T, 3, 2)
+            dev = np.sqrt(((S0 - A @ coef) ** 2).sum(-1))
+            w = ((dev <= threshold) & np.isfinite(S).all(-1)).astype(np.float64)
+        dev = np.where(np.isfinite(S).all(-1), dev, np.nan)
     with np.errstate(invalid="ignore"):
-        return (dev > threshold).astype(np.int8)
+        return (dev > threshold).astype(np.int8).reshape(t, py, px)
 
 
 def quality_flags(
@@ -125,7 +134,8 @@ def quality_flags(
         near 1; ``k = 5`` does not fire on frames that merely hold calcium transients.
     jump_threshold : float
         ``patch_jump`` fires when a patch's shift is farther than this (px, Euclidean)
-        from the component-wise median of its 3 x 3 neighbours and the rigid shift.
+        from an affine field fitted per frame to all patch shifts (refitted once
+        without the outliers); grids of fewer than 3 patches use the rigid shift.
 
     Returns
     -------
@@ -241,8 +251,10 @@ def quality_flags(
             args.append(r)
             core.append(["axis"])
 
+        cy, cx = s["patch_y"].values, s["patch_x"].values
+
         def kernel(s_block: np.ndarray, r_block: np.ndarray | None = None) -> np.ndarray:
-            return _patch_jump_kernel(s_block, r_block, jump_threshold)
+            return _patch_jump_kernel(s_block, r_block, jump_threshold, cy, cx)
 
         jump = xr.apply_ufunc(
             kernel,
@@ -254,11 +266,10 @@ def quality_flags(
         )
         out["patch_jump"] = jump.drop_vars("axis", errors="ignore").assign_attrs(
             _flag_attrs(
-                "patch shift deviating from its neighbours",
+                "patch shift deviating from the smooth field of the other patches",
                 "patch_jump",
-                f"1 where |patch shift - reference| > {jump_threshold:g} px, reference = component-wise "
-                "median of the 3 x 3 neighbour patches"
-                + (" and the rigid shift" if rigid is not None else ""),
+                f"1 where |patch shift - reference| > {jump_threshold:g} px, reference = affine field "
+                "fitted per frame to the patch shifts (robust refit); grids of < 3 patches: the rigid shift",
             )
         )
     return out

@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 import tifffile
 import xarray as xr
-from tqdm.auto import tqdm
+from tqdm.std import tqdm
 
 from .. import conventions as cv
 from ._common import default_time_chunk
