@@ -319,6 +319,19 @@ def _patch_starts(n: int, stride: int, overlap: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------- worker
+def _peak_rss_mb() -> float:
+    """This process's peak RSS: ``VmHWM`` (reset at exec, unlike ``ru_maxrss``, which a
+    subprocess inherits from the driver that forked it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def worker(args) -> None:
     """Run one engine on one case ``repeats + 1`` times; write timings and outputs."""
     if args.compile_cache:
@@ -337,7 +350,7 @@ def worker(args) -> None:
         out = run(mv, args.max_shifts)
         times.append(time.perf_counter() - t0)
         del mv
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    rss_mb = _peak_rss_mb()
     arrays = {k: np.asarray(v) for k, v in out.items() if v is not None and k != "corrected"}
     if args.keep_corrected:
         arrays["corrected"] = np.asarray(out["corrected"], np.float32)

@@ -306,11 +306,18 @@ def _centre(template: np.ndarray, shifts: np.ndarray, params: RigidParams) -> np
 
 
 def _nanmedian(stack: np.ndarray) -> np.ndarray:
+    """Per-pixel (NaN-)median over the first axis.
+
+    Computed on a pixel-major copy, so that each median is a selection within one
+    contiguous row (NumPy's partition along a strided axis is several times slower);
+    the values are the same.
+    """
     if stack.shape[0] == 1:
         return stack[0]
-    if np.isnan(stack).any():
-        return np.nanmedian(stack, axis=0).astype(np.float32)
-    return np.median(stack, axis=0).astype(np.float32)
+    flat = np.ascontiguousarray(stack.reshape(stack.shape[0], -1).T)
+    if np.isnan(flat).any():
+        return np.nanmedian(flat, axis=1).astype(np.float32).reshape(stack.shape[1:])
+    return np.median(flat, axis=1).astype(np.float32).reshape(stack.shape[1:])
 
 
 def initial_template(movie, params: RigidParams, n_init: int = 100) -> np.ndarray:

@@ -35,6 +35,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 BORDERS = ("copy", "nan", "zero", "min")
 
@@ -55,18 +56,30 @@ def _hermitian_weights(w: int) -> jax.Array:
     return wts
 
 
-def _dft_at(p: jax.Array, ry: jax.Array, rx: jax.Array, h: int, w: int) -> jax.Array:
-    """Real inverse DFT of a half-plane spectrum ``p`` at positions ``ry`` x ``rx``.
+def _dft_at(
+    p: jax.Array,
+    ry: jax.Array,
+    rx: jax.Array,
+    h: int,
+    w: int,
+    origin: tuple[jax.Array, jax.Array] | None = None,
+) -> jax.Array:
+    """Real inverse DFT of a half-plane spectrum ``p`` at positions ``origin + ry`` x ``origin + rx``.
 
     ``p`` is ``(h, w // 2 + 1)`` (rfft2 layout of a real ``(h, w)`` image whose
-    spectrum is Hermitian); ``ry``/``rx`` are 1-D (any real positions, in px).
-    Returns the ``(len(ry), len(rx))`` samples of ``h·w·irfft2(p)``, by two matrix
-    products: ``O(len(ry)·h·w)`` instead of a full inverse FFT.
+    spectrum is Hermitian); ``ry``/``rx`` are 1-D offsets (px) that do not depend on the
+    data, so their DFT matrices are compile-time constants; ``origin = (y0, x0)`` (traced,
+    default 0) moves the grid, applied as one phase vector per axis.  Returns the
+    ``(len(ry), len(rx))`` samples of ``h·w·irfft2(p)``, by two matrix products:
+    ``O(len(ry)·h·w)`` instead of a full inverse FFT.
     """
     ky, kx = _freqs(h, w)
-    ey = jnp.exp((2j * jnp.pi / h) * (ry[:, None] * ky[None, :]))  # (ny, h)
-    ex = jnp.exp((2j * jnp.pi / w) * (kx[:, None] * rx[None, :]))  # (wh, nx)
+    ey = jnp.exp((2j * jnp.pi / h) * (ry[:, None] * ky[None, :]))  # (ny, h), constant
+    ex = jnp.exp((2j * jnp.pi / w) * (kx[:, None] * rx[None, :]))  # (wh, nx), constant
     ex = ex * _hermitian_weights(w)[:, None]
+    if origin is not None:
+        ey = ey * jnp.exp((2j * jnp.pi / h) * (origin[0] * ky))[None, :]
+        ex = ex * jnp.exp((2j * jnp.pi / w) * (origin[1] * kx))[:, None]
     ny, nx, wh = ry.shape[0], rx.shape[0], kx.shape[0]
     if ny * h * wh + ny * wh * nx <= h * wh * nx + ny * h * nx:
         return jnp.real((ey @ p) @ ex)
@@ -90,7 +103,10 @@ def _coarse_peak(
     cy, cx = (0, 0) if centre is None else centre
     oy = jnp.arange(-my, my + 1) + cy
     ox = jnp.arange(-mx, mx + 1) + cx
-    win = _dft_at(p, oy.astype(jnp.float32), ox.astype(jnp.float32), h, w)
+    gy = np.arange(-my, my + 1, dtype=np.float32)
+    gx = np.arange(-mx, mx + 1, dtype=np.float32)
+    origin = None if centre is None else (jnp.float32(cy), jnp.float32(cx))
+    win = _dft_at(p, jnp.asarray(gy), jnp.asarray(gx), h, w, origin)
     k = jnp.argmax(win)
     # ties (e.g. a featureless frame) resolve to the window centre, not its corner
     k0 = my * (2 * mx + 1) + mx
@@ -151,10 +167,10 @@ def _refine(
     us = float(upsample_factor)
     region = int(math.ceil(upsample_factor * 1.5))
     off = region // 2
-    grid = (jnp.arange(region, dtype=jnp.float32) - off) / us
+    grid = jnp.asarray((np.arange(region, dtype=np.float32) - off) / np.float32(us))
     ry = dy0 + grid
     rx = dx0 + grid
-    up = _dft_at(p, ry, rx, h, w)  # (region, region)
+    up = _dft_at(p, grid, grid, h, w, (dy0, dx0))  # (region, region)
     k = jnp.argmax(up)
     k0 = off * region + off  # ties resolve to the coarse peak itself
     k = jnp.where(up.ravel()[k0] >= up.ravel()[k], k0, k)
