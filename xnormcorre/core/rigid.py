@@ -340,8 +340,9 @@ def rigid(
         Gaussian low-pass (px) applied to the correlation (suite2p's ``smooth_sigma``);
         0 disables it.
     taper : float, optional
-        Width (px) of the edge apodization applied to frame and template for the
-        estimate only (default ``2·max_shift + 2``, at least 4); 0 disables it.
+        Width (px) of the edge apodization of the (mean-subtracted) template used for
+        the estimate (default ``2·max_shift + 2``, at least 4); it keeps the frame
+        border from pulling the peak towards zero shift.  0 disables it.
 
     Returns
     -------

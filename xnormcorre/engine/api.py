@@ -141,10 +141,10 @@ def make_rigid_params(
 ) -> RigidParams:
     """Build the static parameters (apodization window, spectral weight) of a pass.
 
-    The estimate uses mean-subtracted frames multiplied by an edge taper (so that the
-    frame border does not pull the peak towards zero shift), optionally whitened
-    (phase correlation) and smoothed by a Gaussian of ``smooth_sigma`` px.  The shift is
-    then applied to the raw frame.
+    The estimate correlates each raw frame with the mean-subtracted template multiplied
+    by an edge taper (so that the frame border does not pull the peak towards zero
+    shift), optionally whitened (phase correlation) and smoothed by a Gaussian of
+    ``smooth_sigma`` px.  The shift is then applied to the raw frame (same spectrum).
     """
     h, w = shape
     ty = auto_taper(h, max_shifts[0]) if taper is None else float(taper)

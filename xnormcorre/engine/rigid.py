@@ -319,7 +319,12 @@ def _register_one(
     h, w = frame.shape
     spec = jnp.fft.rfft2(frame)
     mean = frame.mean()
-    est_spec = jnp.fft.rfft2((frame - mean) * window)
+    # Only the template is apodized: its taper (wider than max_shifts) vanishes wherever
+    # a shifted frame would wrap around, so the frame's own border discontinuity never
+    # meets template content and the raw frame's spectrum serves both the estimate and
+    # the Fourier-shift application (one forward FFT per frame).  The frame's mean only
+    # adds a constant to the correlation surface.
+    est_spec = spec
     dy, dx = estimate_shift(
         est_spec, tmpl_spec, weight, (h, w), radius=max_shifts, upsample_factor=upsample_factor, whiten=whiten
     )
