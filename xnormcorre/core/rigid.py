@@ -145,7 +145,7 @@ def estimate_template(
     When ``num_splits_to_process`` is None, ``max_template_frames`` bounds the work:
     at most ``max(1, max_template_frames // frames_per_split)`` splits are drawn
     (``None`` registers all splits, the jnormcorre/CaImAn behaviour).  After each
-    step the template is moved to the median position of the frames registered to it.
+    step the template is moved to the centre of the range of frame positions.
     Frames are read one batch at a time, so memory stays bounded for lazy movies.
 
     Parameters are as in :func:`rigid`.

@@ -295,13 +295,16 @@ def _mean_registered(movie, template, params, start, stop) -> tuple[np.ndarray, 
 
 
 def _centre(template: np.ndarray, shifts: np.ndarray, params: RigidParams) -> np.ndarray:
-    """Move ``template`` to the median position of the frames registered to it.
+    """Move ``template`` to the centre of the range of positions of the frames registered
+    to it (midpoint of their 5th and 95th shift percentiles: a few outlier frames do
+    not move it).
 
-    The frames' shifts relative to the new template then have zero median, so the
-    ``±max_shifts`` search window is centred on the motion rather than on wherever the
-    initial frames happened to be (fewer frames clipped at the search bound).
+    The ``±max_shifts`` search window is then centred on the motion rather than on
+    wherever the initial frames happened to be, so fewer frames are clipped at the
+    search bound (e.g. a movie that jumps between a few positions).
     """
-    med = np.median(shifts, axis=0).astype(np.float32)
+    lo, hi = np.percentile(shifts, [5, 95], axis=0)
+    med = ((lo + hi) / 2).astype(np.float32)
     return apply_shifts(template[None], -med[None], border="copy", batch_size=1)[0]
 
 
@@ -325,7 +328,7 @@ def initial_template(movie, params: RigidParams, n_init: int = 100) -> np.ndarra
 
     The evenly spaced frames are registered to their median and averaged (the
     NoRMCorre ``init_batch`` step), which gives a sharper starting point than the
-    median of unregistered frames; the result is centred on their median position.
+    median of unregistered frames; the result is centred on the range of their positions.
     """
     n = len(movie)
     idx = np.unique(np.linspace(0, n - 1, min(n, n_init)).round().astype(np.int64))
@@ -366,7 +369,7 @@ def estimate_template(
     the frames of each split (all splits, or ``num_splits_to_process`` of them drawn
     without replacement by ``numpy.random.default_rng(seed)``) to the current
     template and take the median of the split means.  After each step the template is
-    moved (Fourier shift) to the median position of the frames registered to it, so
+    moved (Fourier shift) to the centre of the range of positions of the frames registered to it, so
     that the ``±max_shifts`` window is centred on the motion.
 
     ``max_frames`` bounds the work when ``num_splits_to_process`` is None: at most
