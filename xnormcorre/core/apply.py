@@ -163,6 +163,19 @@ def _fill_and_batch(movie, attrs, border, min_mov, batch_size):
     return float(fill), int(batch_size or eng.default_batch_size((h, w), n))
 
 
+def _aligned(movie: xr.DataArray, shifts: xr.DataArray, core: list[str]) -> tuple[xr.Variable, xr.Variable]:
+    """Movie and float32 shifts as Variables with matching time chunks (if either is lazy)."""
+    data = movie.variable
+    sh = shifts.variable.astype(np.float32)
+    if movie.chunks is not None:
+        data = data.chunk({cv.DIM_Y: -1, cv.DIM_X: -1})
+        sh = sh.chunk({cv.DIM_TIME: movie.chunksizes[cv.DIM_TIME], **dict.fromkeys(core, -1)})
+    elif sh.chunks is not None:
+        data = data.chunk({cv.DIM_TIME: sh.chunks[0]})
+        sh = sh.chunk(dict.fromkeys(core, -1))
+    return data, sh
+
+
 def _apply_rigid(
     movie: xr.DataArray,
     shifts: xr.DataArray,
@@ -187,14 +200,7 @@ def _apply_rigid(
         shifts = shifts.astype(np.float32).load()
         _check_values(shifts.values, (h, w))
     fill, bs = _fill_and_batch(movie, attrs, border, min_mov, batch_size)
-    data = movie.variable
-    sh = shifts.variable.astype(np.float32)
-    if movie.chunks is not None:
-        data = data.chunk({cv.DIM_Y: -1, cv.DIM_X: -1})
-        sh = sh.chunk({cv.DIM_TIME: movie.chunksizes[cv.DIM_TIME], cv.DIM_AXIS: -1})
-    elif sh.chunks is not None:
-        data = data.chunk({cv.DIM_TIME: sh.chunks[0]})
-        sh = sh.chunk({cv.DIM_AXIS: -1})
+    data, sh = _aligned(movie, shifts, [cv.DIM_AXIS])
     out = xr.apply_ufunc(
         _rigid_block,
         data,
@@ -238,15 +244,8 @@ def _apply_pwrigid(
         flat = shifts.values.reshape(shifts.shape[0], -1, 2)
         _check_values(np.abs(flat).max(axis=1), (h, w))
     fill, bs = _fill_and_batch(movie, attrs, border, min_mov, batch_size)
-    data = movie.variable
-    sh = shifts.variable.astype(np.float32)
     core = [*_PATCH_DIMS, cv.DIM_AXIS]
-    if movie.chunks is not None:
-        data = data.chunk({cv.DIM_Y: -1, cv.DIM_X: -1})
-        sh = sh.chunk({cv.DIM_TIME: movie.chunksizes[cv.DIM_TIME], **dict.fromkeys(core, -1)})
-    elif sh.chunks is not None:
-        data = data.chunk({cv.DIM_TIME: sh.chunks[0]})
-        sh = sh.chunk(dict.fromkeys(core, -1))
+    data, sh = _aligned(movie, shifts, core)
     out = xr.apply_ufunc(
         _pw_block,
         data,
