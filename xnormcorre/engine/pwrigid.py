@@ -84,6 +84,11 @@ def warp(frame: jax.Array, fy: jax.Array, fx: jax.Array, border: str, fill_min: 
     ``fy``/``fx`` are the dense displacement fields ``(H, W)``; the result is the
     frame moved by ``-f``.  Returns the image and the mask of pixels whose source lay
     inside the frame.
+
+    Sources are clamped to the frame (the edge-replicated frame supplies the taps that
+    fall outside it).  The 16 taps are read from the flattened, edge-padded frame with
+    1-D gathers: XLA's CPU gather is an order of magnitude faster with one flat index
+    per element than with ``(row, column)`` index pairs.
     """
     h, w = frame.shape
     sy = jnp.arange(h, dtype=jnp.float32)[:, None] + fy
@@ -96,13 +101,16 @@ def warp(frame: jax.Array, fy: jax.Array, fx: jax.Array, border: str, fill_min: 
     x0 = jnp.floor(sx)
     wy = _keys_weights(sy - y0)  # (H, W, 4)
     wx = _keys_weights(sx - x0)
-    offs = jnp.arange(-1, 3)
-    iy = jnp.clip(y0.astype(jnp.int32)[..., None] + offs, 0, h - 1)  # (H, W, 4)
-    ix = jnp.clip(x0.astype(jnp.int32)[..., None] + offs, 0, w - 1)
+    # taps y0 - 1 ... y0 + 2 are rows y0 ... y0 + 3 of the frame padded by 1 / 2 rows
+    flat = jnp.pad(frame, ((1, 2), (1, 2)), mode="edge").ravel()
+    wp = w + 3
+    base = y0.astype(jnp.int32) * wp + x0.astype(jnp.int32)
     out = jnp.zeros((h, w), frame.dtype)
     for i in range(4):
-        rows = frame[iy[..., i][..., None], ix]  # (H, W, 4)
-        out = out + wy[..., i] * jnp.sum(rows * wx, axis=-1)
+        row = jnp.zeros((h, w), frame.dtype)
+        for j in range(4):
+            row = row + wx[..., j] * flat.at[base + (i * wp + j)].get(mode="promise_in_bounds")
+        out = out + wy[..., i] * row
     if border == "copy":
         pass  # sources were clamped to the frame: nearest valid value
     elif border == "nan":

@@ -56,6 +56,21 @@ def _hermitian_weights(w: int) -> jax.Array:
     return wts
 
 
+def phase_ramp(dy: jax.Array, dx: jax.Array, shape: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
+    """Separable phase ramp ``exp(2πi·ky·dy/h)``, ``exp(2πi·kx·dx/w)`` on the rfft2 half-plane.
+
+    Multiplying a spectrum by ``ramp_y[:, None] * ramp_x[None, :]`` moves its image by
+    ``-(dy, dx)``.  The two vectors are materialized (optimization barrier): otherwise
+    XLA fuses the exponentials into the full-plane product and evaluates them once per
+    frequency.
+    """
+    h, w = shape
+    ky, kx = _freqs(h, w)
+    ramp_y = jnp.exp((2j * jnp.pi / h) * (ky * dy))
+    ramp_x = jnp.exp((2j * jnp.pi / w) * (kx * dx))
+    return jax.lax.optimization_barrier((ramp_y, ramp_x))
+
+
 def _dft_at(
     p: jax.Array,
     ry: jax.Array,
@@ -245,9 +260,7 @@ def fourier_shift(spec: jax.Array, dy: jax.Array, dx: jax.Array, shape: tuple[in
     The phase ramp is separable: ``exp(2πi·ky·dy/h) ⊗ exp(2πi·kx·dx/w)``.
     """
     h, w = shape
-    ky, kx = _freqs(h, w)
-    ramp_y = jnp.exp((2j * jnp.pi / h) * (ky * dy))
-    ramp_x = jnp.exp((2j * jnp.pi / w) * (kx * dx))
+    ramp_y, ramp_x = phase_ramp(dy, dx, (h, w))
     return jnp.fft.irfft2(spec * ramp_y[:, None] * ramp_x[None, :], s=(h, w))
 
 
