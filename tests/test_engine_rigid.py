@@ -129,3 +129,61 @@ def test_default_batch_size_is_power_of_two():
     for shape in [(64, 64), (256, 256), (512, 512), (1024, 1024), (100, 300)]:
         b = api.default_batch_size(shape)
         assert b >= 1 and b & (b - 1) == 0
+
+
+def test_gaussian_peak_fit_default_and_exact_for_translation():
+    # the default (phase correlation, smooth_sigma 1.15) starts the subpixel search from
+    # a Gaussian fit of the peak; the classic estimate and light smoothing do not
+    assert _params((48, 48)).peak_fit
+    assert not _params((48, 48), phase_corr=False).peak_fit
+    assert not _params((48, 48), smooth_sigma=0.5).peak_fit
+    tmpl = smooth_image((64, 64), seed=11)
+    true = np.array([[0.5, -0.5], [2.23, 0.07], [-3.91, 4.46], [0.0, 0.0]])
+    frames = np.stack([_np_fourier_displace(tmpl, d) for d in true])
+    s, _, _ = api.register_frames(frames, tmpl, _params(tmpl.shape, taper=0), apply=False)
+    np.testing.assert_allclose(s, true, atol=0.01)
+    # the Gaussian fit alone (before the small upsampled grid) is exact for this case
+    from xnormcorre.engine.rigid import _gauss_peak, cross_power
+
+    p = _params(tmpl.shape, taper=0)
+    tspec = np.fft.rfft2(tmpl - tmpl.mean()).astype(np.complex64)
+    for f, d in zip(frames, true, strict=True):
+        cp = cross_power(np.fft.rfft2(f).astype(np.complex64), tspec, p.weight, True)
+        np.testing.assert_allclose(np.array(_gauss_peak(cp, tmpl.shape, (6, 6))), d, atol=0.01)
+
+
+def test_template_mean_from_spectra_matches_corrected_frames():
+    """The rigid template step averages spectra (no inverse FFT per frame): it equals
+    the mean of the corrected frames away from the edges, and its edge strip is
+    replicated rather than wrapped, whatever ``border``."""
+    tmpl = smooth_image((48, 64), seed=12, sigma=2.0)
+    rng = np.random.default_rng(3)
+    true = rng.uniform(-3, 3, size=(9, 2))
+    frames = np.stack([_np_fourier_displace(tmpl, d) for d in true])
+    for border in ("copy", "nan"):
+        p = _params(tmpl.shape, border=border, taper=0)
+        mean, shifts = api._mean_registered(frames, tmpl, p, 0, len(frames))
+        assert np.isfinite(mean).all()
+        _, corrected, _ = api.register_frames(frames, tmpl, p)
+        np.testing.assert_array_equal(shifts, api.register_frames(frames, tmpl, p, apply=False)[0])
+        m = int(np.ceil(np.abs(shifts).max()))
+        inner = (slice(m, -m), slice(m, -m))
+        np.testing.assert_allclose(
+            mean[inner], np.nanmean(corrected, axis=0)[inner], atol=1e-3 * np.ptp(tmpl)
+        )
+        lo_y = int(np.ceil(-min(shifts[:, 0].min(), 0)))
+        if lo_y:  # rows that wrapped in some frame repeat the first untouched row
+            np.testing.assert_array_equal(mean[:lo_y], np.repeat(mean[lo_y : lo_y + 1], lo_y, axis=0))
+
+
+def test_template_bits_do_not_depend_on_batch_size():
+    tmpl = smooth_image((48, 48), seed=13)
+    rng = np.random.default_rng(4)
+    frames = np.stack([_np_fourier_displace(tmpl, d) for d in rng.uniform(-2, 2, size=(37, 2))])
+    frames = (frames + rng.normal(scale=5, size=frames.shape)).astype(np.float32)
+    out = [
+        api.estimate_template(frames, _params(tmpl.shape, batch_size=bs), frames_per_split=20)
+        for bs in (3, 8, 64)
+    ]
+    for t in out[1:]:
+        np.testing.assert_array_equal(t, out[0])

@@ -182,7 +182,7 @@ def pwrigid(
     is then cut into overlapping patches of ``strides + overlaps`` pixels (see
     :func:`patch_grid`) and each patch is registered to the same patch of the template,
     its peak searched only within ``rigid ± max_deviation_rigid`` and refined to
-    ``1/upsample_factor`` px.  The grid of patch shifts is interpolated bilinearly
+    subpixel precision as in :func:`xnormcorre.rigid`.  The grid of patch shifts is interpolated bilinearly
     between patch centres into a dense displacement field and the frame is resampled
     once with a Keys cubic kernel (a = -0.75, OpenCV's ``INTER_CUBIC``, as CaImAn's
     default ``shifts_opencv`` path); pixels whose source lies outside the frame are

@@ -279,10 +279,14 @@ def rigid(
     """Rigid subpixel motion correction (NoRMCorre's rigid step) of a movie.
 
     Each frame is registered to a template by FFT cross-correlation, its peak searched
-    within ``±max_shifts`` and refined to ``1/upsample_factor`` px with an upsampled
-    matrix DFT (Guizar-Sicairos et al. 2008); the frame is then moved by a Fourier
-    phase ramp, and pixels that left the field of view are filled per ``border``
-    (never wrapped around).
+    at integer lags within ``±max_shifts`` and refined to subpixel precision; the frame
+    is then moved by a Fourier phase ramp, and pixels that left the field of view are
+    filled per ``border`` (never wrapped around).  With the default phase correlation
+    and ``smooth_sigma >= 0.75`` the correlation peak of a translated frame is a
+    sampled Gaussian, located exactly by a Gaussian (log-parabola) fit of its integer
+    samples; otherwise (``phase_corr=False`` or less smoothing) the peak is refined on
+    a ``1/upsample_factor`` grid by an upsampled matrix DFT (Guizar-Sicairos et al.
+    2008) plus a parabolic fit.
 
     **Sign convention:** ``shifts`` is the displacement of each frame's content
     relative to the template, ``frame(r) ≈ template(r - shift)``; ``corrected`` is the
@@ -305,7 +309,9 @@ def rigid(
         Largest displacement searched along (y, x), in pixels; ``>= 1`` and smaller
         than half the frame.
     upsample_factor : int
-        Subpixel precision is ``1/upsample_factor`` px (``>= 1``; 1 = integer shifts).
+        ``>= 1``; 1 gives integer shifts.  Above 1, shifts are subpixel: the grid of
+        the upsampled-DFT refinement (``1/upsample_factor`` px) where it is used (see
+        above); the default Gaussian peak fit is not limited to a grid.
     frames_per_split : int
         Frames per split in template estimation (the seed's ``frames_per_split``).
     num_splits_to_process : int, optional

@@ -116,6 +116,7 @@ class RigidParams:
     window: object = None
     weight: object = None
     whiten: bool = False
+    peak_fit: bool = False
 
     def kernel_kwargs(self) -> dict:
         return {
@@ -123,7 +124,14 @@ class RigidParams:
             "upsample_factor": int(self.upsample_factor),
             "border": self.border,
             "whiten": self.whiten,
+            "peak_fit": self.peak_fit,
         }
+
+
+#: Smallest ``smooth_sigma`` (px) for which the phase-correlation peak is a Gaussian
+#: sampled finely enough (its spectrum is at most 6 % at Nyquist) to be located by a
+#: Gaussian fit of its integer samples; below it the upsampled DFT refines the peak.
+PEAK_FIT_MIN_SIGMA = 0.75
 
 
 def make_rigid_params(
@@ -166,6 +174,7 @@ def make_rigid_params(
         window=window,
         weight=weight,
         whiten=bool(phase_corr),
+        peak_fit=bool(phase_corr) and smooth_sigma is not None and smooth_sigma >= PEAK_FIT_MIN_SIGMA,
     )
 
 
@@ -201,8 +210,7 @@ def register_frames(
     tmpl = np.asarray(template, dtype=np.float32)
     fill = np.float32(params.fill_min)
     bs = params.batch_size
-    window = np.ones((h, w), np.float32) if params.window is None else params.window
-    weight = np.ones((h, w // 2 + 1), np.float32) if params.weight is None else params.weight
+    window, weight = _rigid_arrays(params, (h, w))
     shifts = np.empty((n, 2), np.float32)
     corrected = np.empty((n, h, w), np.float32) if apply else None
     corr = np.empty((n,), np.float32) if apply else None
@@ -257,24 +265,22 @@ def apply_shifts(
 
 
 def _mean_registered(movie, template, params, start, stop) -> tuple[np.ndarray, np.ndarray]:
-    """NaN-aware mean of frames ``start:stop`` registered to ``template``, and their
-    (rigid) shifts.
+    """Mean of frames ``start:stop`` registered to ``template``, and their (rigid) shifts.
 
     ``params`` is a :class:`RigidParams` or :class:`PwParams`; frames are read and
-    registered one batch at a time.  Frames are summed one by one in float64, in frame
-    order, so the result does not depend on the batching; the per-pixel count is kept
-    only once a non-finite pixel shows up (``border="copy"`` never produces one).
+    registered one batch at a time.  Rigid: the mean is taken in the Fourier domain
+    (:func:`_mean_spectrum`).  Piecewise rigid: the corrected frames are summed one by
+    one in float64, in frame order (NaN-aware), so the result does not depend on the
+    batching.
     """
-    pw = isinstance(params, PwParams)
+    if not isinstance(params, PwParams):
+        return _mean_spectrum(movie, template, params, start, stop)
     acc = np.zeros(template.shape, np.float64)
     cnt = None  # per-pixel count, only once a frame had non-finite pixels
     n_all = 0  # frames summed while every pixel was finite
     shifts = []
     for a, b in iter_batches(stop - start, params.batch_size):
-        if pw:
-            out = register_pw_frames(movie, template, params, start=start + a, stop=start + b)
-        else:
-            out = register_frames(movie, template, params, start=start + a, stop=start + b, with_corr=False)
+        out = register_pw_frames(movie, template, params, start=start + a, stop=start + b)
         c = out[-2]
         shifts.append(out[0])
         if cnt is None and np.isfinite(c).all():
@@ -294,18 +300,92 @@ def _mean_registered(movie, template, params, start, stop) -> tuple[np.ndarray, 
         return (acc / cnt).astype(np.float32), np.concatenate(shifts)
 
 
-def _centre(template: np.ndarray, shifts: np.ndarray, params: RigidParams) -> np.ndarray:
+def _mean_spectrum(movie, template, params: RigidParams, start, stop) -> tuple[np.ndarray, np.ndarray]:
+    """Rigid template step: mean of frames ``start:stop`` registered to ``template``.
+
+    Computed from the spectra (:func:`xnormcorre.engine.rigid.register_sum_batch`):
+    one forward FFT per frame and one inverse FFT in all.  The frames are moved
+    periodically, so the strip that wrapped around in some frame (at most the largest
+    shift on each side) is then replaced by the nearest row/column that no frame
+    wrapped into (:func:`fill_edges`, as ``border="copy"``), whatever the ``border``
+    of the pass: a template never holds NaN or fill values.
+
+    Kernel batches start at multiples of the kernel batch from ``start`` whatever
+    ``params.batch_size``, and the batch sums are added in order in complex128, so the
+    result is bit-identical for every batch size and chunking.
+    """
+    h, w = template.shape
+    m = kernel_batch((h, w))
+    bs = -(-params.batch_size // m) * m  # read batches aligned to kernel batches
+    tmpl = np.asarray(template, dtype=np.float32)
+    window, weight = _rigid_arrays(params, (h, w))
+    kw = params.kernel_kwargs()
+    kw.pop("border")
+    acc = np.zeros((h, w // 2 + 1), np.complex128)
+    shifts = np.empty((stop - start, 2), np.float32)
+    for a0, b0 in iter_batches(stop - start, bs):
+        block = _read(movie, start + a0, start + b0)
+        pending = []
+        for c0, d0, (batch,) in _kernel_calls(block):
+            keep = np.zeros(m, np.float32)
+            keep[: d0 - c0] = 1.0
+            pending.append(
+                (a0 + c0, a0 + d0, _rigid.register_sum_batch(batch, keep, tmpl, window, weight, **kw))
+            )
+        for a, b, (s, spec) in pending:
+            shifts[a:b] = np.asarray(s)[: b - a]
+            acc += np.asarray(spec)
+    mean = np.fft.irfft2(acc / (stop - start), s=(h, w))
+    lo = np.minimum(shifts.min(axis=0), 0.0)
+    hi = np.maximum(shifts.max(axis=0), 0.0)
+    return fill_edges(mean, lo, hi).astype(np.float32), shifts
+
+
+def fill_edges(img: np.ndarray, lo, hi) -> np.ndarray:
+    """Replace the edge strips that frames moved by shifts in ``[lo, hi]`` wrapped into.
+
+    ``lo``/``hi`` are the ``(y, x)`` extremes of the shifts (``lo <= 0 <= hi``); a frame
+    moved by ``-shift`` wraps ``ceil(hi)`` rows/columns into the far side and
+    ``ceil(-lo)`` into the near side.  They are replaced by the nearest untouched row,
+    then column (edge replication, as ``border="copy"``).
+
+    Examples
+    --------
+    >>> fill_edges(np.arange(16.0).reshape(4, 4), (-1.0, 0.0), (0.0, 0.5))[:, -1].tolist()
+    [6.0, 6.0, 10.0, 14.0]
+    """
+    out = np.array(img, copy=True)
+    h, w = out.shape
+    lo_y = min(int(np.ceil(-lo[0])), h - 1)
+    hi_y = max(h - 1 - int(np.ceil(hi[0])), lo_y)
+    lo_x = min(int(np.ceil(-lo[1])), w - 1)
+    hi_x = max(w - 1 - int(np.ceil(hi[1])), lo_x)
+    out[:lo_y] = out[lo_y]
+    out[hi_y + 1 :] = out[hi_y]
+    out[:, :lo_x] = out[:, lo_x : lo_x + 1]
+    out[:, hi_x + 1 :] = out[:, hi_x : hi_x + 1]
+    return out
+
+
+def _centre(template: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Move ``template`` to the centre of the range of positions of the frames registered
     to it (midpoint of their 5th and 95th shift percentiles: a few outlier frames do
     not move it).
 
     The ``±max_shifts`` search window is then centred on the motion rather than on
     wherever the initial frames happened to be, so fewer frames are clipped at the
-    search bound (e.g. a movie that jumps between a few positions).
+    search bound (e.g. a movie that jumps between a few positions).  The move is a
+    Fourier shift (float64), with the strip that wrapped around edge-replicated.
     """
     lo, hi = np.percentile(shifts, [5, 95], axis=0)
-    med = ((lo + hi) / 2).astype(np.float32)
-    return apply_shifts(template[None], -med[None], border="copy", batch_size=1)[0]
+    med = (lo + hi) / 2
+    h, w = template.shape
+    ky = np.fft.fftfreq(h)[:, None]
+    kx = np.fft.rfftfreq(w)[None, :]
+    # content moves by +med: the frames' shifts relative to the result are shifts - med
+    ramp = np.exp(-2j * np.pi * (ky * med[0] + kx * med[1]))
+    moved = np.fft.irfft2(np.fft.rfft2(template.astype(np.float64)) * ramp, s=(h, w))
+    return fill_edges(moved, np.minimum(-med, 0.0), np.maximum(-med, 0.0)).astype(np.float32)
 
 
 def _nanmedian(stack: np.ndarray) -> np.ndarray:
@@ -335,7 +415,7 @@ def initial_template(movie, params: RigidParams, n_init: int = 100) -> np.ndarra
     sample = np.stack([np.asarray(movie[int(i)], dtype=np.float32) for i in idx])
     tmpl = _nanmedian(sample)
     mean, shifts = _mean_registered(sample, tmpl, params, 0, len(sample))
-    return _centre(mean, shifts, params)
+    return _centre(mean, shifts)
 
 
 def split_bounds(n_frames: int, frames_per_split: int) -> list[tuple[int, int]]:
@@ -398,7 +478,7 @@ def estimate_template(
             shifts.append(s)
             if on_split is not None:
                 on_split()
-        tmpl = _centre(_nanmedian(np.stack(means)), np.concatenate(shifts), params)
+        tmpl = _centre(_nanmedian(np.stack(means)), np.concatenate(shifts))
     return tmpl
 
 

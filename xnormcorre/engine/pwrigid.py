@@ -156,12 +156,20 @@ def _pw_one(
     upsample_factor,
     border,
     whiten,
+    peak_fit,
     apply,
 ):
     h, w = frame.shape
     est = jnp.fft.rfft2((frame - frame.mean()) * window)
     ry, rx = estimate_shift(
-        est, tmpl_spec, weight, (h, w), radius=max_shifts, upsample_factor=upsample_factor, whiten=whiten
+        est,
+        tmpl_spec,
+        weight,
+        (h, w),
+        radius=max_shifts,
+        upsample_factor=upsample_factor,
+        whiten=whiten,
+        peak_fit=peak_fit,
     )
     # Cut each frame patch where the template patch's content went: at the patch start
     # moved by the rounded rigid shift (clamped to the frame), so that only the
@@ -191,6 +199,7 @@ def _pw_one(
             radius=radius,
             upsample_factor=upsample_factor,
             whiten=whiten,
+            peak_fit=peak_fit,
             centre=(cy - py, cx - px),
             bounds=(ry - max_dev[0] - py, ry + max_dev[0] - py, rx - max_dev[1] - px, rx + max_dev[1] - px),
         )
@@ -215,6 +224,7 @@ _STATIC = (
     "upsample_factor",
     "border",
     "whiten",
+    "peak_fit",
     "apply",
 )
 
@@ -239,6 +249,7 @@ def register_pw_batch(
     upsample_factor,
     border="copy",
     whiten=True,
+    peak_fit=False,
     apply=True,
 ):
     """Piecewise-rigid registration of a batch ``(B, H, W)`` to ``template``.
@@ -259,6 +270,7 @@ def register_pw_batch(
         upsample_factor=upsample_factor,
         border=border,
         whiten=whiten,
+        peak_fit=peak_fit,
         apply=apply,
     )
     consts = (template, tmpl_spec, tmpl_pspec, fill_min, window, weight, pwindow, pweight, wy, wx)
