@@ -391,16 +391,28 @@ def _centre(template: np.ndarray, shifts: np.ndarray) -> np.ndarray:
 def _nanmedian(stack: np.ndarray) -> np.ndarray:
     """Per-pixel (NaN-)median over the first axis.
 
-    Computed on a pixel-major copy, so that each median is a selection within one
-    contiguous row (NumPy's partition along a strided axis is several times slower);
-    the values are the same.
+    Computed on a pixel-major copy, so that each median comes from one contiguous row.
+    Without NaN the rows are sorted (NumPy's vectorized sort is several times faster
+    than the partition behind :func:`numpy.median`) and the middle value, or the mean of
+    the two middle values in the input's precision, is taken: the same bits as
+    :func:`numpy.median`.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(size=(6, 3, 4)).astype(np.float32)
+    >>> np.array_equal(_nanmedian(x), np.median(x, axis=0))
+    True
     """
-    if stack.shape[0] == 1:
+    n = stack.shape[0]
+    if n == 1:
         return stack[0]
-    flat = np.ascontiguousarray(stack.reshape(stack.shape[0], -1).T)
+    flat = np.ascontiguousarray(stack.reshape(n, -1).T)
     if np.isnan(flat).any():
         return np.nanmedian(flat, axis=1).astype(np.float32).reshape(stack.shape[1:])
-    return np.median(flat, axis=1).astype(np.float32).reshape(stack.shape[1:])
+    srt = np.sort(flat, axis=1)
+    # even n, as numpy.median: the mean of the two middle values, in their dtype
+    med = srt[:, n // 2] if n % 2 else (srt[:, n // 2 - 1] + srt[:, n // 2]) / srt.dtype.type(2)
+    return med.astype(np.float32).reshape(stack.shape[1:])
 
 
 def initial_template(movie, params: RigidParams, n_init: int = 100) -> np.ndarray:

@@ -537,7 +537,10 @@ def register_sum_batch(
             peak_fit=peak_fit,
         )
         ramp_y, ramp_x = phase_ramp(dy, dx, (h, w))
-        return jnp.stack([dy, dx]), spec * ramp_y[:, None] * ramp_x[None, :]
+        return jnp.stack([dy, dx]), spec, ramp_y, ramp_x
 
-    shifts, specs = jax.vmap(one)(frames)
-    return shifts, jnp.tensordot(keep.astype(specs.dtype), specs, axes=1)
+    shifts, specs, ramp_y, ramp_x = jax.vmap(one)(frames)
+    ramp_y = ramp_y * keep.astype(ramp_y.dtype)[:, None]
+    # sum_b keep_b·ramp_y[b, i]·spec[b, i, j]·ramp_x[b, j] as one contraction: XLA CPU
+    # does it several times faster than a product of the full planes and a sum over b
+    return shifts, jnp.einsum("bi,bij,bj->ij", ramp_y, specs, ramp_x)
