@@ -280,7 +280,7 @@ def _mean_registered(movie, template, params, start, stop) -> tuple[np.ndarray, 
     n_all = 0  # frames summed while every pixel was finite
     shifts = []
     for a, b in iter_batches(stop - start, params.batch_size):
-        out = register_pw_frames(movie, template, params, start=start + a, stop=start + b)
+        out = register_pw_frames(movie, template, params, start=start + a, stop=start + b, with_corr=False)
         c = out[-2]
         shifts.append(out[0])
         if cnt is None and np.isfinite(c).all():
@@ -587,8 +587,11 @@ def register_pw_frames(
     stop: int | None = None,
     apply: bool = True,
     on_batch: Callable[[int], None] | None = None,
+    with_corr: bool = True,
 ):
     """Piecewise-rigid registration of ``movie[start:stop]`` to ``template``.
+
+    ``with_corr=False`` skips the correlation with the template (``corr`` is then NaN).
 
     Returns
     -------
@@ -611,23 +614,16 @@ def register_pw_frames(
     pshifts = np.empty((n, ny, nx, 2), np.float32)
     corrected = np.empty((n, h, w), np.float32) if apply else None
     corr = np.empty((n,), np.float32) if apply else None
+    kw = params.kernel_kwargs()
+    consts = (tmpl, fill, window, weight, params.pwindow, params.pweight, params.wy, params.wx)
     for a0, b0 in iter_batches(n, bs):
-        for c0, d0, (batch,) in _kernel_calls(_read(movie, start + a0, start + b0)):
-            a, b = a0 + c0, a0 + d0
-            out = _pw.register_pw_batch(
-                batch,
-                tmpl,
-                fill,
-                window,
-                weight,
-                params.pwindow,
-                params.pweight,
-                params.wy,
-                params.wx,
-                apply=apply,
-                **params.kernel_kwargs(),
-            )
-            out = [np.asarray(o) for o in out]
+        # every kernel call of the block is dispatched before the results are copied out
+        pending = [
+            (a0 + c0, a0 + d0, _pw.register_pw_batch(batch, *consts, apply=apply, with_corr=with_corr, **kw))
+            for c0, d0, (batch,) in _kernel_calls(_read(movie, start + a0, start + b0))
+        ]
+        for a, b, res in pending:
+            out = [np.asarray(o) for o in res]
             k = b - a
             rigid[a:b] = out[0][:k]
             pshifts[a:b] = out[1][:k]

@@ -158,6 +158,7 @@ def _pw_one(
     whiten,
     peak_fit,
     apply,
+    with_corr=True,
 ):
     h, w = frame.shape
     est = jnp.fft.rfft2((frame - frame.mean()) * window)
@@ -211,7 +212,7 @@ def _pw_one(
         return rigid, pshifts
     fy, fx = dense_field(pshifts, wy, wx)
     out, valid = warp(frame, fy, fx, border, fill_min)
-    corr = masked_corr(out, template, valid & jnp.isfinite(out))
+    corr = masked_corr(out, template, valid & jnp.isfinite(out)) if with_corr else jnp.float32(jnp.nan)
     return rigid, pshifts, out, corr
 
 
@@ -226,6 +227,7 @@ _STATIC = (
     "whiten",
     "peak_fit",
     "apply",
+    "with_corr",
 )
 
 
@@ -251,11 +253,13 @@ def register_pw_batch(
     whiten=True,
     peak_fit=False,
     apply=True,
+    with_corr=True,
 ):
     """Piecewise-rigid registration of a batch ``(B, H, W)`` to ``template``.
 
     Returns rigid shifts ``(B, 2)``, patch shifts ``(B, Ny, Nx, 2)`` and, if ``apply``,
-    the corrected frames ``(B, H, W)`` and their correlation with the template ``(B,)``.
+    the corrected frames ``(B, H, W)`` and their correlation with the template ``(B,)``
+    (NaN if not ``with_corr``: template passes need only the corrected frames).
     """
     tmpl_spec = jnp.fft.rfft2((template - template.mean()) * window)
     tp = _patches(template, starts_y, starts_x, size)
@@ -272,6 +276,7 @@ def register_pw_batch(
         whiten=whiten,
         peak_fit=peak_fit,
         apply=apply,
+        with_corr=with_corr,
     )
     consts = (template, tmpl_spec, tmpl_pspec, fill_min, window, weight, pwindow, pweight, wy, wx)
     return jax.vmap(lambda f: fn(f, *consts))(frames)
