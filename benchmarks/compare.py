@@ -401,7 +401,8 @@ def evaluate(name: str, engine: str, case_file: Path, result: dict, arrays: dict
 
     times = result["times"]
     n = result["n_frames"]
-    warm = float(np.median(times[1:])) if len(times) > 1 else times[0]
+    # best steady-state run: on a shared machine load only ever slows a run down
+    warm = float(np.min(times[1:])) if len(times) > 1 else times[0]
     row = {
         "case": name,
         "engine": engine,
@@ -552,6 +553,13 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--quick", action="store_true", help="100-frame synthetic movies, one steady-state repeat"
     )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="times each case's engines are run, interleaved (order reversed every other "
+        "round); each engine's best round is reported",
+    )
     ap.add_argument("--markdown", default=None, help="also write the table to this file")
     ap.add_argument("--timeout", type=int, default=900)
     # worker mode (internal)
@@ -566,6 +574,7 @@ def main(argv=None) -> int:
         return 0
     if args.quick:
         args.repeats = 1
+        args.rounds = 1
     cache = Path(args.cache_dir)
     wanted = args.engines.split(",") if args.engines else None
     rows = []
@@ -578,12 +587,14 @@ def main(argv=None) -> int:
             kind, _, max_shifts, group = CASES[name]
             if kind == "real":
                 rows.append(raw_row(name, path, max_shifts))
-            for engine in engines_for(group):
-                if wanted and engine not in wanted:
-                    continue
-                row = run_one(args, name, engine, path, Path(tmp))
-                if row is not None:
-                    rows.append(row)
+            engines = [e for e in engines_for(group) if not wanted or e in wanted]
+            best: dict[str, dict] = {}
+            for r in range(max(1, args.rounds)):
+                for engine in engines if r % 2 == 0 else engines[::-1]:
+                    row = run_one(args, name, engine, path, Path(tmp))
+                    if row is not None and (engine not in best or row["fps"] > best[engine]["fps"]):
+                        best[engine] = row
+            rows.extend(best[e] for e in engines if e in best)
     out = table(rows)
     print(f"\n{machine()}\nwall time {time.perf_counter() - t_start:.0f} s\n")
     print(out)
