@@ -127,6 +127,36 @@ def test_same_bits_across_reruns_batch_sizes_and_chunkings(small_movie):
     assert ref.attrs["seed"] == 3
 
 
+@pytest.mark.parametrize("fn", ["rigid", "pwrigid"])
+def test_same_bits_whatever_the_number_of_kernel_threads(small_movie, monkeypatch, fn):
+    """Kernel calls run concurrently on a thread pool: the bits must not depend on it."""
+    kw = {"max_shifts": 4, "batch_size": 8}
+    if fn == "pwrigid":
+        kw.update(strides=24, overlaps=8, max_deviation_rigid=2)
+    runs = []
+    for n in ("1", "3"):
+        monkeypatch.setenv("XNORMCORRE_KERNEL_THREADS", n)
+        runs.append(getattr(xnormcorre, fn)(small_movie, **kw))
+    xr.testing.assert_identical(runs[0], runs[1])
+
+
+def test_kernel_threads_setting_is_checked(monkeypatch):
+    from xnormcorre.engine import api
+
+    monkeypatch.setenv("XNORMCORRE_KERNEL_THREADS", "2")
+    assert api.kernel_threads() == 2
+    for bad in ("0", "two"):
+        monkeypatch.setenv("XNORMCORRE_KERNEL_THREADS", bad)
+        with pytest.raises(ValueError, match="XNORMCORRE_KERNEL_THREADS must be an integer >= 1"):
+            api.kernel_threads()
+    monkeypatch.delenv("XNORMCORRE_KERNEL_THREADS")
+    assert 1 <= api.kernel_threads() <= 4
+    # results come back in order even when later calls finish first
+    monkeypatch.setenv("XNORMCORRE_KERNEL_THREADS", "3")
+    out = list(api._ordered_map(lambda i: (time.sleep(0.002 * (9 - i)), i)[1], range(10)))
+    assert out == list(range(10))
+
+
 def test_seed_changes_the_split_draw_only_when_sampling(small_movie):
     kw = {"max_shifts": 5, "frames_per_split": 8, "num_splits_to_process": 2}
     a = xnormcorre.estimate_template(small_movie, seed=0, **kw)
