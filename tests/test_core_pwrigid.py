@@ -89,6 +89,18 @@ def test_uniform_motion_gives_rigid_patch_shifts():
     assert float(np.sqrt((d**2).sum(-1).mean())) < 0.1
 
 
+def test_edge_patches_are_not_biased_by_rigid_motion():
+    """Edge patches are cut at the rigidly displaced position even where it leaves the
+    frame: a cut clamped to the frame biased them towards the centre (up to 0.06 px on
+    average over this movie, against < 0.02 px for inner patches)."""
+    ds = xnormcorre.datasets.synthetic_movie(60, (128, 128), 5.0, seed=4, as_dataset=True)
+    res = xnormcorre.pwrigid(ds.movie, max_shifts=7, strides=32, overlaps=16, max_deviation_rigid=2)
+    err = res.shifts.values - ds.true_shifts.values[:, None, None, :]
+    err -= np.median(err.reshape(-1, 2), axis=0)
+    per_patch = np.abs(err.mean(axis=0)).max()  # the per-patch constant part of the error
+    assert per_patch < 0.035, per_patch
+
+
 def test_static_clean_movie_comes_back_unchanged():
     """No seams, no drift: a static scene is returned (almost) bit for bit."""
     ds = xnormcorre.datasets.synthetic_movie(

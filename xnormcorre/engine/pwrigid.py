@@ -173,18 +173,21 @@ def _pw_one(
         peak_fit=peak_fit,
     )
     # Cut each frame patch where the template patch's content went: at the patch start
-    # moved by the rounded rigid shift (clamped to the frame), so that only the
-    # residual non-rigid displacement (<= max_dev + 0.5 px) is left to estimate and
-    # almost no content enters or leaves the patch.
+    # moved by the rounded rigid shift, so that only the residual non-rigid
+    # displacement (<= max_dev + 0.5 px) is left to estimate and almost no content
+    # enters or leaves the patch.  Edge patches are cut from the frame padded by
+    # ``max_shifts`` (edge values), never clamped to it: a clamped cut would leave the
+    # rigid shift between the two patch windows, and the windows' own correlation
+    # biases that estimate towards zero (edge patches pulled towards the centre).
     cy = jnp.round(ry).astype(jnp.int32)
     cx = jnp.round(rx).astype(jnp.int32)
-    oy = jnp.clip(jnp.asarray(starts_y) + cy, 0, h - size[0]) - jnp.asarray(starts_y)  # (Ny,)
-    ox = jnp.clip(jnp.asarray(starts_x) + cx, 0, w - size[1]) - jnp.asarray(starts_x)  # (Nx,)
-    oyy, oxx = jnp.meshgrid(oy, ox, indexing="ij")
+    my, mx = max_shifts
+    padded = jnp.pad(frame, ((my, my), (mx, mx)), mode="edge")
+    oyy, oxx = jnp.meshgrid(jnp.full(len(starts_y), cy), jnp.full(len(starts_x), cx), indexing="ij")
     syy, sxx = jnp.meshgrid(jnp.asarray(starts_y), jnp.asarray(starts_x), indexing="ij")
 
     def cut(y0, x0):
-        return jax.lax.dynamic_slice(frame, (y0, x0), size)
+        return jax.lax.dynamic_slice(padded, (y0 + my, x0 + mx), size)
 
     patches = jax.vmap(jax.vmap(cut))(syy + oyy, sxx + oxx)  # (Ny, Nx, py, px)
     pm = patches - patches.mean(axis=(-2, -1), keepdims=True)
