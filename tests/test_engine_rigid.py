@@ -162,7 +162,7 @@ def test_template_mean_from_spectra_matches_corrected_frames():
     frames = np.stack([_np_fourier_displace(tmpl, d) for d in true])
     for border in ("copy", "nan"):
         p = _params(tmpl.shape, border=border, taper=0)
-        mean, shifts = api._mean_registered(frames, tmpl, p, 0, len(frames))
+        mean, shifts, _ = api._mean_registered(frames, tmpl, p, 0, len(frames))
         assert np.isfinite(mean).all()
         _, corrected, _ = api.register_frames(frames, tmpl, p)
         np.testing.assert_array_equal(shifts, api.register_frames(frames, tmpl, p, apply=False)[0])

@@ -216,7 +216,12 @@ def pwrigid(
     num_splits_to_process_rig, niter_rig : int
         Rigid template estimation (as ``num_splits_to_process``/``niter`` of rigid).
     num_splits_to_process_els, niter_els : int
-        Piecewise-rigid template iterations, starting from the rigid template.
+        Piecewise-rigid template iterations, starting from the rigid template.  After
+        each, the template is deformed (dense field of the patches' mean deviation
+        from the rigid shift over the frames of the iteration) to the frames' mean
+        local geometry, so that on average every patch's shift equals the rigid
+        shift: an averaged template otherwise keeps the rigid template's local
+        geometry, which is off the mean deformation where the deformation is skewed.
     max_template_frames : int or None
         Bound on the frames registered per template iteration (rigid and pw), as in
         :func:`xnormcorre.rigid`.

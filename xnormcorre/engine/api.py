@@ -354,25 +354,30 @@ def apply_shifts(
     return out
 
 
-def _mean_registered(movie, template, params, start, stop) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of frames ``start:stop`` registered to ``template``, and their (rigid) shifts.
+def _mean_registered(movie, template, params, start, stop):
+    """Mean of frames ``start:stop`` registered to ``template``, their (rigid) shifts
+    and, piecewise rigid, their patch deviations from the rigid shift.
 
     ``params`` is a :class:`RigidParams` or :class:`PwParams`; frames are read and
     registered one batch at a time.  Rigid: the mean is taken in the Fourier domain
     (:func:`_mean_spectrum`).  Piecewise rigid: the corrected frames are summed one by
     one in float64, in frame order (NaN-aware), so the result does not depend on the
     batching.
+
+    Returns ``(mean, shifts, deviations)``: ``deviations`` is None (rigid) or
+    ``(T, Ny, Nx, 2)``, each patch shift minus the frame's rigid shift.
     """
     if not isinstance(params, PwParams):
-        return _mean_spectrum(movie, template, params, start, stop)
+        return (*_mean_spectrum(movie, template, params, start, stop), None)
     acc = np.zeros(template.shape, np.float64)
     cnt = None  # per-pixel count, only once a frame had non-finite pixels
     n_all = 0  # frames summed while every pixel was finite
-    shifts = []
+    shifts, devs = [], []
     for a, b in iter_batches(stop - start, params.batch_size):
         out = register_pw_frames(movie, template, params, start=start + a, stop=start + b, with_corr=False)
         c = out[-2]
         shifts.append(out[0])
+        devs.append(out[1] - out[0][:, None, None, :])
         if cnt is None and np.isfinite(c).all():
             for frame in c:  # frame by frame: the sum's rounding does not depend on the batching
                 acc += frame
@@ -387,7 +392,7 @@ def _mean_registered(movie, template, params, start, stop) -> tuple[np.ndarray, 
     if cnt is None:
         cnt = float(n_all)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (acc / cnt).astype(np.float32), np.concatenate(shifts)
+        return (acc / cnt).astype(np.float32), np.concatenate(shifts), np.concatenate(devs)
 
 
 def _mean_spectrum(movie, template, params: RigidParams, start, stop) -> tuple[np.ndarray, np.ndarray]:
@@ -514,7 +519,7 @@ def initial_template(movie, params: RigidParams, n_init: int = 100) -> np.ndarra
     idx = np.unique(np.linspace(0, n - 1, min(n, n_init)).round().astype(np.int64))
     sample = np.stack([np.asarray(movie[int(i)], dtype=np.float32) for i in idx])
     tmpl = _nanmedian(sample)
-    mean, shifts = _mean_registered(sample, tmpl, params, 0, len(sample))
+    mean, shifts, _ = _mean_registered(sample, tmpl, params, 0, len(sample))
     return _centre(mean, shifts)
 
 
@@ -571,15 +576,47 @@ def estimate_template(
         if num_splits_to_process is not None and num_splits_to_process < len(splits):
             pick = np.sort(rng.choice(len(splits), size=num_splits_to_process, replace=False))
             chosen = [splits[i] for i in pick]
-        means, shifts = [], []
+        means, shifts, devs = [], [], []
         for a, b in chosen:
-            m, s = _mean_registered(movie, tmpl, params, a, b)
+            m, s, d = _mean_registered(movie, tmpl, params, a, b)
             means.append(m)
             shifts.append(s)
+            devs.append(d)
             if on_split is not None:
                 on_split()
         tmpl = _centre(_nanmedian(np.stack(means)), np.concatenate(shifts))
+        if isinstance(params, PwParams):
+            tmpl = _centre_patches(tmpl, np.concatenate(devs), params)
     return tmpl
+
+
+def _centre_patches(template: np.ndarray, deviations: np.ndarray, params: PwParams) -> np.ndarray:
+    """Deform a piecewise-rigid template to the frames' mean local geometry.
+
+    The mean of frames registered to a template keeps that template's local geometry,
+    which for the first piecewise-rigid template is the rigid template's: wherever the
+    frames' content most often was, a blur-weighted position that is not the frames'
+    mean deformation where the deformation's distribution over time is skewed.  Each
+    patch's mean deviation from the rigid shift over the frames of the pass (a
+    ``(Ny, Nx, 2)`` grid) is the template's offset from that mean; the template is
+    moved by it (the dense field of :func:`xnormcorre.engine.pwrigid.dense_field`,
+    Keys-cubic, edges replicated), so that the next pass's patch shifts deviate from
+    the rigid shifts by zero on average in every patch -- the piecewise analogue of
+    :func:`_centre`.
+    """
+    from . import pwrigid as _pw
+
+    dev = np.mean(np.asarray(deviations, np.float64), axis=0).astype(np.float32)  # (Ny, Nx, 2)
+    # content moved by +dev: warp with the displacement -dev
+    out = _pw.warp_batch(
+        np.asarray(template, np.float32)[None],
+        -dev[None],
+        np.float32(0.0),
+        params.wy,
+        params.wx,
+        border="copy",
+    )
+    return np.asarray(out)[0]
 
 
 # ----------------------------------------------------------------------- piecewise rigid
