@@ -121,12 +121,14 @@ def kernel_threads() -> int:
     return max(1, min(4, cores))
 
 
-_POOL: dict[int, ThreadPoolExecutor] = {}  # per process id (a forked child makes its own)
+_POOL: dict[
+    tuple[int, int], ThreadPoolExecutor
+] = {}  # by (process id, threads): a forked child makes its own
 _POOL_LOCK = threading.Lock()
 
 
 def _pool(n_threads: int) -> ThreadPoolExecutor:
-    key = os.getpid() * 64 + n_threads
+    key = (os.getpid(), n_threads)
     with _POOL_LOCK:
         if key not in _POOL:
             _POOL[key] = ThreadPoolExecutor(n_threads, thread_name_prefix="xnormcorre-kernel")
@@ -502,9 +504,8 @@ def _nanmedian(stack: np.ndarray) -> np.ndarray:
     if np.isnan(flat).any():
         return np.nanmedian(flat, axis=1).astype(np.float32).reshape(stack.shape[1:])
     flat.sort(axis=1)  # in place: flat is our own copy
-    srt = flat
     # even n, as numpy.median: the mean of the two middle values, in their dtype
-    med = srt[:, n // 2] if n % 2 else (srt[:, n // 2 - 1] + srt[:, n // 2]) / srt.dtype.type(2)
+    med = flat[:, n // 2] if n % 2 else (flat[:, n // 2 - 1] + flat[:, n // 2]) / flat.dtype.type(2)
     return med.astype(np.float32).reshape(stack.shape[1:])
 
 

@@ -183,18 +183,19 @@ def _pw_one(
     cx = jnp.round(rx).astype(jnp.int32)
     my, mx = max_shifts
     padded = jnp.pad(frame, ((my, my), (mx, mx)), mode="edge")
-    oyy, oxx = jnp.meshgrid(jnp.full(len(starts_y), cy), jnp.full(len(starts_x), cx), indexing="ij")
     syy, sxx = jnp.meshgrid(jnp.asarray(starts_y), jnp.asarray(starts_x), indexing="ij")
 
     def cut(y0, x0):
-        return jax.lax.dynamic_slice(padded, (y0 + my, x0 + mx), size)
+        return jax.lax.dynamic_slice(padded, (y0 + cy + my, x0 + cx + mx), size)
 
-    patches = jax.vmap(jax.vmap(cut))(syy + oyy, sxx + oxx)  # (Ny, Nx, py, px)
+    patches = jax.vmap(jax.vmap(cut))(syy, sxx)  # (Ny, Nx, py, px)
     pm = patches - patches.mean(axis=(-2, -1), keepdims=True)
     pspec = jnp.fft.rfft2(pm * pwindow)  # (Ny, Nx, py, pxh)
     radius = (max_dev[0] + 1, max_dev[1] + 1)  # rounding of the centre costs up to 0.5 px
 
-    def one_patch(ps, ts, py, px):
+    # every patch is cut (cy, cx) from its template patch: the residual is searched
+    # around 0 within the rigid shift's own bounds, moved by that offset
+    def one_patch(ps, ts):
         res_y, res_x = estimate_shift(
             ps,
             ts,
@@ -204,12 +205,11 @@ def _pw_one(
             upsample_factor=upsample_factor,
             whiten=whiten,
             peak_fit=peak_fit,
-            centre=(cy - py, cx - px),
-            bounds=(ry - max_dev[0] - py, ry + max_dev[0] - py, rx - max_dev[1] - px, rx + max_dev[1] - px),
+            bounds=(ry - max_dev[0] - cy, ry + max_dev[0] - cy, rx - max_dev[1] - cx, rx + max_dev[1] - cx),
         )
-        return jnp.stack([res_y + py, res_x + px])
+        return jnp.stack([res_y + cy, res_x + cx])
 
-    pshifts = jax.vmap(jax.vmap(one_patch))(pspec, tmpl_pspec, oyy, oxx)  # (Ny, Nx, 2)
+    pshifts = jax.vmap(jax.vmap(one_patch))(pspec, tmpl_pspec)  # (Ny, Nx, 2)
     rigid = jnp.stack([ry, rx])
     if not apply:
         return rigid, pshifts

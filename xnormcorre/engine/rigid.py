@@ -391,6 +391,38 @@ def rect_corr(a: jax.Array, b0: jax.Array, b0sq: jax.Array, ca: jax.Array, limit
     return cov / jnp.sqrt(va * vb)
 
 
+def _spectrum_and_shift(
+    frame: jax.Array,
+    tmpl_spec: jax.Array,
+    weight: jax.Array,
+    *,
+    max_shifts: tuple[int, int],
+    upsample_factor: int,
+    whiten: bool,
+    peak_fit: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """A frame's rfft2 and its displacement relative to the template (``tmpl_spec``).
+
+    Only the template is apodized: its taper (wider than max_shifts) vanishes wherever
+    a shifted frame would wrap around, so the frame's own border discontinuity never
+    meets template content and the raw frame's spectrum serves both the estimate and
+    the Fourier-shift application (one forward FFT per frame).  The frame's mean only
+    adds a constant to the correlation surface.
+    """
+    spec = jnp.fft.rfft2(frame)
+    dy, dx = estimate_shift(
+        spec,
+        tmpl_spec,
+        weight,
+        frame.shape,
+        radius=max_shifts,
+        upsample_factor=upsample_factor,
+        whiten=whiten,
+        peak_fit=peak_fit,
+    )
+    return spec, dy, dx
+
+
 def _register_one(
     frame: jax.Array,
     tmpl_spec: jax.Array,
@@ -408,20 +440,12 @@ def _register_one(
     with_corr: bool = True,
 ):
     h, w = frame.shape
-    spec = jnp.fft.rfft2(frame)
     mean = frame.mean()
-    # Only the template is apodized: its taper (wider than max_shifts) vanishes wherever
-    # a shifted frame would wrap around, so the frame's own border discontinuity never
-    # meets template content and the raw frame's spectrum serves both the estimate and
-    # the Fourier-shift application (one forward FFT per frame).  The frame's mean only
-    # adds a constant to the correlation surface.
-    est_spec = spec
-    dy, dx = estimate_shift(
-        est_spec,
+    spec, dy, dx = _spectrum_and_shift(
+        frame,
         tmpl_spec,
         weight,
-        (h, w),
-        radius=max_shifts,
+        max_shifts=max_shifts,
         upsample_factor=upsample_factor,
         whiten=whiten,
         peak_fit=peak_fit,
@@ -525,13 +549,11 @@ def register_sum_batch(
     tmpl_spec = jnp.fft.rfft2((template - tmpl_mean) * window)
 
     def one(frame):
-        spec = jnp.fft.rfft2(frame)
-        dy, dx = estimate_shift(
-            spec,
+        spec, dy, dx = _spectrum_and_shift(
+            frame,
             tmpl_spec,
             weight,
-            (h, w),
-            radius=max_shifts,
+            max_shifts=max_shifts,
             upsample_factor=upsample_factor,
             whiten=whiten,
             peak_fit=peak_fit,
