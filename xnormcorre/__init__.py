@@ -15,7 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from . import accessor  # noqa: F401  (registers the .normcorre accessors; imports xarray only)
-from .conventions import parameters_from_attrs
+from .schema import parameters_from_attrs
 
 try:
     __version__ = version("xnormcorre")
@@ -31,12 +31,13 @@ _LAZY = {
     "map_frames": "xnormcorre.core",
     "patch_grid": "xnormcorre.core",
     "pwrigid": "xnormcorre.core",
+    "quality_flags": "xnormcorre.qc",
     "rigid": "xnormcorre.core",
     "open_movie": "xnormcorre.io",
     "to_hdf5": "xnormcorre.io",
     "to_tiff": "xnormcorre.io",
 }
-_SUBMODULES = ("core", "datasets", "engine", "io", "metrics", "plot", "testing", "cli")
+_SUBMODULES = ("core", "datasets", "engine", "io", "metrics", "plot", "qc", "testing", "cli")
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import datasets, metrics, plot
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
         rigid,
     )
     from .io import open_movie, to_hdf5, to_tiff
+    from .qc import quality_flags
 
 
 def __getattr__(name: str) -> Any:
@@ -82,6 +84,7 @@ __all__ = [
     "patch_grid",
     "plot",
     "pwrigid",
+    "quality_flags",
     "rigid",
     "to_hdf5",
     "to_tiff",

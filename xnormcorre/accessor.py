@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
@@ -17,58 +20,80 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 
+class _Delegate:
+    """An accessor method that is one call of a function of :mod:`xnormcorre.core` with the
+    accessor's object as first argument.
+
+    The function is imported on first use (``import xnormcorre`` stays light) and the
+    method carries its docstring and signature (less the first parameter), so that
+    ``help()``, Jupyter's Shift-Tab and ``inspect.signature`` show the real parameters.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _function(self) -> Callable:
+        return getattr(_core(), self.name)
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Callable:
+        fn = self._function()
+        sig = inspect.signature(fn)
+        params = list(sig.parameters.values())[1:]
+
+        if obj is None:  # on the class (documentation): the unbound form, (self, ...)
+
+            @functools.wraps(fn)
+            def unbound(accessor, *args, **kwargs):
+                return fn(accessor._obj, *args, **kwargs)
+
+            self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            unbound.__signature__ = sig.replace(parameters=[self_param, *params])
+            return unbound
+
+        @functools.wraps(fn)
+        def method(*args, **kwargs):
+            return fn(obj._obj, *args, **kwargs)
+
+        method.__signature__ = sig.replace(parameters=params)
+        return method
+
+
 @xr.register_dataarray_accessor("normcorre")
 class NormCorreAccessor:
     """Motion correction of a ``(time, y, x)`` movie: ``movie.normcorre.rigid(...)``.
 
     The accessor keeps no state: each method is one call into the functional API
     with the DataArray as first argument, so ``movie.normcorre.rigid(**kw)`` is
-    identical to ``xnormcorre.rigid(movie, **kw)``.
+    identical to ``xnormcorre.rigid(movie, **kw)``, with the same parameters and
+    documentation.
+
+    Examples
+    --------
+    >>> import inspect, xnormcorre
+    >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=10, shape=(64, 64), max_shift=2)
+    >>> res = movie.normcorre.rigid(max_shifts=4)
+    >>> res.shifts.shape
+    (10, 2)
+    >>> bool((movie.normcorre.apply_shifts(res) == res.corrected).all())
+    True
+    >>> "max_shifts" in inspect.signature(movie.normcorre.rigid).parameters
+    True
+    >>> pw = xnormcorre.datasets.synthetic_movie(n_frames=8, shape=(96, 96), max_shift=2)
+    >>> pw.normcorre.pwrigid(max_shifts=4, strides=48, overlaps=24).shifts.shape
+    (8, 2, 2, 2)
     """
 
     def __init__(self, obj: xr.DataArray) -> None:
         self._obj = obj
 
-    def rigid(self, **kwargs) -> xr.Dataset:
-        """Rigid registration; see :func:`xnormcorre.rigid` for the parameters.
-
-        Examples
-        --------
-        >>> import xnormcorre
-        >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=10, shape=(64, 64), max_shift=2)
-        >>> movie.normcorre.rigid(max_shifts=4).shifts.shape
-        (10, 2)
-        """
-        return _core().rigid(self._obj, **kwargs)
-
-    def pwrigid(self, **kwargs) -> xr.Dataset:
-        """Piecewise-rigid registration; see :func:`xnormcorre.pwrigid` for the parameters.
-
-        Examples
-        --------
-        >>> import xnormcorre
-        >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=8, shape=(96, 96), max_shift=2)
-        >>> movie.normcorre.pwrigid(max_shifts=4, strides=48, overlaps=24).shifts.shape
-        (8, 2, 2, 2)
-        """
-        return _core().pwrigid(self._obj, **kwargs)
-
-    def apply_shifts(self, shifts, **kwargs) -> xr.DataArray:
-        """Re-apply known shifts; see :func:`xnormcorre.apply_shifts` for the parameters.
-
-        Examples
-        --------
-        >>> import xnormcorre
-        >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=10, shape=(64, 64), max_shift=2)
-        >>> res = movie.normcorre.rigid(max_shifts=4)
-        >>> bool((movie.normcorre.apply_shifts(res) == res.corrected).all())
-        True
-        """
-        return _core().apply_shifts(self._obj, shifts, **kwargs)
-
-    def template(self, **kwargs) -> xr.DataArray:
-        """Estimate a template; see :func:`xnormcorre.estimate_template`."""
-        return _core().estimate_template(self._obj, **kwargs)
+    #: Rigid registration: :func:`xnormcorre.rigid`.
+    rigid = _Delegate("rigid")
+    #: Piecewise-rigid registration: :func:`xnormcorre.pwrigid`.
+    pwrigid = _Delegate("pwrigid")
+    #: Re-apply known shifts: :func:`xnormcorre.apply_shifts`.
+    apply_shifts = _Delegate("apply_shifts")
+    #: Estimate a template: :func:`xnormcorre.estimate_template`.
+    template = _Delegate("estimate_template")
 
 
 @xr.register_dataset_accessor("normcorre")

@@ -2,8 +2,10 @@
 
 from .apply import apply_shifts
 from .filters import highpass, map_frames
-from .pwrigid import get_patch_start_and_end_coords, patch_grid, pwrigid
-from .rigid import estimate_template, rigid
+from .grid import get_patch_start_and_end_coords, patch_grid
+from .pwrigid import pwrigid
+from .rigid import rigid
+from .template import estimate_template
 
 __all__ = [
     "apply_shifts",

@@ -3,7 +3,7 @@
 Re-applies shifts that were estimated before (e.g. saved with
 ``res.drop_vars("corrected").to_netcdf("shifts.nc")``) to the same movie, or to
 another channel recorded with it.  The numbers come from the engine's single
-implementation (:func:`xnormcorre.engine.api.apply_shifts`), which is also what
+implementation (:func:`xnormcorre.engine.rigid.apply_shifts`), which is also what
 :func:`xnormcorre.rigid` runs, so the result equals ``rigid(...).corrected`` bit for
 bit for the same shifts, ``border`` and ``min_mov``.
 
@@ -23,14 +23,18 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import conventions as cv
-from ..engine import api as eng
-from .rigid import resolve_min_mov
+from .. import schema as cv
+from .. import validate as vd
+from ..engine.patches import interp_matrix
+from ..engine.pwrigid import apply_pw_shifts
+from ..engine.rigid import apply_shifts as apply_rigid_shifts
+from ..engine.runner import default_batch_size
+from .movie import resolve_min_mov
 
 __all__ = ["apply_shifts"]
 
-_PATCH_DIMS = ("patch_y", "patch_x")
-_RIGID_DIMS = (cv.DIM_TIME, cv.DIM_AXIS)
+_PATCH_DIMS = cv.PATCH_DIMS
+_RIGID_DIMS = cv.RIGID_SHIFT_DIMS
 
 
 # --------------------------------------------------------------------------- shifts input
@@ -109,12 +113,8 @@ def _check_values(shifts: np.ndarray, frame: tuple[int, int]) -> None:
 
 
 # --------------------------------------------------------------------------- appliers
-def _corrected_attrs(movie: xr.DataArray, border: str) -> dict:
-    return {
-        "long_name": "motion-corrected movie",
-        "units": movie.attrs.get("units", "a.u."),
-        "comment": "frame moved by -shifts (Fourier phase ramp); border: " + border,
-    }
+def _corrected_attrs(movie: xr.DataArray, comment: str) -> dict:
+    return cv.corrected_attrs(movie.attrs.get("units", "a.u."), comment)
 
 
 def _loop_leading(block: np.ndarray, shifts: np.ndarray, core: int, fn) -> np.ndarray:
@@ -133,7 +133,7 @@ def _rigid_block(block: np.ndarray, shifts: np.ndarray, *, border: str, fill_min
     """apply_ufunc kernel: frames ``(..., T, H, W)`` and shifts ``(..., T, 2)`` -> corrected."""
 
     def fn(frames, sh):
-        return eng.apply_shifts(frames, sh, border=border, fill_min=fill_min, batch_size=batch_size)
+        return apply_rigid_shifts(frames, sh, border=border, fill_min=fill_min, batch_size=batch_size)
 
     return _loop_leading(block, shifts, 2, fn)
 
@@ -142,9 +142,7 @@ def _pw_block(block, shifts, *, wy, wx, border: str, fill_min: float, batch_size
     """apply_ufunc kernel: frames ``(..., T, H, W)`` and patch shifts ``(..., T, Ny, Nx, 2)``."""
 
     def fn(frames, sh):
-        return eng.apply_pw_shifts(
-            frames, sh, wy, wx, border=border, fill_min=fill_min, batch_size=batch_size
-        )
+        return apply_pw_shifts(frames, sh, wy, wx, border=border, fill_min=fill_min, batch_size=batch_size)
 
     return _loop_leading(block, shifts, 4, fn)
 
@@ -152,15 +150,13 @@ def _pw_block(block, shifts, *, wy, wx, border: str, fill_min: float, batch_size
 def _fill_and_batch(movie, attrs, border, min_mov, batch_size):
     fill = 0.0
     if border == "min":
-        if min_mov is None and "min_mov" in attrs:
+        if min_mov is None and "min_mov" in attrs:  # the run's floor (recorded for border="min")
             min_mov = attrs["min_mov"]
         fill = resolve_min_mov(movie, min_mov)
-        if not np.isfinite(fill):
-            raise ValueError(f"min_mov must be finite, got {fill!r}")
     if batch_size is None and isinstance(attrs.get("batch_size"), (int, np.integer)):
         batch_size = int(attrs["batch_size"])  # the run's batching
     n, h, w = (movie.sizes[d] for d in cv.MOVIE_DIMS)
-    return float(fill), int(batch_size or eng.default_batch_size((h, w), n))
+    return float(fill), int(batch_size or default_batch_size((h, w), n))
 
 
 def _aligned(movie: xr.DataArray, shifts: xr.DataArray, core: list[str]) -> tuple[xr.Variable, xr.Variable]:
@@ -211,7 +207,9 @@ def _apply_rigid(
         dask="parallelized",
         output_dtypes=[np.float32],
     )
-    return xr.DataArray(out, coords=movie.coords, name="corrected", attrs=_corrected_attrs(movie, border))
+    return xr.DataArray(
+        out, coords=movie.coords, name=cv.CORRECTED, attrs=_corrected_attrs(movie, cv.RIGID_COMMENT + border)
+    )
 
 
 def _apply_pwrigid(
@@ -223,9 +221,7 @@ def _apply_pwrigid(
     batch_size: int | None,
     attrs: dict,
 ) -> xr.DataArray:
-    from ..engine import pwrigid as _pw
-
-    dims = (cv.DIM_TIME, *_PATCH_DIMS, cv.DIM_AXIS)
+    dims = cv.PW_SHIFT_DIMS
     if set(shifts.dims) != set(dims):
         raise ValueError(f"piecewise-rigid shifts must have dims {dims}, got {shifts.dims}")
     for d in _PATCH_DIMS:
@@ -253,8 +249,8 @@ def _apply_pwrigid(
         input_core_dims=[[cv.DIM_Y, cv.DIM_X], core],
         output_core_dims=[[cv.DIM_Y, cv.DIM_X]],
         kwargs={
-            "wy": _pw.interp_matrix(h, cy),
-            "wx": _pw.interp_matrix(w, cx),
+            "wy": interp_matrix(h, cy),
+            "wx": interp_matrix(w, cx),
             "border": border,
             "fill_min": fill,
             "batch_size": bs,
@@ -262,11 +258,8 @@ def _apply_pwrigid(
         dask="parallelized",
         output_dtypes=[np.float32],
     )
-    attrs_out = _corrected_attrs(movie, border)
-    attrs_out["comment"] = (
-        "frame resampled (Keys cubic) at r + field(r), field interpolated from the patch shifts"
-    )
-    return xr.DataArray(out, coords=movie.coords, name="corrected", attrs=attrs_out)
+    attrs_out = _corrected_attrs(movie, cv.PW_COMMENT + border)
+    return xr.DataArray(out, coords=movie.coords, name=cv.CORRECTED, attrs=attrs_out)
 
 
 #: Appliers by kind of shifts (see ``_shift_kind``); each takes
@@ -333,15 +326,15 @@ def apply_shifts(
     >>> lazy.chunks[0], bool((lazy.values == res.corrected.values).all())
     ((8, 8, 4), True)
     """
-    border = cv.check_border(border)
-    batch_size = cv.integer(batch_size, "batch_size", allow_none=True)
+    border = vd.check_border(border)
+    batch_size = vd.integer(batch_size, "batch_size", allow_none=True)
     if min_mov is not None and not np.isfinite(min_mov):
         raise ValueError(f"min_mov must be finite, got {min_mov!r}")
     kind, sh, attrs = _as_shifts(shifts)
 
     def one(da: xr.DataArray) -> xr.DataArray:
         return _APPLIERS[kind](
-            cv.as_movie(da), sh, border=border, min_mov=min_mov, batch_size=batch_size, attrs=attrs
+            vd.as_movie(da), sh, border=border, min_mov=min_mov, batch_size=batch_size, attrs=attrs
         )
 
     if not isinstance(movie, xr.Dataset):

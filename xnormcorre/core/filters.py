@@ -12,9 +12,9 @@ from collections.abc import Callable
 import numpy as np
 import xarray as xr
 
-from .. import conventions as cv
-from ..engine import api as eng
+from .. import validate as cv
 from ..engine import filters as _flt
+from ..engine.runner import iter_batches, pad_batch
 
 __all__ = ["highpass", "map_frames"]
 
@@ -32,7 +32,7 @@ def map_frames(
     ``fn`` takes a ``(B, H, W)`` NumPy array (``B <= batch_size``) and returns an array
     of the same shape (NumPy, JAX or anything ``numpy.asarray`` accepts).  On a
     dask-backed movie nothing is computed until the result is; each time chunk is
-    processed ``batch_size`` frames at a time (the seed's ``FilteredArray`` batching).
+    processed ``batch_size`` frames at a time (jnormcorre's ``FilteredArray`` batching).
 
     Returns
     -------
@@ -54,7 +54,7 @@ def map_frames(
 
     def kernel(block: np.ndarray) -> np.ndarray:
         out = np.empty(block.shape, out_dtype)
-        for a, b in eng.iter_batches(block.shape[0], batch_size):
+        for a, b in iter_batches(block.shape[0], batch_size):
             res = np.asarray(fn(block[a:b]))
             if res.shape != (b - a, *block.shape[1:]):
                 raise ValueError(
@@ -110,7 +110,7 @@ def highpass(
 
     def fn(batch: np.ndarray) -> np.ndarray:
         n = batch.shape[0]
-        padded = eng._pad(np.asarray(batch, np.float32), batch_size)
+        padded = pad_batch(np.asarray(batch, np.float32), batch_size)
         return np.asarray(_flt.convolve_reflect(padded, kernel))[:n]
 
     out = map_frames(movie, fn, batch_size=batch_size)

@@ -1,4 +1,4 @@
-"""Labeled piecewise-rigid registration: ``xnormcorre.pwrigid`` and the patch grid."""
+"""Labeled piecewise-rigid registration: ``xnormcorre.pwrigid`` (xarray in, xarray out)."""
 
 from __future__ import annotations
 
@@ -7,148 +7,15 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import conventions as cv
-from ..engine import api as eng
-from ..engine import pwrigid as _pw
-from .qc import quality_flags
-from .rigid import (
-    _base_dataset,
-    _check_common,
-    _check_reference,
-    _estimated_on,
-    _Frames,
-    _ref_inputs,
-    _source,
-    _template_da,
-    estimate_template,
-)
+from .. import schema as sc
+from .. import validate as vd
+from .grid import patch_grid
+from .movie import check_reference, chunked_inputs, register_block, resolve_min_mov
+from .options import pw_options
+from .result import base_dataset, finish, template_da
+from .template import estimate_for
 
-__all__ = ["patch_grid", "get_patch_start_and_end_coords", "pwrigid"]
-
-
-def _check_grid(shape, strides, overlaps, max_shifts=None, max_deviation_rigid=None):
-    st = cv.pair(strides, "strides", minimum=1)
-    ov = cv.pair(overlaps, "overlaps", minimum=0)
-    for s, o, n, ax in zip(st, ov, shape, "yx", strict=True):
-        if o >= s:
-            raise ValueError(
-                f"overlaps must be smaller than strides along {ax}, got overlaps={overlaps!r}, strides={strides!r}"
-            )
-        if s + o > n:
-            raise ValueError(
-                f"patch size strides + overlaps = {s + o} along {ax} is larger than the frame ({n} px); "
-                "use smaller strides/overlaps"
-            )
-    md = None
-    if max_deviation_rigid is not None:
-        md = cv.pair(max_deviation_rigid, "max_deviation_rigid", minimum=0)
-        for m, d, s, o, ax in zip(max_shifts, md, st, ov, "yx", strict=True):
-            if 2 * (m + d + 1) >= s + o:
-                raise ValueError(
-                    f"max_shifts + max_deviation_rigid + 1 must be smaller than half the patch size along {ax} "
-                    f"({(s + o) / 2:g} px for strides + overlaps = {s + o}); got max_shifts={m}, "
-                    f"max_deviation_rigid={d}"
-                )
-    return st, ov, md
-
-
-def patch_grid(
-    shape: tuple[int, int], strides: int | tuple[int, int], overlaps: int | tuple[int, int]
-) -> xr.Dataset:
-    """The piecewise-rigid patch grid of a frame, as labeled coordinates.
-
-    Patch size is ``strides + overlaps`` (CaImAn/jnormcorre semantics).  Along each axis
-    patches start every ``strides`` pixels, and a last patch is placed flush with the
-    far edge, so the whole frame is covered by full-size patches.
-
-    Returns
-    -------
-    xarray.Dataset
-        Dimension coordinates ``patch_y`` / ``patch_x`` (patch centres, pixels) and
-        coordinates ``patch_y_start``/``patch_y_stop``, ``patch_x_start``/``patch_x_stop``
-        (so that ``frame[start:stop]`` is the patch).
-
-    Examples
-    --------
-    >>> g = patch_grid((128, 100), strides=(48, 40), overlaps=(24, 16))
-    >>> g.patch_y.values.tolist(), g.patch_y_start.values.tolist()
-    ([35.5, 83.5, 91.5], [0, 48, 56])
-    >>> g.patch_x_stop.values.tolist()
-    [56, 96, 100]
-    """
-    st, ov, _ = _check_grid(shape, strides, overlaps)
-    coords: dict[str, Any] = {}
-    for ax, n, s, o in (("y", shape[0], st[0], ov[0]), ("x", shape[1], st[1], ov[1])):
-        size = s + o
-        starts = np.asarray(_pw.patch_starts(n, s, o), np.int64)
-        dim = f"patch_{ax}"
-        coords[dim] = (
-            dim,
-            _pw.patch_centres(list(starts), size),
-            {"long_name": f"patch centre along {ax}", "units": "pixel"},
-        )
-        coords[f"{dim}_start"] = (
-            dim,
-            starts,
-            {"long_name": f"first pixel of the patch along {ax}", "units": "pixel"},
-        )
-        coords[f"{dim}_stop"] = (
-            dim,
-            starts + size,
-            {"long_name": f"one past the last pixel of the patch along {ax}", "units": "pixel"},
-        )
-    return xr.Dataset(coords=coords)
-
-
-def get_patch_start_and_end_coords(
-    x: int, y: int, strides_0: int, strides_1: int, overlaps_0: int, overlaps_1: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """jnormcorre-compatible patch bounds: ``(start, end)``, each ``(n_patches, 2)``.
-
-    ``x``/``y`` are the frame's first/second dimension sizes (jnormcorre's naming);
-    patch ``k`` is ``frame[start[k, 0]:end[k, 0], start[k, 1]:end[k, 1]]`` and
-    corresponds to ``res.shifts.stack(patch=("patch_y", "patch_x"))[:, k]``.
-
-    Examples
-    --------
-    >>> start, end = get_patch_start_and_end_coords(96, 96, 48, 48, 24, 24)
-    >>> start.tolist(), end.tolist()
-    ([[0, 0], [0, 24], [24, 0], [24, 24]], [[72, 72], [72, 96], [96, 72], [96, 96]])
-    """
-    g = patch_grid((x, y), (strides_0, strides_1), (overlaps_0, overlaps_1))
-    ys, xs = np.meshgrid(g.patch_y_start.values, g.patch_x_start.values, indexing="ij")
-    ye, xe = np.meshgrid(g.patch_y_stop.values, g.patch_x_stop.values, indexing="ij")
-    start = np.stack([ys.ravel(), xs.ravel()], axis=1)
-    end = np.stack([ye.ravel(), xe.ravel()], axis=1)
-    return start, end
-
-
-def _pw_block(block: np.ndarray, *ref: np.ndarray, template: np.ndarray, params: eng.PwParams):
-    """apply_ufunc kernel for one time chunk (shifts from ``ref`` if given)."""
-    h, w = template.shape
-    ny, nx = len(params.starts_y), len(params.starts_x)
-    if block.shape[0] == 0:
-        return (
-            np.empty((0, h, w), np.float32),
-            np.empty((0, 2), np.float32),
-            np.empty((0, ny, nx, 2), np.float32),
-            np.empty((0,), np.float32),
-        )
-    cv.check_finite_block(ref[0] if ref else block, "reference" if ref else "movie")
-    if not ref:
-        rigid, pshifts, corrected, corr = eng.register_pw_frames(block, template, params)
-        return corrected, rigid, pshifts, corr
-    rigid, pshifts, _, corr = eng.register_pw_frames(ref[0], template, params)
-    corrected = eng.apply_pw_shifts(
-        block,
-        pshifts,
-        params.wy,
-        params.wx,
-        border=params.rigid.border,
-        fill_min=params.rigid.fill_min,
-        batch_size=params.batch_size,
-    )
-    return corrected, rigid, pshifts, corr
+__all__ = ["pwrigid"]
 
 
 def pwrigid(
@@ -244,131 +111,73 @@ def pwrigid(
     >>> res.shifts.sel(patch_y=40, patch_x=40, method="nearest").dims
     ('time', 'axis')
     """
-    movie = cv.as_movie(movie)
-    shape = (movie.sizes["y"], movie.sizes["x"])
-    a = _check_common(
-        movie,
-        template=template,
+    movie = vd.as_movie(movie)
+    shape = (movie.sizes[sc.DIM_Y], movie.sizes[sc.DIM_X])
+    opts = pw_options(
+        shape,
         max_shifts=max_shifts,
+        strides=strides,
+        overlaps=overlaps,
+        max_deviation_rigid=max_deviation_rigid,
         upsample_factor=upsample_factor,
+        upsample_factor_grid=upsample_factor_grid,
         frames_per_split=frames_per_split,
-        num_splits_to_process=num_splits_to_process_rig,
-        niter=niter_rig,
+        num_splits_to_process_rig=num_splits_to_process_rig,
+        niter_rig=niter_rig,
+        num_splits_to_process_els=num_splits_to_process_els,
+        niter_els=niter_els,
+        max_template_frames=max_template_frames,
+        min_mov=min_mov,
+        border=border,
         batch_size=batch_size,
         seed=seed,
-        border=border,
+        phase_corr=phase_corr,
         smooth_sigma=smooth_sigma,
         taper=taper,
-        min_mov=min_mov,
     )
-    ref = _check_reference(reference, movie)
-    source = movie if ref is None else ref
-    max_template_frames = cv.integer(max_template_frames, "max_template_frames", allow_none=True)
-    st, ov, md = _check_grid(shape, strides, overlaps, a.max_shifts, max_deviation_rigid)
-    upsample_factor_grid = cv.integer(upsample_factor_grid, "upsample_factor_grid")
-    num_splits_to_process_els = cv.integer(
-        num_splits_to_process_els, "num_splits_to_process_els", allow_none=True
-    )
-    niter_els = cv.integer(niter_els, "niter_els", minimum=0)
-    est = {"phase_corr": bool(phase_corr), "smooth_sigma": float(smooth_sigma), "taper": taper}
-    params = eng.make_pw_params(
-        shape,
-        strides=st,
-        overlaps=ov,
-        max_deviation_rigid=md,
-        batch_size=a.batch_size,
-        n_frames=movie.sizes["time"],
-        max_shifts=a.max_shifts,
-        upsample_factor=a.upsample_factor,
-        border=a.border,
-        fill_min=a.min_mov,
-        **est,
-    )
-    if a.template is None:
-        rigid_tmpl = estimate_template(
-            source,
-            max_shifts=a.max_shifts,
-            upsample_factor=a.upsample_factor,
-            frames_per_split=a.frames_per_split,
-            num_splits_to_process=a.num_splits_to_process,
-            niter=a.niter,
-            seed=a.seed,
-            batch_size=params.rigid.batch_size,
-            max_template_frames=max_template_frames,
-            **est,
-        )
-        tmpl = eng.estimate_template(
-            _Frames(source),
-            params,
-            frames_per_split=a.frames_per_split,
-            num_splits_to_process=num_splits_to_process_els,
-            niter=niter_els,
-            seed=a.seed + 1,
-            init=rigid_tmpl.values,
-            max_frames=max_template_frames,
-        )
-        tmpl_da = _template_da(movie, tmpl, "estimated")
+    user_template = None if template is None else vd.as_template(template, shape)
+    vd.check_finite(movie)
+    min_mov = resolve_min_mov(movie, opts.min_mov) if opts.border == "min" else opts.min_mov
+    ref = check_reference(reference, movie)
+    params = opts.pw_params(shape, movie.sizes[sc.DIM_TIME], fill_min=min_mov or 0.0)
+    if user_template is None:
+        tmpl_da = template_da(movie, estimate_for(movie if ref is None else ref, opts, params), "estimated")
     else:
-        tmpl_da = _template_da(movie, a.template, "user")
+        tmpl_da = template_da(movie, user_template, "user")
 
-    grid = patch_grid(shape, st, ov)
-    ny, nx = grid.sizes["patch_y"], grid.sizes["patch_x"]
+    grid = patch_grid(shape, opts.strides, opts.overlaps)
+    ny, nx = params.grid_shape
     corrected, rigid, pshifts, corr = xr.apply_ufunc(
-        _pw_block,
-        *_ref_inputs(movie, ref),
-        input_core_dims=[["y", "x"]] * (1 if ref is None else 2),
-        output_core_dims=[["y", "x"], ["axis"], ["patch_y", "patch_x", "axis"], []],
-        kwargs={"template": tmpl_da.values, "params": params},
+        register_block,
+        *chunked_inputs(movie, ref),
+        input_core_dims=[[sc.DIM_Y, sc.DIM_X]] * (1 if ref is None else 2),
+        output_core_dims=[[sc.DIM_Y, sc.DIM_X], [sc.DIM_AXIS], [*sc.PATCH_DIMS, sc.DIM_AXIS], []],
+        kwargs={"template": tmpl_da.values, "params": params, "shift_shapes": [(2,), (ny, nx, 2)]},
         dask="parallelized",
         output_dtypes=[np.float32] * 4,
-        dask_gufunc_kwargs={"output_sizes": {"axis": 2, "patch_y": ny, "patch_x": nx}},
+        dask_gufunc_kwargs={"output_sizes": {sc.DIM_AXIS: 2, "patch_y": ny, "patch_x": nx}},
     )
-    ds = _base_dataset(
-        movie,
-        corrected,
-        corr,
-        tmpl_da,
-        "frame resampled (Keys cubic) at r + field(r), the field interpolated bilinearly from the patch "
-        "shifts; border: " + a.border,
-    )
+    ds = base_dataset(movie, corrected, corr, tmpl_da, sc.PW_COMMENT + opts.border)
     ds = ds.assign_coords(grid.coords)
-    ds["shifts"] = xr.DataArray(
-        pshifts,
-        attrs={
-            "long_name": "piecewise-rigid displacement of each patch relative to the template",
-            "units": "pixel",
-            "comment": cv.SIGN_CONVENTION,
-        },
-    )
-    ds["rigid_shifts"] = xr.DataArray(
-        rigid,
-        attrs={
-            "long_name": "rigid displacement the patch shifts are constrained around",
-            "units": "pixel",
-            "comment": cv.SIGN_CONVENTION,
-        },
-    )
+    ds[sc.SHIFTS] = xr.DataArray(pshifts, attrs=dict(sc.PW_SHIFT_ATTRS))
+    ds[sc.RIGID_SHIFTS] = xr.DataArray(rigid, attrs=dict(sc.RIGID_SHIFTS_ATTRS))
     run_params: dict[str, Any] = {
-        "max_shifts": a.max_shifts,
-        "strides": st,
-        "overlaps": ov,
-        "max_deviation_rigid": md,
-        "upsample_factor": a.upsample_factor,
-        "upsample_factor_grid": upsample_factor_grid,
-        "frames_per_split": a.frames_per_split,
-        "num_splits_to_process_rig": a.num_splits_to_process,
-        "niter_rig": a.niter,
-        "num_splits_to_process_els": num_splits_to_process_els,
-        "niter_els": niter_els,
-        "max_template_frames": max_template_frames,
-        "min_mov": a.min_mov,
-        "border": a.border,
+        "max_shifts": opts.max_shifts,
+        "strides": opts.strides,
+        "overlaps": opts.overlaps,
+        "max_deviation_rigid": opts.max_deviation_rigid,
+        "upsample_factor": opts.upsample_factor,
+        "upsample_factor_grid": opts.upsample_factor_grid,
+        "frames_per_split": opts.frames_per_split,
+        "num_splits_to_process_rig": opts.num_splits_to_process,
+        "niter_rig": opts.niter,
+        "num_splits_to_process_els": opts.num_splits_to_process_els,
+        "niter_els": opts.niter_els,
+        "max_template_frames": opts.max_template_frames,
+        "min_mov": min_mov,
+        "border": opts.border,
         "batch_size": params.batch_size,
-        "seed": a.seed,
-        **est,
+        "seed": opts.seed,
+        **opts.estimator(),
     }
-    ds = ds.assign(quality_flags(ds, max_shifts=a.max_shifts))
-    ds.attrs = cv.provenance_attrs("pwrigid", run_params, _source(movie))
-    ds.attrs["shifts_estimated_on"] = _estimated_on(ref)
-    ds.attrs["template_source"] = tmpl_da.attrs["template_source"]
-    return ds
+    return finish(ds, sc.PWRIGID, run_params, movie, ref, tmpl_da, opts.max_shifts)

@@ -1,69 +1,44 @@
-"""Piecewise-rigid (NoRMCorre) registration kernels (JAX; never imports xarray).
+"""Piecewise-rigid (NoRMCorre) registration (JAX kernels and their NumPy drivers;
+never imports xarray).
 
-Patches (CaImAn/jnormcorre semantics): patch size = ``strides + overlaps``; patch starts
-along an axis of length ``n`` are ``range(0, n - size, stride)`` plus a last patch
-flush with the far edge (``n - size``), so every pixel is covered by full-size patches
-and any frame at least one patch large works.  MATLAB NoRMCorre's ``grid_size``
-corresponds to ``strides`` and its ``overlap_pre`` to ``overlaps / 2`` on each side.
-
-Per frame: a rigid estimate on the whole frame; then each patch is registered to the
-same patch of the template, with the peak searched only within
-``rigid ± max_deviation_rigid``; the grid of patch shifts is interpolated (bilinearly,
-between patch centres, constant beyond the outer centres) to a dense displacement
-field, and the frame is resampled once with a Keys cubic kernel (a = -0.75, as
-OpenCV's ``INTER_CUBIC`` used by CaImAn) at ``r + field(r)``.  A dense field has no
-seams between patches, so NoRMCorre's overlap blending and its < 0.5 px "smearing"
-guard are not needed.
+Per frame: a rigid estimate on the whole frame; then each patch (geometry:
+:mod:`xnormcorre.engine.patches`) is registered to the same patch of the template,
+with the peak searched only within ``rigid ± max_deviation_rigid``; the grid of patch
+shifts is interpolated (bilinearly, between patch centres, constant beyond the outer
+centres) to a dense displacement field, and the frame is resampled once with a Keys
+cubic kernel (a = -0.75, as OpenCV's ``INTER_CUBIC`` used by CaImAn) at
+``r + field(r)``.  A dense field has no seams between patches, so NoRMCorre's overlap
+blending and its < 0.5 px "smearing" guard are not needed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .rigid import estimate_shift, masked_corr
+from .borders import fill_outside
+from .correlation import masked_corr
+from .estimate import estimate_shift
+from .runner import default_batch_size, iter_batches, run_kernels
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import PwParams
 
-def patch_starts(n: int, stride: int, overlap: int) -> list[int]:
-    """Start pixels of the patches along one axis (CaImAn ``sliding_window``).
-
-    Examples
-    --------
-    >>> patch_starts(128, 48, 24)
-    [0, 48, 56]
-    >>> patch_starts(72, 48, 24)
-    [0]
-    """
-    size = stride + overlap
-    if n < size:
-        raise ValueError(f"patch size strides + overlaps = {size} is larger than the frame ({n} px)")
-    return sorted({*range(0, n - size, stride), n - size})
-
-
-def patch_centres(starts: list[int], size: int) -> np.ndarray:
-    """Patch centres in pixels (``start + (size - 1) / 2``)."""
-    return np.asarray(starts, dtype=np.float64) + (size - 1) / 2.0
-
-
-def interp_matrix(n: int, centres: np.ndarray) -> np.ndarray:
-    """``(n, len(centres))`` linear-interpolation weights from patch centres to pixels.
-
-    Constant extrapolation beyond the first/last centre; rows sum to one.
-    """
-    m = len(centres)
-    wts = np.zeros((n, m), np.float32)
-    if m == 1:
-        wts[:, 0] = 1.0
-        return wts
-    pos = np.clip(np.arange(n, dtype=np.float64), centres[0], centres[-1])
-    k = np.clip(np.searchsorted(centres, pos, side="right") - 1, 0, m - 2)
-    t = (pos - centres[k]) / (centres[k + 1] - centres[k])
-    wts[np.arange(n), k] = 1.0 - t
-    wts[np.arange(n), k + 1] += t
-    return wts
+__all__ = [
+    "apply_pw_shifts",
+    "centre_patches",
+    "dense_field",
+    "mean_registered",
+    "register_pw_batch",
+    "register_pw_frames",
+    "warp",
+    "warp_batch",
+]
 
 
 def _keys_weights(t: jax.Array, a: float = -0.75) -> jax.Array:
@@ -111,14 +86,8 @@ def warp(frame: jax.Array, fy: jax.Array, fx: jax.Array, border: str, fill_min: 
         for j in range(4):
             row = row + wx[..., j] * flat.at[base + (i * wp + j)].get(mode="promise_in_bounds")
         out = out + wy[..., i] * row
-    if border == "copy":
-        pass  # sources were clamped to the frame: nearest valid value
-    elif border == "nan":
-        out = jnp.where(valid, out, jnp.nan)
-    elif border == "zero":
-        out = jnp.where(valid, out, 0.0)
-    elif border == "min":
-        out = jnp.where(valid, out, fill_min)
+    if border != "copy":  # "copy": sources were clamped to the frame, the nearest valid value
+        out = fill_outside(out, valid, border, fill_min)
     return out, valid
 
 
@@ -294,3 +263,153 @@ def warp_batch(frames, pshifts, fill_min, wy, wx, *, border="copy"):
         return warp(frame, fy, fx, border, fill_min)[0]
 
     return jax.vmap(one)(frames, pshifts)
+
+
+# ----------------------------------------------------------------------- NumPy drivers
+def register_pw_frames(
+    movie,
+    template: np.ndarray,
+    params: PwParams,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    apply: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+    with_corr: bool = True,
+):
+    """Piecewise-rigid registration of ``movie[start:stop]`` to ``template``.
+
+    ``with_corr=False`` skips the correlation with the template (``corr`` is then NaN).
+
+    Returns
+    -------
+    rigid_shifts : (T, 2) float32
+    patch_shifts : (T, Ny, Nx, 2) float32
+    corrected : (T, H, W) float32 or None
+    corr : (T,) float32 or None
+    """
+    stop = len(movie) if stop is None else stop
+    n = stop - start
+    h, w = template.shape
+    tmpl = np.asarray(template, dtype=np.float32)
+    fill = np.float32(params.rigid.fill_min)
+    window, weight = params.rigid.arrays((h, w))
+    bs = params.batch_size
+    ny, nx = len(params.starts_y), len(params.starts_x)
+    rigid = np.empty((n, 2), np.float32)
+    pshifts = np.empty((n, ny, nx, 2), np.float32)
+    corrected = np.empty((n, h, w), np.float32) if apply else None
+    corr = np.empty((n,), np.float32) if apply else None
+    kw = params.kernel_kwargs()
+    consts = (tmpl, fill, window, weight, params.pwindow, params.pweight, params.wy, params.wx)
+
+    def kernel(_, batch):
+        return register_pw_batch(batch, *consts, apply=apply, with_corr=with_corr, **kw)
+
+    for a, b, out in run_kernels(kernel, movie, start, stop, bs):
+        k = b - a
+        rigid[a:b] = out[0][:k]
+        pshifts[a:b] = out[1][:k]
+        if apply:
+            corrected[a:b] = out[2][:k]
+            corr[a:b] = out[3][:k]
+        if on_batch is not None:
+            on_batch(k)
+    return rigid, pshifts, corrected, corr
+
+
+def apply_pw_shifts(
+    movie,
+    patch_shifts: np.ndarray,
+    wy: np.ndarray,
+    wx: np.ndarray,
+    *,
+    border: str = "copy",
+    fill_min: float = 0.0,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Move each frame by the dense field interpolated from its patch shifts.
+
+    ``patch_shifts`` is ``(T, Ny, Nx, 2)``; ``wy`` ``(H, Ny)`` and ``wx`` ``(W, Nx)`` are
+    the interpolation matrices from patch centres to pixels
+    (:func:`xnormcorre.engine.patches.interp_matrix`).
+    """
+    n = len(movie)
+    h, w = movie.shape[1:]
+    bs = batch_size or default_batch_size((h, w), n)
+    ps = np.asarray(patch_shifts, dtype=np.float32)
+    out = np.empty((n, h, w), np.float32)
+    fill = np.float32(fill_min)
+    wy = np.asarray(wy, np.float32)
+    wx = np.asarray(wx, np.float32)
+
+    def kernel(_, batch, sh):
+        return warp_batch(batch, sh, fill, wy, wx, border=border)
+
+    for a, b, (res,) in run_kernels(kernel, movie, 0, n, bs, ps):
+        out[a:b] = res[: b - a]
+    return out
+
+
+def mean_registered(movie, template, params: PwParams, start: int, stop: int):
+    """Piecewise-rigid template step: mean of frames ``start:stop`` registered to
+    ``template``, their rigid shifts and their patch deviations from the rigid shift.
+
+    Frames are read and registered one batch at a time; the corrected frames are summed
+    one by one in float64, in frame order (NaN-aware), so the result does not depend on
+    the batching.
+
+    Returns ``(mean, shifts, deviations)``: ``deviations`` is ``(T, Ny, Nx, 2)``, each
+    patch shift minus the frame's rigid shift.
+    """
+    acc = np.zeros(template.shape, np.float64)
+    cnt = None  # per-pixel count, only once a frame had non-finite pixels
+    n_all = 0  # frames summed while every pixel was finite
+    shifts, devs = [], []
+    for a, b in iter_batches(stop - start, params.batch_size):
+        out = register_pw_frames(movie, template, params, start=start + a, stop=start + b, with_corr=False)
+        c = out[-2]
+        shifts.append(out[0])
+        devs.append(out[1] - out[0][:, None, None, :])
+        if cnt is None and np.isfinite(c).all():
+            for frame in c:  # frame by frame: the sum's rounding does not depend on the batching
+                acc += frame
+            n_all += len(c)
+            continue
+        if cnt is None:
+            cnt = np.full(template.shape, float(n_all))
+        for frame in c:
+            ok = np.isfinite(frame)
+            acc += np.where(ok, frame, 0.0)
+            cnt += ok
+    if cnt is None:
+        cnt = float(n_all)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (acc / cnt).astype(np.float32), np.concatenate(shifts), np.concatenate(devs)
+
+
+def centre_patches(template: np.ndarray, deviations: np.ndarray, params: PwParams) -> np.ndarray:
+    """Deform a piecewise-rigid template to the frames' mean local geometry.
+
+    The mean of frames registered to a template keeps that template's local geometry,
+    which for the first piecewise-rigid template is the rigid template's: wherever the
+    frames' content most often was, a blur-weighted position that is not the frames'
+    mean deformation where the deformation's distribution over time is skewed.  Each
+    patch's mean deviation from the rigid shift over the frames of the pass (a
+    ``(Ny, Nx, 2)`` grid) is the template's offset from that mean; the template is
+    moved by it (the dense field of :func:`dense_field`,
+    Keys-cubic, edges replicated), so that the next pass's patch shifts deviate from
+    the rigid shifts by zero on average in every patch -- the piecewise analogue of
+    :func:`xnormcorre.engine.template.centre`.
+    """
+    dev = np.mean(np.asarray(deviations, np.float64), axis=0).astype(np.float32)  # (Ny, Nx, 2)
+    # content moved by +dev: warp with the displacement -dev
+    out = warp_batch(
+        np.asarray(template, np.float32)[None],
+        -dev[None],
+        np.float32(0.0),
+        params.wy,
+        params.wx,
+        border="copy",
+    )
+    return np.asarray(out)[0]

@@ -16,9 +16,10 @@ multithreaded and must never be ``fork``-ed once initialized: keep distributed's
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
@@ -26,7 +27,9 @@ from . import _common as cm
 from ._common import default_time_chunk
 from .hdf5 import H5BackendEntrypoint
 from .tiff import TiffBackendEntrypoint, expand_tiff_paths
-from .writers import to_hdf5, to_tiff
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .writers import to_hdf5, to_tiff
 
 __all__ = [
     "H5BackendEntrypoint",
@@ -36,6 +39,13 @@ __all__ = [
     "to_hdf5",
     "to_tiff",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # the writers (h5py, tifffile, tqdm) are imported on first use
+    if name in ("to_hdf5", "to_tiff"):
+        return getattr(importlib.import_module("xnormcorre.io.writers"), name)
+    raise AttributeError(f"module 'xnormcorre.io' has no attribute {name!r}")
 
 
 def _engine_for(path_or_paths: Any) -> tuple[type, Any]:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-import numbers
+import importlib
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -12,15 +11,33 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..conventions import MOVIE_DIMS
+from ..schema import MOVIE_DIMS, MOVIE_NAME
+from ..validate import check_fps  # noqa: F401  (re-exported for the backends: cm.check_fps)
+
+
+class LazyModule:
+    """A module imported on first attribute access, so that listing xarray's backends
+    (which imports every backend's entry point) does not import tifffile or h5py.
+
+    Examples
+    --------
+    >>> json = LazyModule("json")
+    >>> json.dumps([1])
+    '[1]'
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
 
 TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 TIFF_EXTENSIONS = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".lsm", ".stk")
 HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf", ".he5", ".mat")
 NETCDF_EXTENSIONS = (".nc", ".nc4", ".cdf", ".netcdf")
-
-MOVIE_NAME = "movie"
 
 #: Target number of pixels per default time chunk (64 MiB as float32).
 _CHUNK_PIXELS = 2**24
@@ -97,17 +114,6 @@ def check_file(path: str | os.PathLike, what: str) -> Path:
     if p.stat().st_size == 0:
         raise ValueError(f"{what} file {str(p)!r} is empty (0 bytes)")
     return p
-
-
-def check_fps(fps: Any) -> float | None:
-    """Validate the frame rate: None or a positive, finite number (Hz)."""
-    if fps is None:
-        return None
-    if isinstance(fps, (bool, np.bool_)) or not isinstance(fps, numbers.Real):
-        raise TypeError(f"fps must be a positive number (frames per second) or None, got {fps!r}")
-    if not math.isfinite(float(fps)) or fps <= 0:
-        raise ValueError(f"fps must be a positive, finite number (frames per second), got {fps!r}")
-    return float(fps)
 
 
 def drop_names(drop_variables: str | Iterable[str] | None) -> set[str]:

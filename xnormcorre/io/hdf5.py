@@ -14,7 +14,6 @@ import os
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
-import h5py
 import numpy as np
 import xarray as xr
 
@@ -29,6 +28,9 @@ from ._lazy import (
 )
 
 __all__ = ["H5BackendArray", "H5BackendEntrypoint", "list_datasets"]
+
+#: h5py, imported on first use (listing xarray's engines stays light).
+h5py = cm.LazyModule("h5py")
 
 
 def _open_h5(path: str, mode: str = "r") -> h5py.File:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-import tifffile
 import xarray as xr
 
 from . import _common as cm
@@ -37,6 +36,9 @@ from ._lazy import (
 )
 
 __all__ = ["TiffBackendArray", "TiffBackendEntrypoint", "expand_tiff_paths"]
+
+#: tifffile, imported on first use (listing xarray's engines stays light).
+tifffile = cm.LazyModule("tifffile")
 
 _GLOB_CHARS = ("*", "?", "[")
 

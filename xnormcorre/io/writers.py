@@ -1,6 +1,8 @@
-"""Streamed movie writers: :func:`to_tiff` and :func:`to_hdf5`.
+"""Streamed writers: :func:`to_tiff`, :func:`to_hdf5` (movies), :func:`to_netcdf` and
+:func:`to_zarr` (movies or result Datasets), all through one atomic writer
+(:func:`write_atomically`).
 
-Both write a ``(time, y, x)`` movie -- NumPy, lazily indexed or dask-backed, e.g. the
+The movie writers write a ``(time, y, x)`` movie -- NumPy, lazily indexed or dask-backed, e.g. the
 lazy ``corrected`` of :func:`xnormcorre.rigid` -- block by block: dask chunks (small
 ones merged up to about 2**24 pixels) or batches of frames, the next block computed
 in a background thread while the current one is written, with a tqdm progress bar.
@@ -13,9 +15,11 @@ at ``path`` and no temporary file.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,10 +30,11 @@ import tifffile
 import xarray as xr
 from tqdm.std import tqdm
 
-from .. import conventions as cv
+from ..schema import CORRECTED, MOVIE_DIMS
+from ..validate import as_movie
 from ._common import default_time_chunk
 
-__all__ = ["to_hdf5", "to_tiff"]
+__all__ = ["cast_block", "cast_movie", "to_hdf5", "to_netcdf", "to_tiff", "to_zarr", "write_atomically"]
 
 #: TIFF files larger than this are written as BigTIFF when ``bigtiff=None`` (tifffile's own margin).
 _BIGTIFF_BYTES = 2**32 - 2**25
@@ -56,10 +61,6 @@ def _target(path: str | os.PathLike, overwrite: bool) -> Path:
     if not p.parent.is_dir():
         raise FileNotFoundError(f"folder {str(p.parent)!r} of the output file does not exist")
     return p
-
-
-def _temp_name(p: Path) -> Path:
-    return p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.part")
 
 
 def cast_block(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -97,12 +98,29 @@ def _bounds(movie: xr.DataArray) -> list[tuple[int, int]]:
     return out
 
 
-def _blocks(movie: xr.DataArray, dtype: np.dtype, prefetch: int) -> Iterator[np.ndarray]:
-    """Computed, cast blocks in time order; ``prefetch`` blocks are computed ahead in threads."""
+def _blocks(
+    movie: xr.DataArray,
+    dtype: np.dtype,
+    prefetch: int,
+    along: xr.Dataset | None = None,
+    sink: list | None = None,
+) -> Iterator[np.ndarray]:
+    """Computed, cast blocks in time order; ``prefetch`` blocks are computed ahead in threads.
+
+    ``along`` (time-aligned variables sharing the movie's dask graph, e.g. the shifts of a
+    lazy registration result) is computed with each block in one ``dask.compute`` --
+    the shared tasks run once -- and its blocks are appended to ``sink``.
+    """
     bounds = _bounds(movie)
 
-    def load(a: int, b: int) -> np.ndarray:
-        return cast_block(movie.isel(time=slice(a, b)).values, dtype)
+    def load(a: int, b: int):
+        sl = {MOVIE_DIMS[0]: slice(a, b)}
+        if along is None:
+            return cast_block(movie.isel(sl).values, dtype), None
+        import dask
+
+        block, extra = dask.compute(movie.isel(sl), along.isel(sl))
+        return cast_block(block.values, dtype), extra
 
     with ThreadPoolExecutor(max_workers=prefetch) as pool:
         pending: list[Future] = []
@@ -110,12 +128,19 @@ def _blocks(movie: xr.DataArray, dtype: np.dtype, prefetch: int) -> Iterator[np.
             for a, b in bounds:
                 pending.append(pool.submit(load, a, b))
                 if len(pending) > prefetch:
-                    yield pending.pop(0).result()
+                    yield _take(pending.pop(0), sink)
             while pending:
-                yield pending.pop(0).result()
+                yield _take(pending.pop(0), sink)
         finally:
             for f in pending:
                 f.cancel()
+
+
+def _take(future: Future, sink: list | None) -> np.ndarray:
+    block, extra = future.result()
+    if sink is not None:
+        sink.append(extra)
+    return block
 
 
 def _prefetch() -> int:
@@ -128,15 +153,132 @@ def _prefetch() -> int:
     return 1
 
 
-def _write_atomically(path: Path, write) -> Path:
-    tmp = _temp_name(path)
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def write_atomically(target: Path, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` to a temporary name beside ``target``, then rename it to ``target``.
+
+    Works for files and folders (zarr stores); an existing ``target`` (the caller
+    checked ``overwrite``) is moved aside first and deleted after the rename.  On any
+    error or interrupt the temporary is removed and ``target`` is left as it was.
+    """
+    tag = uuid.uuid4().hex[:12]
+    tmp = target.with_name(f".{target.name}.{tag}.part")
+    old = target.with_name(f".{target.name}.{tag}.old")
     try:
         write(tmp)
-        os.replace(tmp, path)
+        if os.path.lexists(target):
+            os.replace(target, old)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                os.replace(old, target)
+                raise
+            _remove(old)
+        else:
+            os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
-    return path
+    return target
+
+
+def cast_movie(da: xr.DataArray, dtype: Any) -> xr.DataArray:
+    """Lazily cast a (dask-backed) movie as the writers do: integers rounded and clipped, NaN -> 0."""
+    if dtype is None or da.dtype == dtype:
+        return da
+    dtype = np.dtype(dtype)
+    if da.chunks is None:
+        return da.copy(data=cast_block(da.values, dtype))
+    return da.copy(data=da.data.map_blocks(cast_block, dtype, dtype=dtype))
+
+
+@contextlib.contextmanager
+def _dask_progress(desc: str, enabled: bool) -> Iterator[None]:
+    """A tqdm bar over the dask tasks computed inside the block."""
+    if not enabled:
+        yield
+        return
+    from tqdm.dask import TqdmCallback
+
+    with TqdmCallback(desc=desc, unit="task", leave=True):
+        yield
+
+
+def dask_compute(delayed) -> None:
+    """Compute a delayed write."""
+    delayed.compute()
+
+
+def _as_dataset(obj: xr.DataArray | xr.Dataset, dtype: Any, attrs: dict | None) -> xr.Dataset:
+    if isinstance(obj, xr.Dataset):
+        return obj
+    ds = cast_movie(obj, dtype).rename(obj.name or CORRECTED).to_dataset()
+    ds.attrs = dict(attrs or {})
+    for name in ds.variables:
+        ds[name].encoding = {}
+    return ds
+
+
+def to_netcdf(
+    obj: xr.DataArray | xr.Dataset,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    dtype: Any = None,
+    attrs: dict | None = None,
+    progress: bool = False,
+    _compute: Callable | None = None,
+) -> Path:
+    """Write a movie (DataArray, cast to ``dtype``) or a result Dataset to NetCDF-4, atomically.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, xarray as xr
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.nc"
+    >>> _ = to_netcdf(xr.Dataset({"a": ("t", [1.0, 2.0])}), p)
+    >>> xr.open_dataset(p).a.values.tolist()
+    [1.0, 2.0]
+    """
+    target = _target(path, overwrite)
+    ds = _as_dataset(obj, dtype, attrs)
+
+    def write(tmp: Path) -> None:
+        delayed = ds.to_netcdf(tmp, compute=False, engine="netcdf4")
+        with _dask_progress(f"to_netcdf {target.name}", progress):
+            (_compute or dask_compute)(delayed)
+
+    return write_atomically(target, write)
+
+
+def to_zarr(
+    obj: xr.DataArray | xr.Dataset,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    dtype: Any = None,
+    attrs: dict | None = None,
+    progress: bool = False,
+    _compute: Callable | None = None,
+) -> Path:
+    """Write a movie (DataArray, cast to ``dtype``) or a Dataset to a zarr (v2) store, atomically."""
+    target = Path(os.fspath(path)).expanduser().absolute()
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{str(target)!r} exists; pass overwrite=True to replace it")
+    ds = _as_dataset(obj, dtype, attrs)
+
+    def write(tmp: Path) -> None:
+        delayed = ds.to_zarr(tmp, mode="w-", compute=False, consolidated=True, zarr_format=2)
+        with _dask_progress(f"to_zarr {target.name}", progress):
+            (_compute or dask_compute)(delayed)
+
+    return write_atomically(target, write)
 
 
 def to_tiff(
@@ -184,9 +326,15 @@ def to_tiff(
     >>> back.shape, back.dtype, bool((back == movie.values.astype(np.float32)).all())
     ((6, 32, 32), dtype('float32'), True)
     """
-    movie = cv.as_movie(da, name="da")
+    movie = as_movie(da, name="da")
     out_dtype = _out_dtype(dtype)
     target = _target(path, overwrite)
+    return _write_tiff(movie, target, out_dtype, bigtiff, progress, _blocks(movie, out_dtype, _prefetch()))
+
+
+def _write_tiff(
+    movie, target: Path, out_dtype, bigtiff, progress: bool, blocks: Iterator[np.ndarray]
+) -> Path:
     n, h, w = movie.shape
     if bigtiff is None:
         bigtiff = n * h * w * out_dtype.itemsize > _BIGTIFF_BYTES
@@ -195,7 +343,7 @@ def to_tiff(
         with tqdm(total=n, unit="frame", desc=f"to_tiff {target.name}", disable=not progress) as bar:
 
             def pages() -> Iterator[np.ndarray]:
-                for block in _blocks(movie, out_dtype, _prefetch()):
+                for block in blocks:
                     yield from block
                     bar.update(block.shape[0])
 
@@ -208,7 +356,7 @@ def to_tiff(
                     metadata={"axes": "TYX"},
                 )
 
-    return _write_atomically(target, write)
+    return write_atomically(target, write)
 
 
 def to_hdf5(
@@ -257,11 +405,17 @@ def to_hdf5(
     (dtype('uint16'), True)
     >>> back.close()
     """
-    movie = cv.as_movie(da, name="da")
+    movie = as_movie(da, name="da")
     out_dtype = _out_dtype(dtype)
     if not isinstance(dataset, str) or not dataset.strip("/"):
         raise ValueError(f"dataset must be a non-empty HDF5 dataset name, got {dataset!r}")
     target = _target(path, overwrite)
+    return _write_hdf5(movie, target, dataset, out_dtype, progress, _blocks(movie, out_dtype, _prefetch()))
+
+
+def _write_hdf5(
+    movie, target: Path, dataset: str, out_dtype, progress: bool, blocks: Iterator[np.ndarray]
+) -> Path:
     n, h, w = movie.shape
 
     def write(tmp: Path) -> None:
@@ -270,12 +424,67 @@ def to_hdf5(
             h5py.File(tmp, "w") as f,
         ):
             dset = f.create_dataset(dataset, shape=(n, h, w), dtype=out_dtype, chunks=(1, h, w))
-            for dim, label in zip(dset.dims, cv.MOVIE_DIMS, strict=True):
+            for dim, label in zip(dset.dims, MOVIE_DIMS, strict=True):
                 dim.label = label
             start = 0
-            for block in _blocks(movie, out_dtype, _prefetch()):
+            for block in blocks:
                 dset[start : start + block.shape[0]] = block
                 start += block.shape[0]
                 bar.update(block.shape[0])
 
-    return _write_atomically(target, write)
+    return write_atomically(target, write)
+
+
+#: Formats of :func:`write_movie`.
+MOVIE_FORMATS = ("tiff", "hdf5", "zarr", "netcdf")
+
+
+def write_movie(
+    da: xr.DataArray,
+    path: str | os.PathLike,
+    *,
+    fmt: str,
+    overwrite: bool = False,
+    dtype: Any = None,
+    dataset: str = "mov",
+    attrs: dict | None = None,
+    progress: bool = True,
+    along: xr.Dataset | None = None,
+) -> xr.Dataset | None:
+    """Write a movie in ``fmt`` (one of :data:`MOVIE_FORMATS`), atomically, block by block.
+
+    ``along`` holds time-aligned variables that share the movie's dask graph (e.g.
+    ``shifts`` and ``correlation`` of a lazy :func:`xnormcorre.rigid` result): they are
+    computed in the same pass as the frames -- every shared task (reading, registering,
+    warping a chunk) runs once -- and returned, loaded; None without ``along``.
+    ``attrs`` are the Dataset attributes of a zarr/NetCDF output.
+    """
+    if fmt not in MOVIE_FORMATS:
+        raise ValueError(f"fmt must be one of {MOVIE_FORMATS}, got {fmt!r}")
+    if fmt in ("zarr", "netcdf"):
+        writer = to_zarr if fmt == "zarr" else to_netcdf
+        if along is None:
+            writer(da, path, overwrite=overwrite, dtype=dtype, attrs=attrs, progress=progress)
+            return None
+        extra: list = []
+        ds = _as_dataset(da, dtype, attrs)
+
+        def compute(delayed) -> None:
+            import dask
+
+            extra.append(dask.compute(delayed, along)[1])
+
+        writer(ds, path, overwrite=overwrite, progress=progress, _compute=compute)
+        return extra[0].load()
+    movie = as_movie(da, name="da")
+    out_dtype = _out_dtype(dtype)
+    target = _target(path, overwrite)
+    sink: list = []
+    blocks = _blocks(movie, out_dtype, _prefetch(), along, sink if along is not None else None)
+    if fmt == "tiff":
+        _write_tiff(movie, target, out_dtype, None, progress, blocks)
+    else:
+        _write_hdf5(movie, target, dataset, out_dtype, progress, blocks)
+    if along is None:
+        return None
+    return xr.concat(sink, dim=MOVIE_DIMS[0], data_vars="minimal", coords="minimal", compat="override").load()

@@ -13,6 +13,7 @@ from scipy import ndimage
 
 import xnormcorre
 from xnormcorre import metrics
+from xnormcorre.qc import flow as qc_flow
 
 
 def _movie(arr: np.ndarray) -> xr.DataArray:
@@ -253,10 +254,10 @@ def test_flow_temporal_binning_and_coords():
     assert rof.flow_norm.dims == ("time_bin",) and rof.flow_rms.attrs["units"] == "pixel"
     assert "long_name" in rof.flow_norm.attrs and "long_name" in rof.time_bin.attrs
     assert rof.attrs["method"].startswith("builtin") and rof.attrs["reference"] == "user"
-    first, last, w = metrics._time_bin_weights(12, 0.25)  # 3 bins of 4 frames
+    first, last, w = qc_flow._time_bin_weights(12, 0.25)  # 3 bins of 4 frames
     assert first.tolist() == [0, 4, 8] and last.tolist() == [4, 8, 12]
     np.testing.assert_allclose(w, 0.25)
-    first, last, w = metrics._time_bin_weights(7, 0.5)  # 4 bins of 1.75 frames (area weights)
+    first, last, w = qc_flow._time_bin_weights(7, 0.5)  # 4 bins of 1.75 frames (area weights)
     assert first.tolist() == [0, 1, 3, 5] and last.tolist() == [2, 4, 6, 7]
     np.testing.assert_allclose(w.sum(1), 1.0)
     np.testing.assert_allclose(w[1, :3] * 1.75, [0.25, 1.0, 0.5])  # [1.75, 3.5) over frames 1, 2, 3
@@ -265,7 +266,7 @@ def test_flow_temporal_binning_and_coords():
 @pytest.mark.parametrize("shift", [(0.4, -0.3), (1.5, -0.7), (-3.0, 2.0)])
 def test_builtin_flow_recovers_translation(scene, shift):
     moved = ndimage.shift(scene, shift, order=3, mode="nearest")
-    flow = metrics._lk_flow(scene, moved)
+    flow = qc_flow._lk_flow(scene, moved)
     inner = flow[12:-12, 12:-12]
     np.testing.assert_allclose(np.median(inner.reshape(-1, 2), 0), shift, atol=0.05)
     movie = _movie(np.stack([moved] * 10))

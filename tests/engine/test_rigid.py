@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xnormcorre.engine import api, rigid
+from xnormcorre.engine import config, rigid, runner, template
 from xnormcorre.testing.strategies import smooth_image
 
 
 def _params(shape, max_shifts=(6, 6), **kw):
     kw.setdefault("batch_size", 8)
-    return api.make_rigid_params(shape, max_shifts=max_shifts, **kw)
+    return config.make_rigid_params(shape, max_shifts=max_shifts, **kw)
 
 
 def _brute_force_peak(frame, template, m):
@@ -31,7 +31,7 @@ def test_integer_shift_exact_and_window_inclusive(shift):
     frame = np.roll(tmpl, shift, axis=(0, 1))[None]
     # plain cross-correlation, no taper: the cyclic case is exact
     p = _params(tmpl.shape, phase_corr=False, smooth_sigma=0, taper=0, upsample_factor=1)
-    s, _, _ = api.register_frames(frame, tmpl, p, apply=False)
+    s, _, _ = rigid.register_frames(frame, tmpl, p, apply=False)
     np.testing.assert_array_equal(s[0], shift)  # ±max_shifts included (jnormcorre's [-S, S-1] pitfall)
     assert _brute_force_peak(frame[0], tmpl, 6) == shift
 
@@ -42,7 +42,7 @@ def test_coarse_peak_matches_numpy_oracle():
     frames = tmpl[None] + rng.normal(scale=30, size=(6, 40, 40)).astype(np.float32)
     frames = np.stack([np.roll(f, tuple(rng.integers(-3, 4, 2)), axis=(0, 1)) for f in frames])
     p = _params(tmpl.shape, max_shifts=(4, 4), phase_corr=False, smooth_sigma=0, taper=0, upsample_factor=1)
-    s, _, _ = api.register_frames(frames.astype(np.float32), tmpl, p, apply=False)
+    s, _, _ = rigid.register_frames(frames.astype(np.float32), tmpl, p, apply=False)
     for f, sh in zip(frames, s, strict=True):
         assert tuple(sh.astype(int)) == _brute_force_peak(f, tmpl, 4)
 
@@ -51,7 +51,7 @@ def test_search_restricted_to_max_shifts():
     tmpl = smooth_image((48, 48), seed=2)
     frame = np.roll(tmpl, (9, 0), axis=(0, 1))[None]
     p = _params(tmpl.shape, max_shifts=(4, 4), upsample_factor=5)
-    s, _, _ = api.register_frames(frame, tmpl, p, apply=False)
+    s, _, _ = rigid.register_frames(frame, tmpl, p, apply=False)
     assert np.all(np.abs(s) <= 4.0)
 
 
@@ -69,7 +69,7 @@ def test_subpixel_grid(us):
     true = np.array([[1.37, -2.61]])
     frame = _np_fourier_displace(tmpl, true[0])[None]  # periodic texture displaced by +true
     p = _params(tmpl.shape, upsample_factor=us, taper=0)
-    s, _, _ = api.register_frames(frame, tmpl, p, apply=False)
+    s, _, _ = rigid.register_frames(frame, tmpl, p, apply=False)
     if us == 1:
         np.testing.assert_array_equal(s[0], np.round(s[0]))  # integer shifts only
         assert np.all(np.abs(s[0] - true[0]) <= 0.5)
@@ -80,8 +80,8 @@ def test_subpixel_grid(us):
 def test_apply_shifts_inverts_fourier_shift():
     tmpl = smooth_image((40, 56), seed=4, sigma=2.0)
     sh = np.array([[2.3, -1.7], [-0.4, 0.9]])
-    moved = api.apply_shifts(np.stack([tmpl, tmpl]), -sh, border="copy")
-    back = api.apply_shifts(moved, sh, border="nan")
+    moved = rigid.apply_shifts(np.stack([tmpl, tmpl]), -sh, border="copy")
+    back = rigid.apply_shifts(moved, sh, border="nan")
     ok = np.isfinite(back)
     inner = ok.copy()
     inner[:, :6] = inner[:, -6:] = False
@@ -114,20 +114,20 @@ def test_batch_padding_and_batch_size_do_not_change_bits():
     tmpl = smooth_image((48, 48), seed=7)
     rng = np.random.default_rng(1)
     frames = (tmpl[None] + rng.normal(scale=20, size=(11, 48, 48))).astype(np.float32)
-    out = [api.register_frames(frames, tmpl, _params(tmpl.shape, batch_size=bs)) for bs in (4, 16)]
+    out = [rigid.register_frames(frames, tmpl, _params(tmpl.shape, batch_size=bs)) for bs in (4, 16)]
     for a, b in zip(*out, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
 def test_split_bounds_cover_each_frame_once():
-    b = api.split_bounds(2503, 1000)
+    b = template.split_bounds(2503, 1000)
     assert b == [(0, 1000), (1000, 2000), (2000, 2503)]
     assert sum(e - s for s, e in b) == 2503
 
 
 def test_default_batch_size_is_power_of_two():
     for shape in [(64, 64), (256, 256), (512, 512), (1024, 1024), (100, 300)]:
-        b = api.default_batch_size(shape)
+        b = runner.default_batch_size(shape)
         assert b >= 1 and b & (b - 1) == 0
 
 
@@ -140,10 +140,10 @@ def test_gaussian_peak_fit_default_and_exact_for_translation():
     tmpl = smooth_image((64, 64), seed=11)
     true = np.array([[0.5, -0.5], [2.23, 0.07], [-3.91, 4.46], [0.0, 0.0]])
     frames = np.stack([_np_fourier_displace(tmpl, d) for d in true])
-    s, _, _ = api.register_frames(frames, tmpl, _params(tmpl.shape, taper=0), apply=False)
+    s, _, _ = rigid.register_frames(frames, tmpl, _params(tmpl.shape, taper=0), apply=False)
     np.testing.assert_allclose(s, true, atol=0.01)
     # the Gaussian fit alone (before the small upsampled grid) is exact for this case
-    from xnormcorre.engine.rigid import _gauss_peak, cross_power
+    from xnormcorre.engine.estimate import _gauss_peak, cross_power
 
     p = _params(tmpl.shape, taper=0)
     tspec = np.fft.rfft2(tmpl - tmpl.mean()).astype(np.complex64)
@@ -162,10 +162,10 @@ def test_template_mean_from_spectra_matches_corrected_frames():
     frames = np.stack([_np_fourier_displace(tmpl, d) for d in true])
     for border in ("copy", "nan"):
         p = _params(tmpl.shape, border=border, taper=0)
-        mean, shifts, _ = api._mean_registered(frames, tmpl, p, 0, len(frames))
+        mean, shifts, _ = p.mean_registered(frames, tmpl, 0, len(frames))
         assert np.isfinite(mean).all()
-        _, corrected, _ = api.register_frames(frames, tmpl, p)
-        np.testing.assert_array_equal(shifts, api.register_frames(frames, tmpl, p, apply=False)[0])
+        _, corrected, _ = rigid.register_frames(frames, tmpl, p)
+        np.testing.assert_array_equal(shifts, rigid.register_frames(frames, tmpl, p, apply=False)[0])
         m = int(np.ceil(np.abs(shifts).max()))
         inner = (slice(m, -m), slice(m, -m))
         np.testing.assert_allclose(
@@ -182,7 +182,7 @@ def test_template_bits_do_not_depend_on_batch_size():
     frames = np.stack([_np_fourier_displace(tmpl, d) for d in rng.uniform(-2, 2, size=(37, 2))])
     frames = (frames + rng.normal(scale=5, size=frames.shape)).astype(np.float32)
     out = [
-        api.estimate_template(frames, _params(tmpl.shape, batch_size=bs), frames_per_split=20)
+        template.estimate_template(frames, _params(tmpl.shape, batch_size=bs), frames_per_split=20)
         for bs in (3, 8, 64)
     ]
     for t in out[1:]:

@@ -8,7 +8,7 @@ import xarray as xr
 from scipy import ndimage
 
 import xnormcorre
-from xnormcorre.core.qc import quality_flags
+from xnormcorre.qc import quality_flags
 
 FLAGS = ("at_max_shift", "low_correlation")
 

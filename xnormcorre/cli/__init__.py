@@ -1,0 +1,50 @@
+"""Command line interface: ``xnormcorre demo | correct | apply | info``.
+
+``xnormcorre correct IN -o OUT`` opens a TIFF or HDF5 movie lazily, registers it
+(rigid or piecewise rigid), writes the corrected movie (TIFF, HDF5, zarr or NetCDF)
+and the shifts NetCDF next to it; ``xnormcorre apply SHIFTS.nc IN -o OUT`` re-applies
+saved shifts; ``xnormcorre info IN`` describes a movie without reading pixels;
+``xnormcorre demo`` corrects a built-in synthetic movie.  ``xnormcorre COMMAND --help``
+documents each command.
+
+Every output is written under a temporary name in the target folder and renamed when
+complete, so an error or Ctrl-C leaves no partial file; an existing output is replaced
+only with ``--overwrite``.  Errors are reported as one line ``error: ...`` on stderr
+with exit status 1 (2 for command-line usage errors, 130 for Ctrl-C); ``--traceback``
+shows the Python traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .output import CLIError, one_line
+from .parser import build_parser
+
+__all__ = ["CLIError", "build_parser", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``xnormcorre`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("xnormcorre: interrupted; no output written", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, KeyError, ImportError, NotImplementedError) as exc:
+        if args.traceback:
+            raise
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # an unexpected failure: still one line, the traceback on request
+        if args.traceback:
+            raise
+        kind = type(exc).__qualname__
+        if type(exc).__module__ not in ("builtins", "__main__"):
+            kind = f"{type(exc).__module__}.{kind}"
+        print(
+            f"error: unexpected {kind}: {one_line(exc)} (rerun with --traceback for details)",
+            file=sys.stderr,
+        )
+        return 1

@@ -1,0 +1,5 @@
+"""``python -m xnormcorre.cli``."""
+
+from . import main
+
+raise SystemExit(main())

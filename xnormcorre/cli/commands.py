@@ -1,0 +1,294 @@
+"""The ``xnormcorre`` commands: ``demo``, ``correct``, ``apply``, ``info``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .output import (
+    CLIError,
+    check_targets,
+    default_shifts_path,
+    describe,
+    flag_counts,
+    fmt_bytes,
+    format_of,
+    log,
+    one_line,
+    open_input,
+    out_dtype,
+    output_path,
+    pair_option,
+    plural,
+    progress,
+    qc_plots,
+    reopen,
+    require,
+    shift_summary,
+    write_movie,
+    write_shifts,
+)
+
+__all__ = ["apply", "correct", "demo", "info"]
+
+
+def demo(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import xnormcorre
+    from xnormcorre import metrics
+
+    out = Path(args.output).expanduser().absolute()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output {str(out)!r} exists and is not a folder")
+    nc, tif = out / "demo_rigid.nc", out / "demo_corrected.tif"
+    pngs = [out / "demo_before_after.png", out / "demo_shifts.png"]
+    check_targets([nc, tif, *pngs], args.overwrite)
+    movie = xnormcorre.datasets.synthetic_movie(
+        n_frames=args.frames, shape=(args.size, args.size), max_shift=5, seed=args.seed
+    )
+    t0 = time.perf_counter()
+    res = movie.normcorre.rigid(max_shifts=(8, 8))
+    elapsed = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    shifts_ds = res.drop_vars("corrected")
+    write_shifts(shifts_ds, nc)
+    xnormcorre.to_tiff(res.corrected, tif, overwrite=True, progress=not args.quiet)
+    written = qc_plots(args, movie, res, shifts_ds, out / "demo")
+
+    truth = np.stack([movie.true_shift_y.values, movie.true_shift_x.values], axis=1)
+    crop = 10
+    print(f"corrected {movie.sizes['time']} frames of {args.size}x{args.size} px in {elapsed:.1f} s -> {out}")
+    print(f"  shifts NetCDF:    {nc}")
+    print(f"  corrected movie:  {tif}")
+    for p in written:
+        print(f"  QC plot:          {p}")
+    print(f"rigid shift RMSE vs ground truth: {metrics.shift_rmse(res.shifts, truth):.3f} px")
+    print(
+        f"crispness of mean image: raw {metrics.crispness(movie, crop=crop):.1f} -> "
+        f"corrected {metrics.crispness(res.corrected, crop=crop):.1f}"
+    )
+    print(
+        f"mean correlation with mean image: raw {float(metrics.correlation_with_mean(movie, crop=crop).mean()):.3f} "
+        f"-> corrected {float(metrics.correlation_with_mean(res.corrected, crop=crop).mean()):.3f}"
+    )
+    return 0
+
+
+def _reference(args: argparse.Namespace, movie):
+    """``--reference``: a movie file, or a dataset (channel) of the HDF5 input; then ``--highpass``."""
+    import xnormcorre
+
+    ref = None
+    if args.reference_dataset is not None and args.reference is None:
+        raise CLIError("--reference-dataset names a dataset of the --reference file: give --reference too")
+    if args.reference is not None:
+        text = args.reference
+        looks_like_path = os.path.exists(os.path.expanduser(text)) or any(c in text for c in "*?[/\\")
+        if looks_like_path:
+            ref = open_input([text], args.chunk, args.reference_dataset)
+        elif movie.attrs.get("source_format") == "HDF5" and len(args.input) == 1:
+            ref = open_input(args.input, args.chunk, text)
+        else:
+            raise FileNotFoundError(
+                f"--reference {text!r}: no such file (a channel name is a dataset of the same file and "
+                "applies to HDF5 input only)"
+            )
+        if ref.shape != movie.shape:
+            raise CLIError(f"--reference has shape {ref.shape}, the movie {movie.shape}; they must match")
+        ref = ref.assign_coords({d: movie[d] for d in ("time", "y", "x")})
+        if ref.chunks is not None and movie.chunks is not None:
+            ref = ref.chunk({"time": movie.chunks[0]})
+    if args.highpass is not None:
+        ref = xnormcorre.highpass(movie if ref is None else ref, args.highpass)
+    return ref
+
+
+def _registration_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kw: dict[str, Any] = {
+        "max_shifts": pair_option(args.max_shifts, "--max-shifts"),
+        "upsample_factor": args.upsample_factor,
+        "border": args.border,
+        "seed": args.seed,
+        "frames_per_split": args.frames_per_split,
+    }
+    if args.pw_rigid:
+        kw["strides"] = pair_option(args.strides, "--strides") or (96, 96)
+        kw["overlaps"] = pair_option(args.overlaps, "--overlaps") or (32, 32)
+        kw["max_deviation_rigid"] = 3 if args.max_deviation_rigid is None else args.max_deviation_rigid
+        kw["niter_rig"] = args.niter
+        kw["num_splits_to_process_rig"] = args.num_splits
+    else:
+        for opt in ("strides", "overlaps", "max_deviation_rigid"):
+            if getattr(args, opt) is not None:
+                raise CLIError(f"--{opt.replace('_', '-')} applies to --pw-rigid only")
+        kw["niter"] = args.niter
+        kw["num_splits_to_process"] = args.num_splits
+    return kw
+
+
+def _register_and_write(args: argparse.Namespace, movie, res, out: Path, fmt: str | None, shifts_path: Path):
+    """One pass over the movie: each chunk is read, registered and warped once, and its
+    corrected frames written as its shifts are collected; then the shifts NetCDF."""
+    from .. import schema as sc
+    from ..qc.flags import quality_flags
+
+    time_vars = [v for v in (sc.SHIFTS, sc.RIGID_SHIFTS, sc.CORRELATION) if v in res]
+    rest = res.drop_vars([sc.CORRECTED, *(f for f in sc.FLAGS if f in res)])
+    if args.shifts_only:
+        with progress(args, "registering"):
+            computed = res[time_vars].load()
+    else:
+        attrs = rest.attrs
+        computed = write_movie(
+            args,
+            res[sc.CORRECTED],
+            out,
+            fmt,
+            dtype=out_dtype(args.dtype, movie),
+            attrs=attrs,
+            along=res[time_vars],
+        )
+    shifts_ds = rest.assign({v: computed[v] for v in time_vars})
+    shifts_ds = shifts_ds.assign(quality_flags(shifts_ds, max_shifts=tuple(shifts_ds.attrs["max_shifts"])))
+    write_shifts(shifts_ds, shifts_path)
+    return shifts_ds
+
+
+def correct(args: argparse.Namespace) -> int:
+    import xnormcorre
+
+    out = output_path(args.output)
+    kw = _registration_kwargs(args)
+    if args.shifts_only:
+        if args.format not in (None, "netcdf") or args.shifts is not None:
+            raise CLIError("with --shifts-only, OUT is the shifts NetCDF: --format and --shifts do not apply")
+        fmt, shifts_path, targets = None, out, [out]
+    else:
+        fmt = format_of(out, args.format)
+        shifts_path = output_path(args.shifts) if args.shifts is not None else default_shifts_path(out)
+        targets = [out, shifts_path]
+    if fmt == "zarr":
+        require("zarr", "--format zarr", "zarr")
+    if args.qc:
+        targets += [out.with_name(f"{out.stem}_{n}.png") for n in ("before_after", "shifts")]
+    check_targets(targets, args.overwrite, [*args.input, *([args.reference] if args.reference else [])])
+
+    movie = open_input(args.input, args.chunk, args.dataset)
+    log(args, f"input: {describe(movie)}")
+    reference = _reference(args, movie)
+    method = "pwrigid" if args.pw_rigid else "rigid"
+    log(args, f"estimating the template ({method}, max_shifts {' '.join(map(str, kw['max_shifts']))}) ...")
+    t0 = time.perf_counter()
+    register = xnormcorre.pwrigid if args.pw_rigid else xnormcorre.rigid
+    res = register(movie, reference=reference, **kw)
+    shifts_ds = _register_and_write(args, movie, res, out, fmt, shifts_path)
+    elapsed = time.perf_counter() - t0
+    n, h, w = movie.shape
+    print(f"{method}: corrected {n} frames of {h}x{w} px in {elapsed:.1f} s")
+    if not args.shifts_only:
+        print(f"  corrected movie: {out} ({fmt})")
+    print(f"  shifts NetCDF:   {shifts_path}")
+    print(f"  {shift_summary(shifts_ds)}")
+    print(f"  flagged frames: {flag_counts(shifts_ds)}")
+    if args.qc:
+        if args.shifts_only:
+            raise CLIError("--qc needs the corrected movie: drop --shifts-only")
+        again = reopen(out, fmt, args.out_dataset)
+        for p in qc_plots(args, movie, again, shifts_ds, out.with_name(out.stem)):
+            print(f"  QC plot:         {p}")
+    if args.metrics and not args.shifts_only:
+        from xnormcorre import metrics
+
+        again = reopen(out, fmt, args.out_dataset)
+        s = metrics.summary(movie, again, crop=kw["max_shifts"], flow=False)
+        raw_c, cor_c = s.mean_correlation.values.tolist()
+        raw_k, cor_k = s.crispness.values.tolist()
+        print(
+            f"  before/after: mean correlation with mean image {raw_c:.3f} -> {cor_c:.3f}, "
+            f"crispness {raw_k:.4g} -> {cor_k:.4g}"
+        )
+    return 0
+
+
+def apply(args: argparse.Namespace) -> int:
+    import xarray as xr
+
+    import xnormcorre
+
+    shifts_file = Path(args.shifts_file).expanduser()
+    if not shifts_file.is_file():
+        raise FileNotFoundError(f"shifts file {str(shifts_file)!r} does not exist")
+    out = output_path(args.output)
+    fmt = format_of(out, args.format)
+    if fmt == "zarr":
+        require("zarr", "--format zarr", "zarr")
+    check_targets([out], args.overwrite, [*args.input, str(shifts_file)])
+    try:
+        shifts = xr.open_dataset(shifts_file, engine="netcdf4")
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"cannot read shifts file {str(shifts_file)!r} as NetCDF: {one_line(exc)}") from None
+    if "shifts" not in shifts:
+        raise CLIError(
+            f"{str(shifts_file)!r} has no 'shifts' variable: pass the shifts NetCDF written by xnormcorre correct"
+        )
+    shifts = shifts.load()
+    movie = open_input(args.input, args.chunk, args.dataset)
+    log(args, f"input: {describe(movie)}")
+    border = args.border or shifts.attrs.get("border", "copy")
+    corrected = xnormcorre.apply_shifts(movie, shifts, border=border)
+    t0 = time.perf_counter()
+    write_movie(args, corrected, out, fmt, dtype=out_dtype(args.dtype, movie), attrs=shifts.attrs)
+    n, h, w = movie.shape
+    print(
+        f"applied the shifts of {shifts_file} to {n} frames of {h}x{w} px in {time.perf_counter() - t0:.1f} s"
+    )
+    print(f"  corrected movie: {out} ({fmt})")
+    return 0
+
+
+def info(args: argparse.Namespace) -> int:
+    import xarray as xr
+
+    first = Path(args.input[0]).expanduser()
+    if len(args.input) == 1 and (first.suffix.lower() in (".nc", ".nc4", ".zarr")):
+        if not first.exists():
+            raise FileNotFoundError(f"{str(first)!r} does not exist")
+        opener = xr.open_zarr if first.suffix.lower() == ".zarr" else xr.open_dataset
+        ds = opener(first, chunks={}) if opener is xr.open_dataset else opener(first)
+        print(f"path:      {first.absolute()}")
+        print(f"dataset:   {', '.join(f'{k} {v}' for k, v in ds.sizes.items())}")
+        for name, var in ds.data_vars.items():
+            print(f"  {name} ({', '.join(map(str, var.dims))}) {var.dtype}")
+        if "method" in ds.attrs:
+            print(f"method:    {ds.attrs['method']}")
+        ds.close()
+        return 0
+    movie = open_input(args.input, args.chunk, args.dataset)
+    n, h, w = movie.shape
+    a = movie.attrs
+    fmt = a.get("source_format", "?")
+    engine = {"TIFF": "xnormcorre_tiff", "HDF5": "xnormcorre_hdf5"}.get(fmt, "?")
+    chunks = movie.chunks[0] if movie.chunks is not None else (n,)
+    sources = [str(Path(p).expanduser().absolute()) for p in args.input]
+    print(f"path:      {sources[0]}" + (f" (+{len(sources) - 1} more)" if len(sources) > 1 else ""))
+    print(
+        f"format:    {fmt} (xarray engine {engine})"
+        + (f", {plural(a['n_files'], 'file')}" if "n_files" in a else "")
+    )
+    if "hdf5_dataset" in a:
+        print(f"dataset:   {a['hdf5_dataset']}")
+    print(f"shape:     {n} x {h} x {w} (time, y, x)")
+    print(f"dtype:     {movie.dtype}")
+    print(f"size:      {fmt_bytes(movie.nbytes)}")
+    print(f"chunks:    time {max(chunks)} frames ({plural(len(chunks), 'chunk')}), y {h}, x {w}")
+    t = movie["time"]
+    units = t.attrs.get("units", "")
+    units = "" if units == "1" else units
+    span = f"{t.values[0]} .. {t.values[-1]}" if n else "-"
+    print(f"time:      {span} ({t.attrs.get('long_name', 'time')}{', ' + units if units else ''})")
+    movie.close()
+    return 0

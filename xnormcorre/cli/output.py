@@ -1,0 +1,233 @@
+"""Command-line plumbing: errors, messages, output paths and formats, writing results."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+#: Output formats and the file suffixes that select them.
+FORMATS: dict[str, tuple[str, ...]] = {
+    "tiff": (".tif", ".tiff"),
+    "hdf5": (".h5", ".hdf5", ".hdf"),
+    "zarr": (".zarr",),
+    "netcdf": (".nc", ".nc4"),
+}
+DTYPES = ("float32", "float64", "uint8", "uint16", "int16", "int32", "same")
+
+
+class CLIError(ValueError):
+    """A bad command-line value (reported as ``error: ...``)."""
+
+
+def log(args: argparse.Namespace, *lines: str) -> None:
+    if not getattr(args, "quiet", False):
+        for line in lines:
+            print(line, flush=True)
+
+
+#: Library phrasing -> command-line phrasing in error messages.
+_CLI_WORDS = (
+    ("pass dataset=<name>", "pass --dataset NAME"),
+    ("pass overwrite=True", "pass --overwrite"),
+)
+
+
+def one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        text = f"{exc.filename}: {exc.strerror}"
+    elif isinstance(exc, KeyError) and exc.args:
+        text = f"missing key {exc.args[0]!r}"
+    else:
+        text = str(exc) or type(exc).__name__
+    for python, cli in _CLI_WORDS:
+        text = text.replace(python, cli)
+    return " ".join(text.split())
+
+
+def format_of(path: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        return fmt
+    suffix = path.suffix.lower()
+    for name, suffixes in FORMATS.items():
+        if suffix in suffixes:
+            return name
+    known = ", ".join(s for v in FORMATS.values() for s in v)
+    raise CLIError(f"cannot tell the output format from {str(path)!r}: give --format or a suffix ({known})")
+
+
+def output_path(path: str) -> Path:
+    p = Path(path).expanduser().absolute()
+    if not p.parent.is_dir():
+        raise FileNotFoundError(f"output folder {str(p.parent)!r} does not exist")
+    return p
+
+
+def check_targets(targets: Sequence[Path], overwrite: bool, inputs: Sequence[str] = ()) -> None:
+    """Refuse to replace existing outputs (unless ``overwrite``) or any input."""
+    if len(set(targets)) != len(targets):
+        raise CLIError(f"two outputs would have the same name: {[str(t) for t in targets]}")
+    resolved_inputs = set()
+    for text in inputs:
+        with contextlib.suppress(OSError):
+            resolved_inputs.add(Path(text).expanduser().resolve())
+    for t in targets:
+        if t.resolve() in resolved_inputs:
+            raise CLIError(f"output {str(t)!r} is one of the inputs; choose another output name")
+        if t.exists() and not overwrite:
+            raise FileExistsError(f"{str(t)!r} exists; pass --overwrite to replace it")
+
+
+def default_shifts_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}_shifts.nc")
+
+
+def require(module: str, why: str, pip: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(f"{why} needs the {module} package: pip install {pip}")
+
+
+def open_input(paths: Sequence[str], chunk: int | None, dataset: str | None):
+    import xnormcorre
+
+    target: Any = paths[0] if len(paths) == 1 else list(paths)
+    chunks = None if chunk is None else {"time": chunk}
+    return xnormcorre.open_movie(target, chunks=chunks, dataset=dataset)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def describe(movie) -> str:
+    n, h, w = movie.shape
+    chunks = movie.chunks[0] if movie.chunks is not None else (n,)
+    return f"{n} frames of {h}x{w} px, {movie.dtype}, time chunks of {max(chunks)} frames ({plural(len(chunks), 'chunk')})"
+
+
+def flag_counts(ds) -> str:
+    parts = []
+    for name in ("at_max_shift", "low_correlation", "patch_jump"):
+        if name in ds:
+            flag = ds[name]
+            if "time" in flag.dims and flag.ndim > 1:
+                flag = flag.any([d for d in flag.dims if d != "time"])
+            parts.append(f"{int(flag.sum())} {name.replace('_', ' ')}")
+    return ", ".join(parts) if parts else "none computed"
+
+
+def shift_summary(ds) -> str:
+    sh = ds["rigid_shifts"] if "rigid_shifts" in ds else ds["shifts"]
+    ranges = []
+    for comp in ("y", "x"):
+        v = sh.sel(axis=comp)
+        ranges.append(f"{comp} [{float(v.min()):+.2f}, {float(v.max()):+.2f}]")
+    kind = "rigid shifts" if "rigid_shifts" not in ds else "rigid part of the shifts"
+    return f"{kind}: {', '.join(ranges)} px; mean correlation with the template {float(ds.correlation.mean()):.3f}"
+
+
+def qc_plots(args: argparse.Namespace, raw, corrected, shifts_ds, stem: Path) -> list[Path]:
+    """Write ``<stem>_before_after.png`` and ``<stem>_shifts.png``; [] without matplotlib."""
+    if importlib.util.find_spec("matplotlib") is None:
+        print('note: matplotlib is not installed, skipping the QC plots (pip install "xnormcorre[plot]")')
+        return []
+    from xnormcorre import plot
+
+    out = []
+    figs = (
+        (
+            "before_after",
+            lambda: plot.plot_before_after(raw, corrected, crop=shifts_ds.attrs.get("max_shifts")),
+        ),
+        ("shifts", lambda: plot.plot_shifts(shifts_ds)),
+    )
+    from ..io.writers import write_atomically
+
+    for name, make in figs:
+        target = stem.with_name(f"{stem.name}_{name}.png")
+        fig = make()
+        write_atomically(target, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100))
+        out.append(target)
+    return out
+
+
+def reopen(path: Path, fmt: str, dataset: str):
+    """The corrected movie just written, lazily (for QC without recomputing)."""
+    import xarray as xr
+
+    import xnormcorre
+
+    if fmt in ("tiff", "hdf5"):
+        return xnormcorre.open_movie(path, dataset=dataset if fmt == "hdf5" else None)
+    if fmt == "zarr":
+        return xr.open_zarr(path)["corrected"]
+    return xr.open_dataset(path, chunks={})["corrected"]
+
+
+def fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def pair_option(values: Sequence[int] | None, option: str) -> tuple[int, int] | None:
+    """``--option Y [X]``: one value for both axes, or (y, x)."""
+    if values is None:
+        return None
+    if len(values) == 1:
+        return (values[0], values[0])
+    if len(values) == 2:
+        return (values[0], values[1])
+    raise CLIError(f"{option} takes 1 or 2 integers (Y [X]), got {len(values)}: {' '.join(map(str, values))}")
+
+
+def out_dtype(name: str | None, movie) -> Any:
+    """``--dtype``: None (float32), the input's (``same``) or a NumPy dtype."""
+    import numpy as np
+
+    if name is None:
+        return None
+    return movie.dtype if name == "same" else np.dtype(name)
+
+
+def write_movie(args: argparse.Namespace, da, path: Path, fmt: str, *, dtype, attrs=None, along=None):
+    """Write the corrected movie ``da`` at ``path`` in ``fmt`` (atomically, with a progress bar);
+    ``along``: variables computed in the same pass and returned (see
+    :func:`xnormcorre.io.writers.write_movie`)."""
+    from ..io.writers import write_movie as write
+
+    return write(
+        da,
+        path,
+        fmt=fmt,
+        overwrite=True,
+        dtype=dtype,
+        dataset=args.out_dataset,
+        attrs=attrs,
+        progress=not args.quiet,
+        along=along,
+    )
+
+
+def write_shifts(ds, path: Path) -> None:
+    """Write the shifts NetCDF (the result without the corrected movie), atomically."""
+    from ..io.writers import to_netcdf
+
+    to_netcdf(ds, path, overwrite=True)
+
+
+@contextlib.contextmanager
+def progress(args: argparse.Namespace, desc: str) -> Iterator[None]:
+    """A tqdm bar over the dask tasks computed inside the block (none with --quiet)."""
+    if getattr(args, "quiet", False):
+        yield
+        return
+    from tqdm.dask import TqdmCallback
+
+    with TqdmCallback(desc=desc, unit="task", leave=True):
+        yield

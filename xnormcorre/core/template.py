@@ -1,0 +1,113 @@
+"""Labeled template estimation: ``xnormcorre.estimate_template`` (xarray in, xarray out)."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from .. import validate as vd
+from ..engine import template as _tmpl
+from ..schema import DIM_TIME, DIM_X, DIM_Y
+from .movie import Frames
+from .options import Options, rigid_options
+from .result import template_da
+
+__all__ = ["estimate_template", "estimate_for"]
+
+
+def estimate_template(
+    movie: xr.DataArray | np.ndarray,
+    *,
+    max_shifts: int | tuple[int, int] = (6, 6),
+    upsample_factor: int = 10,
+    frames_per_split: int = 1000,
+    num_splits_to_process: int | None = None,
+    niter: int = 1,
+    seed: int = 0,
+    phase_corr: bool = True,
+    smooth_sigma: float = 1.15,
+    taper: float | None = None,
+    batch_size: int | None = None,
+    max_template_frames: int | None = 2000,
+) -> xr.DataArray:
+    """Estimate a registration template from a movie (NoRMCorre/CaImAn batch scheme).
+
+    The initial template is the median of up to 100 evenly spaced frames, registered
+    to that median and averaged.  Then, ``niter`` times, the frames of each split of
+    ``frames_per_split`` consecutive frames are registered to the current template and
+    the new template is the median of the split means.  With
+    ``num_splits_to_process`` only that many splits, drawn without replacement by
+    ``numpy.random.default_rng(seed)``, are used per iteration (deterministic).
+    When ``num_splits_to_process`` is None, ``max_template_frames`` bounds the work:
+    at most ``max(1, max_template_frames // frames_per_split)`` splits are drawn
+    (``None`` registers all splits, the jnormcorre/CaImAn behaviour).  After each
+    step the template is moved to the centre of the range of frame positions.
+    Frames are read one batch at a time, so memory stays bounded for lazy movies.
+
+    Parameters are as in :func:`rigid`.
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(y, x)`` float32 template with the movie's ``y``/``x`` coordinates.
+
+    Examples
+    --------
+    >>> import xnormcorre
+    >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=20, shape=(64, 64), max_shift=2)
+    >>> xnormcorre.estimate_template(movie, max_shifts=4).shape
+    (64, 64)
+    """
+    movie = vd.as_movie(movie)
+    shape = (movie.sizes[DIM_Y], movie.sizes[DIM_X])
+    opts = rigid_options(
+        shape,
+        max_shifts=max_shifts,
+        upsample_factor=upsample_factor,
+        frames_per_split=frames_per_split,
+        num_splits_to_process=num_splits_to_process,
+        niter=niter,
+        seed=seed,
+        phase_corr=phase_corr,
+        smooth_sigma=smooth_sigma,
+        taper=taper,
+        batch_size=batch_size,
+        max_template_frames=max_template_frames,
+        min_mov=None,
+        border="copy",
+    )
+    return template_da(movie, estimate_for(movie, opts), "estimated")
+
+
+def estimate_for(source: xr.DataArray, opts: Options, pw=None) -> np.ndarray:
+    """The template of a run with options ``opts``, estimated on ``source``.
+
+    The rigid template (``num_splits_to_process``/``niter``); with piecewise-rigid engine
+    parameters ``pw``, then refined by ``niter_els`` piecewise-rigid iterations.
+    """
+    n = source.sizes[DIM_TIME]
+    shape = (source.sizes[DIM_Y], source.sizes[DIM_X])
+    frames = Frames(source)
+    # the rigid template step of a piecewise-rigid run reads as its pass does
+    rigid = opts.rigid_params(shape, n, border="copy", batch_size=None if pw is None else pw.rigid.batch_size)
+    tmpl = _tmpl.estimate_template(
+        frames,
+        rigid,
+        frames_per_split=opts.frames_per_split,
+        num_splits_to_process=opts.num_splits_to_process,
+        niter=opts.niter,
+        seed=opts.seed,
+        max_frames=opts.max_template_frames,
+    )
+    if pw is None:
+        return tmpl
+    return _tmpl.estimate_template(
+        frames,
+        pw,
+        frames_per_split=opts.frames_per_split,
+        num_splits_to_process=opts.num_splits_to_process_els,
+        niter=opts.niter_els,
+        seed=opts.seed + 1,
+        init=tmpl,
+        max_frames=opts.max_template_frames,
+    )

@@ -1,0 +1,90 @@
+"""Border handling after a shift: which pixels stayed in view, and how the others are filled.
+
+``border`` is one of :data:`xnormcorre.schema.BORDERS`: ``"copy"`` (nearest valid value),
+``"nan"``, ``"zero"`` or ``"min"`` (the movie floor ``fill_min``).  JAX for the kernels,
+NumPy for :func:`fill_edges` (template estimation).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..schema import BORDERS
+
+__all__ = ["BORDERS", "apply_border", "border_limits", "fill_edges", "fill_outside"]
+
+
+def border_limits(dy: jax.Array, dx: jax.Array, h: int, w: int):
+    """First/last valid row and column after moving the frame by ``-(dy, dx)``."""
+    lo_y = jnp.ceil(jnp.maximum(-dy, 0.0)).astype(jnp.int32)
+    hi_y = h - 1 - jnp.ceil(jnp.maximum(dy, 0.0)).astype(jnp.int32)
+    lo_x = jnp.ceil(jnp.maximum(-dx, 0.0)).astype(jnp.int32)
+    hi_x = w - 1 - jnp.ceil(jnp.maximum(dx, 0.0)).astype(jnp.int32)
+    # never empty (|shift| < half the frame is validated upstream)
+    hi_y = jnp.maximum(hi_y, lo_y)
+    hi_x = jnp.maximum(hi_x, lo_x)
+    return lo_y, hi_y, lo_x, hi_x
+
+
+def fill_outside(img: jax.Array, valid: jax.Array, border: str, fill_min: jax.Array) -> jax.Array:
+    """Fill the pixels outside ``valid`` with NaN, 0 or ``fill_min`` (``border`` other than "copy")."""
+    if border == "nan":
+        return jnp.where(valid, img, jnp.nan)
+    if border == "zero":
+        return jnp.where(valid, img, 0.0)
+    if border == "min":
+        return jnp.where(valid, img, fill_min)
+    raise ValueError(f"border must be one of {BORDERS}, got {border!r}")  # pragma: no cover - validated
+
+
+def apply_border(
+    img: jax.Array, dy: jax.Array, dx: jax.Array, border: str, fill_min: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Replace pixels that wrapped around after a shift by ``-(dy, dx)``.
+
+    Returns the filled image and the boolean validity mask.
+    """
+    h, w = img.shape
+    lo_y, hi_y, lo_x, hi_x = border_limits(dy, dx, h, w)
+    rows = jnp.arange(h)[:, None]
+    cols = jnp.arange(w)[None, :]
+    valid = (rows >= lo_y) & (rows <= hi_y) & (cols >= lo_x) & (cols <= hi_x)
+    if border == "copy":
+        # nearest valid row, then nearest valid column (selects, no gather)
+        top = jax.lax.dynamic_slice_in_dim(img, lo_y, 1, axis=0)
+        bottom = jax.lax.dynamic_slice_in_dim(img, hi_y, 1, axis=0)
+        img = jnp.where(rows < lo_y, top, jnp.where(rows > hi_y, bottom, img))
+        left = jax.lax.dynamic_slice_in_dim(img, lo_x, 1, axis=1)
+        right = jax.lax.dynamic_slice_in_dim(img, hi_x, 1, axis=1)
+        img = jnp.where(cols < lo_x, left, jnp.where(cols > hi_x, right, img))
+    else:
+        img = fill_outside(img, valid, border, fill_min)
+    return img, valid
+
+
+def fill_edges(img: np.ndarray, lo, hi) -> np.ndarray:
+    """Replace the edge strips that frames moved by shifts in ``[lo, hi]`` wrapped into.
+
+    ``lo``/``hi`` are the ``(y, x)`` extremes of the shifts (``lo <= 0 <= hi``); a frame
+    moved by ``-shift`` wraps ``ceil(hi)`` rows/columns into the far side and
+    ``ceil(-lo)`` into the near side.  They are replaced by the nearest untouched row,
+    then column (edge replication, as ``border="copy"``).
+
+    Examples
+    --------
+    >>> fill_edges(np.arange(16.0).reshape(4, 4), (-1.0, 0.0), (0.0, 0.5))[:, -1].tolist()
+    [6.0, 6.0, 10.0, 14.0]
+    """
+    out = np.array(img, copy=True)
+    h, w = out.shape
+    lo_y = min(int(np.ceil(-lo[0])), h - 1)
+    hi_y = max(h - 1 - int(np.ceil(hi[0])), lo_y)
+    lo_x = min(int(np.ceil(-lo[1])), w - 1)
+    hi_x = max(w - 1 - int(np.ceil(hi[1])), lo_x)
+    out[:lo_y] = out[lo_y]
+    out[hi_y + 1 :] = out[hi_y]
+    out[:, :lo_x] = out[:, lo_x : lo_x + 1]
+    out[:, hi_x + 1 :] = out[:, hi_x : hi_x + 1]
+    return out

@@ -1,0 +1,264 @@
+"""Static parameters of a registration pass: :class:`RigidParams` and :class:`PwParams`.
+
+Built once per run by :func:`make_rigid_params` / :func:`make_pw_params` (apodization
+window, spectral weight, patch grid, batch size).  Each knows how to run its pass --
+``register``, ``apply``, ``mean_registered``, ``recentre`` -- so template estimation
+and the labeled API never dispatch on the kind of registration.  Never imports xarray.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import pwrigid as _pw
+from . import rigid as _rigid
+from .patches import interp_matrix, patch_axis
+from .runner import default_batch_size, pw_batch_size
+
+__all__ = [
+    "PEAK_FIT_MIN_SIGMA",
+    "PwParams",
+    "RigidParams",
+    "auto_taper",
+    "edge_taper",
+    "make_pw_params",
+    "make_rigid_params",
+]
+
+#: Smallest ``smooth_sigma`` (px) for which the phase-correlation peak is a Gaussian
+#: sampled finely enough (its spectrum is at most 6 % at Nyquist) to be located by a
+#: Gaussian fit of its integer samples; below it the upsampled DFT refines the peak.
+PEAK_FIT_MIN_SIGMA = 0.75
+
+
+def edge_taper(n: int, width: float) -> np.ndarray:
+    """Sigmoid apodization that falls to ~0 over ``width`` pixels at both ends."""
+    x = np.arange(n, dtype=np.float64)
+    d = np.minimum(x, n - 1 - x)
+    return (1.0 / (1.0 + np.exp(-(d - width) / (width / 4.0)))).astype(np.float32)
+
+
+def auto_taper(n: int, max_shift: int) -> float:
+    """Default taper width: ``2·max_shift + 2`` px, at least 4 px, at most ``n / 6``."""
+    return float(max(4.0, min(2.0 * max_shift + 2.0, n / 6.0)))
+
+
+def gaussian_weight(shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Spectral weight ``exp(-2π²σ²|k|²)`` on the rfft2 half-plane (a Gaussian low-pass)."""
+    h, w = shape
+    ky = np.fft.fftfreq(h)[:, None]
+    kx = np.fft.rfftfreq(w)[None, :]
+    return np.exp(-2 * np.pi**2 * sigma**2 * (ky**2 + kx**2)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class RigidParams:
+    """Static parameters of a rigid registration pass."""
+
+    max_shifts: tuple[int, int]
+    upsample_factor: int
+    border: str
+    batch_size: int
+    fill_min: float = 0.0
+    window: object = None
+    weight: object = None
+    whiten: bool = False
+    peak_fit: bool = False
+
+    def kernel_kwargs(self) -> dict:
+        """The static (compile-time) keyword arguments of the rigid kernels."""
+        return {
+            "max_shifts": tuple(int(m) for m in self.max_shifts),
+            "upsample_factor": int(self.upsample_factor),
+            "border": self.border,
+            "whiten": self.whiten,
+            "peak_fit": self.peak_fit,
+        }
+
+    def arrays(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Apodization window ``(H, W)`` and spectral weight ``(H, W // 2 + 1)`` (ones if unset)."""
+        h, w = shape
+        window = np.ones((h, w), np.float32) if self.window is None else self.window
+        weight = np.ones((h, w // 2 + 1), np.float32) if self.weight is None else self.weight
+        return window, weight
+
+    @property
+    def rigid(self) -> RigidParams:
+        """The rigid parameters (of the initial template): itself."""
+        return self
+
+    def register(self, movie, template: np.ndarray, **kw):
+        """Register frames to ``template``: :func:`xnormcorre.engine.rigid.register_frames`."""
+        return _rigid.register_frames(movie, template, self, **kw)
+
+    def apply(self, movie, shifts: np.ndarray) -> np.ndarray:
+        """Move each frame by ``-shifts[t]``: :func:`xnormcorre.engine.rigid.apply_shifts`."""
+        return _rigid.apply_shifts(
+            movie, shifts, border=self.border, fill_min=self.fill_min, batch_size=self.batch_size
+        )
+
+    def mean_registered(self, movie, template: np.ndarray, start: int, stop: int):
+        """``(mean, shifts, None)`` of frames ``start:stop`` registered to ``template``."""
+        return (*_rigid.mean_spectrum(movie, template, self, start, stop), None)
+
+    def recentre(self, template: np.ndarray, deviations: list) -> np.ndarray:
+        """Rigid templates have no local geometry to recentre: ``template`` unchanged."""
+        return template
+
+
+def make_rigid_params(
+    shape: tuple[int, int],
+    *,
+    max_shifts: tuple[int, int],
+    upsample_factor: int = 10,
+    border: str = "copy",
+    batch_size: int | None = None,
+    n_frames: int | None = None,
+    fill_min: float = 0.0,
+    phase_corr: bool = True,
+    smooth_sigma: float = 1.15,
+    taper: float | None = None,
+) -> RigidParams:
+    """Build the static parameters (apodization window, spectral weight) of a pass.
+
+    The estimate correlates each raw frame with the mean-subtracted template multiplied
+    by an edge taper (so that the frame border does not pull the peak towards zero
+    shift), optionally whitened (phase correlation) and smoothed by a Gaussian of
+    ``smooth_sigma`` px.  The shift is then applied to the raw frame (same spectrum).
+    """
+    h, w = shape
+    ty = auto_taper(h, max_shifts[0]) if taper is None else float(taper)
+    tx = auto_taper(w, max_shifts[1]) if taper is None else float(taper)
+    window = None
+    if ty > 0 and tx > 0:
+        window = edge_taper(h, ty)[:, None] * edge_taper(w, tx)[None, :]
+    weight = gaussian_weight(shape, smooth_sigma) if smooth_sigma and smooth_sigma > 0 else None
+    return RigidParams(
+        max_shifts=(int(max_shifts[0]), int(max_shifts[1])),
+        upsample_factor=int(upsample_factor),
+        border=border,
+        batch_size=batch_size or default_batch_size(shape, n_frames),
+        fill_min=float(fill_min),
+        window=window,
+        weight=weight,
+        whiten=bool(phase_corr),
+        peak_fit=bool(phase_corr) and smooth_sigma is not None and smooth_sigma >= PEAK_FIT_MIN_SIGMA,
+    )
+
+
+@dataclass(frozen=True)
+class PwParams:
+    """Static parameters of a piecewise-rigid pass (wraps the rigid ones)."""
+
+    rigid: RigidParams
+    max_dev: tuple[int, int]
+    starts_y: tuple[int, ...]
+    starts_x: tuple[int, ...]
+    size: tuple[int, int]
+    batch_size: int
+    pwindow: object
+    pweight: object
+    wy: object
+    wx: object
+
+    @property
+    def border(self) -> str:
+        return self.rigid.border
+
+    @property
+    def fill_min(self) -> float:
+        return self.rigid.fill_min
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """Number of patches ``(Ny, Nx)``."""
+        return len(self.starts_y), len(self.starts_x)
+
+    def kernel_kwargs(self) -> dict:
+        """The static (compile-time) keyword arguments of the piecewise-rigid kernels."""
+        kw = self.rigid.kernel_kwargs()
+        kw.pop("max_shifts")
+        return {
+            "max_shifts": self.rigid.max_shifts,
+            "max_dev": self.max_dev,
+            "starts_y": self.starts_y,
+            "starts_x": self.starts_x,
+            "size": self.size,
+            **kw,
+        }
+
+    def register(self, movie, template: np.ndarray, **kw):
+        """Register frames to ``template``: :func:`xnormcorre.engine.pwrigid.register_pw_frames`."""
+        return _pw.register_pw_frames(movie, template, self, **kw)
+
+    def apply(self, movie, patch_shifts: np.ndarray) -> np.ndarray:
+        """Warp each frame by its patch shifts: :func:`xnormcorre.engine.pwrigid.apply_pw_shifts`."""
+        return _pw.apply_pw_shifts(
+            movie,
+            patch_shifts,
+            self.wy,
+            self.wx,
+            border=self.border,
+            fill_min=self.fill_min,
+            batch_size=self.batch_size,
+        )
+
+    def mean_registered(self, movie, template: np.ndarray, start: int, stop: int):
+        """``(mean, rigid shifts, patch deviations)`` of frames ``start:stop``."""
+        return _pw.mean_registered(movie, template, self, start, stop)
+
+    def recentre(self, template: np.ndarray, deviations: list) -> np.ndarray:
+        """Deform the template to the frames' mean local geometry (``deviations``: the
+        per-split patch deviations of :meth:`mean_registered`); see
+        :func:`xnormcorre.engine.pwrigid.centre_patches`."""
+        return _pw.centre_patches(template, np.concatenate(deviations), self)
+
+
+def make_pw_params(
+    shape: tuple[int, int],
+    *,
+    strides: tuple[int, int],
+    overlaps: tuple[int, int],
+    max_deviation_rigid: tuple[int, int],
+    batch_size: int | None = None,
+    n_frames: int | None = None,
+    **rigid_kw,
+) -> PwParams:
+    """Build the static parameters of a piecewise-rigid pass (patch grid, windows)."""
+    h, w = shape
+    ay = patch_axis(h, strides[0], overlaps[0])
+    ax = patch_axis(w, strides[1], overlaps[1])
+    size = (ay.size, ax.size)
+    bs = batch_size or pw_batch_size(shape, n_frames)
+    rigid = make_rigid_params(shape, batch_size=bs, n_frames=n_frames, **rigid_kw)
+    md = (int(max_deviation_rigid[0]), int(max_deviation_rigid[1]))
+    # patches are cut at the rigidly displaced position: the residual displacement is
+    # at most max_dev + 0.5 px, which sets the patch taper
+    reach = (md[0] + 1, md[1] + 1)
+    patch_rigid = make_rigid_params(
+        size,
+        max_shifts=reach,
+        batch_size=bs,
+        phase_corr=rigid.whiten,
+        smooth_sigma=rigid_kw.get("smooth_sigma", 1.15),
+        taper=rigid_kw.get("taper"),
+    )
+    pwindow, pweight = patch_rigid.arrays(size)
+    return PwParams(
+        rigid=rigid,
+        max_dev=md,
+        starts_y=tuple(int(s) for s in ay.starts),
+        starts_x=tuple(int(s) for s in ax.starts),
+        size=size,
+        batch_size=bs,
+        pwindow=pwindow,
+        pweight=pweight,
+        wy=interp_matrix(h, ay.centres),
+        wx=interp_matrix(w, ax.centres),
+    )
+
+
+#: The parameters of either kind of pass.
+Params = RigidParams | PwParams

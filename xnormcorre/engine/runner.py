@@ -1,0 +1,232 @@
+"""Running the compiled kernels over a movie: batch sizes, padding, the kernel thread pool.
+
+Everything here takes array-likes indexable along the first (time) axis -- NumPy
+arrays, NumPy memmaps, dask arrays or lazy backend arrays -- reads them one batch at a
+time and returns NumPy arrays.  Two sizes are involved: the *read batch*
+(:func:`default_batch_size`, the user's ``batch_size``: frames read from the movie at
+once) and the *kernel batch* (:func:`kernel_batch`: frames per compiled call, a
+function of the frame shape only).  Each read batch is cut into kernel batches, the
+last one padded (:func:`pad_batch`), so that each kernel compiles once per frame shape
+and the results do not depend on the batching.  Never imports xarray.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+__all__ = [
+    "aligned_batch_size",
+    "default_batch_size",
+    "iter_batches",
+    "kernel_batch",
+    "kernel_threads",
+    "ordered_map",
+    "pad_batch",
+    "pw_batch_size",
+    "read_frames",
+    "run_kernels",
+]
+
+#: Target number of float32 pixels per batch (about 16 MiB per batch of frames).
+_PIXELS_PER_BATCH = 2**22
+
+
+def default_batch_size(shape: tuple[int, int], n_frames: int | None = None) -> int:
+    """Frames read per batch (default ``batch_size``): a power of two, about 4 Mpixel.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Frame shape ``(H, W)``.
+    n_frames : int, optional
+        Number of frames in the movie; the batch is not made larger than the next
+        power of two above it.
+
+    Examples
+    --------
+    >>> default_batch_size((512, 512))
+    16
+    >>> default_batch_size((128, 128), n_frames=20)
+    32
+    """
+    h, w = shape
+    b = max(1, _PIXELS_PER_BATCH // (h * w))
+    b = 1 << (b.bit_length() - 1)  # round down to a power of two
+    b = min(b, 256)
+    if n_frames is not None:
+        b = min(b, 1 << max(0, int(n_frames - 1).bit_length()))
+    return max(b, 1)
+
+
+#: Target number of pixels per compiled kernel call (a power-of-two number of frames).
+_PIXELS_PER_KERNEL = 2**20
+
+
+def kernel_batch(shape: tuple[int, int]) -> int:
+    """Frames per compiled kernel call: a power of two, about 1 Mpixel, at most 64.
+
+    It depends on the frame shape only -- never on ``batch_size``, the movie length or
+    the chunking -- so every frame goes through the same compiled computation and the
+    results are bit-identical however the movie is batched or chunked (XLA's batched
+    FFTs and matrix products may round differently for different batch sizes).
+
+    Examples
+    --------
+    >>> kernel_batch((128, 128)), kernel_batch((512, 512)), kernel_batch((2048, 2048))
+    (64, 4, 1)
+    """
+    h, w = shape
+    b = max(1, _PIXELS_PER_KERNEL // (h * w))
+    return min(1 << (b.bit_length() - 1), 64)
+
+
+def kernel_calls(block: np.ndarray, *others: np.ndarray) -> Iterator[tuple[int, int, list[np.ndarray]]]:
+    """Split a read batch into padded kernel batches: ``(start, stop, [padded arrays])``."""
+    m = kernel_batch(block.shape[1:3])
+    for a, b in iter_batches(block.shape[0], m):
+        yield a, b, [pad_batch(x[a:b], m) for x in (block, *others)]
+
+
+def kernel_threads() -> int:
+    """Kernel calls run at once: ``XNORMCORRE_KERNEL_THREADS`` if set, otherwise the
+    number of usable CPU cores, at most 4.
+
+    XLA's CPU runtime leaves cores idle between the many small operations of one
+    kernel call; two calls in flight keep them busy (on 2 cores ~1.3x the throughput
+    of one call at a time).  Every call is the same compiled computation on its own
+    frames, so the results are bit-identical whatever the number of threads.
+
+    Examples
+    --------
+    >>> kernel_threads() >= 1
+    True
+    """
+    env = os.environ.get("XNORMCORRE_KERNEL_THREADS")
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            raise ValueError(f"XNORMCORRE_KERNEL_THREADS must be an integer >= 1, got {env!r}") from None
+        if n < 1:
+            raise ValueError(f"XNORMCORRE_KERNEL_THREADS must be an integer >= 1, got {env!r}")
+        return n
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
+_POOL: dict[
+    tuple[int, int], ThreadPoolExecutor
+] = {}  # by (process id, threads): a forked child makes its own
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(n_threads: int) -> ThreadPoolExecutor:
+    key = (os.getpid(), n_threads)
+    with _POOL_LOCK:
+        if key not in _POOL:
+            _POOL[key] = ThreadPoolExecutor(n_threads, thread_name_prefix="xnormcorre-kernel")
+        return _POOL[key]
+
+
+def ordered_map(fn: Callable, items: Iterable) -> Iterator:
+    """``map(fn, items)`` with up to :func:`kernel_threads` calls in flight, in order.
+
+    ``items`` is consumed lazily in the calling thread (so reading the next frames
+    overlaps the kernels), at most two items per thread ahead of the results.
+    """
+    n = kernel_threads()
+    if n == 1:
+        yield from map(fn, items)
+        return
+    pool = _pool(n)
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= 2 * n:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def run_kernels(
+    kernel: Callable[..., object],
+    movie,
+    start: int,
+    stop: int,
+    batch_size: int,
+    *others: np.ndarray,
+) -> Iterator[tuple[int, int, list[np.ndarray]]]:
+    """Run ``kernel(n_valid, *padded arrays)`` over frames ``movie[start:stop]``.
+
+    Frames are read ``batch_size`` at a time and cut into padded kernel batches
+    (:func:`kernel_calls`; ``others`` are per-frame arrays indexed like the frames,
+    relative to ``start``); the calls run on the kernel thread pool
+    (:func:`ordered_map`).  Yields ``(a, b, outputs)`` in frame order, ``a:b``
+    relative to ``start``, the outputs as NumPy arrays (padding included).
+    """
+
+    def calls():
+        for a0, b0 in iter_batches(stop - start, batch_size):
+            block = read_frames(movie, start + a0, start + b0)
+            for c0, d0, arrays in kernel_calls(block, *(o[a0:b0] for o in others)):
+                yield a0 + c0, a0 + d0, arrays
+
+    def run(call):
+        a, b, arrays = call
+        out = kernel(b - a, *arrays)
+        out = out if isinstance(out, tuple | list) else (out,)
+        return a, b, [np.asarray(o) for o in out]
+
+    return ordered_map(run, calls())
+
+
+def read_frames(movie, start: int, stop: int) -> np.ndarray:
+    """Frames ``movie[start:stop]`` as float32 (one read)."""
+    return np.asarray(movie[start:stop], dtype=np.float32)
+
+
+def pad_batch(batch: np.ndarray, size: int) -> np.ndarray:
+    """``batch`` padded to ``size`` frames by repeating its last frame (fixed kernel shapes)."""
+    n = batch.shape[0]
+    if n == size:
+        return batch
+    return np.concatenate([batch, np.repeat(batch[-1:], size - n, axis=0)], axis=0)
+
+
+def iter_batches(n: int, batch_size: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` pairs covering ``range(n)`` in steps of ``batch_size``."""
+    for start in range(0, n, batch_size):
+        yield start, min(n, start + batch_size)
+
+
+def pw_batch_size(shape: tuple[int, int], n_frames: int | None = None) -> int:
+    """Default read batch of a piecewise-rigid pass: half the rigid one (more work per frame).
+
+    Examples
+    --------
+    >>> pw_batch_size((512, 512))
+    8
+    """
+    return max(1, default_batch_size(shape, n_frames) // 2)
+
+
+def aligned_batch_size(batch_size: int, shape: tuple[int, int]) -> int:
+    """``batch_size`` rounded up to a multiple of the kernel batch (no partly filled call
+    except the last).
+
+    Examples
+    --------
+    >>> aligned_batch_size(10, (128, 128))
+    64
+    """
+    m = kernel_batch(shape)
+    return -(-batch_size // m) * m

@@ -1,0 +1,156 @@
+"""Template estimation (NoRMCorre/CaImAn batch scheme; NumPy; never imports xarray).
+
+The initial template is the median of up to 100 evenly spaced frames, registered to
+that median and averaged (:func:`initial_template`); then, ``niter`` times, the frames
+of each split are registered to the current template and the new template is the
+median of the split means (:func:`estimate_template`).  The registration itself is the
+pass's own (``params.mean_registered``: rigid or piecewise rigid), so this module does
+not depend on the kind of registration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .borders import fill_edges
+from .fourier import fourier_shift_np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Params, RigidParams
+
+__all__ = ["centre", "estimate_template", "initial_template", "nanmedian", "sample_indices", "split_bounds"]
+
+
+def centre(template: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Move ``template`` to the centre of the range of positions of the frames registered
+    to it (midpoint of their 5th and 95th shift percentiles: a few outlier frames do
+    not move it).
+
+    The ``±max_shifts`` search window is then centred on the motion rather than on
+    wherever the initial frames happened to be, so fewer frames are clipped at the
+    search bound (e.g. a movie that jumps between a few positions).  The move is a
+    Fourier shift (float64), with the strip that wrapped around edge-replicated.
+    """
+    lo, hi = np.percentile(shifts, [5, 95], axis=0)
+    med = (lo + hi) / 2
+    # content moves by +med: the frames' shifts relative to the result are shifts - med
+    moved = fourier_shift_np(template, med)
+    return fill_edges(moved, np.minimum(-med, 0.0), np.maximum(-med, 0.0)).astype(np.float32)
+
+
+def nanmedian(stack: np.ndarray) -> np.ndarray:
+    """Per-pixel (NaN-)median over the first axis.
+
+    Computed on a pixel-major copy, so that each median comes from one contiguous row.
+    Without NaN the rows are sorted (NumPy's vectorized sort is several times faster
+    than the partition behind :func:`numpy.median`) and the middle value, or the mean of
+    the two middle values in the input's precision, is taken: the same bits as
+    :func:`numpy.median`.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(size=(6, 3, 4)).astype(np.float32)
+    >>> np.array_equal(nanmedian(x), np.median(x, axis=0))
+    True
+    """
+    n = stack.shape[0]
+    if n == 1:
+        return stack[0]
+    flat = np.ascontiguousarray(stack.reshape(n, -1).T)
+    if np.isnan(flat).any():
+        return np.nanmedian(flat, axis=1).astype(np.float32).reshape(stack.shape[1:])
+    flat.sort(axis=1)  # in place: flat is our own copy
+    # even n, as numpy.median: the mean of the two middle values, in their dtype
+    med = flat[:, n // 2] if n % 2 else (flat[:, n // 2 - 1] + flat[:, n // 2]) / flat.dtype.type(2)
+    return med.astype(np.float32).reshape(stack.shape[1:])
+
+
+def sample_indices(n_frames: int, n_init: int = 100) -> np.ndarray:
+    """Up to ``n_init`` evenly spaced frame numbers of a movie of ``n_frames`` frames.
+
+    Examples
+    --------
+    >>> sample_indices(10, 4).tolist()
+    [0, 3, 6, 9]
+    """
+    return np.unique(np.linspace(0, n_frames - 1, min(n_frames, n_init)).round().astype(np.int64))
+
+
+def initial_template(movie, params: RigidParams, n_init: int = 100) -> np.ndarray:
+    """Median of up to ``n_init`` evenly spaced frames, refined once.
+
+    The evenly spaced frames are registered to their median and averaged (the
+    NoRMCorre ``init_batch`` step), which gives a sharper starting point than the
+    median of unregistered frames; the result is centred on the range of their positions.
+    """
+    idx = sample_indices(len(movie), n_init)
+    # one read of the whole sample (one dask graph for a lazy movie), not one per frame
+    sample = np.asarray(movie[idx], dtype=np.float32)
+    tmpl = nanmedian(sample)
+    mean, shifts, _ = params.mean_registered(sample, tmpl, 0, len(sample))
+    return centre(mean, shifts)
+
+
+def split_bounds(n_frames: int, frames_per_split: int) -> list[tuple[int, int]]:
+    """Consecutive, non-overlapping splits of ``frames_per_split`` frames.
+
+    The last split holds the remainder (no frame is registered twice).
+
+    Examples
+    --------
+    >>> split_bounds(10, 4)
+    [(0, 4), (4, 8), (8, 10)]
+    """
+    return [(a, min(n_frames, a + frames_per_split)) for a in range(0, n_frames, frames_per_split)]
+
+
+def estimate_template(
+    movie,
+    params: Params,
+    *,
+    frames_per_split: int = 1000,
+    num_splits_to_process: int | None = None,
+    niter: int = 1,
+    seed: int = 0,
+    init: np.ndarray | None = None,
+    on_split: Callable[[], None] | None = None,
+    max_frames: int | None = None,
+) -> np.ndarray:
+    """Estimate a template as in NoRMCorre/CaImAn's batch path.
+
+    Start from :func:`initial_template` (or ``init``); then ``niter`` times: register
+    the frames of each split (all splits, or ``num_splits_to_process`` of them drawn
+    without replacement by ``numpy.random.default_rng(seed)``) to the current
+    template and take the median of the split means.  After each step the template is
+    moved (Fourier shift) to the centre of the range of positions of the frames registered to it, so
+    that the ``±max_shifts`` window is centred on the motion.
+
+    ``max_frames`` bounds the work when ``num_splits_to_process`` is None: at most
+    ``max(1, max_frames // frames_per_split)`` splits are drawn per iteration, so a
+    long movie is not registered in full for every template iteration.
+    """
+    n = len(movie)
+    tmpl = initial_template(movie, params.rigid) if init is None else np.asarray(init, np.float32)
+    splits = split_bounds(n, frames_per_split)
+    if num_splits_to_process is None and max_frames is not None:
+        num_splits_to_process = max(1, max_frames // frames_per_split)
+    rng = np.random.default_rng(seed)
+    for _ in range(niter):
+        chosen = splits
+        if num_splits_to_process is not None and num_splits_to_process < len(splits):
+            pick = np.sort(rng.choice(len(splits), size=num_splits_to_process, replace=False))
+            chosen = [splits[i] for i in pick]
+        means, shifts, devs = [], [], []
+        for a, b in chosen:
+            m, s, d = params.mean_registered(movie, tmpl, a, b)
+            means.append(m)
+            shifts.append(s)
+            devs.append(d)
+            if on_split is not None:
+                on_split()
+        tmpl = centre(nanmedian(np.stack(means)), np.concatenate(shifts))
+        tmpl = params.recentre(tmpl, devs)
+    return tmpl

@@ -1,0 +1,7 @@
+"""Quality control of a registration: flags (:mod:`~xnormcorre.qc.flags`), metrics
+(:mod:`~xnormcorre.qc.metrics`, optical flow in :mod:`~xnormcorre.qc.flow`) and plots
+(:mod:`~xnormcorre.qc.plot`)."""
+
+from .flags import quality_flags
+
+__all__ = ["quality_flags"]

@@ -1,0 +1,333 @@
+"""Quality-control plots of registration results (matplotlib, optional extra ``plot``).
+
+Each function returns a :class:`matplotlib.figure.Figure` that is *not* managed by
+pyplot (no global state, nothing leaks in loops): a notebook displays it when it is the
+value of a cell, a script saves it with ``fig.savefig("qc.png")``.  matplotlib is
+imported only when a function is called; install it with ``pip install "xnormcorre[plot]"``.
+The same functions are methods of the Dataset accessor: ``res.normcorre.plot_shifts()``.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from ..engine.patches import patch_axis
+from . import metrics
+from .common import crop_pair, mean_image, prepare
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+__all__ = ["plot_before_after", "plot_patch_field", "plot_shifts"]
+
+_FLAG_MARKERS = {
+    "at_max_shift": {"marker": "x", "color": "C3"},
+    "low_correlation": {"marker": "v", "color": "C1"},
+}
+
+
+def _figure(**kw: Any) -> Figure:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise ImportError('plotting needs matplotlib: pip install "xnormcorre[plot]"') from err
+    return Figure(layout="constrained", **kw)
+
+
+def _check_result(ds: Any, name: str = "ds") -> xr.Dataset:
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"{name} must be a registration result Dataset, got {type(ds).__name__}")
+    if "shifts" not in ds:
+        raise ValueError(f"{name} has no 'shifts' variable: not a registration result")
+    return ds
+
+
+def _is_piecewise(ds: xr.Dataset) -> bool:
+    return "patch_y" in ds["shifts"].dims and "patch_x" in ds["shifts"].dims
+
+
+def _time_axis(ds: xr.Dataset | xr.DataArray) -> tuple[np.ndarray, str]:
+    n = ds.sizes["time"]
+    if "time" in ds.coords:
+        t = ds["time"]
+        name = t.attrs.get("long_name", "time")
+        units = t.attrs.get("units")
+        return np.asarray(t.values), f"{name} [{units}]" if units and units != "1" else name
+    return np.arange(n), "frame index"
+
+
+def _component(da: xr.DataArray, comp: str) -> xr.DataArray:
+    if "axis" in da.coords:
+        return da.sel(axis=comp)
+    return da.isel(axis=0 if comp == "y" else 1)
+
+
+def plot_shifts(ds: xr.Dataset) -> Figure:
+    """Shift traces over time: one panel per component (y, x).
+
+    Rigid results: one trace per panel.  Piecewise-rigid results (``shifts (time,
+    patch_y, patch_x, axis)``): every patch as a thin line and ``rigid_shifts`` as a
+    thick black line.  ``±max_shifts`` (from ``ds.attrs``) are dashed grey lines; frames
+    flagged ``at_max_shift`` / ``low_correlation`` are marked with red crosses / orange
+    triangles.  Lines carry a ``gid``: ``"patch"``, ``"rigid"`` or ``"max_shifts"``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A registration result (``shifts`` with dims ``time`` and ``axis``).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes sharing the time axis.
+
+    Examples
+    --------
+    >>> import xnormcorre
+    >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=10, shape=(64, 64), max_shift=2)
+    >>> res = movie.normcorre.rigid(max_shifts=4)
+    >>> fig = plot_shifts(res)
+    >>> [ax.get_ylabel() for ax in fig.axes]
+    ['y shift [pixel]', 'x shift [pixel]']
+    """
+    ds = _check_result(ds)
+    fig = _figure(figsize=(8, 4.5))
+    axes = fig.subplots(2, 1, sharex=True)
+    t, tlabel = _time_axis(ds)
+    pw = _is_piecewise(ds)
+    shifts = ds["shifts"]
+    rigid = ds["rigid_shifts"] if pw and "rigid_shifts" in ds else (None if pw else shifts)
+    units = shifts.attrs.get("units", "pixel")
+    ms = ds.attrs.get("max_shifts")
+    for i, (ax, comp) in enumerate(zip(axes, ("y", "x"), strict=True)):
+        if pw:
+            s = _component(shifts, comp).transpose("time", "patch_y", "patch_x")
+            vals = np.asarray(s.values, dtype=float).reshape(s.sizes["time"], -1)
+            lines = ax.plot(t, vals, lw=0.6, alpha=0.5, color="C0")
+            for k, line in enumerate(lines):
+                line.set_gid("patch")
+                line.set_label(f"patches ({len(lines)})" if k == 0 else "_nolegend_")
+        if rigid is not None:
+            r = np.asarray(_component(rigid, comp).values, dtype=float)
+            (line,) = ax.plot(t, r, lw=2.0 if pw else 1.2, color="k" if pw else "C0", label="rigid")
+            line.set_gid("rigid")
+            for flag, style in _FLAG_MARKERS.items():
+                if flag in ds and ds[flag].dims == ("time",):
+                    hit = np.asarray(ds[flag].values).astype(bool)
+                    if hit.any():
+                        ax.scatter(t[hit], r[hit], zorder=3, label=flag.replace("_", " "), **style).set_gid(
+                            flag
+                        )
+        if isinstance(ms, (list, tuple)) and len(ms) == 2:
+            for sign in (-1, 1):
+                ax.axhline(sign * ms[i], ls="--", lw=0.8, color="0.5", gid="max_shifts")
+        ax.set_ylabel(f"{comp} shift [{units}]")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper right", fontsize="small")
+    axes[-1].set_xlabel(tlabel)
+    fig.suptitle(
+        "displacement of frame content relative to the template" + (" (piecewise-rigid)" if pw else "")
+    )
+    return fig
+
+
+def _patch_centres(ds: xr.Dataset, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Patch centres (px): the ``patch_y``/``patch_x`` coordinates, else the grid of the
+    run's ``strides``/``overlaps`` (:mod:`xnormcorre.engine.patches`)."""
+    strides, overlaps = ds.attrs.get("strides"), ds.attrs.get("overlaps")
+    out = []
+    for i, (dim, n) in enumerate((("patch_y", shape[0]), ("patch_x", shape[1]))):
+        c = ds.coords.get(dim)
+        if c is not None and np.issubdtype(c.dtype, np.number):
+            out.append(np.asarray(c.values, dtype=float))
+        elif strides is not None and overlaps is not None:
+            out.append(patch_axis(n, int(strides[i]), int(overlaps[i])).centres)
+        else:
+            raise ValueError(
+                f"ds has no numeric {dim!r} coordinate (patch centres, px) and no strides/overlaps "
+                "attributes: the patch positions are unknown"
+            )
+    return out[0], out[1]
+
+
+def plot_patch_field(ds: xr.Dataset, t: int = 0, *, scale: float | None = None) -> Figure:
+    """Quiver plot of the shifts of frame ``t`` over the template.
+
+    Arrows start at the patch centres (coordinates ``patch_y``/``patch_x``, in pixels)
+    and point along the displacement of the frame content; a rigid result gets a single
+    arrow at the frame centre, a piecewise-rigid one also its ``rigid_shifts`` (black).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A registration result with ``shifts`` and ``template`` (else the corrected frame
+        is the background).
+    t : int
+        Position of the frame along ``time`` (negative counts from the end).
+    scale : float, optional
+        Arrow magnification (drawn length / shift).  Default: the longest shift over all
+        frames is drawn as 40% of the patch spacing (25% of the frame for rigid), never
+        magnified less than 1×, so that frames of one result are comparable.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes with the background image and the quiver(s).
+
+    Examples
+    --------
+    >>> import xnormcorre
+    >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=10, shape=(64, 64), max_shift=2)
+    >>> res = movie.normcorre.rigid(max_shifts=4)
+    >>> fig = plot_patch_field(res, 3, scale=5)
+    >>> len(fig.axes[0].collections), fig.axes[0].get_title()
+    (1, 'frame index = 3, arrows ×5')
+    """
+    ds = _check_result(ds)
+    if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Integral):
+        raise TypeError(f"t must be an integer frame position, got {t!r}")
+    n = ds.sizes["time"]
+    if not -n <= t < n:
+        raise ValueError(f"t must be in [{-n}, {n}) for {n} frames, got {t}")
+    t = int(t) % n
+    if scale is not None and (
+        isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not scale > 0
+    ):
+        raise ValueError(f"scale must be a positive number or None, got {scale!r}")
+
+    if "template" in ds:
+        bg = ds["template"]
+    elif "corrected" in ds:
+        bg = ds["corrected"].isel(time=t)
+    else:
+        raise ValueError("ds has neither 'template' nor 'corrected' to draw the arrows on")
+    img = np.asarray(bg.transpose("y", "x").values, dtype=float)
+    h, w = img.shape
+    pw = _is_piecewise(ds)
+    shifts = ds["shifts"]
+
+    if pw:
+        s = shifts.transpose("time", "patch_y", "patch_x", "axis")
+        cy, cx = _patch_centres(ds, (h, w))
+        yy, xx = np.meshgrid(cy, cx, indexing="ij")
+        frame = np.asarray(s.isel(time=t).values, dtype=float)
+        dy, dx = frame[..., 0], frame[..., 1]
+        spacing = min(np.min(np.diff(cy)) if cy.size > 1 else h, np.min(np.diff(cx)) if cx.size > 1 else w)
+        target = 0.4 * spacing
+    else:
+        s = shifts.transpose("time", "axis")
+        yy, xx = np.array([(h - 1) / 2]), np.array([(w - 1) / 2])
+        dy, dx = (np.array([float(v)]) for v in s.isel(time=t).values)
+        target = 0.25 * min(h, w)
+    if scale is None:
+        biggest = float(np.nanmax(np.sqrt((np.asarray(s.values, dtype=float) ** 2).sum(-1))))
+        scale = max(1.0, target / biggest) if np.isfinite(biggest) and biggest > 0 else 1.0
+
+    fig = _figure(figsize=(6, 6 * h / w + 0.6))
+    ax = fig.subplots()
+    lo, hi = np.nanpercentile(img, [1, 99.5]) if np.isfinite(img).any() else (0, 1)
+    ax.imshow(
+        img, cmap="gray", vmin=lo, vmax=hi, extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="nearest"
+    )
+    qkw = {"angles": "xy", "scale_units": "xy", "scale": 1.0 / scale, "width": 0.004}
+    ax.quiver(xx, yy, dx, dy, color="C1", label="patch shifts" if pw else "rigid shift", **qkw).set_gid(
+        "patches" if pw else "rigid"
+    )
+    if pw and "rigid_shifts" in ds:
+        r = np.asarray(ds["rigid_shifts"].transpose("time", "axis").isel(time=t).values, dtype=float)
+        ax.quiver(
+            [(w - 1) / 2], [(h - 1) / 2], [r[1]], [r[0]], color="k", label="rigid shift", **qkw
+        ).set_gid("rigid")
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.set_xlabel("x [pixel]")
+    ax.set_ylabel("y [pixel]")
+    tvals, tlabel = _time_axis(ds)
+    tv = tvals[t]
+    tv = f"{tv:g}" if isinstance(tv, numbers.Real) else str(tv)
+    ax.set_title(f"{tlabel} = {tv}, arrows ×{scale:.3g}")
+    return fig
+
+
+def plot_before_after(
+    raw: xr.DataArray, ds: xr.Dataset | xr.DataArray, *, crop: int | tuple[int, int] | None = None
+) -> Figure:
+    """Mean images before and after correction, and correlation-with-mean traces.
+
+    Top: NaN-mean image of ``raw`` and of the corrected movie on a shared grey scale,
+    titled with their crispness (M2).  Bottom: per-frame correlation with each movie's
+    own mean image (M1), lines with ``gid`` ``"raw"`` and ``"corrected"``.
+
+    Parameters
+    ----------
+    raw : xarray.DataArray, (time, y, x)
+        The movie before correction (in memory or dask-backed).
+    ds : xarray.Dataset or xarray.DataArray
+        A registration result (its ``corrected``) or the corrected movie itself.
+    crop : int or (int, int), optional
+        Border excluded from the metrics (not from the images).  Default: the result's
+        ``max_shifts`` attribute, else 0 (as :func:`xnormcorre.metrics.summary`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Three axes: raw mean, corrected mean, correlation traces.
+
+    Examples
+    --------
+    >>> import xnormcorre
+    >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=10, shape=(64, 64), max_shift=2)
+    >>> res = movie.normcorre.rigid(max_shifts=4)
+    >>> fig = plot_before_after(movie, res)
+    >>> [len(ax.images) for ax in fig.axes], len(fig.axes[2].lines)
+    ([1, 1, 0], 2)
+    """
+    raw_mv = prepare(raw, 0, "raw")
+    if isinstance(ds, xr.Dataset):
+        if "corrected" not in ds:
+            raise ValueError("ds has no 'corrected' variable: pass a result Dataset or the corrected movie")
+        cor_mv = prepare(ds["corrected"], 0, "corrected")
+        ms = ds.attrs.get("max_shifts")
+        default_crop = (int(ms[0]), int(ms[1])) if isinstance(ms, (list, tuple)) and len(ms) == 2 else 0
+    else:
+        cor_mv = prepare(ds, 0, "ds")
+        default_crop = 0
+    if raw_mv.shape[1:] != cor_mv.shape[1:]:
+        raise ValueError(
+            f"raw and corrected frames differ in shape: {raw_mv.shape[1:]} vs {cor_mv.shape[1:]}"
+        )
+    crop = default_crop if crop is None else crop
+
+    means = [mean_image(mv) for mv in (raw_mv, cor_mv)]
+    crisp = [metrics.crispness(xr.DataArray(m, dims=("y", "x")), crop=crop) for m in means]
+    corrs = [metrics.correlation_with_mean(mv, crop=crop) for mv in (raw_mv, cor_mv)]
+    both = np.concatenate([m[np.isfinite(m)] for m in means])
+    lo, hi = np.percentile(both, [1, 99.5]) if both.size else (0.0, 1.0)
+
+    h, w = means[0].shape
+    fig = _figure(figsize=(9, 3.2 * h / w + 3.0))
+    grid = fig.add_gridspec(2, 2, height_ratios=[h / w * 1.6, 1.0])
+    for j, (name, m, c) in enumerate(zip(("raw", "corrected"), means, crisp, strict=True)):
+        ax = fig.add_subplot(grid[0, j])
+        ax.imshow(m, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_title(f"{name} mean image (crispness {c:.4g})")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax = fig.add_subplot(grid[1, :])
+    t, tlabel = _time_axis(raw_mv)
+    for name, c, color in zip(("raw", "corrected"), corrs, ("C3", "C0"), strict=True):
+        vals = np.asarray(c.values, dtype=float)
+        mean = float(np.mean(vals[np.isfinite(vals)])) if np.isfinite(vals).any() else np.nan
+        (line,) = ax.plot(t, vals, color=color, lw=1.0, label=f"{name} (mean {mean:.3f})")
+        line.set_gid(name)
+    ax.set_xlabel(tlabel)
+    ax.set_ylabel("correlation with mean image")
+    ax.legend(loc="lower right", fontsize="small")
+    ax.grid(alpha=0.3)
+    cy, cx = crop_pair(crop)
+    fig.suptitle(f"before / after motion correction (metrics on frames cropped by {cy}, {cx} px)")
+    return fig
