@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import jax.numpy as jnp
 import numpy as np
+import pytest
 from scipy import ndimage
+
+from xnormcorre.engine.defects import find_defects, inpaint
 
 SHAPE = (128, 128)
 N_FRAMES = 30
@@ -100,3 +107,132 @@ def plant(movie: np.ndarray, kind: str, frac: float = 0.005, seed: int = 0) -> t
             out[sl] = out[0][sl[1:]]
         truth[sl[1:]] = True
     return out, truth
+
+
+KINDS = ["hot", "hot_max", "dead0", "dead", "stuck", "hot2x2", "dead2x2", "stuck2x2"]
+LINES = ["line_bright", "line_dark", "seg_bright", "seg_dark"]
+FP_MAX = int(0.0005 * SHAPE[0] * SHAPE[1])  # 0.05 % of the pixels
+
+
+@pytest.fixture(scope="module")
+def tissue() -> np.ndarray:
+    return tissue_movie()[0]
+
+
+@pytest.mark.parametrize("kind", KINDS + LINES)
+def test_planted_defects_found(tissue: np.ndarray, kind: str) -> None:
+    movie, truth = plant(tissue, kind, seed=len(kind))
+    mask = find_defects(movie)
+    assert mask.dtype == bool and mask.shape == SHAPE
+    assert np.all(mask[truth]), f"missed {np.sum(truth & ~mask)} of {truth.sum()}"
+    assert np.sum(mask & ~truth) <= FP_MAX
+
+
+@pytest.mark.parametrize("kind", ["hot", "dead", "stuck", "hot2x2", "seg_bright", "line_dark"])
+def test_single_defect_found(tissue: np.ndarray, kind: str) -> None:
+    movie, truth = plant(tissue, kind, frac=1e-9, seed=3)
+    mask = find_defects(movie)
+    assert np.all(mask[truth]) and np.sum(mask & ~truth) <= FP_MAX
+
+
+@pytest.mark.parametrize(
+    ("photons", "offset"), [(5.0, 100.0), (1.0, 0.0), (None, 0.0)], ids=["poisson5", "poisson1", "noise_free"]
+)
+def test_clean_tissue_not_flagged(photons: float | None, offset: float) -> None:
+    """Somata, sharp 1-2 px dendrites in all directions (0, 45, 90, 135 deg and random), low photons."""
+    for n in (20, 50):
+        movie, _ = tissue_movie(n=n, photons=photons, offset=offset, seed=n)
+        assert find_defects(movie).sum() <= FP_MAX
+
+
+def test_low_photon_movie_still_finds_clear_defects() -> None:
+    movie, _ = tissue_movie(photons=1.0, offset=0.0)
+    for kind in ("hot_max", "dead0", "stuck"):
+        bad, truth = plant(movie, kind)
+        mask = find_defects(bad)
+        assert np.all(mask[truth]) and np.sum(mask & ~truth) <= FP_MAX
+
+
+def test_scale_and_offset_invariant(tissue: np.ndarray) -> None:
+    movie, truth = plant(tissue, "hot")
+    movie, t2 = plant(movie, "seg_dark", frac=0.001, seed=5)
+    ref = find_defects(movie)
+    assert np.all(ref[truth | t2])
+    for other in (movie * np.float32(1e-3), movie * np.float32(1e6), movie + np.float32(-3000.0)):
+        assert np.array_equal(find_defects(other), ref)
+
+
+def test_validation() -> None:
+    with pytest.raises(ValueError, match="sample"):
+        find_defects(np.zeros((2, 8, 8)))
+    with pytest.raises(ValueError, match="finite"):
+        find_defects(np.full((4, 8, 8), np.nan))
+    with pytest.raises(TypeError, match="sample"):
+        find_defects(np.zeros((4, 8, 8), complex))
+    with pytest.raises(TypeError, match="float32"):
+        inpaint(jnp.zeros((4, 4)).astype(jnp.float16), jnp.zeros((4, 4), bool))
+    with pytest.raises(ValueError, match="mask"):
+        inpaint(jnp.zeros((4, 4)), jnp.zeros((3, 4), bool))
+
+
+def _mean_of_valid(frame: np.ndarray, mask: np.ndarray, y: int, x: int, r: int) -> float:
+    sl = (slice(max(0, y - r), y + r + 1), slice(max(0, x - r), x + r + 1))
+    return float(frame[sl][~mask[sl]].mean())
+
+
+def test_inpaint_points_and_lines() -> None:
+    rng = np.random.default_rng(0)
+    frames = rng.normal(100, 20, (3, 40, 50)).astype(np.float32)
+    mask = np.zeros((40, 50), bool)
+    mask[5, 7] = mask[0, 0] = mask[39, 49] = True  # points, two in corners
+    mask[20:22, 30:32] = True  # 2x2 cluster
+    mask[10:13, :] = True  # 3-px-wide row: the middle row has no valid 8-neighbour
+    out = np.asarray(inpaint(jnp.asarray(frames), jnp.asarray(mask)))
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    assert np.array_equal(out[:, ~mask].view(np.uint32), frames[:, ~mask].view(np.uint32))
+    for b in range(3):
+        for y, x in [(5, 7), (0, 0), (39, 49), (20, 20 + 10), (21, 31), (10, 4), (12, 49)]:
+            np.testing.assert_allclose(out[b, y, x], _mean_of_valid(frames[b], mask, y, x, 1), rtol=1e-5)
+        for x in (0, 17, 49):
+            np.testing.assert_allclose(out[b, 11, x], _mean_of_valid(frames[b], mask, 11, x, 2), rtol=1e-5)
+    single = np.asarray(inpaint(jnp.asarray(frames[1]), jnp.asarray(mask)))
+    np.testing.assert_allclose(single, out[1], rtol=1e-6)  # (H, W) input: same fill (to float32 rounding)
+    assert np.array_equal(single[~mask], frames[1][~mask])
+
+
+def test_inpaint_everything_masked_is_finite() -> None:
+    f = jnp.ones((2, 6, 6), jnp.float32)
+    m = jnp.ones((6, 6), bool).at[0, 0].set(False)
+    np.testing.assert_allclose(np.asarray(inpaint(f, m)), 1.0)  # from the frame's one valid pixel
+    out = np.asarray(inpaint(f, jnp.ones((6, 6), bool)))
+    assert np.isfinite(out).all() and np.all(out == 0)
+
+
+def _data(name: str) -> Path:
+    root = Path(os.environ.get("XNORMCORRE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    path = root / name
+    if not path.exists():
+        pytest.skip(f"real test movie {path} not available")
+    return path
+
+
+def test_real_neurofinder_few_flags() -> None:
+    """First 100 frames (motion well below 1 px): a handful of static sub-soma bright points at most."""
+    tifffile = pytest.importorskip("tifffile")
+    movie = tifffile.imread(_data("neurofinder_crop_480x256x256.tif"))[:100].astype(np.float32)
+    mask = find_defects(movie)
+    # 9 today: isolated 1-2 px puncta about 1.5x their brightest neighbour in all 100 frames;
+    # 16 px is 0.025 % of the 65536 px
+    assert mask.sum() <= 16
+
+
+def test_real_sima_flags_only_the_blank_edge_column() -> None:
+    """SIMA's example: column 0 is the scanner's turnaround column (dark, almost constant)."""
+    tifffile = pytest.importorskip("tifffile")
+    movie = tifffile.imread(_data("sima_example_20x128x256.tif")).astype(np.float32)
+    mask = find_defects(movie)
+    level = np.median(movie, axis=0)
+    assert np.median(level[:, 0]) < 0.2 * np.median(level)  # it is dark ...
+    assert np.median(movie.std(0)[:, 0]) < 0.1 * np.median(movie.std(0))  # ... and nearly constant
+    assert mask[:, 1:].sum() <= 4
+    assert mask[:, 0].sum() >= 0.75 * mask.shape[0]

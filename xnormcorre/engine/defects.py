@@ -96,7 +96,8 @@ def _line_rows(level: np.ndarray, noise: np.ndarray, frames: np.ndarray) -> np.n
     flags = np.zeros(level.shape, bool)
     for sign in (1.0, -1.0):
         d = np.minimum(sign * (level - up), sign * (level - down))
-        run = ndimage.median_filter(d, size=(1, _LINE_WINDOW), mode="mirror")
+        # beyond the frame: the frame's typical value (mirroring would double a short segment there)
+        run = ndimage.median_filter(d, size=(1, _LINE_WINDOW), mode="constant", cval=float(np.median(d)))
         z = run - np.median(run)
         scale = max(_robust_sd(run), float(np.median(noise)) / np.sqrt(_LINE_WINDOW))
         cand = z > _K_LINE * scale if scale > 0 else z > 0
@@ -105,14 +106,18 @@ def _line_rows(level: np.ndarray, noise: np.ndarray, frames: np.ndarray) -> np.n
             continue
         # unbiased (linear) offsets for the temporal check
         lin = ndimage.median_filter(
-            sign * (level - (up + down) / 2)[rows], size=(1, _LINE_WINDOW), mode="mirror"
+            sign * (level - (up + down) / 2)[rows], size=(1, _LINE_WINDOW), mode="constant"
         )
         f_up, f_down = _beside(frames, 1)
         per_frame = sign * (frames[:, rows] - (f_up[:, rows] + f_down[:, rows]) / 2)
-        per_frame = ndimage.median_filter(per_frame, size=(1, 1, _LINE_WINDOW), mode="mirror")
+        per_frame = ndimage.median_filter(per_frame, size=(1, 1, _LINE_WINDOW), mode="constant")
         steady = np.median(per_frame, axis=0) >= 0.5 * lin
         found = np.zeros_like(flags)
         found[rows] = cand[rows] & steady
+        # a line is a segment of at least half the window: drop shorter runs
+        runs, _ = ndimage.label(found, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])
+        size = np.bincount(runs.ravel())
+        found &= (size >= _LINE_WINDOW // 2 + 1)[runs]
         # a running median can stop a pixel or two short of a segment's end: grow the segments
         # along the line over pixels that are themselves offset by half the threshold
         strong = d - np.median(run) > 0.5 * _K_LINE * scale
@@ -128,6 +133,26 @@ def _line_rows(level: np.ndarray, noise: np.ndarray, frames: np.ndarray) -> np.n
             frames = np.where(flags, (f_up + f_down) / 2, frames)
             up, down = _beside(level, 0)
     return flags
+
+
+def _noise_of_level(level: np.ndarray, sd: np.ndarray, bins: int = 16) -> np.ndarray:
+    """Temporal noise SD expected at each pixel from its neighbours' level.
+
+    The temporal SD of a pixel is its noise plus the change of the content moving over it. The
+    noise depends on the brightness (Poisson-Gaussian): in each of ``bins`` brightness bins, the
+    lower quartile of the temporal SD (the pixels where the content hardly changes) is taken as the
+    noise at that brightness, interpolated at the median level of each pixel's 8 neighbours (so a
+    defect does not set its own noise)."""
+    edges = np.quantile(level, np.linspace(0, 1, bins + 1))
+    idx = np.clip(np.searchsorted(edges, level.ravel(), side="right") - 1, 0, bins - 1)
+    centres, floor = [], []
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            centres.append(float(np.median(level.ravel()[sel])))
+            floor.append(float(np.quantile(sd.ravel()[sel], 0.25)))
+    ref = np.median(_neighbours(level), axis=0)
+    return np.interp(ref, centres, floor)
 
 
 def find_defects(sample: np.ndarray) -> np.ndarray:
@@ -147,25 +172,37 @@ def find_defects(sample: np.ndarray) -> np.ndarray:
     Notes
     -----
     Two per-pixel temporal statistics are formed: the level ``m`` (the 20 %-trimmed temporal mean)
-    and the temporal SD ``s``. The noise of ``m`` at a pixel is ``n = median(s of its 8 neighbours)
-    / sqrt(N)``. Every threshold is in robust SD units (median absolute deviation, or a wider
-    quantile where the MAD is 0) of a statistic measured on the sample itself, so the mask does not
-    change when the movie is scaled or offset. A pixel is a defect when
+    and the temporal SD ``s``. The noise of ``m`` is ``n = max(noise(b), s_nb / 2) / sqrt(N)``,
+    where ``b`` and ``s_nb`` are the median level and median ``s`` of the pixel's 8 neighbours (a
+    defect never sets its own noise) and ``noise(b)`` is the lower quartile of ``s`` among pixels of
+    brightness ``b`` (16 brightness bins: the pixels where moving content adds least, so the
+    Poisson-Gaussian noise at that brightness). Every threshold is in robust SD units (median
+    absolute deviation, or a wider quantile where the MAD is 0) of a statistic measured on the
+    sample itself, so the mask does not change when the movie is scaled or offset. A pixel is a
+    defect when
 
     * **hot / dead point**: for a 1x1, 1x2, 2x1 or 2x2 box, the lowest ``m`` inside the box exceeds
       the highest ``m`` on the one-pixel ring around it (or the highest inside is below the lowest
-      on the ring) by more than 6 robust SD, where the SD is the larger of ``n`` and the robust SD
-      of ``m - median of its 8 neighbours`` over the frame (content texture). A thin line or an
-      edge always has ring pixels as bright as the box, so it is never a point;
-    * **stuck**: ``s`` is below 0.2 times both the 4th-lowest ``s`` of its 8 neighbours (so up to
-      a 2x2 cluster is found) and the 5th percentile of ``s`` over the frame. Movies where more than
-      5 % of the pixels are constant (noise-free renderings) have a 5th percentile of 0: nothing is
+      on the ring) by more than 6 SD, where the SD is the larger of ``n`` and the robust SD of
+      ``m - median of its 8 neighbours`` over the frame (content texture). A thin line or an edge
+      always has ring pixels as bright as the box, so it is never a point;
+    * **stuck**: ``s`` is below 0.2 times both the 4th-lowest ``s`` of its 8 neighbours (so up to a
+      2x2 cluster is found) and the 5th percentile of ``s`` over the frame. In movies where more
+      than 5 % of the pixels are constant (noise-free renderings) that percentile is 0: nothing is
       stuck in them;
     * **line**: along a row, the 15-px running median of ``min(m - m_above, m - m_below)`` (bright)
-      or ``min(m_above - m, m_below - m)`` (dark) exceeds its frame median by more than 6 robust
-      SD of that running-median image (or of ``n / sqrt(15)``, if larger); the same for columns.
-      Whole rows or columns and segments of 8 px or more are found; a blurred or moving dendrite
-      is not offset from *both* rows beside it along 8 px.
+      or ``min(m_above - m, m_below - m)`` (dark) exceeds its frame median by more than 6 robust SD
+      of that running-median image (or ``median(n) / sqrt(15)``, if larger), over a run of at least
+      8 px, and the line is there in most frames: the median over frames of each frame's own offset
+      ``f - (f_above + f_below) / 2`` (15-px running median) is at least half the level's. A moving
+      dendrite that visits a row in a minority of the frames fails that test. Runs are then grown
+      by up to 2 px along the line over pixels offset by half the threshold (the running median
+      can stop short of a segment's end). Bright lines are found and filled first, so that the row
+      beside a bright line is not taken for a dark one. The same for columns; beyond the first and
+      last row the linear extrapolation of the next two rows stands in for the missing neighbour.
+
+    Defects too faint for these tests at the sample's noise (e.g. a hot pixel at 3x the median of
+    a 1-photon/px movie with 20 frames) are not found; the more frames, the fainter the defects found.
 
     Examples
     --------
@@ -191,8 +228,9 @@ def find_defects(sample: np.ndarray) -> np.ndarray:
     level = srt[k : n - k].mean(0)
     sd = a.std(0)
 
-    nb_sd = _neighbours(sd)
-    noise = np.partition(nb_sd, 2, axis=0)[2] / np.sqrt(n)
+    # half the neighbours' temporal SD bounds it from below where moving content dominates the
+    # temporal SD (noise-free or very bright movies: the content's own change is the uncertainty)
+    noise = np.maximum(_noise_of_level(level, sd), 0.5 * np.median(_neighbours(sd), axis=0)) / np.sqrt(n)
     texture = _robust_sd(level - np.median(_neighbours(level), axis=0))
     scale = np.maximum(noise, texture)
 
