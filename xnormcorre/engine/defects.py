@@ -1,0 +1,308 @@
+"""Static sensor defects: find them from a movie's temporal statistics, fill them for estimation.
+
+Hot, dead and stuck pixels and bright or dark lines sit at fixed *sensor* coordinates, so they do
+not move with the tissue. Left in the frames they pull every correlation peak towards zero lag.
+:func:`find_defects` finds them in a sample of raw frames; :func:`inpaint` replaces them by the mean
+of their valid neighbours before shifts are estimated (the corrected output keeps the raw values).
+
+Only NumPy, SciPy and JAX are used here (no xarray, no other package modules).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["find_defects", "inpaint"]
+
+# Thresholds, in robust standard deviations of the statistic they apply to.
+_K_POINT = 6.0  # a pixel (or a 1x2, 2x1, 2x2 cluster) above all / below all pixels around it
+_K_LINE = 6.0  # a row / column segment offset from both rows / columns beside it
+_STUCK_RATIO = 0.2  # temporal SD below this fraction of its neighbours' and of the quiet pixels'
+_LINE_WINDOW = 15  # running-median length (px) along a line; segments of >= 8 px are found
+_TRIM = 0.2  # fraction trimmed at each end for the temporal (trimmed) mean
+
+
+def _robust_sd(x: np.ndarray) -> float:
+    """Robust SD of ``x`` about its median: MAD, or a wider quantile where the MAD is 0."""
+    dev = np.abs(x - np.median(x)).ravel()
+    for q, z in ((0.5, 0.6744897501960817), (0.9, 1.6448536269514722), (0.99, 2.5758293035489004)):
+        s = float(np.quantile(dev, q)) / z
+        if s > 0:
+            return s
+    return 0.0
+
+
+def _box_extremes(a: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """For every ``shape`` box (top-left at each pixel): the min and max over the box and over the
+    one-pixel ring around it (the ring's pixels outside the frame are left out).
+
+    Returns ``(inner_min, inner_max, ring_min, ring_max)``, each ``(H, W)``.
+    """
+    h, w = a.shape
+    by, bx = shape
+    p = np.pad(a, ((1, by), (1, bx)), constant_values=np.nan)
+    inner, ring = [], []
+    for dy in range(-1, by + 1):
+        for dx in range(-1, bx + 1):
+            s = p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+            (inner if (0 <= dy < by and 0 <= dx < bx) else ring).append(s)
+    inner_a, ring_a = np.stack(inner), np.stack(ring)
+    with np.errstate(invalid="ignore"):
+        return inner_a.min(0), inner_a.max(0), np.nanmin(ring_a, 0), np.nanmax(ring_a, 0)
+
+
+def _spread_box(flags: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Mark every pixel of each ``shape`` box whose top-left pixel is flagged."""
+    out = np.zeros_like(flags)
+    h, w = flags.shape
+    for dy in range(shape[0]):
+        for dx in range(shape[1]):
+            out[dy:, dx:] |= flags[: h - dy, : w - dx]
+    return out
+
+
+def _neighbours(a: np.ndarray, outside: float | None = None) -> np.ndarray:
+    """The 8 neighbours of each pixel, ``(8, H, W)``: mirror padded, or ``outside`` beyond the frame."""
+    h, w = a.shape
+    p = np.pad(a, 1, mode="reflect") if outside is None else np.pad(a, 1, constant_values=outside)
+    return np.stack(
+        [p[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+    )
+
+
+def _beside(a: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows before / after each row along ``axis``; beyond the first / last row, the linear
+    extrapolation of the next two (so a smooth gradient at the border is not a line)."""
+    t = np.take
+    before = np.concatenate(
+        [2 * t(a, [1], axis) - t(a, [2], axis), t(a, range(a.shape[axis] - 1), axis)], axis
+    )
+    after = np.concatenate(
+        [t(a, range(1, a.shape[axis]), axis), 2 * t(a, [-2], axis) - t(a, [-3], axis)], axis
+    )
+    return before, after
+
+
+def _line_rows(level: np.ndarray, noise: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Bright or dark row segments (rows only; call on transposes for columns).
+
+    Candidates come from the temporal level ``level`` (H, W); a candidate is kept only where the
+    median over the ``frames`` (N, H, W) of the per-frame offset is at least half the level's offset,
+    i.e. where the line is there in most frames, not a moving dendrite that visits that row."""
+    up, down = _beside(level, 0)
+    flags = np.zeros(level.shape, bool)
+    for sign in (1.0, -1.0):
+        d = np.minimum(sign * (level - up), sign * (level - down))
+        # beyond the frame: the frame's typical value (mirroring would double a short segment there)
+        run = ndimage.median_filter(d, size=(1, _LINE_WINDOW), mode="constant", cval=float(np.median(d)))
+        z = run - np.median(run)
+        scale = max(_robust_sd(run), float(np.median(noise)) / np.sqrt(_LINE_WINDOW))
+        cand = z > _K_LINE * scale if scale > 0 else z > 0
+        rows = np.unique(np.nonzero(cand)[0])
+        if rows.size == 0:
+            continue
+        # unbiased (linear) offsets for the temporal check
+        lin = ndimage.median_filter(
+            sign * (level - (up + down) / 2)[rows], size=(1, _LINE_WINDOW), mode="constant"
+        )
+        f_up, f_down = _beside(frames, 1)
+        per_frame = sign * (frames[:, rows] - (f_up[:, rows] + f_down[:, rows]) / 2)
+        per_frame = ndimage.median_filter(per_frame, size=(1, 1, _LINE_WINDOW), mode="constant")
+        steady = np.median(per_frame, axis=0) >= 0.5 * lin
+        found = np.zeros_like(flags)
+        found[rows] = cand[rows] & steady
+        # a line is a segment of at least half the window: drop shorter runs
+        runs, _ = ndimage.label(found, structure=[[0, 0, 0], [1, 1, 1], [0, 0, 0]])
+        size = np.bincount(runs.ravel())
+        found &= (size >= _LINE_WINDOW // 2 + 1)[runs]
+        # a running median can stop a pixel or two short of a segment's end: grow the segments
+        # along the line over pixels that are themselves offset by half the threshold
+        strong = d - np.median(run) > 0.5 * _K_LINE * scale
+        for _ in range(2):
+            side = np.zeros_like(found)
+            side[:, 1:] |= found[:, :-1]
+            side[:, :-1] |= found[:, 1:]
+            found |= side & strong
+        flags |= found
+        if sign > 0 and flags.any():
+            # bright lines found: fill them from the rows beside, so the row next to one is not dark
+            level = np.where(flags, (up + down) / 2, level)
+            frames = np.where(flags, (f_up + f_down) / 2, frames)
+            up, down = _beside(level, 0)
+    return flags
+
+
+def _noise_of_level(level: np.ndarray, sd: np.ndarray, bins: int = 16) -> np.ndarray:
+    """Temporal noise SD expected at each pixel from its neighbours' level.
+
+    The temporal SD of a pixel is its noise plus the change of the content moving over it. The
+    noise depends on the brightness (Poisson-Gaussian): in each of ``bins`` brightness bins, the
+    lower quartile of the temporal SD (the pixels where the content hardly changes) is taken as the
+    noise at that brightness, interpolated at the median level of each pixel's 8 neighbours (so a
+    defect does not set its own noise)."""
+    edges = np.quantile(level, np.linspace(0, 1, bins + 1))
+    idx = np.clip(np.searchsorted(edges, level.ravel(), side="right") - 1, 0, bins - 1)
+    centres, floor = [], []
+    for b in range(bins):
+        sel = idx == b
+        if sel.any():
+            centres.append(float(np.median(level.ravel()[sel])))
+            floor.append(float(np.quantile(sd.ravel()[sel], 0.25)))
+    ref = np.median(_neighbours(level), axis=0)
+    return np.interp(ref, centres, floor)
+
+
+def find_defects(sample: np.ndarray) -> np.ndarray:
+    """Static sensor defects (hot, dead, stuck pixels, bright or dark lines) of a raw movie sample.
+
+    Parameters
+    ----------
+    sample : ndarray, shape (N, H, W)
+        Raw (unregistered) frames spread evenly through the movie, ``N >= 3`` (20-100 is typical).
+        Finite values; any real dtype (computed in float64).
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+        True where a pixel is a defect.
+
+    Notes
+    -----
+    Two per-pixel temporal statistics are formed: the level ``m`` (the 20 %-trimmed temporal mean)
+    and the temporal SD ``s``. The noise of ``m`` is ``n = max(noise(b), s_nb / 2) / sqrt(N)``,
+    where ``b`` and ``s_nb`` are the median level and median ``s`` of the pixel's 8 neighbours (a
+    defect never sets its own noise) and ``noise(b)`` is the lower quartile of ``s`` among pixels of
+    brightness ``b`` (16 brightness bins: the pixels where moving content adds least, so the
+    Poisson-Gaussian noise at that brightness). Every threshold is in robust SD units (median
+    absolute deviation, or a wider quantile where the MAD is 0) of a statistic measured on the
+    sample itself, so the mask does not change when the movie is scaled or offset. A pixel is a
+    defect when
+
+    * **hot / dead point**: for a 1x1, 1x2, 2x1 or 2x2 box, the lowest ``m`` inside the box exceeds
+      the highest ``m`` on the one-pixel ring around it (or the highest inside is below the lowest
+      on the ring) by more than 6 SD, where the SD is the larger of ``n`` and the robust SD of
+      ``m - median of its 8 neighbours`` over the frame (content texture). A thin line or an edge
+      always has ring pixels as bright as the box, so it is never a point;
+    * **stuck**: ``s`` is below 0.2 times both the 4th-lowest ``s`` of its 8 neighbours (so up to a
+      2x2 cluster is found) and the 5th percentile of ``s`` over the frame. In movies where more
+      than 5 % of the pixels are constant (noise-free renderings) that percentile is 0: nothing is
+      stuck in them;
+    * **line**: along a row, the 15-px running median of ``min(m - m_above, m - m_below)`` (bright)
+      or ``min(m_above - m, m_below - m)`` (dark) exceeds its frame median by more than 6 robust SD
+      of that running-median image (or ``median(n) / sqrt(15)``, if larger), over a run of at least
+      8 px, and the line is there in most frames: the median over frames of each frame's own offset
+      ``f - (f_above + f_below) / 2`` (15-px running median) is at least half the level's. A moving
+      dendrite that visits a row in a minority of the frames fails that test. Runs are then grown
+      by up to 2 px along the line over pixels offset by half the threshold (the running median
+      can stop short of a segment's end). Bright lines are found and filled first, so that the row
+      beside a bright line is not taken for a dark one. The same for columns; beyond the first and
+      last row the linear extrapolation of the next two rows stands in for the missing neighbour.
+
+    Defects too faint for these tests at the sample's noise (e.g. a hot pixel at 3x the median of
+    a 1-photon/px movie with 20 frames) are not found; the more frames, the fainter the defects found.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> sample = rng.normal(100.0, 10.0, (20, 32, 32)).astype(np.float32)
+    >>> sample[:, 5, 7] = 1000.0  # hot pixel
+    >>> sample[:, 20, :] += 40.0  # bright row
+    >>> mask = find_defects(sample)
+    >>> bool(mask[5, 7]), bool(mask[20].all()), int(mask.sum())
+    (True, True, 33)
+    """
+    a = np.asarray(sample)
+    if a.ndim != 3 or a.shape[0] < 3 or min(a.shape[1:]) < 3:
+        raise ValueError(f"sample must be (N, H, W) with N >= 3 and H, W >= 3; got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
+        raise TypeError(f"sample must be a real numeric array; got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError("sample must be finite (no NaN or inf)")
+    n = a.shape[0]
+    k = int(_TRIM * n)
+    srt = np.sort(a, axis=0)
+    level = srt[k : n - k].mean(0)
+    sd = a.std(0)
+
+    # half the neighbours' temporal SD bounds it from below where moving content dominates the
+    # temporal SD (noise-free or very bright movies: the content's own change is the uncertainty)
+    noise = np.maximum(_noise_of_level(level, sd), 0.5 * np.median(_neighbours(sd), axis=0)) / np.sqrt(n)
+    texture = _robust_sd(level - np.median(_neighbours(level), axis=0))
+    scale = np.maximum(noise, texture)
+
+    mask = np.zeros(level.shape, bool)
+    for shape in ((1, 1), (1, 2), (2, 1), (2, 2)):
+        in_min, in_max, ring_min, ring_max = _box_extremes(level, shape)
+        thr = _K_POINT * scale
+        point = ((in_min - ring_max) > thr) | ((ring_min - in_max) > thr)
+        mask |= _spread_box(point, shape)
+
+    quiet = float(np.quantile(sd, 0.05))
+    ref = np.minimum(np.partition(_neighbours(sd, np.inf), 3, axis=0)[3], quiet)
+    mask |= sd < _STUCK_RATIO * ref
+
+    mask |= _line_rows(level, noise, a)
+    mask |= _line_rows(level.T, noise.T, a.transpose(0, 2, 1)).T
+    return mask
+
+
+def _box_sum(x: jax.Array, r: int) -> jax.Array:
+    """Sum over the (2r+1)^2 box around each pixel of the last two axes (zero outside the frame)."""
+    h, w = x.shape[-2:]
+    pad = [(0, 0)] * (x.ndim - 2) + [(r, r), (r, r)]
+    p = jnp.pad(x, pad)
+    rows = sum(p[..., i : i + h, :] for i in range(2 * r + 1))
+    return sum(rows[..., :, j : j + w] for j in range(2 * r + 1))
+
+
+@jax.jit
+def inpaint(frames: jax.Array, mask: jax.Array) -> jax.Array:
+    """Replace masked pixels by the mean of their unmasked neighbours (float32, jittable).
+
+    Parameters
+    ----------
+    frames : array, float32, shape (H, W) or (B, H, W)
+    mask : array of bool, shape (H, W)
+        True where a pixel is replaced.
+
+    Returns
+    -------
+    array, float32, same shape as ``frames``
+        Unmasked pixels unchanged (same bits). A masked pixel gets the mean of its unmasked
+        8-neighbours; where all 8 are masked, the mean of the unmasked pixels of its 5x5
+        neighbourhood; where those are all masked too, the mean of the frame's unmasked pixels
+        (0 if every pixel is masked). Never NaN for finite input.
+
+    Examples
+    --------
+    >>> f = jnp.arange(16, dtype=jnp.float32).reshape(4, 4)
+    >>> m = jnp.zeros((4, 4), bool).at[1, 1].set(True)
+    >>> float(inpaint(f, m)[1, 1])  # mean of 0, 1, 2, 4, 6, 8, 9, 10
+    5.0
+    """
+    frames = jnp.asarray(frames)
+    if frames.dtype != jnp.float32:
+        raise TypeError(f"frames must be float32; got {frames.dtype}")
+    if frames.ndim not in (2, 3):
+        raise ValueError(f"frames must be (H, W) or (B, H, W); got shape {frames.shape}")
+    mask = jnp.asarray(mask, bool)
+    if mask.shape != frames.shape[-2:]:
+        raise ValueError(f"mask must have the frames' (H, W) shape {frames.shape[-2:]}; got {mask.shape}")
+    valid = (~mask).astype(jnp.float32)
+    x = jnp.where(mask, jnp.float32(0), frames)
+    fill = jnp.zeros_like(frames)
+    done = jnp.zeros(mask.shape, bool)
+    for r in (1, 2):
+        cnt = _box_sum(valid, r)
+        tot = _box_sum(x, r)
+        ok = (cnt > 0) & ~done
+        fill = jnp.where(ok, tot / jnp.maximum(cnt, 1.0), fill)
+        done = done | ok
+    nvalid = valid.sum()
+    glob = x.sum(axis=(-2, -1), keepdims=True) / jnp.maximum(nvalid, 1.0)
+    fill = jnp.where(done, fill, glob)
+    return jnp.where(mask, fill, frames)
