@@ -149,15 +149,21 @@ def test_nonrigid_field_and_patch_shifts():
     assert np.linalg.norm(local - sim.shifts[t]) > 0.5 and spread < 0.4
     tmpl = sim.template.astype(np.float64)
     frame = sim.clean[t].astype(np.float64)
+    weight = 1.0 / (sim.gain * (frame[win] - sim.offset) + sim.read_noise**2)
 
     def cost(s):
-        return np.sum((ndimage.shift(tmpl, s, order=3)[win] - frame[win]) ** 2)
+        return np.sum(weight * (ndimage.shift(tmpl, s, order=3)[win] - frame[win]) ** 2)
 
     from scipy.optimize import minimize
 
-    est = minimize(cost, sim.shifts[t], method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-8}).x
-    # (least squares weights the field by the local gradient energy, the patch mean weights it uniformly)
+    est = minimize(cost, sim.shifts[t], method="Nelder-Mead", options={"xatol": 1e-5, "fatol": 1e-10}).x
     assert np.linalg.norm(est - local) < 0.1 < 0.5 < np.linalg.norm(est - sim.shifts[t])
+    # a weighted fit weights the field by each pixel's Fisher information, not uniformly
+    fisher = sim.patch_shifts([(cy - 6, cy + 6)], [(cx - 6, cx + 6)], weighting="fisher")[t, 0, 0]
+    np.testing.assert_allclose(
+        sim.patch_shifts([(cy - 6, cy + 6)], [(cx - 6, cx + 6)])[t, 0, 0], local, rtol=1e-6
+    )
+    assert np.linalg.norm(est - fisher) < min(0.02, np.linalg.norm(est - local) / 2)
 
 
 def test_activity_and_template():

@@ -96,15 +96,27 @@ class SimulatedMovie:
     seed: int = 0
 
     def patch_shifts(
-        self, y_bounds: Sequence[tuple[int, int]], x_bounds: Sequence[tuple[int, int]]
+        self,
+        y_bounds: Sequence[tuple[int, int]],
+        x_bounds: Sequence[tuple[int, int]],
+        *,
+        weighting: str = "mean",
     ) -> np.ndarray:
-        """True shift of each patch: the mean of the displacement field over the patch.
+        """True shift of each patch, from the displacement field over the patch.
 
         Parameters
         ----------
         y_bounds, x_bounds : sequence of (start, stop)
             Patch extents along y and x (``frame[y0:y1, x0:x1]``), e.g. from
             ``xnormcorre.patch_grid``'s ``patch_*_start`` / ``patch_*_stop``.
+        weighting : {"mean", "fisher"}
+            ``"mean"``: the plain mean of the field over the patch.  ``"fisher"``: the
+            field averaged with each pixel's Fisher information ``g g^T / var`` (``g``
+            the gradient of ``clean``, ``var`` its Poisson-Gaussian variance), i.e.
+            ``(sum M)^-1 sum M d``: what a rigid maximum-likelihood fit of the patch
+            converges to when the field varies inside it (to first order).  Use it to
+            score patch estimates against the Cramér-Rao bound; it uses ``gradient``
+            when present, else 5-point central differences of ``clean``.
 
         Returns
         -------
@@ -116,18 +128,37 @@ class SimulatedMovie:
         >>> sim.patch_shifts([(0, 16), (16, 32)], [(0, 32)]).shape
         (3, 2, 1, 2)
         """
-        yb, xb = (
-            _check_bounds(y_bounds, self.frames.shape[1], "y_bounds"),
-            _check_bounds(x_bounds, self.frames.shape[2], "x_bounds"),
-        )
+        yb = _check_bounds(y_bounds, self.frames.shape[1], "y_bounds")
+        xb = _check_bounds(x_bounds, self.frames.shape[2], "x_bounds")
+        if weighting not in ("mean", "fisher"):
+            raise ValueError(f"weighting must be 'mean' or 'fisher', got {weighting!r}")
         t = self.frames.shape[0]
         out = np.empty((t, len(yb), len(xb), 2))
+        if self.field is None:
+            out[:] = self.shifts[:, None, None, :]
+            return out
+        if weighting == "fisher":
+            mu = self.clean.astype(np.float64)
+            if self.gradient is not None:
+                g = self.gradient.astype(np.float64)
+            else:
+                g = np.stack(
+                    [ndimage.correlate1d(mu, _FIVE_POINT, axis=a, mode="nearest") for a in (1, 2)], 1
+                )
+            var = np.maximum(
+                self.gain * (mu - self.offset) + self.read_noise**2, max(self.read_noise**2, 1e-12)
+            )
+            m = g[:, :, None] * g[:, None, :] / var[:, None, None]  # (T, 2, 2, H, W)
         for i, (y0, y1) in enumerate(yb):
             for j, (x0, x1) in enumerate(xb):
-                if self.field is None:
-                    out[:, i, j] = self.shifts
+                d = self.field[:, :, y0:y1, x0:x1].astype(np.float64)
+                if weighting == "mean":
+                    out[:, i, j] = d.mean(axis=(2, 3))
                 else:
-                    out[:, i, j] = self.field[:, :, y0:y1, x0:x1].mean(axis=(2, 3), dtype=np.float64)
+                    mp = m[..., y0:y1, x0:x1]
+                    out[:, i, j] = np.linalg.solve(
+                        mp.sum(axis=(3, 4)), np.einsum("tabyx,tbyx->ta", mp, d)[..., None]
+                    )[..., 0]
         return out
 
     def expose(
