@@ -264,6 +264,7 @@ def trajectory(
     max_shift: float = 5.0,
     separation: float = 6.0,
     n_positions: int = 4,
+    angle: float | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """A rigid motion trajectory ``(n_frames, 2)`` (y, x) in pixels.
@@ -287,6 +288,9 @@ def trajectory(
         Distance between positions of the two/three-position models (px, >= 0).
     n_positions : int
         Number of positions of ``"jumps"`` (>= 1).
+    angle : float, optional
+        Direction (degrees, 0 = along x, 90 = along y) of the line joining the two
+        positions, or of the first corner of the triangle; random if None.
     seed : int
         Seed (``numpy.random.default_rng``).
 
@@ -295,6 +299,8 @@ def trajectory(
     >>> s = trajectory(6, "alternating", separation=4.0, seed=1)
     >>> bool(np.allclose(np.linalg.norm(s[0] - s[1]), 4.0)), bool(np.allclose(s[0], s[2]))
     (True, True)
+    >>> (s := trajectory(2, "two_position", separation=9.0, angle=0.0))[1] - s[0]
+    array([0., 9.])
     """
     n = _int(n_frames, "n_frames", 1)
     if motion not in MOTIONS:
@@ -333,6 +339,8 @@ def trajectory(
         return positions[labels]
     centre = rng.uniform(-0.5, 0.5, 2)
     theta = rng.uniform(0, 2 * np.pi)
+    if angle is not None:
+        theta = np.deg2rad(_finite(angle, "angle"))
     if motion in ("two_position", "alternating"):
         u = np.array([np.sin(theta), np.cos(theta)]) * separation / 2
         positions = np.stack([centre - u, centre + u])
@@ -507,6 +515,7 @@ def simulate_movie(
     max_shift: float = 5.0,
     separation: float = 6.0,
     n_positions: int = 4,
+    angle: float | None = None,
     shifts: np.ndarray | None = None,
     nonrigid: float = 0.0,
     nonrigid_scale: float | None = None,
@@ -539,7 +548,7 @@ def simulate_movie(
     motion : str
         Rigid motion model, see :func:`trajectory`: ``"walk"``, ``"jumps"``,
         ``"two_position"``, ``"alternating"``, ``"three_position"`` or ``"none"``.
-    max_shift, separation, n_positions :
+    max_shift, separation, n_positions, angle :
         Parameters of the motion model (see :func:`trajectory`).
     shifts : ndarray (n_frames, 2), optional
         Explicit rigid trajectory (y, x) in px; overrides ``motion``.
@@ -593,7 +602,13 @@ def simulate_movie(
     seed = _int(seed, "seed", 0)
     if shifts is None:
         rigid = trajectory(
-            n, motion, max_shift=max_shift, separation=separation, n_positions=n_positions, seed=seed
+            n,
+            motion,
+            max_shift=max_shift,
+            separation=separation,
+            n_positions=n_positions,
+            angle=angle,
+            seed=seed,
         )
     else:
         rigid = np.asarray(shifts, dtype=np.float64)
