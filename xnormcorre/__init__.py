@@ -35,6 +35,7 @@ _LAZY = {
     "open_movie": "xnormcorre.io",
     "to_hdf5": "xnormcorre.io",
     "to_tiff": "xnormcorre.io",
+    "to_nwb": "xnormcorre.io.nwb",
 }
 _SUBMODULES = ("core", "datasets", "engine", "io", "metrics", "plot", "testing", "cli")
 
@@ -84,5 +85,6 @@ __all__ = [
     "pwrigid",
     "rigid",
     "to_hdf5",
+    "to_nwb",
     "to_tiff",
 ]
