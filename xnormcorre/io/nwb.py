@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import shutil
 import uuid
@@ -113,13 +114,10 @@ def _timing(res: xr.Dataset, rate: float | None, original: Any) -> dict[str, Any
     seconds = str(t.attrs.get("units", "")).lower() in _SECONDS
     vals = np.asarray(t.values, dtype=np.float64)
     if rate is not None:
-        if (
-            isinstance(rate, bool)
-            or not isinstance(rate, (int, float))
-            or not math.isfinite(rate)
-            or rate <= 0
-        ):
-            raise ValueError(f"rate must be a positive frame rate in Hz, got {rate!r}")
+        if isinstance(rate, (bool, np.bool_)) or not isinstance(rate, numbers.Real):
+            raise TypeError(f"rate must be a positive frame rate in Hz, got {rate!r}")
+        if not math.isfinite(rate) or rate <= 0:
+            raise ValueError(f"rate must be a positive, finite frame rate in Hz, got {rate!r}")
         start = vals[0] if seconds else vals[0] / float(rate)
         return {"rate": float(rate), "starting_time": float(start)}
     if seconds and n >= 2:
@@ -136,7 +134,7 @@ def _timing(res: xr.Dataset, rate: float | None, original: Any) -> dict[str, Any
         "the result's time coordinate is the frame index, so the NWB series get rate = 1.0 Hz; "
         "pass rate=<frames per second> (or open the movie with fps=) to store the real frame rate",
         UserWarning,
-        stacklevel=3,
+        stacklevel=4,  # the caller of to_nwb
     )
     return {"rate": 1.0, "starting_time": float(vals[0])}
 
@@ -292,7 +290,10 @@ def _find_original(nwbfile, name: str | None, n: int):
             raise ValueError(
                 f"original={name!r} is not an image series in the file's acquisition (it has {series})"
             )
-        return acq[name]
+        series = acq[name]
+        if series.data is not None and len(series.data) not in (0, n):
+            raise ValueError(f"original={name!r} has {len(series.data)} frames, the result {n}")
+        return series
     found = [
         v for v in acq.values() if isinstance(v, ImageSeries) and v.data is not None and len(v.data) == n
     ]
@@ -445,8 +446,14 @@ def _build(
                 "NWB's CorrectedImageStack needs the original series: pass movie= (written to the file), "
                 "original=<name of the series in the file>, or a result with attrs['source']"
             )
+        oname = original or "TwoPhotonSeries"
+        if oname in nwbfile.acquisition:
+            raise ValueError(
+                f"the file's acquisition series {oname!r} does not have the result's {n} frames; pass "
+                "original=<name of the raw series> or movie="
+            )
         orig = TwoPhotonSeries(
-            name=original or "TwoPhotonSeries",
+            name=oname,
             external_file=[str(source)],
             format="external",
             starting_frame=[0],
@@ -717,6 +724,8 @@ def to_nwb(
         raise ValueError(f"stack_name must be a non-empty name without '/', got {stack_name!r}")
     target = _target(path, append=append, overwrite=overwrite)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part.nwb")
+    if compression is None:
+        compression_opts = None
     n = res.sizes["time"]
     total = n * (2 if movie is not None else 1)
     kwargs = dict(
