@@ -17,7 +17,8 @@ Store layout (zarr format 2, consolidated metadata; ``xr.open_zarr(store)`` open
 
 * the result's variables except ``corrected``, zarr-chunked along ``time`` like the run;
 * ``chunk_done (chunk)`` int8 (1 = the chunk's results are written) with the coordinates
-  ``chunk_start``/``chunk_stop`` (frames);
+  ``chunk_start``/``chunk_stop`` (frames), and ``final_done`` (1 = the variables that need
+  every frame are written);
 * ``attrs``: the result's attributes plus ``xnormcorre_store``, a JSON record of the
   fingerprint and the chunk boundaries.
 """
@@ -52,6 +53,9 @@ __all__ = ["ChunkPlan", "compute_final", "compute_to_store", "load_template", "p
 STORE_ATTR = "xnormcorre_store"
 #: Name of the per-chunk "done" record and its dimension.
 DONE_VAR, CHUNK_DIM = "chunk_done", "chunk"
+#: Scalar record that the variables needing every frame are written.
+FINAL_VAR = "final_done"
+_BOOKKEEPING = (DONE_VAR, FINAL_VAR, "chunk_start", "chunk_stop")
 _FORMAT = 1
 _ZARR_FORMAT = 2
 #: Time chunks computed concurrently (each one already uses several cores).
@@ -212,7 +216,7 @@ def _movie_record(movie: Any) -> dict[str, Any]:
     }
 
 
-def fingerprint(res: xr.Dataset, plan: ChunkPlan, movie: Any = None) -> dict[str, Any]:
+def _fingerprint(res: xr.Dataset, plan: ChunkPlan, movie: Any = None) -> dict[str, Any]:
     """What a resumed run must share with the stored one (JSON-safe dict)."""
     coords = {
         name: _sha256(name, np.asarray(c.values), json.dumps(c.attrs, sort_keys=True, default=str))
@@ -331,6 +335,15 @@ def _skeleton(res: xr.Dataset, plan: ChunkPlan, record: dict) -> xr.Dataset:
             "flag_meanings": "pending done",
         },
     )
+    skel[FINAL_VAR] = xr.DataArray(
+        np.int8(0 if plan.final else 1),
+        attrs={
+            "long_name": "variables needing every frame are written",
+            "units": "1",
+            "flag_values": [0, 1],
+            "flag_meanings": "pending done",
+        },
+    )
     skel.attrs = {**res.attrs, STORE_ATTR: json.dumps(record, sort_keys=True)}
     return skel
 
@@ -339,7 +352,7 @@ def _create(p: Path, res: xr.Dataset, plan: ChunkPlan, record: dict, replace: bo
     """Write a new store under a temporary name and move it into place."""
     tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.part")
     skel = _skeleton(res, plan, record)
-    enc = _encoding(skel, [v for v in skel.data_vars if v != DONE_VAR], _time_chunk(plan.units))
+    enc = _encoding(skel, [v for v in skel.data_vars if v not in _BOOKKEEPING], _time_chunk(plan.units))
     enc[DONE_VAR] = {"chunks": (1,)}
     try:
         skel.to_zarr(tmp, mode="w-", compute=False, encoding=enc, zarr_format=_ZARR_FORMAT, consolidated=True)
@@ -469,6 +482,8 @@ def _write_final(p: Path, res: xr.Dataset, plan: ChunkPlan) -> None:
     if other:
         sub = xr.Dataset({v: (res[v].dims, x, res[v].attrs) for v, x in other.items()})
         sub.to_zarr(p, mode="a")
+    zarr = _require_zarr()
+    zarr.open_group(str(p), mode="r+", zarr_format=_ZARR_FORMAT)[FINAL_VAR][...] = 1
 
 
 def _native(obj):
@@ -491,7 +506,7 @@ def _native(obj):
 
 def _load(p: Path, order: list[str]) -> xr.Dataset:
     with xr.open_zarr(p, chunks=None, decode_timedelta=False) as ds:
-        out = _native(ds.drop_vars([DONE_VAR, "chunk_start", "chunk_stop"]).load().drop_encoding())
+        out = _native(ds.drop_vars(list(_BOOKKEEPING)).load().drop_encoding())
     out.attrs.pop(STORE_ATTR, None)
     return out[[v for v in order if v in out.data_vars]]
 
@@ -579,7 +594,7 @@ def compute_to_store(
     _require_zarr()
     p = _store_path(store)
     plan = plan_chunks(res)
-    fp = fingerprint(res, plan, movie)
+    fp = _fingerprint(res, plan, movie)
     record = {"format": _FORMAT, "fingerprint": fp}
     if p.exists() and resume:
         stored = _bookkeeping(p)
@@ -653,7 +668,10 @@ def store_status(store: str | os.PathLike) -> dict[str, Any]:
     -------
     dict
         ``n_chunks``, ``chunks_done``, ``n_frames``, ``frames_done``, ``complete``
-        (bool) and ``fingerprint`` (the stored run's record).
+        (every chunk and the variables needing every frame are written: the store then
+        opens with ``xr.open_zarr`` as the finished result, plus its bookkeeping
+        variables) and ``fingerprint`` (the stored run's record).  Until then, the
+        frames of pending chunks and the variables needing every frame hold fill values.
     """
     p = Path(os.fspath(store)).expanduser().absolute()
     if not p.exists():
@@ -661,12 +679,13 @@ def store_status(store: str | os.PathLike) -> dict[str, Any]:
     record = _bookkeeping(p)
     with xr.open_zarr(p, chunks=None) as ds:
         done = np.asarray(ds[DONE_VAR].values, bool)
+        final = bool(ds[FINAL_VAR].values)
         sizes = np.asarray(ds["chunk_stop"].values) - np.asarray(ds["chunk_start"].values)
     return {
         "n_chunks": int(done.size),
         "chunks_done": int(done.sum()),
         "n_frames": int(sizes.sum()),
         "frames_done": int(sizes[done].sum()),
-        "complete": bool(done.all()),
+        "complete": bool(done.all()) and final,
         "fingerprint": record["fingerprint"],
     }
