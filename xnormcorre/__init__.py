@@ -36,6 +36,7 @@ _LAZY = {
     "open_movie": "xnormcorre.io",
     "to_hdf5": "xnormcorre.io",
     "to_tiff": "xnormcorre.io",
+    "to_nwb": "xnormcorre.io.nwb",
 }
 _SUBMODULES = ("core", "datasets", "engine", "io", "metrics", "plot", "qc", "testing", "cli")
 
@@ -87,5 +88,6 @@ __all__ = [
     "quality_flags",
     "rigid",
     "to_hdf5",
+    "to_nwb",
     "to_tiff",
 ]

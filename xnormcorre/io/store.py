@@ -1,0 +1,691 @@
+"""Resumable runs: the results of a lazy registration written to a zarr store chunk by chunk.
+
+:func:`compute_to_store` computes a lazy result Dataset (``rigid(...)`` or ``pwrigid(...)``
+of a dask-backed movie) one time chunk at a time and writes each chunk's per-frame results
+-- shifts, correlation, flags: every variable except ``corrected`` -- to a zarr store as
+soon as it is done, then records the chunk as done.  The template, the coordinates and
+the attributes are written once, when the store is created, with a fingerprint of the run
+(input, template, parameters, chunks, versions).  After a crash, an interrupt or a
+pre-empted job, ``resume=True`` checks the fingerprint and computes only the chunks that
+are not done; the final Dataset is the same, bit for bit, as that of an uninterrupted run.
+
+Variables that depend on every frame (``low_correlation``: a robust threshold over all
+frames) are computed at the end from the stored per-frame values, never by registering
+frames again.
+
+Store layout (zarr format 2, consolidated metadata; ``xr.open_zarr(store)`` opens it):
+
+* the result's variables except ``corrected``, zarr-chunked along ``time`` like the run;
+* ``chunk_done (chunk)`` int8 (1 = the chunk's results are written) with the coordinates
+  ``chunk_start``/``chunk_stop`` (frames), and ``final_done`` (1 = the variables that need
+  every frame are written);
+* ``attrs``: the result's attributes plus ``xnormcorre_store``, a JSON record of the
+  fingerprint and the chunk boundaries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+from dask.optimization import cull
+from tqdm.std import tqdm
+
+from .. import conventions as cv
+
+__all__ = ["ChunkPlan", "compute_final", "compute_to_store", "load_template", "plan_chunks", "store_status"]
+
+#: Root attribute holding the store's bookkeeping (JSON).
+STORE_ATTR = "xnormcorre_store"
+#: Name of the per-chunk "done" record and its dimension.
+DONE_VAR, CHUNK_DIM = "chunk_done", "chunk"
+#: Scalar record that the variables needing every frame are written.
+FINAL_VAR = "final_done"
+_BOOKKEEPING = (DONE_VAR, FINAL_VAR, "chunk_start", "chunk_stop")
+_FORMAT = 1
+_ZARR_FORMAT = 2
+#: Time chunks computed concurrently (each one already uses several cores).
+_IN_FLIGHT = 2
+_VERSION_KEYS = ("xnormcorre_version", "jax_version", "jaxlib_version", "numpy_version", "xarray_version")
+
+
+# --------------------------------------------------------------------------- paths
+def _require_zarr():
+    try:
+        import zarr
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("resumable stores need zarr: pip install zarr") from exc
+    return zarr
+
+
+def _store_path(store: str | os.PathLike) -> Path:
+    if not isinstance(store, (str, os.PathLike)):
+        raise TypeError(f"store must be a path to a zarr store (a folder), got {type(store).__name__}")
+    p = Path(os.fspath(store)).expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise FileExistsError(f"store {str(p)!r} is a file; a zarr store is a folder: give another path")
+    if not p.parent.is_dir():
+        raise FileNotFoundError(f"folder {str(p.parent)!r} of the store does not exist")
+    return p
+
+
+def _is_zarr_store(p: Path) -> bool:
+    return p.is_dir() and any((p / name).exists() for name in (".zgroup", "zarr.json"))
+
+
+def _bookkeeping(p: Path) -> dict[str, Any]:
+    """The store's bookkeeping record; ValueError if ``p`` is not a store of this module."""
+    if not _is_zarr_store(p):
+        raise ValueError(f"{str(p)!r} is not a zarr store (no .zgroup/zarr.json)")
+    with xr.open_zarr(p, chunks=None) as ds:
+        raw = ds.attrs.get(STORE_ATTR)
+    if raw is None:
+        raise ValueError(
+            f"{str(p)!r} is a zarr store but not a resumable xnormcorre store (no {STORE_ATTR!r})"
+        )
+    record = json.loads(raw)
+    if record.get("format") != _FORMAT:
+        raise ValueError(
+            f"store {str(p)!r} has format {record.get('format')!r}; this version reads {_FORMAT}"
+        )
+    return record
+
+
+# --------------------------------------------------------------------------- plan
+@dataclass
+class ChunkPlan:
+    """How the variables of a result are computed: chunk by chunk, at the end, or already.
+
+    ``units`` are the frames per time chunk (of ``corrected``), ``local`` the dask
+    variables a chunk of which needs only that chunk of frames, ``final`` the dask
+    variables that need every frame (computed by :func:`compute_final`), ``eager`` the
+    variables already in memory.
+    """
+
+    units: tuple[int, ...]  # frames per time chunk (the unit of work and of the done record)
+    local: list[str] = field(default_factory=list)  # dask, per-frame, computable chunk by chunk
+    final: list[str] = field(default_factory=list)  # dask, needing every frame: computed at the end
+    eager: list[str] = field(default_factory=list)  # already in memory: written at creation
+
+    @property
+    def bounds(self) -> list[tuple[int, int]]:
+        stops = np.cumsum(self.units).tolist()
+        return list(zip([0, *stops[:-1]], stops, strict=True))
+
+
+def _keys(arr: da.Array) -> list:
+    return list(dask.core.flatten(arr.__dask_keys__()))
+
+
+def _closure(arr: da.Array) -> tuple[dict, dict]:
+    """Tasks needed for ``arr`` and their dependencies."""
+    return cull(dict(arr.__dask_graph__()), _keys(arr))
+
+
+def _is_chunk_local(var: xr.DataArray, bounds: list[tuple[int, int]]) -> bool:
+    """True if a chunk of ``var`` needs no task that another chunk also needs (except inputs).
+
+    Tasks without dependencies (the opened file, constants) may be shared; a task with
+    dependencies that two chunks share (e.g. a reduction over all frames) makes the
+    variable depend on every frame.
+    """
+    if len(bounds) < 2:
+        return True
+    (a0, b0), (a1, b1) = bounds[0], bounds[1]
+    g0, _ = _closure(var.isel(time=slice(a0, b0)).data)
+    g1, deps1 = _closure(var.isel(time=slice(a1, b1)).data)
+    return all(not deps1.get(k) for k in g0.keys() & g1.keys())
+
+
+def plan_chunks(res: xr.Dataset) -> ChunkPlan:
+    """Sort the variables of a result (except ``corrected``) by how they can be computed.
+
+    Examples
+    --------
+    >>> import xnormcorre
+    >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=20, shape=(64, 64), max_shift=2)
+    >>> plan = plan_chunks(xnormcorre.rigid(movie.chunk({"time": 8}), max_shifts=3))
+    >>> plan.units, plan.local, plan.final, plan.eager
+    ((8, 8, 4), ['correlation', 'shifts', 'at_max_shift'], ['low_correlation'], ['template'])
+    """
+    names = [v for v in res.data_vars if v != "corrected"]
+    timed = [v for v in names if "time" in res[v].dims]
+    lazy = [v for v in names if res[v].chunks is not None]
+    ref = res["corrected"] if "corrected" in res and res["corrected"].chunks is not None else None
+    if ref is None:
+        ref = next((res[v] for v in timed if res[v].chunks is not None), None)
+    n = res.sizes["time"]
+    units = (n,) if ref is None else tuple(ref.variable.chunksizes["time"])
+    plan = ChunkPlan(units=units)
+    bounds = plan.bounds
+    for v in names:
+        if v not in lazy:
+            plan.eager.append(v)
+        elif (
+            v in timed
+            and tuple(res[v].variable.chunksizes["time"]) == units
+            and _is_chunk_local(res[v], bounds)
+        ):
+            plan.local.append(v)
+        else:
+            plan.final.append(v)
+    return plan
+
+
+# --------------------------------------------------------------------------- fingerprint
+def _sha256(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            arr = np.ascontiguousarray(part)
+            if arr.dtype.kind in "OUS":
+                arr = np.asarray([str(x) for x in arr.ravel()], dtype=object)
+                h.update(json.dumps(arr.tolist()).encode())
+            else:
+                h.update(f"{arr.dtype.str}{arr.shape}".encode())
+                h.update(arr.tobytes())
+        else:
+            h.update(str(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _movie_record(movie: Any) -> dict[str, Any]:
+    m = cv.as_movie(movie)
+    first = np.asarray(m.isel(time=0).values)
+    last = np.asarray(m.isel(time=-1).values)
+    return {
+        "shape": list(m.shape),
+        "dtype": str(m.dtype),
+        "source": str(m.encoding.get("source") or m.attrs.get("source") or ""),
+        "first_last_frames_sha256": _sha256(first, last),
+    }
+
+
+def _fingerprint(res: xr.Dataset, plan: ChunkPlan, movie: Any = None) -> dict[str, Any]:
+    """What a resumed run must share with the stored one (JSON-safe dict)."""
+    coords = {
+        name: _sha256(name, np.asarray(c.values), json.dumps(c.attrs, sort_keys=True, default=str))
+        for name, c in sorted(res.coords.items())
+    }
+    variables = {
+        v: f"{res[v].dtype}{tuple(res[v].dims)}{tuple(res[v].shape)}"
+        for v in res.data_vars
+        if v != "corrected"
+    }
+    return {
+        "method": str(res.attrs.get("method", "")),
+        "parameters": str(res.attrs.get("parameters", "")),
+        "template": _sha256(np.asarray(res["template"].values)),
+        "sizes": {k: int(v) for k, v in res.sizes.items()},
+        "time_chunks": list(plan.units),
+        "coords": coords,
+        "variables": variables,
+        "source": str(res.attrs.get("source", "")),
+        "versions": {k: res.attrs.get(k, "") for k in _VERSION_KEYS},
+        "movie": _movie_record(movie) if movie is not None else None,
+    }
+
+
+def _param_diff(stored: str, now: str) -> str:
+    try:
+        a, b = json.loads(stored or "{}"), json.loads(now or "{}")
+    except json.JSONDecodeError:
+        return "parameters differ"
+    keys = sorted(set(a) | set(b))
+    diffs = [f"{k}: stored {a.get(k)!r}, now {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
+    return "parameters differ (" + "; ".join(diffs) + ")"
+
+
+def _differences(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    out = []
+    for key in ("method", "parameters", "template", "sizes", "time_chunks", "coords", "variables"):
+        a, b = stored.get(key), now.get(key)
+        if a == b:
+            continue
+        if key == "parameters":
+            out.append(_param_diff(a, b))
+        elif key == "template":
+            out.append("the template differs (pass template=load_template(store) to reuse the stored one)")
+        elif key == "time_chunks":
+            out.append(
+                f"time chunks differ (stored {_short(a)}, now {_short(b)}): open the movie with the same chunks"
+            )
+        elif key == "coords":
+            names = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            out.append(f"coordinates differ: {', '.join(names)}")
+        else:
+            out.append(f"{key} differ: stored {a!r}, now {b!r}")
+    if stored.get("source") and now.get("source") and stored["source"] != now["source"]:
+        out.append(f"source differs: stored {stored['source']!r}, now {now['source']!r}")
+    sv, nv = stored.get("versions", {}), now.get("versions", {})
+    changed = [
+        f"{k}: stored {sv.get(k)!r}, now {nv.get(k)!r}" for k in _VERSION_KEYS if sv.get(k) != nv.get(k)
+    ]
+    if changed:
+        out.append("package versions differ, so the bits may too (" + "; ".join(changed) + ")")
+    sm, nm = stored.get("movie"), now.get("movie")
+    if sm is not None and nm is not None:
+        for k in ("shape", "dtype", "source", "first_last_frames_sha256"):
+            if sm.get(k) != nm.get(k):
+                what = "first/last frames" if k.endswith("sha256") else k
+                out.append(f"movie {what} differ(s): stored {sm.get(k)!r}, now {nm.get(k)!r}")
+    return out
+
+
+def _short(seq: Any) -> str:
+    seq = list(seq or [])
+    return str(seq) if len(seq) <= 6 else f"[{', '.join(map(str, seq[:3]))}, ... ({len(seq)} chunks)]"
+
+
+# --------------------------------------------------------------------------- writing
+def _time_chunk(units: tuple[int, ...]) -> int:
+    """zarr chunk length along time: the run's chunk size, or a divisor of every chunk."""
+    first = units[0]
+    if all(u == first for u in units[:-1]) and units[-1] <= first:
+        return first
+    return math.gcd(*units)
+
+
+def _encoding(res: xr.Dataset, names: list[str], tchunk: int) -> dict[str, dict]:
+    enc = {}
+    for v in names:
+        var = res[v]
+        if "time" in var.dims:
+            enc[v] = {"chunks": tuple(tchunk if d == "time" else var.sizes[d] for d in var.dims)}
+    return enc
+
+
+def _skeleton(res: xr.Dataset, plan: ChunkPlan, record: dict) -> xr.Dataset:
+    skel = res.drop_vars("corrected", errors="ignore").drop_encoding()
+    skel = skel.assign_coords({k: c.compute() for k, c in skel.coords.items() if c.chunks is not None})
+    bounds = plan.bounds
+    done = np.zeros(len(bounds), np.int8)
+    if not plan.local:
+        done[:] = 1  # nothing to compute chunk by chunk
+    skel[DONE_VAR] = xr.DataArray(
+        done,
+        dims=(CHUNK_DIM,),
+        coords={
+            "chunk_start": (CHUNK_DIM, [a for a, _ in bounds], {"long_name": "first frame", "units": "1"}),
+            "chunk_stop": (
+                CHUNK_DIM,
+                [b for _, b in bounds],
+                {"long_name": "one past the last frame", "units": "1"},
+            ),
+        },
+        attrs={
+            "long_name": "time chunk whose results are written",
+            "units": "1",
+            "flag_values": [0, 1],
+            "flag_meanings": "pending done",
+        },
+    )
+    skel[FINAL_VAR] = xr.DataArray(
+        np.int8(0 if plan.final else 1),
+        attrs={
+            "long_name": "variables needing every frame are written",
+            "units": "1",
+            "flag_values": [0, 1],
+            "flag_meanings": "pending done",
+        },
+    )
+    skel.attrs = {**res.attrs, STORE_ATTR: json.dumps(record, sort_keys=True)}
+    return skel
+
+
+def _create(p: Path, res: xr.Dataset, plan: ChunkPlan, record: dict, replace: bool) -> None:
+    """Write a new store under a temporary name and move it into place."""
+    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.part")
+    skel = _skeleton(res, plan, record)
+    enc = _encoding(skel, [v for v in skel.data_vars if v not in _BOOKKEEPING], _time_chunk(plan.units))
+    enc[DONE_VAR] = {"chunks": (1,)}
+    try:
+        skel.to_zarr(tmp, mode="w-", compute=False, encoding=enc, zarr_format=_ZARR_FORMAT, consolidated=True)
+        if replace:
+            trash = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.old")
+            os.replace(p, trash)
+            os.replace(tmp, p)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, p)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _read_done(p: Path) -> np.ndarray:
+    with xr.open_zarr(p, chunks=None) as ds:
+        return np.asarray(ds[DONE_VAR].values, dtype=np.int8)
+
+
+class _Writer:
+    """Writes chunk results straight into the store's zarr arrays (opened once)."""
+
+    def __init__(self, p: Path, res: xr.Dataset, names: list[str]):
+        self.p, self.res = p, res
+        zarr = _require_zarr()
+        group = zarr.open_group(str(p), mode="r+", zarr_format=_ZARR_FORMAT)
+        self.arrays = {v: group[v] for v in [*names, DONE_VAR]}
+        # write raw values only where xarray stores them unencoded (same dtype); else through xarray
+        self.raw = {v: self.arrays[v].dtype == res[v].dtype for v in names}
+
+    def chunk(self, names: list[str], values: list[np.ndarray], a: int, b: int) -> None:
+        slow = {}
+        for v, x in zip(names, values, strict=True):
+            if self.raw[v]:
+                axis = self.res[v].dims.index("time")
+                key = tuple(slice(a, b) if k == axis else slice(None) for k in range(x.ndim))
+                self.arrays[v][key] = x
+            else:
+                slow[v] = (self.res[v].dims, x)
+        if slow:
+            xr.Dataset(slow).to_zarr(self.p, region={"time": slice(a, b)}, mode="r+")
+
+    def done(self, i: int) -> None:
+        self.arrays[DONE_VAR][i] = 1
+
+
+def _compute_chunk(res: xr.Dataset, names: list[str], a: int, b: int) -> list[np.ndarray]:
+    arrays = [res[v].isel(time=slice(a, b)).data for v in names]
+    return [np.asarray(x) for x in dask.compute(*arrays, scheduler="threads")]
+
+
+def _run_chunks(p: Path, res: xr.Dataset, plan: ChunkPlan, todo: list[int], bar: tqdm) -> None:
+    """Compute the pending chunks (a few at a time) and write each, in order, as it finishes."""
+    bounds = plan.bounds
+    writer = _Writer(p, res, plan.local)
+    pool = ThreadPoolExecutor(max_workers=_IN_FLIGHT)
+    pending: list[tuple[int, Future]] = []
+    ok = False
+    try:
+        for i in itertools.chain(todo, [None] * _IN_FLIGHT):
+            if i is not None:
+                pending.append((i, pool.submit(_compute_chunk, res, plan.local, *bounds[i])))
+            if len(pending) >= _IN_FLIGHT or (i is None and pending):
+                j, fut = pending.pop(0)
+                a, b = bounds[j]
+                writer.chunk(plan.local, fut.result(), a, b)
+                writer.done(j)
+                bar.update(b - a)
+        ok = True
+    finally:
+        # on error or interrupt, do not wait for the chunks in flight: nothing more is written
+        pool.shutdown(wait=ok, cancel_futures=True)
+
+
+def _override_blocks(arr: da.Array, full: np.ndarray) -> dict:
+    """Graph entries giving each block of ``arr`` its stored value."""
+    edges = [np.cumsum((0, *c)) for c in arr.chunks]
+    out = {}
+    for idx in itertools.product(*(range(len(c)) for c in arr.chunks)):
+        sl = tuple(slice(e[i], e[i + 1]) for e, i in zip(edges, idx, strict=True))
+        out[(arr.name, *idx)] = full[sl]
+    return out
+
+
+def compute_final(res: xr.Dataset, plan: ChunkPlan, local: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Compute the ``final`` variables of ``plan`` from the values of its ``local`` ones.
+
+    The dask graph of each final variable gets the given values in place of the blocks
+    of the local variables, so nothing is registered again (a final variable that needs
+    anything else, e.g. ``corrected``, would compute it).
+
+    Parameters
+    ----------
+    res : xarray.Dataset
+        The lazy result that ``plan`` was made from.
+    plan : ChunkPlan
+        From :func:`plan_chunks`.
+    local : mapping
+        Name -> whole NumPy array (all frames) of each variable in ``plan.local``.
+    """
+    known: dict = {}
+    for v in plan.local:
+        known.update(_override_blocks(res[v].data, np.asarray(local[v])))
+    arrays = []
+    for v in plan.final:
+        arr = res[v].data
+        dsk = dict(arr.__dask_graph__())
+        dsk.update({k: val for k, val in known.items() if k in dsk})
+        arrays.append(da.Array(dsk, arr.name, arr.chunks, meta=arr._meta))
+    values = dask.compute(*arrays, scheduler="threads")
+    return {v: np.asarray(x) for v, x in zip(plan.final, values, strict=True)}
+
+
+def _write_final(p: Path, res: xr.Dataset, plan: ChunkPlan) -> None:
+    """Compute the variables that need every frame from the stored per-frame ones; write them."""
+    if not plan.final:
+        return
+    with xr.open_zarr(p, chunks=None) as stored:
+        local = {v: np.asarray(stored[v].values) for v in plan.local}
+    values = compute_final(res, plan, local)
+    timed = {v: x for v, x in values.items() if "time" in res[v].dims}
+    other = {v: x for v, x in values.items() if "time" not in res[v].dims}
+    if timed:
+        sub = xr.Dataset({v: (res[v].dims, x) for v, x in timed.items()})
+        sub.to_zarr(p, region={"time": slice(0, res.sizes["time"])}, mode="r+")
+    if other:
+        sub = xr.Dataset({v: (res[v].dims, x, res[v].attrs) for v, x in other.items()})
+        sub.to_zarr(p, mode="a")
+    zarr = _require_zarr()
+    zarr.open_group(str(p), mode="r+", zarr_format=_ZARR_FORMAT)[FINAL_VAR][...] = 1
+
+
+def _native(obj):
+    """Variables with the native dtype spelling (zarr gives '<f4' for float32)."""
+
+    def fix(var: xr.Variable) -> xr.Variable:
+        dt = var.dtype
+        if dt.kind in "biufc" and dt.byteorder in "<>" and dt.isnative:
+            return var.copy(data=var.values.view(dt.newbyteorder("=")))
+        return var
+
+    if isinstance(obj, xr.DataArray):
+        return obj.copy(data=fix(obj.variable).values).assign_coords(
+            {k: fix(c.variable) for k, c in obj.coords.items()}
+        )
+    return obj.assign_coords({k: fix(c.variable) for k, c in obj.coords.items()}).assign(
+        {k: fix(v.variable) for k, v in obj.data_vars.items()}
+    )
+
+
+def _load(p: Path, order: list[str]) -> xr.Dataset:
+    with xr.open_zarr(p, chunks=None, decode_timedelta=False) as ds:
+        out = _native(ds.drop_vars(list(_BOOKKEEPING)).load().drop_encoding())
+    out.attrs.pop(STORE_ATTR, None)
+    return out[[v for v in order if v in out.data_vars]]
+
+
+# --------------------------------------------------------------------------- public API
+def compute_to_store(
+    res: xr.Dataset,
+    store: str | os.PathLike,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    movie: xr.DataArray | np.ndarray | None = None,
+    progress: bool = True,
+    keep_corrected: bool = True,
+) -> xr.Dataset:
+    """Compute a (lazy) result chunk by chunk into a zarr store; resume an interrupted run.
+
+    Every variable of ``res`` except ``corrected`` is written to ``store``: the template,
+    coordinates and attributes when the store is created, then, for each dask time chunk
+    as it finishes, the chunk's per-frame results (shifts, correlation, flags), followed
+    by a record that the chunk is done.  Variables that depend on every frame
+    (``low_correlation``) are computed at the end from the stored per-frame values.
+
+    Parameters
+    ----------
+    res : xarray.Dataset
+        A result of :func:`xnormcorre.rigid` or :func:`xnormcorre.pwrigid`; dask-backed
+        (from a chunked movie) to be computed chunk by chunk.  An in-memory result is
+        simply saved.
+    store : str or path
+        Zarr store (a folder).  Created under a temporary name and moved into place, so
+        a store at this path is always complete up to its ``chunk_done`` record.
+    resume : bool
+        Continue an existing store: check that it was written by the same run
+        (parameters, template, sizes, chunks, coordinates, package versions and, when
+        both runs give ``movie``, the input) and compute only the chunks not done.
+        Without a store at ``store`` a new one is started.
+    overwrite : bool
+        Replace an existing zarr store (without ``resume``).  Default: ``FileExistsError``.
+    movie : DataArray or array, optional
+        The input movie: its shape, dtype, source and the bytes of its first and last
+        frames join the fingerprint.
+    progress : bool
+        Show a tqdm progress bar (frames).
+    keep_corrected : bool
+        Return ``res.corrected`` (lazy: computing it registers the frames again) with the
+        stored variables.
+
+    Returns
+    -------
+    xarray.Dataset
+        The stored variables in memory, equal bit for bit to those of
+        ``res.compute()`` (attributes included: on resume, those of the stored run), and
+        ``corrected`` from ``res`` if ``keep_corrected``.
+
+    Raises
+    ------
+    FileExistsError
+        ``store`` exists and neither ``resume`` nor ``overwrite`` is given.
+    ValueError
+        ``resume=True`` on a store of another run (the message names what differs; the
+        store is left untouched), or ``store`` is not a store of this function.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, xnormcorre
+    >>> from xnormcorre.io.store import compute_to_store, load_template
+    >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=20, shape=(64, 64), max_shift=2).chunk({"time": 5})
+    >>> store = pathlib.Path(tempfile.mkdtemp()) / "run.zarr"
+    >>> res = xnormcorre.rigid(movie, max_shifts=3)
+    >>> out = compute_to_store(res, store, progress=False)
+    >>> bool((out.shifts == res.shifts).all()), sorted(out.data_vars)[:3]
+    (True, ['at_max_shift', 'corrected', 'correlation'])
+    >>> again = xnormcorre.rigid(movie, max_shifts=3, template=load_template(store))
+    >>> out2 = compute_to_store(again, store, resume=True, progress=False)  # nothing left to compute
+    >>> out2.drop_vars("corrected").identical(out.drop_vars("corrected"))
+    True
+    """
+    if not isinstance(res, xr.Dataset):
+        raise TypeError(f"res must be a result Dataset of rigid/pwrigid, got {type(res).__name__}")
+    if "time" not in res.dims or "template" not in res:
+        raise ValueError("res must be a registration result with a 'time' dim and a 'template' variable")
+    if resume and overwrite:
+        raise ValueError("give resume=True (continue the store) or overwrite=True (start again), not both")
+    _require_zarr()
+    p = _store_path(store)
+    plan = plan_chunks(res)
+    fp = _fingerprint(res, plan, movie)
+    record = {"format": _FORMAT, "fingerprint": fp}
+    if p.exists() and resume:
+        stored = _bookkeeping(p)
+        diffs = _differences(stored["fingerprint"], fp)
+        if diffs:
+            raise ValueError(
+                f"cannot resume {str(p)!r}: it was written by another run, and is left untouched. "
+                + "; ".join(diffs)
+                + ". Resume with the same movie, chunks and parameters, or start again with overwrite=True."
+            )
+    elif p.exists():
+        if not overwrite:
+            raise FileExistsError(
+                f"store {str(p)!r} exists; pass resume=True to continue it or overwrite=True to replace it"
+            )
+        if not _is_zarr_store(p) and any(p.iterdir()):
+            raise ValueError(f"{str(p)!r} is a folder but not a zarr store: refusing to replace it")
+        _create(p, res, plan, record, replace=True)
+    else:
+        _create(p, res, plan, record, replace=False)
+
+    done = _read_done(p)
+    bounds = plan.bounds
+    todo = [i for i in range(len(bounds)) if not done[i]]
+    frames_done = sum(b - a for i, (a, b) in enumerate(bounds) if done[i])
+    with tqdm(
+        total=res.sizes["time"],
+        initial=frames_done,
+        unit="frame",
+        desc=f"store {p.name}",
+        disable=not progress,
+    ) as bar:
+        if todo:
+            _run_chunks(p, res, plan, todo, bar)
+    _write_final(p, res, plan)
+    out = _load(p, list(res.data_vars))
+    if keep_corrected and "corrected" in res:
+        out = out.assign(corrected=res["corrected"])[list(res.data_vars)]
+    return out
+
+
+def load_template(store: str | os.PathLike) -> xr.DataArray:
+    """The template stored by :func:`compute_to_store`, to pass as ``template=`` on resume.
+
+    Registering to the stored template skips template estimation and gives the same
+    bits as the interrupted run.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, xnormcorre
+    >>> from xnormcorre.io.store import compute_to_store, load_template
+    >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=20, shape=(64, 64), max_shift=2).chunk({"time": 10})
+    >>> store = pathlib.Path(tempfile.mkdtemp()) / "run.zarr"
+    >>> res = compute_to_store(xnormcorre.rigid(movie, max_shifts=3), store, progress=False)
+    >>> tmpl = load_template(store)
+    >>> tmpl.dims, tmpl.dtype, bool((tmpl == res.template).all())
+    (('y', 'x'), dtype('float32'), True)
+    """
+    p = Path(os.fspath(store)).expanduser().absolute()
+    if not p.exists():
+        raise FileNotFoundError(f"store not found: {str(p)!r}")
+    _bookkeeping(p)
+    with xr.open_zarr(p, chunks=None) as ds:
+        return _native(ds["template"].load().drop_encoding())
+
+
+def store_status(store: str | os.PathLike) -> dict[str, Any]:
+    """Progress of a store: chunks and frames done, and whether it is complete.
+
+    Returns
+    -------
+    dict
+        ``n_chunks``, ``chunks_done``, ``n_frames``, ``frames_done``, ``complete``
+        (every chunk and the variables needing every frame are written: the store then
+        opens with ``xr.open_zarr`` as the finished result, plus its bookkeeping
+        variables) and ``fingerprint`` (the stored run's record).  Until then, the
+        frames of pending chunks and the variables needing every frame hold fill values.
+    """
+    p = Path(os.fspath(store)).expanduser().absolute()
+    if not p.exists():
+        raise FileNotFoundError(f"store not found: {str(p)!r}")
+    record = _bookkeeping(p)
+    with xr.open_zarr(p, chunks=None) as ds:
+        done = np.asarray(ds[DONE_VAR].values, bool)
+        final = bool(ds[FINAL_VAR].values)
+        sizes = np.asarray(ds["chunk_stop"].values) - np.asarray(ds["chunk_start"].values)
+    return {
+        "n_chunks": int(done.size),
+        "chunks_done": int(done.sum()),
+        "n_frames": int(sizes.sum()),
+        "frames_done": int(sizes[done].sum()),
+        "complete": bool(done.all()) and final,
+        "fingerprint": record["fingerprint"],
+    }
