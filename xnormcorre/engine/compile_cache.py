@@ -1,0 +1,179 @@
+"""Persistent compilation cache for the JAX kernels.
+
+JAX compiles each kernel once per process and frame shape; in a fresh process that
+costs seconds (more than the registration itself on short movies).  JAX's persistent
+compilation cache stores the compiled programs on disk, so that later processes load
+them instead of compiling again.  :func:`enable` turns it on, once per process,
+before the first kernel compiles:
+
+- location: ``$XNORMCORRE_JAX_CACHE`` if it names a directory, otherwise
+  ``$XDG_CACHE_HOME/xnormcorre/jax`` (``~/.cache/xnormcorre/jax``);
+- opt-out: ``XNORMCORRE_JAX_CACHE=0`` (or ``off``, ``false``, ``no``) leaves JAX's
+  configuration untouched;
+- a cache directory already configured in JAX (``jax.config.update(
+  "jax_compilation_cache_dir", ...)`` or ``JAX_COMPILATION_CACHE_DIR``) is used as it
+  is, and ``jax_enable_compilation_cache=False`` is respected: nothing is changed.
+
+JAX has one cache per process: once enabled, other JAX programs of the same process
+are cached in the same directory.  Entries are keyed by the program, the JAX/jaxlib
+version, the XLA flags and the device, so an upgrade never loads a stale program.
+
+Concurrent processes: JAX (0.10) writes an entry with a single ``write_bytes`` to its
+final name, not by an atomic rename, and takes no lock unless
+``jax_compilation_cache_max_size`` is set.  A process that reads an entry another
+process is still writing gets a truncated compressed stream, which fails its
+decompression check; JAX then warns ("Error reading persistent compilation cache
+entry") and compiles the program itself.  So concurrent processes never load a wrong
+program; at worst one of them compiles as if the cache were empty.  An entry left
+truncated by a writer that was killed mid-write keeps producing that warning: delete
+the cache directory (it is rebuilt on the next run).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+
+#: Environment variable: a directory for the cache, or ``0``/``off`` to disable it.
+ENV_VAR = "XNORMCORRE_JAX_CACHE"
+_OFF = frozenset({"0", "off", "false", "no", "none", "disable", "disabled"})
+
+# JAX's defaults for the thresholds; values that differ were set by the user and are kept.
+_JAX_DEFAULT_MIN_COMPILE_SECS = 1.0
+_JAX_DEFAULT_MIN_ENTRY_BYTES = 0
+
+_LOCK = threading.Lock()
+_DONE = False
+_RESULT: Path | None = None
+
+
+def default_cache_dir() -> Path:
+    """The cache directory used when ``XNORMCORRE_JAX_CACHE`` is not set.
+
+    ``$XDG_CACHE_HOME/xnormcorre/jax`` if ``XDG_CACHE_HOME`` is set (and absolute),
+    otherwise ``~/.cache/xnormcorre/jax``.
+
+    Examples
+    --------
+    >>> default_cache_dir().parts[-2:]
+    ('xnormcorre', 'jax')
+    """
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "xnormcorre" / "jax"
+
+
+def _requested_dir() -> Path | None:
+    """The directory the environment asks for, or None for the opt-out."""
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env.lower() in _OFF:
+        return None
+    if env:
+        return Path(env).expanduser()
+    return default_cache_dir()
+
+
+def _usable(path: Path) -> str | None:
+    """Create ``path`` if needed; the reason it cannot hold the cache, or None."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create it ({exc.strerror or exc})"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return "it is not writable"
+    return None
+
+
+def enable(path: str | os.PathLike[str] | None = None) -> Path | None:
+    """Turn on JAX's persistent compilation cache for xnormcorre's kernels.
+
+    Idempotent and thread-safe: the first call decides, later calls return the same
+    directory.  It configures JAX only; nothing is compiled or written until a kernel
+    is compiled.
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        Cache directory.  Default: ``$XNORMCORRE_JAX_CACHE``, or
+        :func:`default_cache_dir`; ``XNORMCORRE_JAX_CACHE=0`` (``off``, ``false``,
+        ``no``) disables the cache unless ``path`` is given.
+
+    Returns
+    -------
+    pathlib.Path or None
+        The directory JAX caches in (a directory the user configured in JAX, if any),
+        or None when the cache is off (opt-out, ``jax_enable_compilation_cache=False``,
+        or the directory is not writable, with a warning).
+
+    Notes
+    -----
+    Sets ``jax_compilation_cache_dir``, and lowers
+    ``jax_persistent_cache_min_compile_time_secs`` to 0 and sets
+    ``jax_persistent_cache_min_entry_size_bytes`` to -1 (no size limit) where they
+    are at JAX's defaults (1 s and 0), so that every kernel is cached whatever the
+    machine's compile speed.  Nothing is changed when JAX already has a cache
+    directory.
+
+    Examples
+    --------
+    It changes JAX's global configuration, hence not run here:
+
+    >>> from xnormcorre.engine import compile_cache
+    >>> compile_cache.enable("/tmp/my-jax-cache")  # doctest: +SKIP
+    PosixPath('/tmp/my-jax-cache')
+    """
+    global _DONE, _RESULT
+    with _LOCK:
+        if _DONE:
+            if path is not None and _RESULT is not None and Path(path).expanduser().resolve() != _RESULT:
+                warnings.warn(
+                    f"xnormcorre's compilation cache is already at {_RESULT}; {os.fspath(path)!r} "
+                    "is ignored (call enable() with a path before the first registration, or set "
+                    f"{ENV_VAR})",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            return _RESULT
+        _RESULT = _enable(None if path is None else Path(path).expanduser())
+        _DONE = True
+        return _RESULT
+
+
+def _enable(path: Path | None) -> Path | None:
+    import jax
+
+    if not jax.config.jax_enable_compilation_cache:
+        return None  # the user switched JAX's cache off
+    configured = jax.config.jax_compilation_cache_dir
+    if configured:
+        return Path(configured)  # the user's own cache directory: leave JAX as it is
+    if path is None:
+        path = _requested_dir()
+        if path is None:
+            return None  # opt-out
+    path = path.resolve()
+    why = _usable(path)
+    if why is not None:
+        warnings.warn(
+            f"xnormcorre: the JAX compilation cache is off because {path} {why}; every process "
+            f"compiles its kernels again. Set {ENV_VAR} to a writable directory, or to 0 to "
+            "silence this warning.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None
+    if jax.config.jax_persistent_cache_min_compile_time_secs == _JAX_DEFAULT_MIN_COMPILE_SECS:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    if jax.config.jax_persistent_cache_min_entry_size_bytes == _JAX_DEFAULT_MIN_ENTRY_BYTES:
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    jax.config.update("jax_compilation_cache_dir", os.fspath(path))
+    return path
+
+
+def _reset_for_tests() -> None:
+    """Forget the first call's decision (JAX's own configuration is not undone)."""
+    global _DONE, _RESULT
+    with _LOCK:
+        _DONE, _RESULT = False, None
