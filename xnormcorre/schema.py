@@ -33,6 +33,7 @@ CORRECTED = "corrected"
 SHIFTS = "shifts"
 RIGID_SHIFTS = "rigid_shifts"
 TEMPLATE = "template"
+DEFECT_MASK = "defect_mask"
 CORRELATION = "correlation"
 FLAGS = ("at_max_shift", "low_correlation", "patch_jump")
 
@@ -160,3 +161,12 @@ def parameters_from_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError("attrs has no 'parameters' entry: not an xnormcorre result")
     params = json.loads(attrs["parameters"])
     return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+
+
+DEFECT_MASK_ATTRS = {
+    "long_name": "sensor defect mask (stuck, hot or dead pixels and lines left out of the estimate)",
+    "units": "1",
+    "flag_values": [0, 1],
+    "flag_meanings": "ok defect",
+    "comment": "found from the movie's temporal statistics; the corrected movie keeps these pixels' values",
+}

@@ -111,6 +111,26 @@ def crop_pair(crop: Any) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- geometry
+def check_bool(value: Any, name: str) -> bool:
+    """A True/False parameter (NumPy booleans accepted)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def check_defects(defects: Any, shape: tuple[int, int]) -> bool | np.ndarray:
+    """``defects=``: True (find sensor defects), False (none) or a boolean ``(y, x)`` mask."""
+    if isinstance(defects, (bool, np.bool_)):
+        return bool(defects)
+    mask = np.asarray(getattr(defects, "values", defects))
+    if mask.shape != tuple(shape) or mask.dtype.kind not in "biu":
+        raise ValueError(
+            f"defects must be True, False or a boolean mask of the frame shape {tuple(shape)}, "
+            f"got {type(defects).__name__} of shape {mask.shape}"
+        )
+    return mask.astype(bool)
+
+
 def check_max_shifts(max_shifts: Any, shape: tuple[int, int]) -> tuple[int, int]:
     """Validate ``max_shifts`` against the frame shape (must be < half the frame)."""
     ms = pair(max_shifts, "max_shifts", minimum=1)
@@ -134,10 +154,6 @@ def check_grid(
     st = pair(strides, "strides", minimum=1)
     ov = pair(overlaps, "overlaps", minimum=0)
     for s, o, n, ax in zip(st, ov, shape, "yx", strict=True):
-        if o >= s:
-            raise ValueError(
-                f"overlaps must be smaller than strides along {ax}, got overlaps={overlaps!r}, strides={strides!r}"
-            )
         if s + o > n:
             raise ValueError(
                 f"patch size strides + overlaps = {s + o} along {ax} is larger than the frame ({n} px); "
@@ -146,12 +162,14 @@ def check_grid(
     md = None
     if max_deviation_rigid is not None:
         md = pair(max_deviation_rigid, "max_deviation_rigid", minimum=0)
-        for m, d, s, o, ax in zip(max_shifts, md, st, ov, "yx", strict=True):
-            if 2 * (m + d + 1) >= s + o:
+        # patches are cut at the rigidly displaced position, so only the residual
+        # (within max_deviation_rigid + 1 px) is searched inside a patch: max_shifts
+        # bounds the rigid step alone, as in NoRMCorre/CaImAn
+        for d, s, o, ax in zip(md, st, ov, "yx", strict=True):
+            if 2 * (d + 1) >= s + o:
                 raise ValueError(
-                    f"max_shifts + max_deviation_rigid + 1 must be smaller than half the patch size along {ax} "
-                    f"({(s + o) / 2:g} px for strides + overlaps = {s + o}); got max_shifts={m}, "
-                    f"max_deviation_rigid={d}"
+                    f"max_deviation_rigid + 1 must be smaller than half the patch size along {ax} "
+                    f"({(s + o) / 2:g} px for strides + overlaps = {s + o}); got max_deviation_rigid={d}"
                 )
     return st, ov, md
 

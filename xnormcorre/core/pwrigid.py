@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -9,11 +10,12 @@ import xarray as xr
 
 from .. import schema as sc
 from .. import validate as vd
+from ..qc.diagnose import conclude
 from .grid import patch_grid
 from .movie import check_reference, chunked_inputs, register_block, resolve_min_mov
 from .options import pw_options
 from .result import base_dataset, finish, template_da
-from .template import estimate_for
+from .template import calibrate_for, estimate_for
 
 __all__ = ["pwrigid"]
 
@@ -42,6 +44,8 @@ def pwrigid(
     phase_corr: bool = True,
     smooth_sigma: float = 1.15,
     taper: float | None = None,
+    defects: bool | xr.DataArray | np.ndarray = True,
+    clip: bool = True,
 ) -> xr.Dataset:
     """Piecewise-rigid motion correction (NoRMCorre) of a movie.
 
@@ -140,10 +144,17 @@ def pwrigid(
     min_mov = resolve_min_mov(movie, opts.min_mov) if opts.border == "min" else opts.min_mov
     ref = check_reference(reference, movie)
     params = opts.pw_params(shape, movie.sizes[sc.DIM_TIME], fill_min=min_mov or 0.0)
+    params = replace(params, rigid=replace(params.rigid, clip=vd.check_bool(clip, "clip")))
+    source = movie if ref is None else ref
+    defects = vd.check_defects(defects, shape)
     if user_template is None:
-        tmpl_da = template_da(movie, estimate_for(movie if ref is None else ref, opts, params), "estimated")
+        est = estimate_for(source, opts, params, defects=defects)
+        tmpl_da = template_da(movie, est.template, "estimated")
+        cal, sample_shifts = est.calibration, est.shifts
     else:
         tmpl_da = template_da(movie, user_template, "user")
+        cal, sample_shifts = calibrate_for(source, opts, user_template, defects=defects), None
+    params = params.calibrated(cal)
 
     grid = patch_grid(shape, opts.strides, opts.overlaps)
     ny, nx = params.grid_shape
@@ -178,6 +189,8 @@ def pwrigid(
         "border": opts.border,
         "batch_size": params.batch_size,
         "seed": opts.seed,
+        "clip": params.rigid.clip,
         **opts.estimator(),
     }
-    return finish(ds, sc.PWRIGID, run_params, movie, ref, tmpl_da, opts.max_shifts)
+    ds = finish(ds, sc.PWRIGID, run_params, movie, ref, tmpl_da, opts.max_shifts)
+    return conclude(ds, cal, sample_shifts, opts.max_shifts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -9,10 +10,11 @@ import xarray as xr
 
 from .. import schema as sc
 from .. import validate as vd
+from ..qc.diagnose import conclude
 from .movie import check_reference, chunked_inputs, register_block, resolve_min_mov
 from .options import rigid_options
 from .result import base_dataset, finish, template_da
-from .template import estimate_for
+from .template import calibrate_for, estimate_for
 
 __all__ = ["rigid"]
 
@@ -37,6 +39,8 @@ def rigid(
     niter_rig: int | None = None,
     num_splits_to_process_rig: int | None = None,
     max_template_frames: int | None = 2000,
+    defects: bool | xr.DataArray | np.ndarray = True,
+    clip: bool = True,
 ) -> xr.Dataset:
     """Rigid subpixel motion correction (NoRMCorre's rigid step) of a movie.
 
@@ -158,11 +162,17 @@ def rigid(
     vd.check_finite(movie)
     min_mov = resolve_min_mov(movie, opts.min_mov) if opts.border == "min" else opts.min_mov
     ref = check_reference(reference, movie)
+    source = movie if ref is None else ref
+    defects = vd.check_defects(defects, shape)
     if user_template is None:
-        tmpl_da = template_da(movie, estimate_for(movie if ref is None else ref, opts), "estimated")
+        est = estimate_for(source, opts, defects=defects)
+        tmpl_da = template_da(movie, est.template, "estimated")
+        cal, sample_shifts = est.calibration, est.shifts
     else:
         tmpl_da = template_da(movie, user_template, "user")
+        cal, sample_shifts = calibrate_for(source, opts, user_template, defects=defects), None
     params = opts.rigid_params(shape, movie.sizes[sc.DIM_TIME], fill_min=min_mov or 0.0)
+    params = replace(params, clip=vd.check_bool(clip, "clip")).calibrated(cal)
     corrected, shifts, corr = xr.apply_ufunc(
         register_block,
         *chunked_inputs(movie, ref),
@@ -186,6 +196,8 @@ def rigid(
         "border": opts.border,
         "batch_size": params.batch_size,
         "seed": opts.seed,
+        "clip": params.clip,
         **opts.estimator(),
     }
-    return finish(ds, sc.RIGID, run_params, movie, ref, tmpl_da, opts.max_shifts)
+    ds = finish(ds, sc.RIGID, run_params, movie, ref, tmpl_da, opts.max_shifts)
+    return conclude(ds, cal, sample_shifts, opts.max_shifts)

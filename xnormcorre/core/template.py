@@ -12,7 +12,7 @@ from .movie import Frames
 from .options import Options, rigid_options
 from .result import template_da
 
-__all__ = ["estimate_template", "estimate_for"]
+__all__ = ["calibrate_for", "estimate_template", "estimate_for"]
 
 
 def estimate_template(
@@ -76,14 +76,26 @@ def estimate_template(
         min_mov=None,
         border="copy",
     )
-    return template_da(movie, estimate_for(movie, opts), "estimated")
+    return template_da(movie, estimate_for(movie, opts).template, "estimated")
 
 
-def estimate_for(source: xr.DataArray, opts: Options, pw=None) -> np.ndarray:
-    """The template of a run with options ``opts``, estimated on ``source``.
+def calibrate_for(
+    source: xr.DataArray, opts: Options, template: np.ndarray, *, defects=True
+) -> _tmpl.Calibration:
+    """Sensor defects, noise model and scale of ``source`` against a given template."""
+    n = source.sizes[DIM_TIME]
+    shape = (source.sizes[DIM_Y], source.sizes[DIM_X])
+    rigid = opts.rigid_params(shape, n, border="copy")
+    return _tmpl.calibrate(Frames(source), rigid, template, defects=defects)
+
+
+def estimate_for(source: xr.DataArray, opts: Options, pw=None, *, defects=True) -> _tmpl.TemplateEstimate:
+    """The template of a run with options ``opts``, estimated on ``source``, with the
+    movie's calibration (:class:`xnormcorre.engine.template.TemplateEstimate`).
 
     The rigid template (``num_splits_to_process``/``niter``); with piecewise-rigid engine
     parameters ``pw``, then refined by ``niter_els`` piecewise-rigid iterations.
+    ``defects``: find sensor defects (True), ignore them (False) or a ``(y, x)`` mask.
     """
     n = source.sizes[DIM_TIME]
     shape = (source.sizes[DIM_Y], source.sizes[DIM_X])
@@ -98,6 +110,7 @@ def estimate_for(source: xr.DataArray, opts: Options, pw=None) -> np.ndarray:
         niter=opts.niter,
         seed=opts.seed,
         max_frames=opts.max_template_frames,
+        defects=defects,
     )
     if pw is None:
         return tmpl
@@ -108,6 +121,7 @@ def estimate_for(source: xr.DataArray, opts: Options, pw=None) -> np.ndarray:
         num_splits_to_process=opts.num_splits_to_process_els,
         niter=opts.niter_els,
         seed=opts.seed + 1,
-        init=tmpl,
+        init=tmpl.template,
+        calibration=tmpl.calibration,
         max_frames=opts.max_template_frames,
     )

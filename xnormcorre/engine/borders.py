@@ -13,7 +13,7 @@ import numpy as np
 
 from ..schema import BORDERS
 
-__all__ = ["BORDERS", "apply_border", "border_limits", "fill_edges", "fill_outside"]
+__all__ = ["BORDERS", "apply_border", "border_limits", "fill_edges", "fill_invalid", "fill_outside"]
 
 
 def border_limits(dy: jax.Array, dx: jax.Array, h: int, w: int):
@@ -88,3 +88,23 @@ def fill_edges(img: np.ndarray, lo, hi) -> np.ndarray:
     out[:, :lo_x] = out[:, lo_x : lo_x + 1]
     out[:, hi_x + 1 :] = out[:, hi_x : hi_x + 1]
     return out
+
+
+def fill_invalid(img: np.ndarray) -> np.ndarray:
+    """Replace NaN pixels by the value of the nearest finite pixel (all-NaN: zeros).
+
+    Examples
+    --------
+    >>> fill_invalid(np.array([[np.nan, 1.0, 2.0], [np.nan, np.nan, 3.0]])).tolist()
+    [[1.0, 1.0, 2.0], [1.0, 1.0, 3.0]]
+    """
+    from scipy import ndimage
+
+    out = np.array(img, copy=True)
+    bad = ~np.isfinite(out)
+    if not bad.any():
+        return out
+    if bad.all():
+        return np.zeros_like(out)
+    _, (iy, ix) = ndimage.distance_transform_edt(bad, return_indices=True)
+    return out[iy, ix]

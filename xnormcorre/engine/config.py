@@ -8,23 +8,26 @@ and the labeled API never dispatch on the kind of registration.  Never imports x
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from . import pwrigid as _pw
 from . import rigid as _rigid
+from .noise import UNIFORM, NoiseModel
 from .patches import interp_matrix, patch_axis
 from .runner import default_batch_size, pw_batch_size
 
 __all__ = [
     "PEAK_FIT_MIN_SIGMA",
+    "Calibration",
     "PwParams",
     "RigidParams",
     "auto_taper",
     "edge_taper",
     "make_pw_params",
     "make_rigid_params",
+    "scale_for",
 ]
 
 #: Smallest ``smooth_sigma`` (px) for which the phase-correlation peak is a Gaussian
@@ -66,6 +69,21 @@ class RigidParams:
     weight: object = None
     whiten: bool = False
     peak_fit: bool = False
+    #: Gauss-Newton refinement steps after the correlation peak (0: integer shifts).
+    refine_steps: int = 1
+    #: Clip each corrected frame to its raw frame's range.
+    clip: bool = True
+    #: ``(H, W)`` bool mask of sensor defects left out of the estimate, or None.
+    defects: object = None
+    #: Noise model whose ``1/var`` weights the refinement (:mod:`xnormcorre.engine.noise`).
+    noise: NoiseModel = UNIFORM
+    #: Power of two multiplying the frames inside the kernels (float32 range).
+    scale: float = 1.0
+
+    @property
+    def inpaint_defects(self) -> bool:
+        """Whether the kernels inpaint sensor defects in the estimate."""
+        return self.defects is not None and bool(np.any(self.defects))
 
     def kernel_kwargs(self) -> dict:
         """The static (compile-time) keyword arguments of the rigid kernels."""
@@ -75,7 +93,16 @@ class RigidParams:
             "border": self.border,
             "whiten": self.whiten,
             "peak_fit": self.peak_fit,
+            "refine_steps": int(self.refine_steps),
+            "inpaint_defects": self.inpaint_defects,
+            "clip": bool(self.clip),
         }
+
+    def calibrated(self, calibration: Calibration | None) -> RigidParams:
+        """These parameters with a movie's sensor defects, noise model and scale."""
+        if calibration is None:
+            return self
+        return replace(self, defects=calibration.defects, noise=calibration.noise, scale=calibration.scale)
 
     def arrays(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Apodization window ``(H, W)`` and spectral weight ``(H, W // 2 + 1)`` (ones if unset)."""
@@ -96,12 +123,18 @@ class RigidParams:
     def apply(self, movie, shifts: np.ndarray) -> np.ndarray:
         """Move each frame by ``-shifts[t]``: :func:`xnormcorre.engine.rigid.apply_shifts`."""
         return _rigid.apply_shifts(
-            movie, shifts, border=self.border, fill_min=self.fill_min, batch_size=self.batch_size
+            movie,
+            shifts,
+            border=self.border,
+            fill_min=self.fill_min,
+            batch_size=self.batch_size,
+            clip=self.clip,
+            scale=self.scale,
         )
 
-    def mean_registered(self, movie, template: np.ndarray, start: int, stop: int):
+    def mean_registered(self, movie, template: np.ndarray, start: int, stop: int, keep=None):
         """``(mean, shifts, None)`` of frames ``start:stop`` registered to ``template``."""
-        return (*_rigid.mean_spectrum(movie, template, self, start, stop), None)
+        return (*_rigid.mean_registered(movie, template, self, start, stop, keep), None)
 
     def recentre(self, template: np.ndarray, deviations: list) -> np.ndarray:
         """Rigid templates have no local geometry to recentre: ``template`` unchanged."""
@@ -120,6 +153,7 @@ def make_rigid_params(
     phase_corr: bool = True,
     smooth_sigma: float = 1.15,
     taper: float | None = None,
+    clip: bool = True,
 ) -> RigidParams:
     """Build the static parameters (apodization window, spectral weight) of a pass.
 
@@ -145,7 +179,43 @@ def make_rigid_params(
         weight=weight,
         whiten=bool(phase_corr),
         peak_fit=bool(phase_corr) and smooth_sigma is not None and smooth_sigma >= PEAK_FIT_MIN_SIGMA,
+        refine_steps=0 if int(upsample_factor) == 1 else 1,
+        clip=bool(clip),
     )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a movie tells about itself before registration: sensor defects, the noise
+    model of its pixels, and the power of two that brings it near unit magnitude."""
+
+    defects: np.ndarray | None
+    noise: NoiseModel
+    scale: float
+
+    @property
+    def n_defects(self) -> int:
+        return 0 if self.defects is None else int(np.count_nonzero(self.defects))
+
+
+def scale_for(values: np.ndarray) -> float:
+    """A power of two ``2**-k`` that brings the magnitude of ``values`` near 1.
+
+    Multiplying by a power of two is exact in floating point, so a movie scaled by any
+    power of two registers to the same bits, and movies of any finite magnitude stay
+    within float32 range in the spectra.
+
+    Examples
+    --------
+    >>> scale_for(np.array([1000.0, 3000.0])), scale_for(np.array([0.0]))
+    (0.0009765625, 1.0)
+    """
+    v = np.asarray(values, np.float64)
+    v = np.abs(v[np.isfinite(v)])
+    mag = float(np.percentile(v, 99)) if v.size else 0.0
+    if not mag > 0 or not np.isfinite(mag):
+        return 1.0
+    return float(2.0 ** -np.floor(np.log2(mag)))
 
 
 @dataclass(frozen=True)
@@ -167,6 +237,10 @@ class PwParams:
     def border(self) -> str:
         return self.rigid.border
 
+    def calibrated(self, calibration: Calibration | None) -> PwParams:
+        """These parameters with a movie's calibration (see :meth:`RigidParams.calibrated`)."""
+        return self if calibration is None else replace(self, rigid=self.rigid.calibrated(calibration))
+
     @property
     def fill_min(self) -> float:
         return self.rigid.fill_min
@@ -177,16 +251,20 @@ class PwParams:
         return len(self.starts_y), len(self.starts_x)
 
     def kernel_kwargs(self) -> dict:
-        """The static (compile-time) keyword arguments of the piecewise-rigid kernels."""
+        """The static (compile-time) keyword arguments of the piecewise-rigid kernel."""
         kw = self.rigid.kernel_kwargs()
-        kw.pop("max_shifts")
         return {
-            "max_shifts": self.rigid.max_shifts,
+            "pad": kw["max_shifts"],
             "max_dev": self.max_dev,
             "starts_y": self.starts_y,
             "starts_x": self.starts_x,
             "size": self.size,
-            **kw,
+            "upsample_factor": kw["upsample_factor"],
+            "border": kw["border"],
+            "whiten": kw["whiten"],
+            "peak_fit": kw["peak_fit"],
+            "inpaint_defects": kw["inpaint_defects"],
+            "clip": kw["clip"],
         }
 
     def register(self, movie, template: np.ndarray, **kw):
@@ -203,9 +281,10 @@ class PwParams:
             border=self.border,
             fill_min=self.fill_min,
             batch_size=self.batch_size,
+            clip=self.rigid.clip,
         )
 
-    def mean_registered(self, movie, template: np.ndarray, start: int, stop: int):
+    def mean_registered(self, movie, template: np.ndarray, start: int, stop: int, keep=None):
         """``(mean, rigid shifts, patch deviations)`` of frames ``start:stop``."""
         return _pw.mean_registered(movie, template, self, start, stop)
 

@@ -15,6 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
+from . import compile_cache
+
+compile_cache.enable()  # before the first kernel compiles: later processes load it from disk
+
 __all__ = ["find_defects", "inpaint"]
 
 # Thresholds, in robust standard deviations of the statistic they apply to.

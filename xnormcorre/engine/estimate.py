@@ -138,6 +138,7 @@ def estimate_shift(
     peak_fit: bool = False,
     centre: tuple[jax.Array, jax.Array] | None = None,
     bounds: tuple[jax.Array, jax.Array, jax.Array, jax.Array] | None = None,
+    grid: bool = True,
 ) -> tuple[jax.Array, jax.Array]:
     """Displacement of an image (``est_spec``) relative to a template (``tmpl_spec``).
 
@@ -146,8 +147,10 @@ def estimate_shift(
     grid of an upsampled DFT plus a parabolic fit: around the integer peak (±0.75 px),
     or, if ``peak_fit`` (whitened, Gaussian-smoothed cross-power), around the Gaussian
     fit of :func:`_gauss_peak`, which is close enough that a ±0.25 px grid suffices
-    (half the cost or less).  The result is clipped to ``bounds = (lo_y, hi_y, lo_x, hi_x)``
-    (default ``±radius`` around ``centre``).
+    (half the cost or less).  ``grid=False`` skips that grid after a Gaussian fit (when
+    :func:`xnormcorre.engine.refine.gauss_newton_step` follows, which needs only a start
+    within a fraction of a pixel).  The result is clipped to
+    ``bounds = (lo_y, hi_y, lo_x, hi_x)`` (default ``±radius`` around ``centre``).
     """
     h, w = shape
     p = cross_power(est_spec, tmpl_spec, weight, whiten)
@@ -155,7 +158,8 @@ def estimate_shift(
     ctr = None if centre is None else (cy, cx)
     if upsample_factor > 1 and peak_fit:
         dy, dx = _gauss_peak(p, (h, w), radius, ctr)
-        dy, dx = _refine(p, dy, dx, upsample_factor, h, w, region=_fit_region(upsample_factor))
+        if grid:
+            dy, dx = _refine(p, dy, dx, upsample_factor, h, w, region=_fit_region(upsample_factor))
     else:
         dy, dx = _coarse_peak(p, (h, w), radius, ctr)
         if upsample_factor > 1:

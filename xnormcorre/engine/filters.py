@@ -8,6 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import compile_cache
+
+compile_cache.enable()  # before the first kernel compiles: later processes load it from disk
+
 
 def highpass_kernel(sigma: tuple[float, float]) -> np.ndarray:
     """CaImAn's ``gSig_filt`` kernel: a Gaussian minus its mean over its central support.

@@ -14,6 +14,7 @@ blending and its < 0.5 px "smearing" guard are not needed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -21,10 +22,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .borders import fill_outside
+from . import compile_cache
+from . import rigid as _rigid
+from .borders import fill_invalid, fill_outside
 from .correlation import masked_corr
+from .defects import inpaint
 from .estimate import estimate_shift
 from .runner import default_batch_size, iter_batches, run_kernels
+
+compile_cache.enable()  # before the first kernel compiles: later processes load it from disk
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import PwParams
@@ -53,11 +59,14 @@ def _keys_weights(t: jax.Array, a: float = -0.75) -> jax.Array:
     return jnp.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
 
 
-def warp(frame: jax.Array, fy: jax.Array, fx: jax.Array, border: str, fill_min: jax.Array):
+def warp(
+    frame: jax.Array, fy: jax.Array, fx: jax.Array, border: str, fill_min: jax.Array, clip: bool = False
+):
     """Sample ``frame`` at ``(r + f(r))`` with Keys cubic interpolation.
 
     ``fy``/``fx`` are the dense displacement fields ``(H, W)``; the result is the
-    frame moved by ``-f``.  Returns the image and the mask of pixels whose source lay
+    frame moved by ``-f`` (``clip``: limited to the frame's own range, no overshoot of
+    the cubic kernel).  Returns the image and the mask of pixels whose source lay
     inside the frame.
 
     Sources are clamped to the frame (the edge-replicated frame supplies the taps that
@@ -86,6 +95,8 @@ def warp(frame: jax.Array, fy: jax.Array, fx: jax.Array, border: str, fill_min: 
         for j in range(4):
             row = row + wx[..., j] * flat.at[base + (i * wp + j)].get(mode="promise_in_bounds")
         out = out + wy[..., i] * row
+    if clip:
+        out = jnp.clip(out, jnp.min(frame), jnp.max(frame))
     if border != "copy":  # "copy": sources were clamped to the frame, the nearest valid value
         out = fill_outside(out, valid, border, fill_min)
     return out, valid
@@ -106,18 +117,18 @@ def _patches(img: jax.Array, sy: tuple[int, ...], sx: tuple[int, ...], size: tup
 
 def _pw_one(
     frame,
+    rigid_shift,
     template,
-    tmpl_spec,
     tmpl_pspec,
     fill_min,
-    window,
-    weight,
     pwindow,
     pweight,
     wy,
     wx,
+    defects,
+    scale,
     *,
-    max_shifts,
+    pad,
     max_dev,
     starts_y,
     starts_x,
@@ -128,30 +139,24 @@ def _pw_one(
     peak_fit,
     apply,
     with_corr=True,
+    inpaint_defects=False,
+    clip=False,
 ):
-    h, w = frame.shape
-    est = jnp.fft.rfft2((frame - frame.mean()) * window)
-    ry, rx = estimate_shift(
-        est,
-        tmpl_spec,
-        weight,
-        (h, w),
-        radius=max_shifts,
-        upsample_factor=upsample_factor,
-        whiten=whiten,
-        peak_fit=peak_fit,
-    )
+    est = frame * scale
+    if inpaint_defects:
+        est = inpaint(est, defects)
+    ry, rx = rigid_shift[0], rigid_shift[1]
     # Cut each frame patch where the template patch's content went: at the patch start
     # moved by the rounded rigid shift, so that only the residual non-rigid
     # displacement (<= max_dev + 0.5 px) is left to estimate and almost no content
     # enters or leaves the patch.  Edge patches are cut from the frame padded by
-    # ``max_shifts`` (edge values), never clamped to it: a clamped cut would leave the
+    # ``pad`` (edge values), never clamped to it: a clamped cut would leave the
     # rigid shift between the two patch windows, and the windows' own correlation
     # biases that estimate towards zero (edge patches pulled towards the centre).
     cy = jnp.round(ry).astype(jnp.int32)
     cx = jnp.round(rx).astype(jnp.int32)
-    my, mx = max_shifts
-    padded = jnp.pad(frame, ((my, my), (mx, mx)), mode="edge")
+    my, mx = pad
+    padded = jnp.pad(est, ((my, my), (mx, mx)), mode="edge")
     syy, sxx = jnp.meshgrid(jnp.asarray(starts_y), jnp.asarray(starts_x), indexing="ij")
 
     def cut(y0, x0):
@@ -179,17 +184,16 @@ def _pw_one(
         return jnp.stack([res_y + cy, res_x + cx])
 
     pshifts = jax.vmap(jax.vmap(one_patch))(pspec, tmpl_pspec)  # (Ny, Nx, 2)
-    rigid = jnp.stack([ry, rx])
     if not apply:
-        return rigid, pshifts
+        return pshifts
     fy, fx = dense_field(pshifts, wy, wx)
-    out, valid = warp(frame, fy, fx, border, fill_min)
+    out, valid = warp(frame, fy, fx, border, fill_min, clip)
     corr = masked_corr(out, template, valid & jnp.isfinite(out)) if with_corr else jnp.float32(jnp.nan)
-    return rigid, pshifts, out, corr
+    return pshifts, out, corr
 
 
 _STATIC = (
-    "max_shifts",
+    "pad",
     "max_dev",
     "starts_y",
     "starts_x",
@@ -200,22 +204,25 @@ _STATIC = (
     "peak_fit",
     "apply",
     "with_corr",
+    "inpaint_defects",
+    "clip",
 )
 
 
 @partial(jax.jit, static_argnames=_STATIC)
 def register_pw_batch(
     frames,
+    rigid_shifts,
     template,
     fill_min,
-    window,
-    weight,
     pwindow,
     pweight,
     wy,
     wx,
+    defects,
+    scale,
     *,
-    max_shifts,
+    pad,
     max_dev,
     starts_y,
     starts_x,
@@ -226,19 +233,23 @@ def register_pw_batch(
     peak_fit=False,
     apply=True,
     with_corr=True,
+    inpaint_defects=False,
+    clip=False,
 ):
-    """Piecewise-rigid registration of a batch ``(B, H, W)`` to ``template``.
+    """Piecewise-rigid registration of a batch ``(B, H, W)`` to ``template``, given the
+    frames' rigid shifts ``(B, 2)`` (from :func:`xnormcorre.engine.rigid.register_batch`:
+    the rigid step of a piecewise-rigid run is the rigid registration itself).
 
-    Returns rigid shifts ``(B, 2)``, patch shifts ``(B, Ny, Nx, 2)`` and, if ``apply``,
-    the corrected frames ``(B, H, W)`` and their correlation with the template ``(B,)``
-    (NaN if not ``with_corr``: template passes need only the corrected frames).
+    Returns patch shifts ``(B, Ny, Nx, 2)`` and, if ``apply``, the corrected frames
+    ``(B, H, W)`` and their correlation with the template ``(B,)`` (NaN if not
+    ``with_corr``).  ``defects``/``scale``/``inpaint_defects`` as in the rigid kernel;
+    ``clip`` limits each corrected frame to its raw frame's range.
     """
-    tmpl_spec = jnp.fft.rfft2((template - template.mean()) * window)
-    tp = _patches(template, starts_y, starts_x, size)
+    tp = _patches(template * scale, starts_y, starts_x, size)
     tmpl_pspec = jnp.fft.rfft2((tp - tp.mean(axis=(-2, -1), keepdims=True)) * pwindow)
     fn = partial(
         _pw_one,
-        max_shifts=max_shifts,
+        pad=pad,
         max_dev=max_dev,
         starts_y=starts_y,
         starts_x=starts_x,
@@ -249,18 +260,20 @@ def register_pw_batch(
         peak_fit=peak_fit,
         apply=apply,
         with_corr=with_corr,
+        inpaint_defects=inpaint_defects,
+        clip=clip,
     )
-    consts = (template, tmpl_spec, tmpl_pspec, fill_min, window, weight, pwindow, pweight, wy, wx)
-    return jax.vmap(lambda f: fn(f, *consts))(frames)
+    consts = (template, tmpl_pspec, fill_min, pwindow, pweight, wy, wx, defects, scale)
+    return jax.vmap(lambda f, r: fn(f, r, *consts))(frames, rigid_shifts)
 
 
-@partial(jax.jit, static_argnames=("border",))
-def warp_batch(frames, pshifts, fill_min, wy, wx, *, border="copy"):
+@partial(jax.jit, static_argnames=("border", "clip"))
+def warp_batch(frames, pshifts, fill_min, wy, wx, *, border="copy", clip=False):
     """Apply known patch shifts ``(B, Ny, Nx, 2)`` to frames ``(B, H, W)``."""
 
     def one(frame, ps):
         fy, fx = dense_field(ps, wy, wx)
-        return warp(frame, fy, fx, border, fill_min)[0]
+        return warp(frame, fy, fx, border, fill_min, clip)[0]
 
     return jax.vmap(one)(frames, pshifts)
 
@@ -293,20 +306,23 @@ def register_pw_frames(
     h, w = template.shape
     tmpl = np.asarray(template, dtype=np.float32)
     fill = np.float32(params.rigid.fill_min)
-    window, weight = params.rigid.arrays((h, w))
-    bs = params.batch_size
+    rarrays = _rigid.kernel_arrays(params.rigid, tmpl)
+    rkw = params.rigid.kernel_kwargs()
+    defects, scale = rarrays[3], rarrays[4]
     ny, nx = len(params.starts_y), len(params.starts_x)
     rigid = np.empty((n, 2), np.float32)
     pshifts = np.empty((n, ny, nx, 2), np.float32)
     corrected = np.empty((n, h, w), np.float32) if apply else None
     corr = np.empty((n,), np.float32) if apply else None
     kw = params.kernel_kwargs()
-    consts = (tmpl, fill, window, weight, params.pwindow, params.pweight, params.wy, params.wx)
+    consts = (tmpl, fill, params.pwindow, params.pweight, params.wy, params.wx, defects, scale)
 
     def kernel(_, batch):
-        return register_pw_batch(batch, *consts, apply=apply, with_corr=with_corr, **kw)
+        rs = _rigid.register_batch(batch, tmpl, fill, *rarrays, apply=False, **rkw)
+        out = register_pw_batch(batch, rs, *consts, apply=apply, with_corr=with_corr, **kw)
+        return (rs, *out) if apply else (rs, out)
 
-    for a, b, out in run_kernels(kernel, movie, start, stop, bs):
+    for a, b, out in run_kernels(kernel, movie, start, stop, params.batch_size):
         k = b - a
         rigid[a:b] = out[0][:k]
         pshifts[a:b] = out[1][:k]
@@ -327,6 +343,7 @@ def apply_pw_shifts(
     border: str = "copy",
     fill_min: float = 0.0,
     batch_size: int | None = None,
+    clip: bool = True,
 ) -> np.ndarray:
     """Move each frame by the dense field interpolated from its patch shifts.
 
@@ -344,14 +361,14 @@ def apply_pw_shifts(
     wx = np.asarray(wx, np.float32)
 
     def kernel(_, batch, sh):
-        return warp_batch(batch, sh, fill, wy, wx, border=border)
+        return warp_batch(batch, sh, fill, wy, wx, border=border, clip=clip)
 
     for a, b, (res,) in run_kernels(kernel, movie, 0, n, bs, ps):
         out[a:b] = res[: b - a]
     return out
 
 
-def mean_registered(movie, template, params: PwParams, start: int, stop: int):
+def mean_registered(movie, template, params: PwParams, start: int, stop: int, keep=None):
     """Piecewise-rigid template step: mean of frames ``start:stop`` registered to
     ``template``, their rigid shifts and their patch deviations from the rigid shift.
 
@@ -359,16 +376,22 @@ def mean_registered(movie, template, params: PwParams, start: int, stop: int):
     one by one in float64, in frame order (NaN-aware), so the result does not depend on
     the batching.
 
+    Pixels are averaged over the frames whose warp kept them in view (the pass runs
+    with ``border="nan"``, unclipped); pixels never in view take the nearest averaged
+    value.  ``keep`` (bool per frame) leaves frames out of the mean.
+
     Returns ``(mean, shifts, deviations)``: ``deviations`` is ``(T, Ny, Nx, 2)``, each
     patch shift minus the frame's rigid shift.
     """
+    params = replace(params, rigid=replace(params.rigid, border="nan", clip=False))
+    use = np.ones(stop - start, bool) if keep is None else np.asarray(keep, bool)
     acc = np.zeros(template.shape, np.float64)
     cnt = None  # per-pixel count, only once a frame had non-finite pixels
     n_all = 0  # frames summed while every pixel was finite
     shifts, devs = [], []
     for a, b in iter_batches(stop - start, params.batch_size):
         out = register_pw_frames(movie, template, params, start=start + a, stop=start + b, with_corr=False)
-        c = out[-2]
+        c = out[-2][use[a:b]]
         shifts.append(out[0])
         devs.append(out[1] - out[0][:, None, None, :])
         if cnt is None and np.isfinite(c).all():
@@ -383,9 +406,10 @@ def mean_registered(movie, template, params: PwParams, start: int, stop: int):
             acc += np.where(ok, frame, 0.0)
             cnt += ok
     if cnt is None:
-        cnt = float(n_all)
+        cnt = np.full(template.shape, float(n_all))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (acc / cnt).astype(np.float32), np.concatenate(shifts), np.concatenate(devs)
+        mean = np.where(cnt > 0, acc / np.maximum(cnt, 1.0), np.nan)
+    return fill_invalid(mean).astype(np.float32), np.concatenate(shifts), np.concatenate(devs)
 
 
 def centre_patches(template: np.ndarray, deviations: np.ndarray, params: PwParams) -> np.ndarray:

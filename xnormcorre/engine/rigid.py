@@ -27,21 +27,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .borders import apply_border, border_limits, fill_edges
+from . import compile_cache
+from .borders import apply_border, border_limits, fill_invalid
 from .correlation import rect_corr
+from .defects import inpaint
 from .estimate import estimate_shift
-from .fourier import fourier_shift, phase_ramp
+from .fourier import fourier_shift
+from .noise import pixel_weights
+from .refine import gauss_newton_step, refine_constants
 from .runner import aligned_batch_size, default_batch_size, kernel_batch, run_kernels
+
+compile_cache.enable()  # before the first kernel compiles: later processes load it from disk
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import RigidParams
 
 __all__ = [
     "apply_shifts",
-    "mean_spectrum",
+    "kernel_arrays",
+    "mean_registered",
     "register_batch",
     "register_frames",
-    "register_sum_batch",
+    "register_mean_batch",
     "shift_batch",
     "spectrum_and_shift",
 ]
@@ -51,20 +58,26 @@ def spectrum_and_shift(
     frame: jax.Array,
     tmpl_spec: jax.Array,
     weight: jax.Array,
+    consts,
     *,
     max_shifts: tuple[int, int],
     upsample_factor: int,
     whiten: bool,
     peak_fit: bool,
+    refine_steps: int = 0,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """A frame's rfft2 and its displacement relative to the template (``tmpl_spec``).
 
     Only the template is apodized: its taper (wider than max_shifts) vanishes wherever
     a shifted frame would wrap around, so the frame's own border discontinuity never
-    meets template content and the raw frame's spectrum serves both the estimate and
-    the Fourier-shift application (one forward FFT per frame).  The frame's mean only
-    adds a constant to the correlation surface.
+    meets template content and the frame's spectrum serves both the estimate and the
+    Fourier-shift application.  The correlation peak (:func:`estimate_shift`) is then
+    refined by ``refine_steps`` noise-weighted Gauss-Newton steps against the template
+    (:func:`xnormcorre.engine.refine.gauss_newton_step`; ``consts`` from
+    :func:`xnormcorre.engine.refine.refine_constants`), which take the estimate to the
+    statistical limit whatever the correlation's whitening, smoothing or taper.
     """
+    h, w = frame.shape
     spec = jnp.fft.rfft2(frame)
     dy, dx = estimate_shift(
         spec,
@@ -75,8 +88,32 @@ def spectrum_and_shift(
         upsample_factor=upsample_factor,
         whiten=whiten,
         peak_fit=peak_fit,
+        grid=refine_steps == 0,
     )
+    for _ in range(refine_steps):
+        moved = fourier_shift(spec, dy, dx, (h, w))
+        ddy, ddx = gauss_newton_step(moved, consts, border_limits(dy, dx, h, w))
+        dy = jnp.clip(dy + ddy, -max_shifts[0], max_shifts[0])
+        dx = jnp.clip(dx + ddx, -max_shifts[1], max_shifts[1])
     return spec, dy, dx
+
+
+def _prepare(frame, defects, scale, inpaint_defects: bool):
+    """Scaled frame and the frame used for estimation (sensor defects inpainted)."""
+    raw = frame * scale
+    est = inpaint(raw, defects) if inpaint_defects else raw
+    return raw, est
+
+
+def _output(raw, spec_est, dy, dx, fill_min, scale, *, border: str, clip: bool, inpaint_defects: bool):
+    """The frame moved by ``-(dy, dx)``, clipped to its own range, unscaled, border filled."""
+    h, w = raw.shape
+    spec = jnp.fft.rfft2(raw) if inpaint_defects else spec_est
+    out = fourier_shift(spec, dy, dx, (h, w))
+    if clip:
+        out = jnp.clip(out, jnp.min(raw), jnp.max(raw))
+    out = out * (1.0 / scale)
+    return apply_border(out, dy, dx, border, fill_min)[0]
 
 
 def _register_one(
@@ -84,8 +121,10 @@ def _register_one(
     tmpl_spec: jax.Array,
     template: jax.Array,
     fill_min: jax.Array,
-    window: jax.Array,
     weight: jax.Array,
+    consts,
+    defects: jax.Array,
+    scale: jax.Array,
     *,
     max_shifts: tuple[int, int],
     upsample_factor: int,
@@ -94,41 +133,61 @@ def _register_one(
     whiten: bool,
     peak_fit: bool = False,
     with_corr: bool = True,
+    refine_steps: int = 0,
+    inpaint_defects: bool = False,
+    clip: bool = False,
 ):
     h, w = frame.shape
-    mean = frame.mean()
+    raw, est = _prepare(frame, defects, scale, inpaint_defects)
     spec, dy, dx = spectrum_and_shift(
-        frame,
+        est,
         tmpl_spec,
         weight,
+        consts,
         max_shifts=max_shifts,
         upsample_factor=upsample_factor,
         whiten=whiten,
         peak_fit=peak_fit,
+        refine_steps=refine_steps,
     )
     shift = jnp.stack([dy, dx])
     if not apply:
         return shift
-    out = fourier_shift(spec, dy, dx, (h, w))
-    out, _ = apply_border(out, dy, dx, border, fill_min)
+    out = _output(
+        raw, spec, dy, dx, fill_min, scale, border=border, clip=clip, inpaint_defects=inpaint_defects
+    )
     if with_corr:
         b0, b0sq = template
-        corr = rect_corr(out, b0, b0sq, mean, border_limits(dy, dx, h, w))
+        corr = rect_corr(out, b0, b0sq, frame.mean(), border_limits(dy, dx, h, w))
     else:
         corr = jnp.float32(jnp.nan)
     return shift, out, corr
 
 
-@partial(
-    jax.jit,
-    static_argnames=("max_shifts", "upsample_factor", "border", "apply", "whiten", "peak_fit", "with_corr"),
+_STATIC = (
+    "max_shifts",
+    "upsample_factor",
+    "border",
+    "apply",
+    "whiten",
+    "peak_fit",
+    "with_corr",
+    "refine_steps",
+    "inpaint_defects",
+    "clip",
 )
+
+
+@partial(jax.jit, static_argnames=_STATIC)
 def register_batch(
     frames: jax.Array,
     template: jax.Array,
     fill_min: jax.Array,
     window: jax.Array,
     weight: jax.Array,
+    consts,
+    defects: jax.Array,
+    scale: jax.Array,
     *,
     max_shifts: tuple[int, int],
     upsample_factor: int,
@@ -137,15 +196,27 @@ def register_batch(
     whiten: bool = False,
     peak_fit: bool = False,
     with_corr: bool = True,
+    refine_steps: int = 0,
+    inpaint_defects: bool = False,
+    clip: bool = False,
 ):
     """Register a batch of frames ``(B, H, W)`` to ``template`` ``(H, W)``.
 
+    ``consts`` are the Gauss-Newton constants of the template
+    (:func:`xnormcorre.engine.refine.refine_constants`; unused if ``refine_steps == 0``),
+    ``defects`` the ``(H, W)`` sensor-defect mask inpainted in the estimate (if
+    ``inpaint_defects``; the output keeps the raw values), ``scale`` a power of two
+    that brings the frames near unit magnitude (exact: the same bits for any scale of
+    the movie by a power of two, and no float32 overflow in the spectra).  ``clip``
+    limits each corrected frame to its raw frame's range (no interpolation ringing
+    beyond the data).
+
     Returns ``shifts (B, 2)`` and, if ``apply``, also the corrected frames
     ``(B, H, W)`` and their correlation with the template ``(B,)`` (NaN if not
-    ``with_corr``: template estimation needs only the corrected frames).
+    ``with_corr``).
     """
     tmpl_mean = template.mean()
-    tmpl_spec = jnp.fft.rfft2((template - tmpl_mean) * window)
+    tmpl_spec = jnp.fft.rfft2((template - tmpl_mean) * scale * window)
     b0 = template - tmpl_mean
     fn = partial(
         _register_one,
@@ -156,75 +227,124 @@ def register_batch(
         whiten=whiten,
         peak_fit=peak_fit,
         with_corr=with_corr,
+        refine_steps=refine_steps,
+        inpaint_defects=inpaint_defects,
+        clip=clip,
     )
-    return jax.vmap(fn, in_axes=(0, None, None, None, None, None))(
-        frames, tmpl_spec, (b0, b0 * b0), fill_min, window, weight
+    return jax.vmap(fn, in_axes=(0, None, None, None, None, None, None, None))(
+        frames, tmpl_spec, (b0, b0 * b0), fill_min, weight, consts, defects, scale
     )
 
 
-@partial(jax.jit, static_argnames=("border",))
-def shift_batch(frames: jax.Array, shifts: jax.Array, fill_min: jax.Array, *, border: str = "copy"):
-    """Move each frame ``(B, H, W)`` by ``-shifts[b]`` (apply known rigid shifts)."""
-    h, w = frames.shape[1:]
+@partial(jax.jit, static_argnames=("border", "clip"))
+def shift_batch(
+    frames: jax.Array,
+    shifts: jax.Array,
+    fill_min: jax.Array,
+    scale: jax.Array,
+    *,
+    border: str = "copy",
+    clip: bool = False,
+):
+    """Move each frame ``(B, H, W)`` by ``-shifts[b]`` (apply known rigid shifts), as
+    :func:`register_batch` does: the same output for the same shift, bit for bit."""
 
     def one(frame, s):
-        spec = jnp.fft.rfft2(frame)
-        out = fourier_shift(spec, s[0], s[1], (h, w))
-        out, _ = apply_border(out, s[0], s[1], border, fill_min)
-        return out
+        raw = frame * scale
+        return _output(
+            raw,
+            jnp.fft.rfft2(raw),
+            s[0],
+            s[1],
+            fill_min,
+            scale,
+            border=border,
+            clip=clip,
+            inpaint_defects=False,
+        )
 
     return jax.vmap(one)(frames, shifts)
 
 
-@partial(jax.jit, static_argnames=("max_shifts", "upsample_factor", "whiten", "peak_fit"))
-def register_sum_batch(
+@partial(
+    jax.jit,
+    static_argnames=(
+        "max_shifts",
+        "upsample_factor",
+        "whiten",
+        "peak_fit",
+        "refine_steps",
+        "inpaint_defects",
+    ),
+)
+def register_mean_batch(
     frames: jax.Array,
     keep: jax.Array,
     template: jax.Array,
     window: jax.Array,
     weight: jax.Array,
+    consts,
+    defects: jax.Array,
+    scale: jax.Array,
     *,
     max_shifts: tuple[int, int],
     upsample_factor: int,
     whiten: bool = False,
     peak_fit: bool = False,
+    refine_steps: int = 0,
+    inpaint_defects: bool = False,
 ):
-    """Register a batch ``(B, H, W)`` and sum the spectra of the corrected frames.
+    """Register a batch ``(B, H, W)`` and sum the corrected frames where they are valid.
 
-    Template estimation needs only the mean of the corrected frames, and the mean of
-    their spectra is its spectrum: each frame's spectrum is multiplied by its phase
-    ramp and the ``keep``-weighted ``(B,)`` sum is returned, with no inverse FFT, border
-    handling or transfer of corrected frames.  The corrected frames are moved
-    periodically here (their content wraps around): the caller repairs the affected
-    edge strip of the mean (see :func:`xnormcorre.engine.borders.fill_edges`).
+    Template estimation needs only the mean of the corrected frames: each pixel is the
+    mean over the frames in which it stayed in view (no wrapped or filled content, so
+    the template's edges are as good as its centre).  The sums are of the estimation
+    frames (sensor defects inpainted), moved by the refined shifts, unclipped.
 
-    Returns ``shifts (B, 2)`` and the summed half-plane spectrum ``(H, W // 2 + 1)``.
+    Returns ``shifts (B, 2)``, the ``keep``-weighted sum of the valid corrected pixels
+    ``(H, W)`` and their count ``(H, W)``.
     """
     h, w = frames.shape[1:]
-    tmpl_mean = template.mean()
-    tmpl_spec = jnp.fft.rfft2((template - tmpl_mean) * window)
+    tmpl_spec = jnp.fft.rfft2((template - template.mean()) * scale * window)
 
     def one(frame):
+        _, est = _prepare(frame, defects, scale, inpaint_defects)
         spec, dy, dx = spectrum_and_shift(
-            frame,
+            est,
             tmpl_spec,
             weight,
+            consts,
             max_shifts=max_shifts,
             upsample_factor=upsample_factor,
             whiten=whiten,
             peak_fit=peak_fit,
+            refine_steps=refine_steps,
         )
-        ramp_y, ramp_x = phase_ramp(dy, dx, (h, w))
-        return jnp.stack([dy, dx]), spec, ramp_y, ramp_x
+        out = fourier_shift(spec, dy, dx, (h, w)) * (1.0 / scale)
+        lo_y, hi_y, lo_x, hi_x = border_limits(dy, dx, h, w)
+        rows = jnp.arange(h)[:, None]
+        cols = jnp.arange(w)[None, :]
+        valid = (rows >= lo_y) & (rows <= hi_y) & (cols >= lo_x) & (cols <= hi_x)
+        return jnp.stack([dy, dx]), jnp.where(valid, out, 0.0), valid.astype(out.dtype)
 
-    shifts, specs, ramp_y, ramp_x = jax.vmap(one)(frames)
-    ramp_y = ramp_y * keep.astype(ramp_y.dtype)[:, None]
-    # sum_b keep_b·ramp_y[b, i]·spec[b, i, j]·ramp_x[b, j] as one contraction: XLA CPU
-    # does it several times faster than a product of the full planes and a sum over b
-    return shifts, jnp.einsum("bi,bij,bj->ij", ramp_y, specs, ramp_x)
+    shifts, outs, valid = jax.vmap(one)(frames)
+    k = keep.astype(outs.dtype)
+    return shifts, jnp.einsum("b,bij->ij", k, outs), jnp.einsum("b,bij->ij", k, valid)
 
 
 # ----------------------------------------------------------------------- NumPy drivers
+def kernel_arrays(params: RigidParams, template: np.ndarray) -> tuple:
+    """The per-template arrays of the rigid kernels: ``(window, weight, consts, defects, scale)``."""
+    h, w = template.shape
+    window, weight = params.arrays((h, w))
+    if params.refine_steps > 0:
+        consts = refine_constants(template, pixel_weights(template, params.noise))
+    else:
+        consts = (np.zeros((4, 1), np.float32), np.zeros((10, 1, 2), np.float32))
+    defects = params.defects if params.inpaint_defects else np.zeros((1, 1), bool)
+    return window, weight, consts, defects, np.float32(params.scale)
+
+
 def register_frames(
     movie,
     template: np.ndarray,
@@ -238,8 +358,7 @@ def register_frames(
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Register frames ``movie[start:stop]`` to ``template``.
 
-    ``with_corr=False`` skips the correlation with the template (``corr`` is then NaN):
-    template estimation only needs the corrected frames.
+    ``with_corr=False`` skips the correlation with the template (``corr`` is then NaN).
 
     Returns
     -------
@@ -256,17 +375,16 @@ def register_frames(
     h, w = template.shape
     tmpl = np.asarray(template, dtype=np.float32)
     fill = np.float32(params.fill_min)
-    bs = params.batch_size
-    window, weight = params.arrays((h, w))
+    arrays = kernel_arrays(params, tmpl)
     shifts = np.empty((n, 2), np.float32)
     corrected = np.empty((n, h, w), np.float32) if apply else None
     corr = np.empty((n,), np.float32) if apply else None
     kw = params.kernel_kwargs()
 
     def kernel(_, batch):
-        return register_batch(batch, tmpl, fill, window, weight, apply=apply, with_corr=with_corr, **kw)
+        return register_batch(batch, tmpl, fill, *arrays, apply=apply, with_corr=with_corr, **kw)
 
-    for a, b, out in run_kernels(kernel, movie, start, stop, bs):
+    for a, b, out in run_kernels(kernel, movie, start, stop, params.batch_size):
         k = b - a
         shifts[a:b] = out[0][:k]
         if apply:
@@ -284,56 +402,66 @@ def apply_shifts(
     border: str = "copy",
     fill_min: float = 0.0,
     batch_size: int | None = None,
+    clip: bool = True,
+    scale: float = 1.0,
 ) -> np.ndarray:
-    """Move each frame of ``movie`` by ``-shifts[t]`` (Fourier phase ramp + border)."""
+    """Move each frame of ``movie`` by ``-shifts[t]`` (Fourier phase ramp + border), as the
+    registration does (``clip``: to each raw frame's range; ``scale``: the power of two
+    of the registration)."""
     n = len(movie)
     h, w = movie.shape[1:]
     bs = batch_size or default_batch_size((h, w), n)
     shifts = np.asarray(shifts, dtype=np.float32)
     out = np.empty((n, h, w), np.float32)
     fill = np.float32(fill_min)
+    sc = np.float32(scale)
 
     def kernel(_, batch, sh):
-        return shift_batch(batch, sh, fill, border=border)
+        return shift_batch(batch, sh, fill, sc, border=border, clip=clip)
 
     for a, b, (res,) in run_kernels(kernel, movie, 0, n, bs, shifts):
         out[a:b] = res[: b - a]
     return out
 
 
-def mean_spectrum(movie, template, params: RigidParams, start, stop) -> tuple[np.ndarray, np.ndarray]:
+def mean_registered(
+    movie, template, params: RigidParams, start, stop, keep=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Rigid template step: mean of frames ``start:stop`` registered to ``template``.
 
-    Computed from the spectra (:func:`register_sum_batch`):
-    one forward FFT per frame and one inverse FFT in all.  The frames are moved
-    periodically, so the strip that wrapped around in some frame (at most the largest
-    shift on each side) is then replaced by the nearest row/column that no frame
-    wrapped into (:func:`fill_edges`, as ``border="copy"``), whatever the ``border``
-    of the pass: a template never holds NaN or fill values.
+    Each pixel is averaged over the frames in which it stayed in view
+    (:func:`register_mean_batch`); pixels that left the view in every frame take the
+    nearest averaged value (:func:`xnormcorre.engine.borders.fill_invalid`), so a
+    template never holds NaN or fill values.  ``keep`` (bool per frame, default all)
+    leaves frames out of the mean (their shifts are still returned).
 
     Kernel batches start at multiples of the kernel batch from ``start`` whatever
-    ``params.batch_size``, and the batch sums are added in order in complex128, so the
+    ``params.batch_size``, and the batch sums are added in order in float64, so the
     result is bit-identical for every batch size and chunking.
     """
     h, w = template.shape
     m = kernel_batch((h, w))
     bs = aligned_batch_size(params.batch_size, (h, w))  # read batches aligned to kernel batches
     tmpl = np.asarray(template, dtype=np.float32)
-    window, weight = params.arrays((h, w))
+    arrays = kernel_arrays(params, tmpl)
     kw = params.kernel_kwargs()
-    kw.pop("border")
-    acc = np.zeros((h, w // 2 + 1), np.complex128)
-    shifts = np.empty((stop - start, 2), np.float32)
+    for k in ("border", "clip"):
+        kw.pop(k)
+    acc = np.zeros((h, w), np.float64)
+    cnt = np.zeros((h, w), np.float64)
+    n = stop - start
+    shifts = np.empty((n, 2), np.float32)
+    use = np.ones(n, bool) if keep is None else np.asarray(keep, bool)
 
-    def kernel(n_valid, batch):
-        keep = np.zeros(m, np.float32)
-        keep[:n_valid] = 1.0
-        return register_sum_batch(batch, keep, tmpl, window, weight, **kw)
+    def kernel(n_valid, batch, k):
+        weights = np.zeros(m, np.float32)
+        weights[:n_valid] = k[:n_valid]
+        return register_mean_batch(batch, weights, tmpl, *arrays, **kw)
 
-    for a, b, (s, spec) in run_kernels(kernel, movie, start, stop, bs):
+    for a, b, (s, total, count) in run_kernels(kernel, movie, start, stop, bs, use.astype(np.float32)):
         shifts[a:b] = s[: b - a]
-        acc += spec  # in frame order: the same bits however the calls were scheduled
-    mean = np.fft.irfft2(acc / (stop - start), s=(h, w))
-    lo = np.minimum(shifts.min(axis=0), 0.0)
-    hi = np.maximum(shifts.max(axis=0), 0.0)
-    return fill_edges(mean, lo, hi).astype(np.float32), shifts
+        acc += total  # in frame order: the same bits however the calls were scheduled
+        cnt += count
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(cnt > 0, acc / np.maximum(cnt, 1.0), np.nan)
+    return fill_invalid(mean).astype(np.float32), shifts

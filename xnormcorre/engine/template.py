@@ -11,17 +11,32 @@ not depend on the kind of registration.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+from scipy import ndimage
 
 from .borders import fill_edges
+from .cluster import densest_cluster
+from .config import Calibration, scale_for
+from .defects import find_defects, inpaint
 from .fourier import fourier_shift_np
+from .noise import UNIFORM, NoiseModel, fit_noise_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Params, RigidParams
 
-__all__ = ["centre", "estimate_template", "initial_template", "nanmedian", "sample_indices", "split_bounds"]
+__all__ = [
+    "TemplateEstimate",
+    "calibrate",
+    "centre",
+    "estimate_template",
+    "initial_template",
+    "nanmedian",
+    "sample_indices",
+    "split_bounds",
+]
 
 
 def centre(template: np.ndarray, shifts: np.ndarray) -> np.ndarray:
@@ -79,19 +94,90 @@ def sample_indices(n_frames: int, n_init: int = 100) -> np.ndarray:
     return np.unique(np.linspace(0, n_frames - 1, min(n_frames, n_init)).round().astype(np.int64))
 
 
-def initial_template(movie, params: RigidParams, n_init: int = 100) -> np.ndarray:
-    """Median of up to ``n_init`` evenly spaced frames, refined once.
+class TemplateEstimate(NamedTuple):
+    """A template, the calibration of the movie it came from, and the shifts of the
+    frames of its last pass relative to it (for diagnostics)."""
 
-    The evenly spaced frames are registered to their median and averaged (the
-    NoRMCorre ``init_batch`` step), which gives a sharper starting point than the
-    median of unregistered frames; the result is centred on the range of their positions.
-    """
+    template: np.ndarray
+    calibration: Calibration
+    shifts: np.ndarray
+
+
+def _read_sample(movie, n_init: int) -> np.ndarray:
     idx = sample_indices(len(movie), n_init)
     # one read of the whole sample (one dask graph for a lazy movie), not one per frame
-    sample = np.asarray(movie[idx], dtype=np.float32)
-    tmpl = nanmedian(sample)
-    mean, shifts, _ = params.mean_registered(sample, tmpl, 0, len(sample))
-    return centre(mean, shifts)
+    return np.asarray(movie[idx], dtype=np.float32)
+
+
+def _sensor_defects(sample: np.ndarray, defects) -> np.ndarray | None:
+    if defects is None or defects is False:
+        return None
+    if defects is True:
+        mask = find_defects(sample) if sample.shape[0] >= 3 else np.zeros(sample.shape[1:], bool)
+    else:
+        mask = np.asarray(defects, bool)
+    return mask if mask.any() else None
+
+
+def _inside(shifts: np.ndarray, params: RigidParams) -> np.ndarray:
+    """Frames whose shift is not at the search bound (their registration is trusted)."""
+    lim = np.asarray(params.max_shifts, np.float64) - 0.5
+    ok = (np.abs(shifts) < lim).all(axis=1)
+    return ok if ok.sum() >= max(3, len(ok) // 4) else np.ones(len(ok), bool)
+
+
+def _pass(sample: np.ndarray, template: np.ndarray, params: RigidParams) -> tuple[np.ndarray, np.ndarray]:
+    """Register ``sample`` to ``template``; mean of the frames inside the search range,
+    centred on the range of their positions.  Returns ``(template, shifts)``."""
+    shifts = params.register(sample, template, apply=False)[0]
+    keep = _inside(shifts, params)
+    mean = params.mean_registered(sample, template, 0, len(sample), keep)[0]
+    return centre(mean, shifts[keep]), shifts
+
+
+def _noise(sample: np.ndarray, template: np.ndarray, params: RigidParams, mask) -> NoiseModel:
+    """Photon-transfer fit on the sample registered to ``template`` (NaN outside the view)."""
+    probe = replace(params, border="nan", clip=False)
+    _, frames, _ = probe.register(sample, template, with_corr=False)
+    valid = None if mask is None else ~ndimage.binary_dilation(mask, iterations=2)
+    return fit_noise_model(frames, valid)
+
+
+def calibrate(
+    movie, params: RigidParams, template: np.ndarray, *, defects=True, n_init: int = 100
+) -> Calibration:
+    """Sensor defects, noise model and scale of a movie registered to a given ``template``."""
+    sample = _read_sample(movie, n_init)
+    mask = _sensor_defects(sample, defects)
+    cal = Calibration(mask, UNIFORM, scale_for(sample))
+    noise = _noise(sample, np.asarray(template, np.float32), params.calibrated(cal), mask)
+    return Calibration(mask, noise, cal.scale)
+
+
+def initial_template(movie, params: RigidParams, n_init: int = 100, *, defects=True) -> TemplateEstimate:
+    """A robust initial template of a movie, and the movie's calibration.
+
+    From up to ``n_init`` evenly spaced frames: sensor defects are found from their
+    temporal statistics (:func:`xnormcorre.engine.defects.find_defects`) and left out of
+    every estimate; the frames that belong together -- the densest group of mutually
+    similar frames (:func:`xnormcorre.engine.cluster.densest_cluster`) -- give a first
+    template (their median), so that a movie that jumps between positions or alternates
+    between two never starts from a double image; the sample is registered to it, the
+    frames inside the search range are averaged and the mean is centred on the range of
+    their positions (the NoRMCorre ``init_batch`` step).  The noise model of the pixels
+    is then fitted to the registered sample (:func:`xnormcorre.engine.noise.fit_noise_model`)
+    and a second, noise-weighted pass gives the template.
+    """
+    sample = _read_sample(movie, n_init)
+    mask = _sensor_defects(sample, defects)
+    cal = Calibration(mask, UNIFORM, scale_for(sample))
+    p0 = params.calibrated(cal)
+    est = sample if mask is None else np.asarray(inpaint(sample, mask))
+    members = densest_cluster(est) if len(est) >= 6 else np.arange(len(est))
+    tmpl, _ = _pass(sample, nanmedian(est[members]), p0)
+    cal = Calibration(mask, _noise(sample, tmpl, p0, mask), cal.scale)
+    tmpl, shifts = _pass(sample, tmpl, params.calibrated(cal))
+    return TemplateEstimate(tmpl, cal, shifts)
 
 
 def split_bounds(n_frames: int, frames_per_split: int) -> list[tuple[int, int]]:
@@ -116,9 +202,11 @@ def estimate_template(
     niter: int = 1,
     seed: int = 0,
     init: np.ndarray | None = None,
+    calibration: Calibration | None = None,
     on_split: Callable[[], None] | None = None,
     max_frames: int | None = None,
-) -> np.ndarray:
+    defects=True,
+) -> TemplateEstimate:
     """Estimate a template as in NoRMCorre/CaImAn's batch path.
 
     Start from :func:`initial_template` (or ``init``); then ``niter`` times: register
@@ -131,9 +219,21 @@ def estimate_template(
     ``max_frames`` bounds the work when ``num_splits_to_process`` is None: at most
     ``max(1, max_frames // frames_per_split)`` splits are drawn per iteration, so a
     long movie is not registered in full for every template iteration.
+
+    The movie's calibration (sensor defects, noise model, scale) comes from
+    :func:`initial_template`, or is ``calibration`` (or measured against ``init`` by
+    :func:`calibrate`) when ``init`` is given; every pass uses it.  Returns a
+    :class:`TemplateEstimate`.
     """
     n = len(movie)
-    tmpl = initial_template(movie, params.rigid) if init is None else np.asarray(init, np.float32)
+    if init is None:
+        tmpl, calibration, last = initial_template(movie, params.rigid, defects=defects)
+    else:
+        tmpl = np.asarray(init, np.float32)
+        if calibration is None:
+            calibration = calibrate(movie, params.rigid, tmpl, defects=defects)
+        last = np.zeros((0, 2), np.float32)
+    params = params.calibrated(calibration)
     splits = split_bounds(n, frames_per_split)
     if num_splits_to_process is None and max_frames is not None:
         num_splits_to_process = max(1, max_frames // frames_per_split)
@@ -151,6 +251,7 @@ def estimate_template(
             devs.append(d)
             if on_split is not None:
                 on_split()
-        tmpl = centre(nanmedian(np.stack(means)), np.concatenate(shifts))
+        last = np.concatenate(shifts)
+        tmpl = centre(nanmedian(np.stack(means)), last)
         tmpl = params.recentre(tmpl, devs)
-    return tmpl
+    return TemplateEstimate(tmpl, calibration, last)
