@@ -238,3 +238,18 @@ def test_sigterm_handler_is_restored(tmp_path):
     before = signal.getsignal(signal.SIGTERM)
     xnormcorre.to_tiff(_movie(), tmp_path / "a.tif", progress=False)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_saturating_integer_output_warns_with_the_clipped_fraction(tmp_path):
+    movie = _movie() * 1000 + 5000  # almost every pixel above 255
+    with pytest.warns(UserWarning, match=r"\d+\.\d% of the pixels .* outside the range of uint8") as rec:
+        xnormcorre.to_tiff(movie, tmp_path / "m.tif", dtype=np.uint8, progress=False)
+    frac = float(str(rec[0].message).split("%")[0]) / 100
+    assert frac == pytest.approx(float(((movie.values > 255.5) | (movie.values < -0.5)).mean()), abs=1e-3)
+    assert frac > 0.99
+    xnormcorre.to_tiff(_movie() + 100, tmp_path / "ok.tif", dtype=np.uint8, progress=False)  # no warning
+
+
+def test_highpass_sigma_larger_than_the_frame_is_refused():
+    with pytest.raises(ValueError, match="sigma=1000000.0 is too large for frames of 16x16 px"):
+        xnormcorre.highpass(_movie(), sigma=1e6)

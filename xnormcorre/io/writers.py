@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -86,6 +87,38 @@ def _check_space(target: Path, nbytes: int) -> None:
         )
 
 
+def count_clipped(block: np.ndarray, dtype: np.dtype) -> int:
+    """Pixels of ``block`` outside the range of an integer ``dtype`` (0 for a float dtype).
+
+    Examples
+    --------
+    >>> count_clipped(np.array([-3.0, 1.6, 300.0]), np.dtype(np.uint8))
+    2
+    """
+    if dtype.kind == "f":
+        return 0
+    info = np.iinfo(dtype)
+    vals = np.asarray(block)
+    return int(np.count_nonzero((vals < info.min - 0.5) | (vals >= info.max + 0.5)))
+
+
+#: Fraction of clipped pixels above which an integer output gets a warning.
+CLIP_WARN_FRACTION = 1e-3
+
+
+def _warn_clipped(clipped: list[int], n_pixels: int, dtype: np.dtype, target: Path) -> None:
+    frac = sum(clipped) / max(1, n_pixels)
+    if frac > CLIP_WARN_FRACTION:
+        info = np.iinfo(dtype)
+        warnings.warn(
+            f"{frac:.1%} of the pixels written to {str(target)!r} were outside the range of {dtype} "
+            f"[{info.min}, {info.max}] and were clipped; write float32 (the default dtype) or a wider "
+            "integer dtype, or rescale the movie first",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def cast_block(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Convert frames to the output dtype; integers are rounded and clipped, NaN -> 0.
 
@@ -127,23 +160,29 @@ def _blocks(
     prefetch: int,
     along: xr.Dataset | None = None,
     sink: list | None = None,
+    clipped: list | None = None,
 ) -> Iterator[np.ndarray]:
     """Computed, cast blocks in time order; ``prefetch`` blocks are computed ahead in threads.
 
     ``along`` (time-aligned variables sharing the movie's dask graph, e.g. the shifts of a
     lazy registration result) is computed with each block in one ``dask.compute`` --
-    the shared tasks run once -- and its blocks are appended to ``sink``.
+    the shared tasks run once -- and its blocks are appended to ``sink``.  With ``clipped``
+    (a list) the number of pixels outside the range of an integer ``dtype`` is appended per block.
     """
     bounds = _bounds(movie)
 
     def load(a: int, b: int):
         sl = {MOVIE_DIMS[0]: slice(a, b)}
         if along is None:
-            return cast_block(movie.isel(sl).values, dtype), None
-        import dask
+            values, extra = movie.isel(sl).values, None
+        else:
+            import dask
 
-        block, extra = dask.compute(movie.isel(sl), along.isel(sl))
-        return cast_block(block.values, dtype), extra
+            block, extra = dask.compute(movie.isel(sl), along.isel(sl))
+            values = block.values
+        if clipped is not None:
+            clipped.append(count_clipped(values, dtype))
+        return cast_block(values, dtype), extra
 
     pool = ThreadPoolExecutor(max_workers=prefetch)
     pending: list[Future] = []
@@ -154,9 +193,13 @@ def _blocks(
                 yield _take(pending.pop(0), sink)
         while pending:
             yield _take(pending.pop(0), sink)
-    except BaseException:
-        # an error, Ctrl-C or SIGTERM: do not wait for the block being computed
+    except _Terminated:
+        # SIGTERM: the process ends once the temporary is removed; do not wait for the block
+        # being computed
         pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
         for f in pending:
@@ -550,8 +593,11 @@ def to_tiff(
     movie = as_movie(da, name="da")
     out_dtype = _out_dtype(dtype)
     target = _target(path, overwrite)
-    blocks = _blocks(movie, out_dtype, _prefetch())
-    return _write_tiff(movie, target, out_dtype, bigtiff, progress, blocks, overwrite)
+    clipped: list[int] = []
+    blocks = _blocks(movie, out_dtype, _prefetch(), clipped=clipped)
+    out = _write_tiff(movie, target, out_dtype, bigtiff, progress, blocks, overwrite)
+    _warn_clipped(clipped, movie.size, out_dtype, target)
+    return out
 
 
 def _write_tiff(
@@ -633,8 +679,11 @@ def to_hdf5(
     if not isinstance(dataset, str) or not dataset.strip("/"):
         raise ValueError(f"dataset must be a non-empty HDF5 dataset name, got {dataset!r}")
     target = _target(path, overwrite)
-    blocks = _blocks(movie, out_dtype, _prefetch())
-    return _write_hdf5(movie, target, dataset, out_dtype, progress, blocks, overwrite)
+    clipped: list[int] = []
+    blocks = _blocks(movie, out_dtype, _prefetch(), clipped=clipped)
+    out = _write_hdf5(movie, target, dataset, out_dtype, progress, blocks, overwrite)
+    _warn_clipped(clipped, movie.size, out_dtype, target)
+    return out
 
 
 class _WriteOnce(io.RawIOBase):
@@ -777,11 +826,13 @@ def write_movie(
     out_dtype = _out_dtype(dtype)
     target = _target(path, overwrite)
     sink: list = []
-    blocks = _blocks(movie, out_dtype, _prefetch(), along, sink if along is not None else None)
+    clipped: list[int] = []
+    blocks = _blocks(movie, out_dtype, _prefetch(), along, sink if along is not None else None, clipped)
     if fmt == "tiff":
         _write_tiff(movie, target, out_dtype, None, progress, blocks, overwrite)
     else:
         _write_hdf5(movie, target, dataset, out_dtype, progress, blocks, overwrite)
+    _warn_clipped(clipped, movie.size, out_dtype, target)
     if along is None:
         return None
     return xr.concat(sink, dim=MOVIE_DIMS[0], data_vars="minimal", coords="minimal", compat="override").load()
