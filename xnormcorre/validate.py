@@ -235,7 +235,10 @@ def check_finite_block(block: np.ndarray, name: str = "movie", *, whole: bool = 
 
 
 def as_template(template: Any, shape: tuple[int, int], name: str = "template") -> np.ndarray:
-    """Validate a user template: frame-shaped, numeric, finite."""
+    """Validate a user template: frame-shaped, numeric, finite; a DataArray with dims
+    ``x``/``y`` in any order is put in ``(y, x)`` order by name."""
+    if isinstance(template, xr.DataArray) and set(template.dims) == set(MOVIE_DIMS[1:]):
+        template = template.transpose(*MOVIE_DIMS[1:])
     arr = template.values if isinstance(template, xr.DataArray) else np.asarray(template)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")

@@ -108,7 +108,8 @@ def data(tmp_path_factory) -> Path:
 def runs(data: Path, tmp_path_factory):
     """The successful `correct` runs, started together: {name: (process, output folder)}."""
     out = tmp_path_factory.mktemp("cli_out")
-    (out / "ref.zarr").mkdir()  # an old output, replaced whole with --overwrite
+    (out / "ref.zarr").mkdir()  # an old output (a zarr store), replaced whole with --overwrite
+    (out / "ref.zarr" / ".zgroup").write_text('{"zarr_format": 2}')
     (out / "ref.zarr" / "stale-file").write_text("from a previous run")
     jobs = {
         "rigid_tiff": ["correct", str(data / "m.tif"), "-o", str(out / "corrected.tif"), "--max-shifts", "5"],

@@ -48,11 +48,13 @@ def test_round_trip_float32_exact(tmp_path, fmt, chunks):
 def test_integer_output_rounds_and_clips(tmp_path, fmt):
     vals = np.array([-5.0, 0.4, 0.6, 1000.5, 70000.0, np.nan], np.float32)
     movie = xr.DataArray(np.tile(vals, (3, 2, 1)), dims=("time", "y", "x"))
-    out = WRITERS[fmt](movie, tmp_path / f"m.{fmt}", dtype=np.uint16, progress=False)
+    with pytest.warns(UserWarning, match=r"33\.3% of the pixels .* outside the range of uint16"):
+        out = WRITERS[fmt](movie, tmp_path / f"m.{fmt}", dtype=np.uint16, progress=False)
     back = _read(fmt, out)
     assert back.dtype == np.uint16
     np.testing.assert_array_equal(back[0, 0], [0, 0, 1, 1000, 65535, 0])
-    out = WRITERS[fmt](movie, tmp_path / f"i.{fmt}", dtype="int8", progress=False)
+    with pytest.warns(UserWarning, match=r"33\.3% of the pixels .* outside the range of int8"):
+        out = WRITERS[fmt](movie, tmp_path / f"i.{fmt}", dtype="int8", progress=False)
     np.testing.assert_array_equal(_read(fmt, out)[0, 0], [-5, 0, 1, 127, 127, 0])
 
 

@@ -55,8 +55,8 @@ def demo(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     shifts_ds = res.drop_vars("corrected")
-    write_shifts(shifts_ds, nc)
-    xnormcorre.to_tiff(res.corrected, tif, overwrite=True, progress=not args.quiet)
+    write_shifts(shifts_ds, nc, overwrite=args.overwrite)
+    xnormcorre.to_tiff(res.corrected, tif, overwrite=args.overwrite, progress=not args.quiet)
     written = qc_plots(args, movie, res, shifts_ds, out / "demo")
 
     truth = np.stack([movie.true_shift_y.values, movie.true_shift_x.values], axis=1)
@@ -154,7 +154,7 @@ def _register_and_write(args: argparse.Namespace, movie, res, out: Path, fmt: st
         )
     shifts_ds = rest.assign({v: computed[v] for v in time_vars})
     shifts_ds = shifts_ds.assign(quality_flags(shifts_ds, max_shifts=tuple(shifts_ds.attrs["max_shifts"])))
-    write_shifts(shifts_ds, shifts_path)
+    write_shifts(shifts_ds, shifts_path, overwrite=args.overwrite)
     return shifts_ds
 
 

@@ -149,7 +149,9 @@ def qc_plots(args: argparse.Namespace, raw, corrected, shifts_ds, stem: Path) ->
     for name, make in figs:
         target = stem.with_name(f"{stem.name}_{name}.png")
         fig = make()
-        write_atomically(target, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100))
+        write_atomically(
+            target, lambda tmp, fig=fig: fig.savefig(tmp, format="png", dpi=100), overwrite=args.overwrite
+        )
         out.append(target)
     return out
 
@@ -205,7 +207,7 @@ def write_movie(args: argparse.Namespace, da, path: Path, fmt: str, *, dtype, at
         da,
         path,
         fmt=fmt,
-        overwrite=True,
+        overwrite=args.overwrite,
         dtype=dtype,
         dataset=args.out_dataset,
         attrs=attrs,
@@ -214,11 +216,11 @@ def write_movie(args: argparse.Namespace, da, path: Path, fmt: str, *, dtype, at
     )
 
 
-def write_shifts(ds, path: Path) -> None:
+def write_shifts(ds, path: Path, *, overwrite: bool) -> None:
     """Write the shifts NetCDF (the result without the corrected movie), atomically."""
     from ..io.writers import to_netcdf
 
-    to_netcdf(ds, path, overwrite=True)
+    to_netcdf(ds, path, overwrite=overwrite)
 
 
 @contextlib.contextmanager

@@ -50,13 +50,22 @@ def _shift_kind(da: xr.DataArray) -> str:
     )
 
 
-def _as_shifts(shifts: Any) -> tuple[str, xr.DataArray, dict]:
-    """``(kind, shifts DataArray, attrs of the run that made them)``."""
+def _as_shifts(shifts: Any) -> tuple[str, xr.DataArray, dict, tuple[int, int] | None]:
+    """``(kind, shifts DataArray, attrs of the run that made them, frame size or None)``.
+
+    The frame size ``(H, W)`` the shifts were estimated on is known from a result
+    Dataset's ``y``/``x`` dims and from piecewise-rigid shifts' patch bounds
+    (``patch_y_stop``/``patch_x_stop``: the last patch ends at the frame's edge).
+    """
+    frame = None
     if isinstance(shifts, xr.Dataset):
         attrs = dict(shifts.attrs)
+        if cv.DIM_Y in shifts.dims and cv.DIM_X in shifts.dims:
+            frame = (int(shifts.sizes[cv.DIM_Y]), int(shifts.sizes[cv.DIM_X]))
         pw = [k for k, v in shifts.data_vars.items() if set(_PATCH_DIMS) <= set(v.dims)]
         if pw:
-            return "pwrigid", shifts[pw[0]], attrs
+            da = shifts[pw[0]]
+            return "pwrigid", da, attrs, frame or _pw_frame(da)
         if "shifts" not in shifts.data_vars:
             raise ValueError(
                 "shifts is a Dataset without a 'shifts' variable (variables: "
@@ -66,22 +75,43 @@ def _as_shifts(shifts: Any) -> tuple[str, xr.DataArray, dict]:
     else:
         attrs = {}
     if isinstance(shifts, xr.DataArray):
-        return _shift_kind(shifts), shifts, attrs
+        kind = _shift_kind(shifts)
+        return kind, shifts, attrs, frame or (_pw_frame(shifts) if kind == "pwrigid" else None)
     if not hasattr(shifts, "shape"):
         shifts = np.asarray(shifts)
     if len(shifts.shape) == 2 and shifts.shape[1] == 2:
         da = xr.DataArray(shifts, dims=_RIGID_DIMS, coords={cv.DIM_AXIS: ["y", "x"]})
-        return "rigid", da, attrs
+        return "rigid", da, attrs, None
     raise ValueError(
         "shifts must be a (time, axis) DataArray, an xnormcorre result Dataset, or an array "
         f"of shape (n_frames, 2) [(y, x) per frame], got shape {tuple(shifts.shape)}"
     )
 
 
+def _pw_frame(shifts: xr.DataArray) -> tuple[int, int] | None:
+    """Frame size of piecewise-rigid shifts from their patch bounds (None if not recorded)."""
+    stops = [f"{d}_stop" for d in _PATCH_DIMS]
+    if not all(c in shifts.coords for c in stops):
+        return None
+    return int(np.max(shifts[stops[0]].values)), int(np.max(shifts[stops[1]].values))
+
+
+def _check_frame(frame: tuple[int, int] | None, movie: xr.DataArray) -> None:
+    """Refuse shifts estimated on frames of another size."""
+    h, w = movie.sizes[cv.DIM_Y], movie.sizes[cv.DIM_X]
+    if frame is not None and tuple(frame) != (h, w):
+        raise ValueError(
+            f"the shifts were estimated on frames of {frame[0]}x{frame[1]} px but the movie's frames "
+            f"are {h}x{w} px: they belong to another movie"
+        )
+
+
 def _match_time(shifts: xr.DataArray, movie: xr.DataArray) -> xr.DataArray:
     """Shifts in the movie's frame order: same length, or selected by ``time`` label."""
     n = movie.sizes[cv.DIM_TIME]
     both_labeled = cv.DIM_TIME in shifts.coords and cv.DIM_TIME in movie.coords
+    if both_labeled and not shifts.indexes[cv.DIM_TIME].is_unique:
+        raise ValueError("the time coordinate of shifts has duplicated labels; each frame needs one shift")
     if both_labeled and not np.array_equal(shifts[cv.DIM_TIME].values, movie[cv.DIM_TIME].values):
         try:
             return shifts.sel({cv.DIM_TIME: movie[cv.DIM_TIME].values})
@@ -100,16 +130,31 @@ def _match_time(shifts: xr.DataArray, movie: xr.DataArray) -> xr.DataArray:
     return shifts.drop_vars(cv.DIM_TIME, errors="ignore")
 
 
-def _check_values(shifts: np.ndarray, frame: tuple[int, int]) -> None:
-    if not np.isfinite(shifts).all():
-        raise ValueError("shifts contain NaN or Inf values")
+def _check_values(shifts: np.ndarray, frame: tuple[int, int], index: np.ndarray | None = None) -> None:
+    """Refuse NaN/Inf shifts and shifts of half the frame or more (they would wrap around).
+
+    ``shifts`` is ``(T, 2)`` (the largest patch shift per frame for piecewise-rigid
+    shifts); ``index`` the movie's frame numbers of its rows (default ``0..T-1``).
+    """
+    index = np.arange(len(shifts)) if index is None else index
+    bad = ~np.isfinite(shifts).all(axis=1)
+    if bad.any():
+        t = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"shifts contain NaN or Inf values (first at frame {int(index[t])})")
     half = np.array(frame, dtype=np.float64) / 2
-    big = np.abs(shifts) >= half
+    big = (np.abs(shifts) >= half).any(axis=1)
     if big.any():
-        t = int(np.flatnonzero(big.any(axis=1))[0])
+        t = int(np.flatnonzero(big)[0])
         raise ValueError(
-            f"shifts must be smaller than half the frame {frame} along each axis; frame {t} has {shifts[t].tolist()}"
+            f"shifts must be smaller than half the frame {frame} along each axis; "
+            f"frame {int(index[t])} has {shifts[t].tolist()}"
         )
+
+
+def _largest(shifts: np.ndarray) -> np.ndarray:
+    """``(T, 2)``: the largest absolute shift of each frame (over patches; NaN propagates)."""
+    flat = np.abs(np.asarray(shifts, np.float64)).reshape(shifts.shape[0], -1, 2)
+    return flat.max(axis=1) if flat.shape[1] else np.zeros((shifts.shape[0], 2))
 
 
 # --------------------------------------------------------------------------- appliers
@@ -117,59 +162,80 @@ def _corrected_attrs(movie: xr.DataArray, comment: str) -> dict:
     return cv.corrected_attrs(movie.attrs.get("units", "a.u."), comment)
 
 
-def _loop_leading(block: np.ndarray, shifts: np.ndarray, core: int, fn) -> np.ndarray:
-    """Apply ``fn(frames (T, H, W), shifts (T, ...))`` over any leading (broadcast) dims."""
+def _loop_leading(block: np.ndarray, shifts: np.ndarray, core: int, fn, index, frame) -> np.ndarray:
+    """Apply ``fn(frames (T, H, W), shifts (T, ...))`` over any leading (broadcast) dims,
+    after checking the chunk's shifts (lazy shifts are only seen here)."""
     lead = block.shape[:-3]
     out = np.empty(block.shape, np.float32)
     if 0 in block.shape:  # dask meta probing
         return out
+    t = block.shape[-3]
+    index = np.asarray(index).reshape(-1)[:t]
     sh = np.broadcast_to(shifts, lead + shifts.shape[-core:])
     for idx in np.ndindex(*lead):
+        _check_values(_largest(sh[idx]), frame, index)
         out[idx] = fn(block[idx], sh[idx])
     return out
 
 
-def _rigid_block(block: np.ndarray, shifts: np.ndarray, *, border: str, fill_min: float, batch_size: int):
-    """apply_ufunc kernel: frames ``(..., T, H, W)`` and shifts ``(..., T, 2)`` -> corrected."""
+def _rigid_block(
+    block: np.ndarray, shifts: np.ndarray, index: np.ndarray, *, border: str, fill_min: float, batch_size: int
+):
+    """apply_ufunc kernel: frames ``(..., T, H, W)``, shifts ``(..., T, 2)`` and the frames'
+    numbers ``(T,)`` -> corrected."""
 
     def fn(frames, sh):
         return apply_rigid_shifts(frames, sh, border=border, fill_min=fill_min, batch_size=batch_size)
 
-    return _loop_leading(block, shifts, 2, fn)
+    return _loop_leading(block, shifts, 2, fn, index, block.shape[-2:])
 
 
-def _pw_block(block, shifts, *, wy, wx, border: str, fill_min: float, batch_size: int):
-    """apply_ufunc kernel: frames ``(..., T, H, W)`` and patch shifts ``(..., T, Ny, Nx, 2)``."""
+def _pw_block(block, shifts, index, *, wy, wx, border: str, fill_min: float, batch_size: int):
+    """apply_ufunc kernel: frames ``(..., T, H, W)``, patch shifts ``(..., T, Ny, Nx, 2)`` and
+    the frames' numbers ``(T,)``."""
 
     def fn(frames, sh):
         return apply_pw_shifts(frames, sh, wy, wx, border=border, fill_min=fill_min, batch_size=batch_size)
 
-    return _loop_leading(block, shifts, 4, fn)
+    return _loop_leading(block, shifts, 4, fn, index, block.shape[-2:])
 
 
 def _fill_and_batch(movie, attrs, border, min_mov, batch_size):
     fill = 0.0
     if border == "min":
         if min_mov is None and "min_mov" in attrs:  # the run's floor (recorded for border="min")
-            min_mov = attrs["min_mov"]
+            min_mov = vd.finite_number(attrs["min_mov"], "min_mov (attribute of the shifts)")
         fill = resolve_min_mov(movie, min_mov)
-    if batch_size is None and isinstance(attrs.get("batch_size"), (int, np.integer)):
-        batch_size = int(attrs["batch_size"])  # the run's batching
+    if batch_size is None and "batch_size" in attrs:  # the run's batching, validated like the parameter
+        batch_size = vd.integer(_scalar(attrs["batch_size"]), "batch_size (attribute of the shifts)")
     n, h, w = (movie.sizes[d] for d in cv.MOVIE_DIMS)
     return float(fill), int(batch_size or default_batch_size((h, w), n))
 
 
-def _aligned(movie: xr.DataArray, shifts: xr.DataArray, core: list[str]) -> tuple[xr.Variable, xr.Variable]:
-    """Movie and float32 shifts as Variables with matching time chunks (if either is lazy)."""
+def _scalar(value: Any) -> Any:
+    """A one-element attribute (NetCDF may store a scalar as a 1-element array) as a scalar."""
+    arr = np.asarray(value)
+    return arr.reshape(-1)[0].item() if arr.dtype.kind in "iuf" and arr.size == 1 else value
+
+
+def _aligned(
+    movie: xr.DataArray, shifts: xr.DataArray, core: list[str]
+) -> tuple[xr.Variable, xr.Variable, xr.Variable]:
+    """Movie, float32 shifts and the frame numbers ``0..T-1`` as Variables with matching time
+    chunks (if either is lazy)."""
     data = movie.variable
     sh = shifts.variable.astype(np.float32)
+    index = xr.Variable((cv.DIM_TIME,), np.arange(movie.sizes[cv.DIM_TIME], dtype=np.int64))
     if movie.chunks is not None:
         data = data.chunk({cv.DIM_Y: -1, cv.DIM_X: -1})
-        sh = sh.chunk({cv.DIM_TIME: movie.chunksizes[cv.DIM_TIME], **dict.fromkeys(core, -1)})
+        time_chunks = movie.chunksizes[cv.DIM_TIME]
+        sh = sh.chunk({cv.DIM_TIME: time_chunks, **dict.fromkeys(core, -1)})
+        index = index.chunk({cv.DIM_TIME: time_chunks})
     elif sh.chunks is not None:
         data = data.chunk({cv.DIM_TIME: sh.chunks[0]})
         sh = sh.chunk(dict.fromkeys(core, -1))
-    return data, sh
+        index = index.chunk({cv.DIM_TIME: sh.chunks[0]})
+    return data, sh, index
 
 
 def _apply_rigid(
@@ -192,16 +258,17 @@ def _apply_rigid(
         raise ValueError(f"shifts must have 2 components (y, x) along axis, got {shifts.sizes[cv.DIM_AXIS]}")
     shifts = _match_time(shifts.transpose(*_RIGID_DIMS), movie)
     h, w = movie.sizes[cv.DIM_Y], movie.sizes[cv.DIM_X]
-    if shifts.chunks is None:
+    if shifts.chunks is None:  # checked now; lazy shifts are checked chunk by chunk
         shifts = shifts.astype(np.float32).load()
         _check_values(shifts.values, (h, w))
     fill, bs = _fill_and_batch(movie, attrs, border, min_mov, batch_size)
-    data, sh = _aligned(movie, shifts, [cv.DIM_AXIS])
+    data, sh, index = _aligned(movie, shifts, [cv.DIM_AXIS])
     out = xr.apply_ufunc(
         _rigid_block,
         data,
         sh,
-        input_core_dims=[[cv.DIM_Y, cv.DIM_X], [cv.DIM_AXIS]],
+        index,
+        input_core_dims=[[cv.DIM_Y, cv.DIM_X], [cv.DIM_AXIS], []],
         output_core_dims=[[cv.DIM_Y, cv.DIM_X]],
         kwargs={"border": border, "fill_min": float(fill), "batch_size": int(bs)},
         dask="parallelized",
@@ -229,24 +296,28 @@ def _apply_pwrigid(
             raise ValueError(f"piecewise-rigid shifts need the patch-centre coordinate {d!r} (pixels)")
     if cv.DIM_AXIS in shifts.coords:
         shifts = shifts.sel({cv.DIM_AXIS: ["y", "x"]})
+    for d in _PATCH_DIMS:
+        if not shifts.indexes[d].is_unique:
+            raise ValueError(f"the patch-centre coordinate {d!r} of the shifts has duplicated values")
+    shifts = shifts.sortby(list(_PATCH_DIMS))  # the field is interpolated between ascending centres
     shifts = _match_time(shifts.transpose(*dims), movie)
     h, w = movie.sizes[cv.DIM_Y], movie.sizes[cv.DIM_X]
     cy = np.asarray(shifts["patch_y"].values, np.float64)
     cx = np.asarray(shifts["patch_x"].values, np.float64)
     if cy.min() < 0 or cy.max() > h - 1 or cx.min() < 0 or cx.max() > w - 1:
         raise ValueError(f"patch centres lie outside the {h}x{w} frame: the shifts belong to another movie")
-    if shifts.chunks is None:
+    if shifts.chunks is None:  # checked now; lazy shifts are checked chunk by chunk
         shifts = shifts.astype(np.float32).load()
-        flat = shifts.values.reshape(shifts.shape[0], -1, 2)
-        _check_values(np.abs(flat).max(axis=1), (h, w))
+        _check_values(_largest(shifts.values), (h, w))
     fill, bs = _fill_and_batch(movie, attrs, border, min_mov, batch_size)
     core = [*_PATCH_DIMS, cv.DIM_AXIS]
-    data, sh = _aligned(movie, shifts, core)
+    data, sh, index = _aligned(movie, shifts, core)
     out = xr.apply_ufunc(
         _pw_block,
         data,
         sh,
-        input_core_dims=[[cv.DIM_Y, cv.DIM_X], core],
+        index,
+        input_core_dims=[[cv.DIM_Y, cv.DIM_X], core, []],
         output_core_dims=[[cv.DIM_Y, cv.DIM_X]],
         kwargs={
             "wy": interp_matrix(h, cy),
@@ -330,12 +401,12 @@ def apply_shifts(
     batch_size = vd.integer(batch_size, "batch_size", allow_none=True)
     if min_mov is not None and not np.isfinite(min_mov):
         raise ValueError(f"min_mov must be finite, got {min_mov!r}")
-    kind, sh, attrs = _as_shifts(shifts)
+    kind, sh, attrs, frame = _as_shifts(shifts)
 
     def one(da: xr.DataArray) -> xr.DataArray:
-        return _APPLIERS[kind](
-            vd.as_movie(da), sh, border=border, min_mov=min_mov, batch_size=batch_size, attrs=attrs
-        )
+        da = vd.as_movie(da)
+        _check_frame(frame, da)
+        return _APPLIERS[kind](da, sh, border=border, min_mov=min_mov, batch_size=batch_size, attrs=attrs)
 
     if not isinstance(movie, xr.Dataset):
         return one(movie)

@@ -106,6 +106,14 @@ def highpass(
     if len(sig) != 2 or not all(np.isfinite(s) and s > 0 for s in sig):
         raise ValueError(f"sigma must be a positive number or a pair of them, got {sigma!r}")
     batch_size = cv.integer(batch_size, "batch_size")
+    frame = tuple(int(n) for n in np.shape(movie)[-2:])
+    window = tuple(int((3 * s) // 2 * 2 + 1) for s in sig)
+    if len(frame) == 2 and any(k > n for k, n in zip(window, frame, strict=True)):
+        limit = tuple(round(n / 3, 1) for n in frame)
+        raise ValueError(
+            f"sigma={sigma!r} is too large for frames of {frame[0]}x{frame[1]} px: the filter window "
+            f"(3 sigma, {window[0]}x{window[1]} px) must fit in the frame (sigma <= {limit[0]:g}, {limit[1]:g})"
+        )
     kernel = _flt.highpass_kernel(sig)
 
     def fn(batch: np.ndarray) -> np.ndarray:

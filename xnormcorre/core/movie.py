@@ -64,7 +64,25 @@ def check_reference(reference, movie: xr.DataArray) -> xr.DataArray | None:
         raise ValueError(f"reference must have the movie's sizes {dict(movie.sizes)}, got {dict(ref.sizes)}")
     if not isinstance(reference, xr.DataArray):
         ref = ref.assign_coords({d: movie[d] for d in (DIM_TIME, DIM_Y, DIM_X) if d in movie.coords})
+    ref = _align_labels(ref, movie)
     vd.check_finite(ref, "reference")
+    return ref
+
+
+def _align_labels(ref: xr.DataArray, movie: xr.DataArray) -> xr.DataArray:
+    """The reference's frames (rows, columns) in the movie's label order, or a clear error."""
+    for d in (DIM_TIME, DIM_Y, DIM_X):
+        if d not in ref.coords or d not in movie.coords:
+            continue
+        mine, theirs = ref.indexes[d], movie.indexes[d]
+        if mine.equals(theirs):
+            continue
+        if not (mine.is_unique and theirs.is_unique) or set(mine) != set(theirs):
+            raise ValueError(
+                f"reference and movie have different {d!r} labels; pass a reference with the "
+                f"movie's {d!r} coordinate (or without one)"
+            )
+        ref = ref.sel({d: movie[d].values})
     return ref
 
 

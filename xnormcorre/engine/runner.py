@@ -26,6 +26,7 @@ __all__ = [
     "iter_batches",
     "kernel_batch",
     "kernel_threads",
+    "lane_batches",
     "ordered_map",
     "pad_batch",
     "pw_batch_size",
@@ -164,6 +165,7 @@ def run_kernels(
     stop: int,
     batch_size: int,
     *others: np.ndarray,
+    origin: int | None = None,
 ) -> Iterator[tuple[int, int, list[np.ndarray]]]:
     """Run ``kernel(n_valid, *padded arrays)`` over frames ``movie[start:stop]``.
 
@@ -171,8 +173,23 @@ def run_kernels(
     (:func:`kernel_calls`; ``others`` are per-frame arrays indexed like the frames,
     relative to ``start``); the calls run on the kernel thread pool
     (:func:`ordered_map`).  Yields ``(a, b, outputs)`` in frame order, ``a:b``
-    relative to ``start``, the outputs as NumPy arrays (padding included).
+    relative to ``start``, the outputs as NumPy arrays.
+
+    ``origin=None``: kernel batches start at ``start``; the valid frames are lanes
+    ``0:n_valid`` and the outputs are yielded whole (padding included): kernels whose
+    outputs are sums over the batch (template steps) use this.
+
+    ``origin``: the frame number of ``movie[start]`` in the whole movie (e.g. the first
+    frame of a dask chunk).  Frame ``t`` is then computed in lane ``(origin + t - start)
+    % m`` of its kernel batch of ``m`` frames (:func:`kernel_batch`) -- the block is
+    padded at the front as well as at the back -- so each frame goes through the same
+    lane of the same compiled computation whatever the chunking and ``batch_size``
+    (XLA may round a frame differently in another lane): the results are the same bits.
+    Every output must then be per frame (leading axis of length ``m``); each is yielded
+    cut to its valid frames (``b - a`` rows, so ``out[:b - a]`` still works).
     """
+    if origin is not None:
+        return _run_aligned(kernel, movie, start, stop, batch_size, others, int(origin))
 
     def calls():
         for a0, b0 in iter_batches(stop - start, batch_size):
@@ -189,17 +206,71 @@ def run_kernels(
     return ordered_map(run, calls())
 
 
+def lane_batches(origin: int, n: int, m: int, batch_size: int) -> Iterator[tuple[int, int]]:
+    """Read batches ``(a, b)`` (relative to ``origin``) of frames ``origin .. origin + n - 1``
+    whose bounds fall on multiples of ``m`` (and of ``batch_size`` rounded up to ``m``) in
+    absolute frame numbers, so that no kernel batch is split by a read.
+
+    Examples
+    --------
+    >>> list(lane_batches(5, 20, 4, 6))
+    [(0, 3), (3, 11), (11, 19), (19, 20)]
+    """
+    step = -(-max(1, batch_size) // m) * m
+    a = 0
+    while a < n:
+        b = min(n, (origin + a) // step * step + step - origin)
+        yield a, b
+        a = b
+
+
+def _run_aligned(kernel, movie, start, stop, batch_size, others, origin):
+    n = stop - start
+    m = kernel_batch(tuple(movie.shape[1:3]))
+
+    def calls():
+        for a0, b0 in lane_batches(origin, n, m, batch_size):
+            block = read_frames(movie, start + a0, start + b0)
+            parts = [block, *(np.asarray(o[a0:b0]) for o in others)]
+            c0 = 0
+            while c0 < b0 - a0:
+                lane = (origin + a0 + c0) % m
+                d0 = min(b0 - a0, c0 + m - lane)
+                arrays = [pad_batch(x[c0:d0], m, front=lane) for x in parts]
+                yield a0 + c0, a0 + d0, lane, arrays
+                c0 = d0
+
+    def run(call):
+        a, b, lane, arrays = call
+        out = kernel(b - a, *arrays)
+        out = out if isinstance(out, tuple | list) else (out,)
+        return a, b, [np.asarray(o)[lane : lane + b - a] for o in out]
+
+    return ordered_map(run, calls())
+
+
 def read_frames(movie, start: int, stop: int) -> np.ndarray:
     """Frames ``movie[start:stop]`` as float32 (one read)."""
     return np.asarray(movie[start:stop], dtype=np.float32)
 
 
-def pad_batch(batch: np.ndarray, size: int) -> np.ndarray:
-    """``batch`` padded to ``size`` frames by repeating its last frame (fixed kernel shapes)."""
+def pad_batch(batch: np.ndarray, size: int, front: int = 0) -> np.ndarray:
+    """``batch`` padded to ``size`` frames (fixed kernel shapes): ``front`` copies of its
+    first frame before it, copies of its last frame after it.
+
+    Examples
+    --------
+    >>> pad_batch(np.array([1, 2]), 5, front=2).tolist()
+    [1, 1, 1, 2, 2]
+    """
     n = batch.shape[0]
-    if n == size:
+    if n == size and front == 0:
         return batch
-    return np.concatenate([batch, np.repeat(batch[-1:], size - n, axis=0)], axis=0)
+    back = size - n - front
+    if back < 0:
+        raise ValueError(f"cannot pad {n} frames to {size} with {front} in front")
+    parts = [np.repeat(batch[:1], front, axis=0), batch, np.repeat(batch[-1:], back, axis=0)]
+    return np.concatenate([p for p in parts if p.shape[0]], axis=0)
 
 
 def iter_batches(n: int, batch_size: int) -> Iterator[tuple[int, int]]:

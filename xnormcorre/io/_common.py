@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 from collections.abc import Iterable, Mapping
@@ -65,10 +66,12 @@ def default_time_chunk(shape: tuple[int, int, int], preferred: int = 1) -> int:
 
 
 def read_magic(path: str | os.PathLike, n: int = 8) -> bytes:
-    """First ``n`` bytes of a file (b"" when it cannot be read)."""
+    """First ``n`` bytes of a file (b"" when it cannot be read, ``PermissionError`` if it may not be)."""
     try:
         with open(path, "rb") as f:
             return f.read(n)
+    except PermissionError:
+        raise
     except OSError:
         return b""
 
@@ -111,6 +114,8 @@ def check_file(path: str | os.PathLike, what: str) -> Path:
             f"{str(p)!r} is a directory, not a {what} file; to open its TIFF files as one movie, "
             f"pass a glob such as {os.path.join(str(p), '*.tif')!r} or a list of files"
         )
+    if not os.access(p, os.R_OK):
+        raise PermissionError(errno.EACCES, f"Permission denied: cannot read the {what} file", str(p))
     if p.stat().st_size == 0:
         raise ValueError(f"{what} file {str(p)!r} is empty (0 bytes)")
     return p

@@ -17,7 +17,9 @@ All tifffile calls of xnormcorre live in this module (coded against tifffile 202
 from __future__ import annotations
 
 import glob
+import logging
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -150,7 +152,76 @@ class _TiffPart:
         return out
 
 
+#: tifffile log messages that mean a truncated or corrupt file (tifffile then falls back to
+#: fewer pages or a generic series instead of raising).
+_CORRUPT_LOGS = ("invalid page offset", "failed to reshape", "metadata invalid or corrupted")
+
+
+class _LoggedErrors(logging.Handler):
+    """Collects tifffile's warnings and errors logged by this thread."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
+
+
+def _truncated(path: str, why: str) -> ValueError:
+    size = os.path.getsize(path)
+    return ValueError(
+        f"TIFF file {path!r} is truncated or corrupt ({why}; the file has {size} bytes): "
+        "copy or export it again"
+    )
+
+
+def _check_complete(path: str, logged: list[str], part: _TiffPart | None) -> None:
+    """Raise if tifffile reported a truncated file or the frames' data end past the end of the file."""
+    for msg in logged:
+        if any(key in msg for key in _CORRUPT_LOGS):
+            raise _truncated(path, f"tifffile: {msg.split('> ', 1)[-1]}")
+    if part is None:
+        return
+    size = os.path.getsize(path)
+    h, w = part.frame_shape
+    if part.dataoffset is not None:
+        end = part.dataoffset + part.n_frames * h * w * part.dtype.itemsize
+    else:
+        with part.manager.acquire_context() as tif:
+            pages = tif.pages if part.series < 0 else tif.series[part.series].pages
+            last = pages[len(pages) - 1] if len(pages) else None
+            ends = [o + c for o, c in zip(last.dataoffsets, last.databytecounts, strict=True)] if last else []
+            end = max(ends, default=0)
+    if end > size:
+        raise _truncated(path, f"the last frame's data end at byte {end}")
+
+
 def _inspect(path: str, series: int | None, lock: Any) -> _TiffPart:
+    """Open ``path`` once (kept in the file cache), describe its frames and check that the
+    file holds all of them (a truncated file is refused here, not when a frame is read)."""
+    handler = _LoggedErrors()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(handler)
+    try:
+        try:
+            part = _inspect_layout(path, series, lock)
+        except ValueError as exc:
+            _check_complete(path, handler.messages, None)
+            raise exc from None
+        try:
+            _check_complete(path, handler.messages, part)
+        except BaseException:
+            part.manager.close()
+            raise
+    finally:
+        logger.removeHandler(handler)
+    return part
+
+
+def _inspect_layout(path: str, series: int | None, lock: Any) -> _TiffPart:
     """Open ``path`` once (kept in the file cache) and describe its frames."""
     cm.check_file(path, "TIFF")
     manager = CachingFileManager(_open_tiff, path, mode="r")
