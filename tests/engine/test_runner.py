@@ -79,11 +79,11 @@ def test_registration_kernel_gives_the_same_bits_for_any_chunking(neurofinder_pa
     movie = xnormcorre.open_movie(neurofinder_path).isel(time=slice(0, 100)).values.astype(np.float32)
     tmpl = movie[:20].mean(0)
     params = make_rigid_params((H, W), max_shifts=(10, 10), n_frames=100)
-    window, weight = params.arrays((H, W))
+    arrays = er.kernel_arrays(params, tmpl)
     kw = params.kernel_kwargs()
 
     def kernel(n_valid, batch):
-        return er.register_batch(batch, tmpl, np.float32(0), window, weight, apply=False, **kw)
+        return er.register_batch(batch, tmpl, np.float32(0), *arrays, apply=False, **kw)
 
     eager = _run(kernel, movie, 100, 16)
     for chunk, bs in ((17, 16), (50, 16), (100, 7), (1, 16)):

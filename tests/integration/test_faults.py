@@ -2,8 +2,7 @@
 
 The runner places each frame in the lane ``frame % kernel_batch`` of its kernel batch when
 given the frame's absolute number (``origin``, see :func:`xnormcorre.engine.runner.run_kernels`);
-the rigid test is an expected failure until the registration passes ``origin`` for every chunk
-(it then passes, and the strict xfail marker must go).
+the registration passes it for every chunk.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import pytest
 import xnormcorre
 
 CHUNKS = (1, 7, 17, 50)
-_WIRING = "the registration does not pass each chunk's absolute frame number (origin=) to the runner yet"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +28,6 @@ def _same(a, b):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=_WIRING)  # frames 22 and 63 differ by ~2e-6 px at chunks of 17
 def test_rigid_same_bits_for_any_chunking_and_batch_size(movie):
     eager = xnormcorre.rigid(movie, max_shifts=10)
     for chunk in CHUNKS:

@@ -178,26 +178,70 @@ def _loop_leading(block: np.ndarray, shifts: np.ndarray, core: int, fn, index, f
     return out
 
 
+def _origin(index: np.ndarray) -> int | None:
+    index = np.asarray(index).reshape(-1)
+    return int(index[0]) if index.size else None
+
+
 def _rigid_block(
-    block: np.ndarray, shifts: np.ndarray, index: np.ndarray, *, border: str, fill_min: float, batch_size: int
+    block: np.ndarray,
+    shifts: np.ndarray,
+    index: np.ndarray,
+    *,
+    border: str,
+    fill_min: float,
+    batch_size: int,
+    clip: bool,
+    scale: float,
 ):
     """apply_ufunc kernel: frames ``(..., T, H, W)``, shifts ``(..., T, 2)`` and the frames'
     numbers ``(T,)`` -> corrected."""
 
     def fn(frames, sh):
-        return apply_rigid_shifts(frames, sh, border=border, fill_min=fill_min, batch_size=batch_size)
+        return apply_rigid_shifts(
+            frames,
+            sh,
+            border=border,
+            fill_min=fill_min,
+            batch_size=batch_size,
+            clip=clip,
+            scale=scale,
+            origin=_origin(index),
+        )
 
     return _loop_leading(block, shifts, 2, fn, index, block.shape[-2:])
 
 
-def _pw_block(block, shifts, index, *, wy, wx, border: str, fill_min: float, batch_size: int):
+def _pw_block(
+    block, shifts, index, *, wy, wx, border: str, fill_min: float, batch_size: int, clip: bool, scale: float
+):
     """apply_ufunc kernel: frames ``(..., T, H, W)``, patch shifts ``(..., T, Ny, Nx, 2)`` and
     the frames' numbers ``(T,)``."""
 
     def fn(frames, sh):
-        return apply_pw_shifts(frames, sh, wy, wx, border=border, fill_min=fill_min, batch_size=batch_size)
+        return apply_pw_shifts(
+            frames,
+            sh,
+            wy,
+            wx,
+            border=border,
+            fill_min=fill_min,
+            batch_size=batch_size,
+            clip=clip,
+            origin=_origin(index),
+        )
 
     return _loop_leading(block, shifts, 4, fn, index, block.shape[-2:])
+
+
+def _clip_and_scale(attrs: dict, clip: bool | None) -> tuple[bool, float]:
+    """``clip`` (default: the run's ``clip`` attribute, else True) and the run's intensity scale."""
+    if clip is None:
+        clip = bool(_scalar(attrs.get("clip", 1)))
+    scale = float(_scalar(attrs.get("intensity_scale", 1.0)))
+    if not (np.isfinite(scale) and scale > 0):
+        raise ValueError(f"the intensity_scale attribute of the shifts must be > 0, got {scale!r}")
+    return bool(clip), scale
 
 
 def _fill_and_batch(movie, attrs, border, min_mov, batch_size):
@@ -246,6 +290,7 @@ def _apply_rigid(
     min_mov: float | None,
     batch_size: int | None,
     attrs: dict,
+    clip: bool | None = None,
 ) -> xr.DataArray:
     if cv.DIM_AXIS in shifts.coords:
         try:
@@ -262,6 +307,7 @@ def _apply_rigid(
         shifts = shifts.astype(np.float32).load()
         _check_values(shifts.values, (h, w))
     fill, bs = _fill_and_batch(movie, attrs, border, min_mov, batch_size)
+    clip, scale = _clip_and_scale(attrs, clip)
     data, sh, index = _aligned(movie, shifts, [cv.DIM_AXIS])
     out = xr.apply_ufunc(
         _rigid_block,
@@ -270,7 +316,13 @@ def _apply_rigid(
         index,
         input_core_dims=[[cv.DIM_Y, cv.DIM_X], [cv.DIM_AXIS], []],
         output_core_dims=[[cv.DIM_Y, cv.DIM_X]],
-        kwargs={"border": border, "fill_min": float(fill), "batch_size": int(bs)},
+        kwargs={
+            "border": border,
+            "fill_min": float(fill),
+            "batch_size": int(bs),
+            "clip": clip,
+            "scale": scale,
+        },
         dask="parallelized",
         output_dtypes=[np.float32],
     )
@@ -287,6 +339,7 @@ def _apply_pwrigid(
     min_mov: float | None,
     batch_size: int | None,
     attrs: dict,
+    clip: bool | None = None,
 ) -> xr.DataArray:
     dims = cv.PW_SHIFT_DIMS
     if set(shifts.dims) != set(dims):
@@ -310,6 +363,7 @@ def _apply_pwrigid(
         shifts = shifts.astype(np.float32).load()
         _check_values(_largest(shifts.values), (h, w))
     fill, bs = _fill_and_batch(movie, attrs, border, min_mov, batch_size)
+    clip, scale = _clip_and_scale(attrs, clip)
     core = [*_PATCH_DIMS, cv.DIM_AXIS]
     data, sh, index = _aligned(movie, shifts, core)
     out = xr.apply_ufunc(
@@ -325,6 +379,8 @@ def _apply_pwrigid(
             "border": border,
             "fill_min": fill,
             "batch_size": bs,
+            "clip": clip,
+            "scale": scale,
         },
         dask="parallelized",
         output_dtypes=[np.float32],
@@ -345,6 +401,7 @@ def apply_shifts(
     border: str = "copy",
     min_mov: float | None = None,
     batch_size: int | None = None,
+    clip: bool | None = None,
 ) -> xr.DataArray:
     """Move every frame of ``movie`` by ``-shifts`` (re-apply known motion), lazily on dask input.
 
@@ -377,6 +434,10 @@ def apply_shifts(
     batch_size : int, optional
         Frames per JAX batch; default: the result's ``batch_size`` attribute when
         ``shifts`` is a result Dataset, else as in :func:`rigid`.
+    clip : bool, optional
+        Limit each corrected frame to its raw frame's range (as :func:`rigid`);
+        default: the result's ``clip`` attribute when ``shifts`` is a result Dataset,
+        else True.
 
     Returns
     -------
@@ -399,6 +460,7 @@ def apply_shifts(
     """
     border = vd.check_border(border)
     batch_size = vd.integer(batch_size, "batch_size", allow_none=True)
+    clip = None if clip is None else vd.check_bool(clip, "clip")
     if min_mov is not None and not np.isfinite(min_mov):
         raise ValueError(f"min_mov must be finite, got {min_mov!r}")
     kind, sh, attrs, frame = _as_shifts(shifts)
@@ -406,7 +468,9 @@ def apply_shifts(
     def one(da: xr.DataArray) -> xr.DataArray:
         da = vd.as_movie(da)
         _check_frame(frame, da)
-        return _APPLIERS[kind](da, sh, border=border, min_mov=min_mov, batch_size=batch_size, attrs=attrs)
+        return _APPLIERS[kind](
+            da, sh, border=border, min_mov=min_mov, batch_size=batch_size, attrs=attrs, clip=clip
+        )
 
     if not isinstance(movie, xr.Dataset):
         return one(movie)

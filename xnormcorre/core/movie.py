@@ -16,6 +16,7 @@ __all__ = [
     "check_reference",
     "estimated_on",
     "register_block",
+    "registration_inputs",
     "resolve_min_mov",
     "source_of",
 ]
@@ -108,8 +109,23 @@ def chunked_inputs(movie: xr.DataArray, ref: xr.DataArray | None) -> list[xr.Var
     return out
 
 
-def register_block(block: np.ndarray, *ref: np.ndarray, template: np.ndarray, params, shift_shapes):
+def registration_inputs(movie: xr.DataArray, ref: xr.DataArray | None) -> list[xr.Variable]:
+    """The inputs of :func:`register_block` for apply_ufunc: the movie, its frame numbers
+    ``0..T-1`` (chunked like it), then the reference if any (:func:`chunked_inputs`)."""
+    inputs = chunked_inputs(movie, ref)
+    index = xr.Variable((DIM_TIME,), np.arange(movie.sizes[DIM_TIME], dtype=np.int64))
+    if inputs[0].chunks is not None:
+        index = index.chunk({DIM_TIME: inputs[0].chunks[0]})
+    return [inputs[0], index, *inputs[1:]]
+
+
+def register_block(
+    block: np.ndarray, index: np.ndarray, *ref: np.ndarray, template: np.ndarray, params, shift_shapes
+):
     """apply_ufunc kernel: one time chunk ``(T, H, W)`` -> ``(corrected, *shifts, corr)``.
+
+    ``index`` holds the chunk's frame numbers, so that each frame is registered in the
+    same kernel lane whatever the chunking (the same bits).
 
     ``params`` is the pass's engine parameters (rigid or piecewise rigid), whose
     ``register`` returns ``(*shifts, corrected, corr)``; ``shift_shapes`` the per-frame
@@ -121,8 +137,9 @@ def register_block(block: np.ndarray, *ref: np.ndarray, template: np.ndarray, pa
         empty = [np.empty((0, *s), np.float32) for s in shift_shapes]
         return (np.empty((0, h, w), np.float32), *empty, np.empty((0,), np.float32))
     vd.check_finite_block(ref[0] if ref else block, "reference" if ref else "movie")
+    origin = int(np.asarray(index).reshape(-1)[0])
     if not ref:
-        *shifts, corrected, corr = params.register(block, template)
+        *shifts, corrected, corr = params.register(block, template, origin=origin)
         return (corrected, *shifts, corr)
-    *shifts, _, corr = params.register(ref[0], template)
-    return (params.apply(block, shifts[-1]), *shifts, corr)
+    *shifts, _, corr = params.register(ref[0], template, origin=origin)
+    return (params.apply(block, shifts[-1], origin=origin), *shifts, corr)

@@ -12,7 +12,7 @@ from .. import schema as sc
 from .. import validate as vd
 from ..qc.diagnose import conclude
 from .grid import patch_grid
-from .movie import check_reference, chunked_inputs, register_block, resolve_min_mov
+from .movie import check_reference, register_block, registration_inputs, resolve_min_mov
 from .options import pw_options
 from .result import base_dataset, finish, template_da
 from .template import calibrate_for, estimate_for
@@ -160,8 +160,8 @@ def pwrigid(
     ny, nx = params.grid_shape
     corrected, rigid, pshifts, corr = xr.apply_ufunc(
         register_block,
-        *chunked_inputs(movie, ref),
-        input_core_dims=[[sc.DIM_Y, sc.DIM_X]] * (1 if ref is None else 2),
+        *registration_inputs(movie, ref),
+        input_core_dims=[[sc.DIM_Y, sc.DIM_X], [], *([[sc.DIM_Y, sc.DIM_X]] * (0 if ref is None else 1))],
         output_core_dims=[[sc.DIM_Y, sc.DIM_X], [sc.DIM_AXIS], [*sc.PATCH_DIMS, sc.DIM_AXIS], []],
         kwargs={"template": tmpl_da.values, "params": params, "shift_shapes": [(2,), (ny, nx, 2)]},
         dask="parallelized",

@@ -11,7 +11,7 @@ import xarray as xr
 from .. import schema as sc
 from .. import validate as vd
 from ..qc.diagnose import conclude
-from .movie import check_reference, chunked_inputs, register_block, resolve_min_mov
+from .movie import check_reference, register_block, registration_inputs, resolve_min_mov
 from .options import rigid_options
 from .result import base_dataset, finish, template_da
 from .template import calibrate_for, estimate_for
@@ -175,8 +175,8 @@ def rigid(
     params = replace(params, clip=vd.check_bool(clip, "clip")).calibrated(cal)
     corrected, shifts, corr = xr.apply_ufunc(
         register_block,
-        *chunked_inputs(movie, ref),
-        input_core_dims=[[sc.DIM_Y, sc.DIM_X]] * (1 if ref is None else 2),
+        *registration_inputs(movie, ref),
+        input_core_dims=[[sc.DIM_Y, sc.DIM_X], [], *([[sc.DIM_Y, sc.DIM_X]] * (0 if ref is None else 1))],
         output_core_dims=[[sc.DIM_Y, sc.DIM_X], [sc.DIM_AXIS], []],
         kwargs={"template": tmpl_da.values, "params": params, "shift_shapes": [(2,)]},
         dask="parallelized",

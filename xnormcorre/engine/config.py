@@ -120,7 +120,7 @@ class RigidParams:
         """Register frames to ``template``: :func:`xnormcorre.engine.rigid.register_frames`."""
         return _rigid.register_frames(movie, template, self, **kw)
 
-    def apply(self, movie, shifts: np.ndarray) -> np.ndarray:
+    def apply(self, movie, shifts: np.ndarray, origin: int | None = None) -> np.ndarray:
         """Move each frame by ``-shifts[t]``: :func:`xnormcorre.engine.rigid.apply_shifts`."""
         return _rigid.apply_shifts(
             movie,
@@ -130,6 +130,7 @@ class RigidParams:
             batch_size=self.batch_size,
             clip=self.clip,
             scale=self.scale,
+            origin=origin,
         )
 
     def mean_registered(self, movie, template: np.ndarray, start: int, stop: int, keep=None):
@@ -271,7 +272,7 @@ class PwParams:
         """Register frames to ``template``: :func:`xnormcorre.engine.pwrigid.register_pw_frames`."""
         return _pw.register_pw_frames(movie, template, self, **kw)
 
-    def apply(self, movie, patch_shifts: np.ndarray) -> np.ndarray:
+    def apply(self, movie, patch_shifts: np.ndarray, origin: int | None = None) -> np.ndarray:
         """Warp each frame by its patch shifts: :func:`xnormcorre.engine.pwrigid.apply_pw_shifts`."""
         return _pw.apply_pw_shifts(
             movie,
@@ -282,6 +283,7 @@ class PwParams:
             fill_min=self.fill_min,
             batch_size=self.batch_size,
             clip=self.rigid.clip,
+            origin=origin,
         )
 
     def mean_registered(self, movie, template: np.ndarray, start: int, stop: int, keep=None):

@@ -289,8 +289,11 @@ def register_pw_frames(
     apply: bool = True,
     on_batch: Callable[[int], None] | None = None,
     with_corr: bool = True,
+    origin: int | None = None,
 ):
-    """Piecewise-rigid registration of ``movie[start:stop]`` to ``template``.
+    """Piecewise-rigid registration of ``movie[start:stop]`` to ``template``
+    (``origin``: the frame number of ``movie[start]``, see
+    :func:`xnormcorre.engine.rigid.register_frames`).
 
     ``with_corr=False`` skips the correlation with the template (``corr`` is then NaN).
 
@@ -322,7 +325,7 @@ def register_pw_frames(
         out = register_pw_batch(batch, rs, *consts, apply=apply, with_corr=with_corr, **kw)
         return (rs, *out) if apply else (rs, out)
 
-    for a, b, out in run_kernels(kernel, movie, start, stop, params.batch_size):
+    for a, b, out in run_kernels(kernel, movie, start, stop, params.batch_size, origin=origin):
         k = b - a
         rigid[a:b] = out[0][:k]
         pshifts[a:b] = out[1][:k]
@@ -344,6 +347,7 @@ def apply_pw_shifts(
     fill_min: float = 0.0,
     batch_size: int | None = None,
     clip: bool = True,
+    origin: int | None = None,
 ) -> np.ndarray:
     """Move each frame by the dense field interpolated from its patch shifts.
 
@@ -363,7 +367,7 @@ def apply_pw_shifts(
     def kernel(_, batch, sh):
         return warp_batch(batch, sh, fill, wy, wx, border=border, clip=clip)
 
-    for a, b, (res,) in run_kernels(kernel, movie, 0, n, bs, ps):
+    for a, b, (res,) in run_kernels(kernel, movie, 0, n, bs, ps, origin=origin):
         out[a:b] = res[: b - a]
     return out
 

@@ -355,10 +355,14 @@ def register_frames(
     apply: bool = True,
     on_batch: Callable[[int], None] | None = None,
     with_corr: bool = True,
+    origin: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Register frames ``movie[start:stop]`` to ``template``.
 
     ``with_corr=False`` skips the correlation with the template (``corr`` is then NaN).
+    ``origin``: the frame number of ``movie[start]`` in the whole movie (a dask chunk's
+    first frame), so that each frame is computed in the same kernel lane whatever the
+    chunking (:func:`xnormcorre.engine.runner.run_kernels`): the same bits.
 
     Returns
     -------
@@ -384,7 +388,7 @@ def register_frames(
     def kernel(_, batch):
         return register_batch(batch, tmpl, fill, *arrays, apply=apply, with_corr=with_corr, **kw)
 
-    for a, b, out in run_kernels(kernel, movie, start, stop, params.batch_size):
+    for a, b, out in run_kernels(kernel, movie, start, stop, params.batch_size, origin=origin):
         k = b - a
         shifts[a:b] = out[0][:k]
         if apply:
@@ -404,6 +408,7 @@ def apply_shifts(
     batch_size: int | None = None,
     clip: bool = True,
     scale: float = 1.0,
+    origin: int | None = None,
 ) -> np.ndarray:
     """Move each frame of ``movie`` by ``-shifts[t]`` (Fourier phase ramp + border), as the
     registration does (``clip``: to each raw frame's range; ``scale``: the power of two
@@ -419,7 +424,7 @@ def apply_shifts(
     def kernel(_, batch, sh):
         return shift_batch(batch, sh, fill, sc, border=border, clip=clip)
 
-    for a, b, (res,) in run_kernels(kernel, movie, 0, n, bs, shifts):
+    for a, b, (res,) in run_kernels(kernel, movie, 0, n, bs, shifts, origin=origin):
         out[a:b] = res[: b - a]
     return out
 
