@@ -241,7 +241,7 @@ def shift_batch(
     frames: jax.Array,
     shifts: jax.Array,
     fill_min: jax.Array,
-    scale: jax.Array,
+    scale: jax.Array = 1.0,
     *,
     border: str = "copy",
     clip: bool = False,
