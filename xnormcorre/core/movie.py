@@ -11,6 +11,8 @@ from ..schema import DIM_TIME, DIM_X, DIM_Y
 
 __all__ = [
     "MIN_MOV_FRAMES",
+    "register_lazily",
+    "run_inputs",
     "Frames",
     "chunked_inputs",
     "check_reference",
@@ -35,19 +37,67 @@ def resolve_min_mov(movie: xr.DataArray, min_mov: float | None) -> float:
     return value
 
 
+#: Bytes of whole time chunks a :class:`Frames` view keeps (template estimation).
+CHUNK_CACHE_BYTES = 2**28
+
+
 class Frames:
     """Time-indexable view of a DataArray for the engine: ``frames[a:b]`` or
-    ``frames[index_array]`` reads only those frames, in one read (one dask graph)."""
+    ``frames[index_array]``.
 
-    def __init__(self, movie: xr.DataArray):
+    An in-memory or backend-lazy movie reads only the requested frames.  A dask-backed
+    movie computes whole time chunks (dask cannot compute part of a chunk, e.g. of a
+    filtered or sliced lazy movie), all those a read needs in one graph, and keeps the
+    most recently used ones up to ``cache_bytes`` (at least those of the last read): the
+    template sample and the template iterations that follow then compute each chunk
+    once instead of once per read.
+    """
+
+    def __init__(self, movie: xr.DataArray, cache_bytes: int = CHUNK_CACHE_BYTES):
         self._movie = movie
         self.shape = tuple(movie.shape)
+        self._cache: dict[int, np.ndarray] = {}
+        self._cache_bytes = cache_bytes
+        if movie.chunks is not None:
+            self._bounds = np.cumsum((0, *movie.chunks[0]))
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, key):
-        return np.asarray(self._movie.isel(time=key).values)
+        if self._movie.chunks is None:
+            return np.asarray(self._movie.isel(time=key).values)
+        idx = np.arange(self.shape[0])[key]
+        scalar = idx.ndim == 0
+        idx = np.atleast_1d(idx)
+        which = np.searchsorted(self._bounds, idx, side="right") - 1
+        needed = [int(c) for c in np.unique(which)]
+        self._load([c for c in needed if c not in self._cache])
+        out = np.empty((idx.size, *self.shape[1:]), self._movie.dtype)
+        for c in needed:
+            sel = which == c
+            out[sel] = self._cache[c][idx[sel] - self._bounds[c]]
+        self._evict(keep=needed)
+        return out[0] if scalar else out
+
+    def _load(self, chunks: list[int]) -> None:
+        if not chunks:
+            return
+        import dask
+
+        data = self._movie.data
+        parts = dask.compute(*(data[self._bounds[c] : self._bounds[c + 1]] for c in chunks))
+        for c, part in zip(chunks, parts, strict=True):
+            self._cache[c] = np.asarray(part)
+
+    def _evict(self, keep: list[int]) -> None:
+        """Drop the oldest chunks beyond the budget, never those of the last read."""
+        for c in [c for c in self._cache if c not in keep]:
+            if sum(a.nbytes for a in self._cache.values()) <= self._cache_bytes:
+                break
+            del self._cache[c]
+        for c in keep:  # most recently used last
+            self._cache[c] = self._cache.pop(c)
 
 
 def source_of(movie: xr.DataArray) -> str | None:
@@ -108,3 +158,36 @@ def register_block(block: np.ndarray, *ref: np.ndarray, template: np.ndarray, pa
         return (corrected, *shifts, corr)
     *shifts, _, corr = params.register(ref[0], template)
     return (params.apply(block, shifts[-1]), *shifts, corr)
+
+
+def run_inputs(movie: xr.DataArray, template, reference, border: str, min_mov: float | None, shape):
+    """The checks every registration run makes on its inputs, once:
+    ``(user template or None, min_mov, reference or None)``.
+
+    ``min_mov`` is read from the movie only when ``border="min"`` needs it.
+    """
+    user_template = None if template is None else vd.as_template(template, shape)
+    vd.check_finite(movie)
+    min_mov = resolve_min_mov(movie, min_mov) if border == "min" else min_mov
+    return user_template, min_mov, check_reference(reference, movie)
+
+
+def register_lazily(
+    movie: xr.DataArray, ref: xr.DataArray | None, template: np.ndarray, params, shifts: dict
+):
+    """Register ``movie`` chunk by chunk (lazily on dask input): ``(corrected, *shifts, corr)``.
+
+    ``shifts`` maps each shift output's core dims (a tuple) to its sizes; ``params`` is
+    the pass's engine parameters (see :func:`register_block`).
+    """
+    sizes = {d: n for dims, shape in shifts.items() for d, n in zip(dims, shape, strict=True)}
+    return xr.apply_ufunc(
+        register_block,
+        *chunked_inputs(movie, ref),
+        input_core_dims=[[DIM_Y, DIM_X]] * (1 if ref is None else 2),
+        output_core_dims=[[DIM_Y, DIM_X], *(list(d) for d in shifts), []],
+        kwargs={"template": template, "params": params, "shift_shapes": [tuple(s) for s in shifts.values()]},
+        dask="parallelized",
+        output_dtypes=[np.float32] * (2 + len(shifts)),
+        dask_gufunc_kwargs={"output_sizes": sizes},
+    )

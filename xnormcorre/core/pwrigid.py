@@ -10,8 +10,8 @@ import xarray as xr
 from .. import schema as sc
 from .. import validate as vd
 from .grid import patch_grid
-from .movie import check_reference, chunked_inputs, register_block, resolve_min_mov
-from .options import pw_options
+from .movie import register_lazily, run_inputs
+from .options import pw_options, with_aliases
 from .result import base_dataset, finish, template_da
 from .template import estimate_for
 
@@ -42,6 +42,7 @@ def pwrigid(
     phase_corr: bool = True,
     smooth_sigma: float = 1.15,
     taper: float | None = None,
+    **aliases: Any,
 ) -> xr.Dataset:
     """Piecewise-rigid motion correction (NoRMCorre) of a movie.
 
@@ -93,6 +94,15 @@ def pwrigid(
         Bound on the frames registered per template iteration (rigid and pw), as in
         :func:`xnormcorre.rigid`.
 
+    **aliases
+        CaImAn/jnormcorre names with the same meaning are accepted: ``border_nan=True``
+        (``border="nan"``), ``border_nan="copy"``, ``num_frames_split``
+        (``frames_per_split``), ``splits_rig``/``splits_els`` (a number of splits:
+        ``frames_per_split = ceil(n_frames / splits)``).  Other unknown keywords raise
+        ``TypeError`` naming the closest valid one, or for a CaImAn/jnormcorre/NoRMCorre
+        name (``gSig_filt``, ``pw_rigid``, ``shifts_opencv``, ``nonneg_movie``, ...) what
+        to write instead.
+
     Returns
     -------
     xarray.Dataset
@@ -113,8 +123,7 @@ def pwrigid(
     """
     movie = vd.as_movie(movie)
     shape = (movie.sizes[sc.DIM_Y], movie.sizes[sc.DIM_X])
-    opts = pw_options(
-        shape,
+    given = dict(
         max_shifts=max_shifts,
         strides=strides,
         overlaps=overlaps,
@@ -135,27 +144,17 @@ def pwrigid(
         smooth_sigma=smooth_sigma,
         taper=taper,
     )
-    user_template = None if template is None else vd.as_template(template, shape)
-    vd.check_finite(movie)
-    min_mov = resolve_min_mov(movie, opts.min_mov) if opts.border == "min" else opts.min_mov
-    ref = check_reference(reference, movie)
+    opts = pw_options(shape, **with_aliases(pwrigid, given, aliases, movie.sizes[sc.DIM_TIME]))
+    user_template, min_mov, ref = run_inputs(movie, template, reference, opts.border, opts.min_mov, shape)
     params = opts.pw_params(shape, movie.sizes[sc.DIM_TIME], fill_min=min_mov or 0.0)
     if user_template is None:
         tmpl_da = template_da(movie, estimate_for(movie if ref is None else ref, opts, params), "estimated")
     else:
         tmpl_da = template_da(movie, user_template, "user")
-
     grid = patch_grid(shape, opts.strides, opts.overlaps)
     ny, nx = params.grid_shape
-    corrected, rigid, pshifts, corr = xr.apply_ufunc(
-        register_block,
-        *chunked_inputs(movie, ref),
-        input_core_dims=[[sc.DIM_Y, sc.DIM_X]] * (1 if ref is None else 2),
-        output_core_dims=[[sc.DIM_Y, sc.DIM_X], [sc.DIM_AXIS], [*sc.PATCH_DIMS, sc.DIM_AXIS], []],
-        kwargs={"template": tmpl_da.values, "params": params, "shift_shapes": [(2,), (ny, nx, 2)]},
-        dask="parallelized",
-        output_dtypes=[np.float32] * 4,
-        dask_gufunc_kwargs={"output_sizes": {sc.DIM_AXIS: 2, "patch_y": ny, "patch_x": nx}},
+    corrected, rigid, pshifts, corr = register_lazily(
+        movie, ref, tmpl_da.values, params, {(sc.DIM_AXIS,): (2,), (*sc.PATCH_DIMS, sc.DIM_AXIS): (ny, nx, 2)}
     )
     ds = base_dataset(movie, corrected, corr, tmpl_da, sc.PW_COMMENT + opts.border)
     ds = ds.assign_coords(grid.coords)
