@@ -80,3 +80,24 @@ def test_min_mov_is_read_only_for_border_min(synthetic_tiff, reads):
     res = xnormcorre.rigid(movie, max_shifts=4, niter=0, template=arr[0], border="min")
     assert sorted(set(reads)) == list(range(len(arr)))  # the first 400 frames (here: all)
     assert res.attrs["min_mov"] == float(arr.min())
+
+
+def test_frames_view_reads_chunks_once_within_its_memory_budget(synthetic_tiff, reads):
+    """Template reads: whole chunks, cached within the budget; a sample whose chunks exceed the
+    budget is read frame by frame (a long movie is never read whole for 100 frames)."""
+    from xnormcorre.core.movie import Frames
+
+    p, arr = synthetic_tiff
+    movie = xnormcorre.open_movie(p, chunks={"time": 20})
+    frames = Frames(movie)
+    np.testing.assert_array_equal(frames[np.array([3, 25, 59])], arr[[3, 25, 59]])
+    np.testing.assert_array_equal(frames[0:40], arr[0:40])
+    np.testing.assert_array_equal(frames[7], arr[7])
+    assert sorted(reads) == list(range(60))  # every chunk computed once
+    reads.clear()
+    small = Frames(movie, cache_bytes=2 * arr[0].nbytes)  # less than one chunk
+    np.testing.assert_array_equal(small[np.array([3, 25, 59])], arr[[3, 25, 59]])
+    assert sorted(reads) == [3, 25, 59]
+    reads.clear()
+    np.testing.assert_array_equal(small[0:30], arr[0:30])
+    assert sorted(reads) == list(range(40))  # the two chunks holding frames 0..29

@@ -43,14 +43,17 @@ CHUNK_CACHE_BYTES = 2**28
 
 class Frames:
     """Time-indexable view of a DataArray for the engine: ``frames[a:b]`` or
-    ``frames[index_array]``.
+    ``frames[index_array]``, each read as one computation.
 
     An in-memory or backend-lazy movie reads only the requested frames.  A dask-backed
-    movie computes whole time chunks (dask cannot compute part of a chunk, e.g. of a
-    filtered or sliced lazy movie), all those a read needs in one graph, and keeps the
-    most recently used ones up to ``cache_bytes`` (at least those of the last read): the
-    template sample and the template iterations that follow then compute each chunk
-    once instead of once per read.
+    movie is read by whole time chunks (dask computes a chunk of a derived movie -- a
+    slice, a channel, a filtered reference -- whole), those a read needs in one graph,
+    kept in a least-recently-used cache of at most ``cache_bytes``, so that the template
+    sample and the template iterations that follow compute each chunk once rather than
+    once per read.  A sample of frames whose chunks would not fit in the cache is read
+    frame by frame in one graph instead (only those frames of a lazily opened file;
+    each chunk of a derived movie once), so a long movie is never read whole for it.
+    Memory stays within ``cache_bytes`` plus the frames returned.
     """
 
     def __init__(self, movie: xr.DataArray, cache_bytes: int = CHUNK_CACHE_BYTES):
@@ -60,6 +63,7 @@ class Frames:
         self._cache_bytes = cache_bytes
         if movie.chunks is not None:
             self._bounds = np.cumsum((0, *movie.chunks[0]))
+            self._frame_bytes = int(np.prod(self.shape[1:])) * movie.dtype.itemsize
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -68,17 +72,40 @@ class Frames:
         if self._movie.chunks is None:
             return np.asarray(self._movie.isel(time=key).values)
         idx = np.arange(self.shape[0])[key]
-        scalar = idx.ndim == 0
-        idx = np.atleast_1d(idx)
+        if idx.ndim == 0:
+            return self[idx[None]][0]
         which = np.searchsorted(self._bounds, idx, side="right") - 1
         needed = [int(c) for c in np.unique(which)]
-        self._load([c for c in needed if c not in self._cache])
+        size = sum(int(self._bounds[c + 1] - self._bounds[c]) for c in needed) * self._frame_bytes
+        if size > self._cache_bytes and not isinstance(key, slice):
+            return self._frames(idx)
         out = np.empty((idx.size, *self.shape[1:]), self._movie.dtype)
-        for c in needed:
-            sel = which == c
-            out[sel] = self._cache[c][idx[sel] - self._bounds[c]]
-        self._evict(keep=needed)
-        return out[0] if scalar else out
+        for group in self._groups(needed):
+            self._load([c for c in group if c not in self._cache])
+            for c in group:
+                sel = which == c
+                out[sel] = self._cache[c][idx[sel] - self._bounds[c]]
+                self._cache[c] = self._cache.pop(c)  # most recently used last
+        return out
+
+    def _frames(self, idx: np.ndarray) -> np.ndarray:
+        import dask
+
+        data = self._movie.data
+        return np.stack(dask.compute(*(data[int(i)] for i in idx)))
+
+    def _groups(self, chunks: list[int]) -> list[list[int]]:
+        """Consecutive groups of chunks, each within the cache budget (at least one chunk)."""
+        groups: list[list[int]] = [[]]
+        size = 0
+        for c in chunks:
+            n = int(self._bounds[c + 1] - self._bounds[c]) * self._frame_bytes
+            if groups[-1] and size + n > self._cache_bytes:
+                groups.append([])
+                size = 0
+            groups[-1].append(c)
+            size += n
+        return groups
 
     def _load(self, chunks: list[int]) -> None:
         if not chunks:
@@ -87,17 +114,14 @@ class Frames:
 
         data = self._movie.data
         parts = dask.compute(*(data[self._bounds[c] : self._bounds[c + 1]] for c in chunks))
-        for c, part in zip(chunks, parts, strict=True):
-            self._cache[c] = np.asarray(part)
-
-    def _evict(self, keep: list[int]) -> None:
-        """Drop the oldest chunks beyond the budget, never those of the last read."""
-        for c in [c for c in self._cache if c not in keep]:
-            if sum(a.nbytes for a in self._cache.values()) <= self._cache_bytes:
+        new = {c: np.asarray(part) for c, part in zip(chunks, parts, strict=True)}
+        # evict the least recently used chunks to make room (the new ones always stay)
+        budget = self._cache_bytes - sum(a.nbytes for a in new.values())
+        for c in list(self._cache):
+            if sum(a.nbytes for a in self._cache.values()) <= budget:
                 break
             del self._cache[c]
-        for c in keep:  # most recently used last
-            self._cache[c] = self._cache.pop(c)
+        self._cache.update(new)
 
 
 def source_of(movie: xr.DataArray) -> str | None:
