@@ -33,6 +33,7 @@ _LAZY = {
     "pwrigid": "xnormcorre.core",
     "quality_flags": "xnormcorre.qc",
     "rigid": "xnormcorre.core",
+    "shifts_from": "xnormcorre.core",
     "open_movie": "xnormcorre.io",
     "to_hdf5": "xnormcorre.io",
     "to_tiff": "xnormcorre.io",
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
         patch_grid,
         pwrigid,
         rigid,
+        shifts_from,
     )
     from .io import open_movie, to_hdf5, to_tiff
     from .qc import quality_flags
@@ -87,6 +89,7 @@ __all__ = [
     "pwrigid",
     "quality_flags",
     "rigid",
+    "shifts_from",
     "to_hdf5",
     "to_nwb",
     "to_tiff",

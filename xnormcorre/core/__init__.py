@@ -1,6 +1,7 @@
 """Labeled API: xarray in, xarray out.  Each function wraps one engine step."""
 
 from .apply import apply_shifts
+from .convention import shifts_from
 from .filters import highpass, map_frames
 from .grid import get_patch_start_and_end_coords, patch_grid
 from .pwrigid import pwrigid
@@ -16,4 +17,5 @@ __all__ = [
     "patch_grid",
     "pwrigid",
     "rigid",
+    "shifts_from",
 ]

@@ -29,6 +29,7 @@ from ..engine.patches import interp_matrix
 from ..engine.pwrigid import apply_pw_shifts
 from ..engine.rigid import apply_shifts as apply_rigid_shifts
 from ..engine.runner import default_batch_size
+from .convention import shifts_from
 from .movie import resolve_min_mov
 
 __all__ = ["apply_shifts"]
@@ -402,6 +403,7 @@ def apply_shifts(
     min_mov: float | None = None,
     batch_size: int | None = None,
     clip: bool | None = None,
+    convention: str = "xnormcorre",
 ) -> xr.DataArray:
     """Move every frame of ``movie`` by ``-shifts`` (re-apply known motion), lazily on dask input.
 
@@ -432,12 +434,16 @@ def apply_shifts(
         Fill value of ``border="min"``; default: the result's ``min_mov`` attribute
         when ``shifts`` is a result Dataset, else the minimum of the first 400 frames.
     batch_size : int, optional
-        Frames per JAX batch; default: the result's ``batch_size`` attribute when
+        Frames read at once; default: the result's ``batch_size`` attribute when
         ``shifts`` is a result Dataset, else as in :func:`rigid`.
     clip : bool, optional
         Limit each corrected frame to its raw frame's range (as :func:`rigid`);
         default: the result's ``clip`` attribute when ``shifts`` is a result Dataset,
         else True.
+    convention : {"xnormcorre", "caiman", "normcorre", "jnormcorre"}
+        Who computed ``shifts``.  CaImAn, NoRMCorre and jnormcorre report the applied
+        correction (the opposite sign): their shifts are converted by
+        :func:`xnormcorre.shifts_from` first.
 
     Returns
     -------
@@ -454,6 +460,9 @@ def apply_shifts(
     >>> again = xnormcorre.apply_shifts(movie, res)
     >>> bool((again == res.corrected).all())
     True
+    >>> caiman_shifts = -res.shifts.values  # CaImAn reports the applied correction
+    >>> bool((xnormcorre.apply_shifts(movie, caiman_shifts, convention="caiman") == res.corrected).all())
+    True
     >>> lazy = xnormcorre.apply_shifts(movie.chunk({"time": 8}), res.shifts)
     >>> lazy.chunks[0], bool((lazy.values == res.corrected.values).all())
     ((8, 8, 4), True)
@@ -463,6 +472,8 @@ def apply_shifts(
     clip = None if clip is None else vd.check_bool(clip, "clip")
     if min_mov is not None and not np.isfinite(min_mov):
         raise ValueError(f"min_mov must be finite, got {min_mov!r}")
+    if convention != "xnormcorre":
+        shifts = shifts_from(shifts, convention)
     kind, sh, attrs, frame = _as_shifts(shifts)
 
     def one(da: xr.DataArray) -> xr.DataArray:

@@ -11,6 +11,8 @@ from ..schema import DIM_TIME, DIM_X, DIM_Y
 
 __all__ = [
     "MIN_MOV_FRAMES",
+    "register_lazily",
+    "run_inputs",
     "Frames",
     "chunked_inputs",
     "check_reference",
@@ -36,19 +38,91 @@ def resolve_min_mov(movie: xr.DataArray, min_mov: float | None) -> float:
     return value
 
 
+#: Bytes of whole time chunks a :class:`Frames` view keeps (template estimation).
+CHUNK_CACHE_BYTES = 2**28
+
+
 class Frames:
     """Time-indexable view of a DataArray for the engine: ``frames[a:b]`` or
-    ``frames[index_array]`` reads only those frames, in one read (one dask graph)."""
+    ``frames[index_array]``, each read as one computation.
 
-    def __init__(self, movie: xr.DataArray):
+    An in-memory or backend-lazy movie reads only the requested frames.  A dask-backed
+    movie is read by whole time chunks (dask computes a chunk of a derived movie -- a
+    slice, a channel, a filtered reference -- whole), those a read needs in one graph,
+    kept in a least-recently-used cache of at most ``cache_bytes``, so that the template
+    sample and the template iterations that follow compute each chunk once rather than
+    once per read.  A sample of frames whose chunks would not fit in the cache is read
+    frame by frame in one graph instead (only those frames of a lazily opened file;
+    each chunk of a derived movie once), so a long movie is never read whole for it.
+    Memory stays within ``cache_bytes`` plus the frames returned.
+    """
+
+    def __init__(self, movie: xr.DataArray, cache_bytes: int = CHUNK_CACHE_BYTES):
         self._movie = movie
         self.shape = tuple(movie.shape)
+        self._cache: dict[int, np.ndarray] = {}
+        self._cache_bytes = cache_bytes
+        if movie.chunks is not None:
+            self._bounds = np.cumsum((0, *movie.chunks[0]))
+            self._frame_bytes = int(np.prod(self.shape[1:])) * movie.dtype.itemsize
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getitem__(self, key):
-        return np.asarray(self._movie.isel(time=key).values)
+        if self._movie.chunks is None:
+            return np.asarray(self._movie.isel(time=key).values)
+        idx = np.arange(self.shape[0])[key]
+        if idx.ndim == 0:
+            return self[idx[None]][0]
+        which = np.searchsorted(self._bounds, idx, side="right") - 1
+        needed = [int(c) for c in np.unique(which)]
+        size = sum(int(self._bounds[c + 1] - self._bounds[c]) for c in needed) * self._frame_bytes
+        if size > self._cache_bytes and not isinstance(key, slice):
+            return self._frames(idx)
+        out = np.empty((idx.size, *self.shape[1:]), self._movie.dtype)
+        for group in self._groups(needed):
+            self._load([c for c in group if c not in self._cache])
+            for c in group:
+                sel = which == c
+                out[sel] = self._cache[c][idx[sel] - self._bounds[c]]
+                self._cache[c] = self._cache.pop(c)  # most recently used last
+        return out
+
+    def _frames(self, idx: np.ndarray) -> np.ndarray:
+        import dask
+
+        data = self._movie.data
+        return np.stack(dask.compute(*(data[int(i)] for i in idx)))
+
+    def _groups(self, chunks: list[int]) -> list[list[int]]:
+        """Consecutive groups of chunks, each within the cache budget (at least one chunk)."""
+        groups: list[list[int]] = [[]]
+        size = 0
+        for c in chunks:
+            n = int(self._bounds[c + 1] - self._bounds[c]) * self._frame_bytes
+            if groups[-1] and size + n > self._cache_bytes:
+                groups.append([])
+                size = 0
+            groups[-1].append(c)
+            size += n
+        return groups
+
+    def _load(self, chunks: list[int]) -> None:
+        if not chunks:
+            return
+        import dask
+
+        data = self._movie.data
+        parts = dask.compute(*(data[self._bounds[c] : self._bounds[c + 1]] for c in chunks))
+        new = {c: np.asarray(part) for c, part in zip(chunks, parts, strict=True)}
+        # evict the least recently used chunks to make room (the new ones always stay)
+        budget = self._cache_bytes - sum(a.nbytes for a in new.values())
+        for c in list(self._cache):
+            if sum(a.nbytes for a in self._cache.values()) <= budget:
+                break
+            del self._cache[c]
+        self._cache.update(new)
 
 
 def source_of(movie: xr.DataArray) -> str | None:
@@ -143,3 +217,36 @@ def register_block(
         return (corrected, *shifts, corr)
     *shifts, _, corr = params.register(ref[0], template, origin=origin)
     return (params.apply(block, shifts[-1], origin=origin), *shifts, corr)
+
+
+def run_inputs(movie: xr.DataArray, template, reference, border: str, min_mov: float | None, shape):
+    """The checks every registration run makes on its inputs, once:
+    ``(user template or None, min_mov, reference or None)``.
+
+    ``min_mov`` is read from the movie only when ``border="min"`` needs it.
+    """
+    user_template = None if template is None else vd.as_template(template, shape)
+    vd.check_finite(movie)
+    min_mov = resolve_min_mov(movie, min_mov) if border == "min" else min_mov
+    return user_template, min_mov, check_reference(reference, movie)
+
+
+def register_lazily(
+    movie: xr.DataArray, ref: xr.DataArray | None, template: np.ndarray, params, shifts: dict
+):
+    """Register ``movie`` chunk by chunk (lazily on dask input): ``(corrected, *shifts, corr)``.
+
+    ``shifts`` maps each shift output's core dims (a tuple) to its sizes; ``params`` is
+    the pass's engine parameters (see :func:`register_block`).
+    """
+    sizes = {d: n for dims, shape in shifts.items() for d, n in zip(dims, shape, strict=True)}
+    return xr.apply_ufunc(
+        register_block,
+        *registration_inputs(movie, ref),
+        input_core_dims=[[DIM_Y, DIM_X], [], *([[DIM_Y, DIM_X]] * (0 if ref is None else 1))],
+        output_core_dims=[[DIM_Y, DIM_X], *(list(d) for d in shifts), []],
+        kwargs={"template": template, "params": params, "shift_shapes": [tuple(s) for s in shifts.values()]},
+        dask="parallelized",
+        output_dtypes=[np.float32] * (2 + len(shifts)),
+        dask_gufunc_kwargs={"output_sizes": sizes},
+    )

@@ -12,14 +12,16 @@ valid one.
 from __future__ import annotations
 
 import difflib
+import inspect
 import math
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .. import validate as vd
 from ..engine.config import PwParams, RigidParams, make_pw_params, make_rigid_params
 
-__all__ = ["Options", "pw_options", "rigid_options", "translate_aliases"]
+__all__ = ["Options", "pw_options", "rigid_options", "translate_aliases", "with_aliases"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class Options:
         )
 
     def as_dict(self) -> dict[str, Any]:
+        """Every option by name."""
         return asdict(self)
 
 
@@ -175,67 +178,97 @@ def pw_options(shape: tuple[int, int], **kw: Any) -> Options:
 # --------------------------------------------------------------------------- other tools' names
 #: CaImAn / jnormcorre / NoRMCorre keywords with no exact xnormcorre equivalent: what to write instead.
 FOREIGN_HINTS: dict[str, str] = {
-    "border_nan": 'border="nan" (True), border="copy" ("copy") or border="min" (fills with min_mov)',
+    "border_nan": 'border="nan" (True), border="copy" ("copy"), or border="min" (fills with min_mov, '
+    "the movie floor, rather than each frame's minimum)",
     "gSig_filt": "reference=xnormcorre.highpass(movie, sigma=gSig_filt)",
-    "pw_rigid": "xnormcorre.pwrigid(...) for piecewise-rigid registration (rigid(...) otherwise)",
-    "shifts_opencv": "nothing: xnormcorre always applies shifts with its own interpolation "
-    "(Fourier phase ramp for rigid, Keys cubic for piecewise rigid)",
-    "nonneg_movie": "nothing: registration does not depend on a constant offset (min_mov is only "
-    'the fill value of border="min")',
-    "use_cuda": "nothing: JAX picks the accelerator",
-    "num_splits_to_process": "num_splits_to_process_rig / num_splits_to_process_els",
-    "splits_rig": "frames_per_split (frames per split rather than the number of splits)",
-    "splits_els": "frames_per_split (frames per split rather than the number of splits)",
-    "num_frames_split": "frames_per_split",
+    "pw_rigid": "xnormcorre.pwrigid(...) for piecewise-rigid registration, xnormcorre.rigid(...) otherwise",
+    "shifts_opencv": "nothing: shifts are applied by a Fourier phase ramp (rigid) or a Keys-cubic "
+    "resampling of the dense field, OpenCV's INTER_CUBIC (piecewise rigid)",
+    "nonneg_movie": "nothing: registration does not depend on a constant offset (min_mov is only the "
+    'fill value of border="min")',
+    "use_cuda": "nothing: JAX uses the accelerator it finds",
     "max_deviation_patch": "max_deviation_rigid",
     "grid_size": "strides (NoRMCorre's grid_size)",
-    "overlap_pre": "overlaps (= 2 * NoRMCorre's overlap_pre)",
+    "overlap_pre": "overlaps (twice NoRMCorre's overlap_pre)",
     "us_fac": "upsample_factor",
-    "bin_width": "frames_per_split",
+    "upsample_factor_fft": "upsample_factor",
     "iter": "niter",
-    "template_each_split": "nothing: the template is the median of the split means",
+    "shifts_method": "nothing: rigid shifts use a Fourier phase ramp, piecewise-rigid ones Keys-cubic resampling",
 }
+#: Keywords of other tools that mean the same as an xnormcorre keyword (same value).
+RENAMED = {"num_frames_split": "frames_per_split"}
+#: CaImAn's number of splits -> frames per split (``ceil(T / splits)``, the same splits).
+SPLITS = ("splits_rig", "splits_els")
 
 
-def translate_aliases(kwargs: dict[str, Any], valid: list[str], func: str) -> dict[str, Any]:
-    """Keywords of other tools with the same meaning, renamed; any other unknown keyword raises.
+def translate_aliases(
+    func: str, aliases: dict[str, Any], valid: list[str], n_frames: int | None = None
+) -> dict[str, Any]:
+    """xnormcorre keywords for the keywords of other tools that mean the same thing.
 
-    Aliases (same meaning): ``border_nan=True`` -> ``border="nan"``,
-    ``border_nan="copy"`` -> ``border="copy"``, ``num_frames_split`` -> ``frames_per_split``.
-    Everything else raises ``TypeError`` naming the closest valid keyword and, for a
+    Aliases: ``border_nan=True`` -> ``border="nan"``, ``border_nan="copy"`` ->
+    ``border="copy"``, ``num_frames_split`` -> ``frames_per_split``, ``splits_rig`` /
+    ``splits_els`` (CaImAn's number of splits) -> ``frames_per_split = ceil(T / splits)``.
+    Any other keyword raises ``TypeError`` naming the closest valid keyword or, for a
     CaImAn/jnormcorre/NoRMCorre name, what to write instead.
 
     Examples
     --------
-    >>> translate_aliases({"border_nan": True}, ["border"], "rigid")
+    >>> translate_aliases("rigid", {"border_nan": True}, ["border"])
     {'border': 'nan'}
-    >>> translate_aliases({"max_shift": 3}, ["max_shifts", "border"], "rigid")
+    >>> translate_aliases("rigid", {"splits_rig": 4}, ["frames_per_split"], n_frames=10)
+    {'frames_per_split': 3}
+    >>> translate_aliases("rigid", {"max_shift": 3}, ["max_shifts", "border"])
     Traceback (most recent call last):
     ...
     TypeError: rigid() got an unexpected keyword argument 'max_shift'; did you mean 'max_shifts'?
     """
     out: dict[str, Any] = {}
-    for name, value in kwargs.items():
-        if name == "border_nan" and (value is True or value == "copy"):
-            out["border"] = "nan" if value is True else "copy"
-        elif name == "num_frames_split" and "frames_per_split" in valid:
-            out["frames_per_split"] = value
+
+    def put(name: str, value: Any, source: str) -> None:
+        if name in out and out[name] != value:
+            raise ValueError(f"{source}={aliases[source]!r} contradicts another alias of {name}")
+        out[name] = value
+
+    for name, value in aliases.items():
+        if name == "border_nan" and "border" in valid and (value is True or value == "copy"):
+            put("border", "nan" if value is True else "copy", name)
+        elif RENAMED.get(name) in valid:
+            put(RENAMED[name], value, name)
+        elif name in SPLITS and "frames_per_split" in valid and n_frames is not None:
+            splits = vd.integer(value, name)
+            put("frames_per_split", max(1, math.ceil(n_frames / splits)), name)
         else:
-            raise TypeError(_unknown(name, value, valid, func))
+            raise TypeError(_unknown(func, name, value, valid))
     return out
 
 
-def _unknown(name: str, value: Any, valid: list[str], func: str) -> str:
+def _unknown(func: str, name: str, value: Any, valid: list[str]) -> str:
     msg = f"{func}() got an unexpected keyword argument {name!r}"
-    if name in FOREIGN_HINTS and name not in valid:
+    if name in FOREIGN_HINTS:
         what = FOREIGN_HINTS[name]
         if name == "border_nan" and value is False:
-            what = 'border="copy" (xnormcorre never wraps pixels around; False has no equivalent)'
-        return f"{msg}: this is a CaImAn/jnormcorre/NoRMCorre name; in xnormcorre write {what}"
+            what = 'border="copy" (xnormcorre never wraps pixels around, so False has no equivalent)'
+        return f"{msg}: a CaImAn/jnormcorre/NoRMCorre name; in xnormcorre write {what}"
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     return msg + (f"; did you mean {close[0]!r}?" if close else f"; valid keywords: {', '.join(valid)}")
 
 
-def keyword_names(options_cls: type = Options) -> list[str]:
-    """Names of the fields of :class:`Options`."""
-    return [f.name for f in fields(options_cls)]
+def with_aliases(
+    func: Callable, given: dict[str, Any], aliases: dict[str, Any], n_frames: int
+) -> dict[str, Any]:
+    """``given`` (the explicit keywords of ``func``) updated by the translated ``aliases``.
+
+    An alias and an explicit keyword that disagree raise ``ValueError`` (an explicit
+    keyword left at its default gives way to the alias).
+    """
+    if not aliases:
+        return given
+    params = inspect.signature(func).parameters
+    valid = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    out = dict(given)
+    for name, value in translate_aliases(func.__name__, aliases, valid, n_frames).items():
+        if name in out and out[name] != params[name].default and out[name] != value:
+            raise ValueError(f"give either {name}={out[name]!r} or its alias, not both")
+        out[name] = value
+    return out

@@ -12,8 +12,8 @@ from .. import schema as sc
 from .. import validate as vd
 from ..qc.diagnose import conclude
 from .grid import patch_grid
-from .movie import check_reference, register_block, registration_inputs, resolve_min_mov
-from .options import pw_options
+from .movie import register_lazily, run_inputs
+from .options import pw_options, with_aliases
 from .result import base_dataset, finish, template_da
 from .template import calibrate_for, estimate_for
 
@@ -46,6 +46,7 @@ def pwrigid(
     taper: float | None = None,
     defects: bool | xr.DataArray | np.ndarray = True,
     clip: bool = True,
+    **aliases: Any,
 ) -> xr.Dataset:
     """Piecewise-rigid motion correction (NoRMCorre) of a movie.
 
@@ -97,6 +98,26 @@ def pwrigid(
         Bound on the frames registered per template iteration (rigid and pw), as in
         :func:`xnormcorre.rigid`.
 
+    **aliases
+        CaImAn/jnormcorre names with the same meaning are accepted: ``border_nan=True``
+        (``border="nan"``), ``border_nan="copy"``, ``num_frames_split``
+        (``frames_per_split``), ``splits_rig``/``splits_els`` (a number of splits:
+        ``frames_per_split = ceil(n_frames / splits)``).  Other unknown keywords raise
+        ``TypeError`` naming the closest valid one, or for a CaImAn/jnormcorre/NoRMCorre
+        name (``gSig_filt``, ``pw_rigid``, ``shifts_opencv``, ``nonneg_movie``, ...) what
+        to write instead.
+
+    defects : bool or array (y, x), optional
+        Sensor defects (stuck, hot or dead pixels and lines, fixed on the sensor while
+        the tissue moves) are found from the movie's temporal statistics and left out
+        of the estimate (default True); the corrected movie keeps their values.
+        ``False`` uses every pixel; a boolean mask gives them explicitly.  The mask
+        used is returned as ``defect_mask``.
+    clip : bool
+        Limit each corrected frame to its raw frame's range (default True, as
+        NoRMCorre): Fourier or cubic interpolation would otherwise ring below the
+        data's minimum and above its maximum next to sharp features (e.g. negative
+        values in a uint16 movie).  ``False`` keeps the unclipped interpolation.
     Returns
     -------
     xarray.Dataset
@@ -117,8 +138,7 @@ def pwrigid(
     """
     movie = vd.as_movie(movie)
     shape = (movie.sizes[sc.DIM_Y], movie.sizes[sc.DIM_X])
-    opts = pw_options(
-        shape,
+    given = dict(
         max_shifts=max_shifts,
         strides=strides,
         overlaps=overlaps,
@@ -139,10 +159,8 @@ def pwrigid(
         smooth_sigma=smooth_sigma,
         taper=taper,
     )
-    user_template = None if template is None else vd.as_template(template, shape)
-    vd.check_finite(movie)
-    min_mov = resolve_min_mov(movie, opts.min_mov) if opts.border == "min" else opts.min_mov
-    ref = check_reference(reference, movie)
+    opts = pw_options(shape, **with_aliases(pwrigid, given, aliases, movie.sizes[sc.DIM_TIME]))
+    user_template, min_mov, ref = run_inputs(movie, template, reference, opts.border, opts.min_mov, shape)
     params = opts.pw_params(shape, movie.sizes[sc.DIM_TIME], fill_min=min_mov or 0.0)
     params = replace(params, rigid=replace(params.rigid, clip=vd.check_bool(clip, "clip")))
     source = movie if ref is None else ref
@@ -155,18 +173,10 @@ def pwrigid(
         tmpl_da = template_da(movie, user_template, "user")
         cal, sample_shifts = calibrate_for(source, opts, user_template, defects=defects), None
     params = params.calibrated(cal)
-
     grid = patch_grid(shape, opts.strides, opts.overlaps)
     ny, nx = params.grid_shape
-    corrected, rigid, pshifts, corr = xr.apply_ufunc(
-        register_block,
-        *registration_inputs(movie, ref),
-        input_core_dims=[[sc.DIM_Y, sc.DIM_X], [], *([[sc.DIM_Y, sc.DIM_X]] * (0 if ref is None else 1))],
-        output_core_dims=[[sc.DIM_Y, sc.DIM_X], [sc.DIM_AXIS], [*sc.PATCH_DIMS, sc.DIM_AXIS], []],
-        kwargs={"template": tmpl_da.values, "params": params, "shift_shapes": [(2,), (ny, nx, 2)]},
-        dask="parallelized",
-        output_dtypes=[np.float32] * 4,
-        dask_gufunc_kwargs={"output_sizes": {sc.DIM_AXIS: 2, "patch_y": ny, "patch_x": nx}},
+    corrected, rigid, pshifts, corr = register_lazily(
+        movie, ref, tmpl_da.values, params, {(sc.DIM_AXIS,): (2,), (*sc.PATCH_DIMS, sc.DIM_AXIS): (ny, nx, 2)}
     )
     ds = base_dataset(movie, corrected, corr, tmpl_da, sc.PW_COMMENT + opts.border)
     ds = ds.assign_coords(grid.coords)

@@ -11,8 +11,8 @@ import xarray as xr
 from .. import schema as sc
 from .. import validate as vd
 from ..qc.diagnose import conclude
-from .movie import check_reference, register_block, registration_inputs, resolve_min_mov
-from .options import rigid_options
+from .movie import register_lazily, run_inputs
+from .options import rigid_options, with_aliases
 from .result import base_dataset, finish, template_da
 from .template import calibrate_for, estimate_for
 
@@ -41,6 +41,7 @@ def rigid(
     max_template_frames: int | None = 2000,
     defects: bool | xr.DataArray | np.ndarray = True,
     clip: bool = True,
+    **aliases: Any,
 ) -> xr.Dataset:
     """Rigid subpixel motion correction (NoRMCorre's rigid step) of a movie.
 
@@ -117,6 +118,26 @@ def rigid(
         the estimate (default ``2·max_shift + 2``, at least 4); it keeps the frame
         border from pulling the peak towards zero shift.  0 disables it.
 
+    **aliases
+        CaImAn/jnormcorre names with the same meaning are accepted: ``border_nan=True``
+        (``border="nan"``), ``border_nan="copy"``, ``num_frames_split``
+        (``frames_per_split``), ``splits_rig``/``splits_els`` (a number of splits:
+        ``frames_per_split = ceil(n_frames / splits)``).  Other unknown keywords raise
+        ``TypeError`` naming the closest valid one, or for a CaImAn/jnormcorre/NoRMCorre
+        name (``gSig_filt``, ``pw_rigid``, ``shifts_opencv``, ``nonneg_movie``, ...) what
+        to write instead.
+
+    defects : bool or array (y, x), optional
+        Sensor defects (stuck, hot or dead pixels and lines, fixed on the sensor while
+        the tissue moves) are found from the movie's temporal statistics and left out
+        of the estimate (default True); the corrected movie keeps their values.
+        ``False`` uses every pixel; a boolean mask gives them explicitly.  The mask
+        used is returned as ``defect_mask``.
+    clip : bool
+        Limit each corrected frame to its raw frame's range (default True, as
+        NoRMCorre): Fourier or cubic interpolation would otherwise ring below the
+        data's minimum and above its maximum next to sharp features (e.g. negative
+        values in a uint16 movie).  ``False`` keeps the unclipped interpolation.
     Returns
     -------
     xarray.Dataset
@@ -140,8 +161,7 @@ def rigid(
     """
     movie = vd.as_movie(movie)
     shape = (movie.sizes[sc.DIM_Y], movie.sizes[sc.DIM_X])
-    opts = rigid_options(
-        shape,
+    given = dict(
         max_shifts=max_shifts,
         upsample_factor=upsample_factor,
         frames_per_split=frames_per_split,
@@ -158,10 +178,8 @@ def rigid(
         smooth_sigma=smooth_sigma,
         taper=taper,
     )
-    user_template = None if template is None else vd.as_template(template, shape)
-    vd.check_finite(movie)
-    min_mov = resolve_min_mov(movie, opts.min_mov) if opts.border == "min" else opts.min_mov
-    ref = check_reference(reference, movie)
+    opts = rigid_options(shape, **with_aliases(rigid, given, aliases, movie.sizes[sc.DIM_TIME]))
+    user_template, min_mov, ref = run_inputs(movie, template, reference, opts.border, opts.min_mov, shape)
     source = movie if ref is None else ref
     defects = vd.check_defects(defects, shape)
     if user_template is None:
@@ -173,16 +191,7 @@ def rigid(
         cal, sample_shifts = calibrate_for(source, opts, user_template, defects=defects), None
     params = opts.rigid_params(shape, movie.sizes[sc.DIM_TIME], fill_min=min_mov or 0.0)
     params = replace(params, clip=vd.check_bool(clip, "clip")).calibrated(cal)
-    corrected, shifts, corr = xr.apply_ufunc(
-        register_block,
-        *registration_inputs(movie, ref),
-        input_core_dims=[[sc.DIM_Y, sc.DIM_X], [], *([[sc.DIM_Y, sc.DIM_X]] * (0 if ref is None else 1))],
-        output_core_dims=[[sc.DIM_Y, sc.DIM_X], [sc.DIM_AXIS], []],
-        kwargs={"template": tmpl_da.values, "params": params, "shift_shapes": [(2,)]},
-        dask="parallelized",
-        output_dtypes=[np.float32, np.float32, np.float32],
-        dask_gufunc_kwargs={"output_sizes": {sc.DIM_AXIS: 2}},
-    )
+    corrected, shifts, corr = register_lazily(movie, ref, tmpl_da.values, params, {(sc.DIM_AXIS,): (2,)})
     ds = base_dataset(movie, corrected, corr, tmpl_da, sc.RIGID_COMMENT + opts.border)
     ds[sc.SHIFTS] = xr.DataArray(shifts, attrs=dict(sc.SHIFT_ATTRS))
     run_params: dict[str, Any] = {

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import xarray as xr
 
+from .. import schema as sc
 from .. import validate as vd
 from ..engine import template as _tmpl
 from ..schema import DIM_TIME, DIM_X, DIM_Y
 from .movie import Frames
-from .options import Options, rigid_options
+from .options import Options, rigid_options, with_aliases
 from .result import template_da
 
 __all__ = ["calibrate_for", "estimate_template", "estimate_for"]
@@ -29,6 +32,7 @@ def estimate_template(
     taper: float | None = None,
     batch_size: int | None = None,
     max_template_frames: int | None = 2000,
+    **aliases: Any,
 ) -> xr.DataArray:
     """Estimate a registration template from a movie (NoRMCorre/CaImAn batch scheme).
 
@@ -44,7 +48,7 @@ def estimate_template(
     step the template is moved to the centre of the range of frame positions.
     Frames are read one batch at a time, so memory stays bounded for lazy movies.
 
-    Parameters are as in :func:`rigid`.
+    Parameters are as in :func:`rigid` (including its CaImAn/jnormcorre ``**aliases``).
 
     Returns
     -------
@@ -60,8 +64,7 @@ def estimate_template(
     """
     movie = vd.as_movie(movie)
     shape = (movie.sizes[DIM_Y], movie.sizes[DIM_X])
-    opts = rigid_options(
-        shape,
+    given = dict(
         max_shifts=max_shifts,
         upsample_factor=upsample_factor,
         frames_per_split=frames_per_split,
@@ -76,6 +79,7 @@ def estimate_template(
         min_mov=None,
         border="copy",
     )
+    opts = rigid_options(shape, **with_aliases(estimate_template, given, aliases, movie.sizes[sc.DIM_TIME]))
     return template_da(movie, estimate_for(movie, opts).template, "estimated")
 
 
