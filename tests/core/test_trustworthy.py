@@ -156,3 +156,10 @@ def test_pwrigid_accepts_jnormcorre_configurations():
     res = xnormcorre.pwrigid(sim.frames, max_shifts=(41, 41), strides=(30, 30), overlaps=(30, 30))
     assert res.shifts.shape[0] == 12
     assert rmse(res.rigid_shifts.values, sim.shifts) < 0.3
+
+
+def test_upsample_factor_grid_warns_that_it_has_no_effect(walk):
+    kw = dict(max_shifts=4, strides=(32, 32), overlaps=(16, 16), template=walk.template)
+    with pytest.warns(UserWarning, match="upsample_factor_grid=16 has no effect"):
+        res = xnormcorre.pwrigid(walk.frames[:8], upsample_factor_grid=16, **kw)
+    np.testing.assert_array_equal(res.shifts.values, xnormcorre.pwrigid(walk.frames[:8], **kw).shifts.values)

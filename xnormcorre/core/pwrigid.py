@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -84,7 +85,8 @@ def pwrigid(
     max_deviation_rigid : int or (int, int)
         Largest deviation of a patch shift from the frame's rigid shift, pixels.
     upsample_factor_grid : int
-        Recorded for compatibility (see above); must be ``>= 1``.
+        Recorded for compatibility (see above); must be ``>= 1``.  A value other than
+        the default 4 warns that it has no effect.
     num_splits_to_process_rig, niter_rig : int
         Rigid template estimation (as ``num_splits_to_process``/``niter`` of rigid).
     num_splits_to_process_els, niter_els : int
@@ -160,6 +162,14 @@ def pwrigid(
         taper=taper,
     )
     opts = pw_options(shape, **with_aliases(pwrigid, given, aliases, movie.sizes[sc.DIM_TIME]))
+    if opts.upsample_factor_grid != 4:
+        warnings.warn(
+            f"upsample_factor_grid={opts.upsample_factor_grid} has no effect: the patch shifts are "
+            "interpolated to a dense displacement field, the limit of an infinitely upsampled patch "
+            "grid; leave it at its default",
+            UserWarning,
+            stacklevel=2,
+        )
     user_template, min_mov, ref = run_inputs(movie, template, reference, opts.border, opts.min_mov, shape)
     params = opts.pw_params(shape, movie.sizes[sc.DIM_TIME], fill_min=min_mov or 0.0)
     params = replace(params, rigid=replace(params.rigid, clip=vd.check_bool(clip, "clip")))
