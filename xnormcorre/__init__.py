@@ -32,6 +32,7 @@ _LAZY = {
     "patch_grid": "xnormcorre.core",
     "pwrigid": "xnormcorre.core",
     "quality_flags": "xnormcorre.qc",
+    "RegistrationWarning": "xnormcorre.qc.diagnose",
     "rigid": "xnormcorre.core",
     "shifts_from": "xnormcorre.core",
     "open_movie": "xnormcorre.io",
@@ -74,6 +75,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "RegistrationWarning",
     "__version__",
     "apply_shifts",
     "datasets",
