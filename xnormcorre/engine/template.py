@@ -113,7 +113,11 @@ def _sensor_defects(sample: np.ndarray, defects) -> np.ndarray | None:
     if defects is None or defects is False:
         return None
     if defects is True:
-        mask = find_defects(sample) if sample.shape[0] >= 3 else np.zeros(sample.shape[1:], bool)
+        # a static, noise-free movie shows no temporal statistics to tell a defect from content
+        spread = float(np.ptp(np.percentile(sample, [1, 99])))
+        quiet = float(np.median(sample.std(axis=0))) <= 1e-6 * spread
+        enough = sample.shape[0] >= 3 and not quiet
+        mask = find_defects(sample) if enough else np.zeros(sample.shape[1:], bool)
     else:
         mask = np.asarray(defects, bool)
     return mask if mask.any() else None

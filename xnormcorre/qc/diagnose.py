@@ -2,7 +2,7 @@
 
 A motion corrector whose wrong answers look like right ones is worse than none, so each
 result carries a verdict (``attrs["qc_verdict"]``: ``"ok"`` or ``"suspect"``, and the
-reasons in ``attrs["qc_warnings"]``), and every suspect finding is also emitted as a
+reasons in ``attrs["qc_warnings"]``, separated by `` | ``), and every suspect finding is also emitted as a
 :class:`RegistrationWarning` naming the likely cause and the remedy.  The checks:
 
 * **motion beyond the search range**: more than 1 % of the frames (of the whole movie
@@ -78,6 +78,15 @@ def _findings(ds: xr.Dataset, cal, sample_shifts, max_shifts: tuple[int, int]) -
                 f"{100 * frac:.1f} % of the frames correlate unusually badly with the template "
                 "(low_correlation): corrupted or blank frames, or a failed registration; inspect them"
             )
+    flag = ds.get("patch_at_max_deviation")
+    if flag is not None and flag.chunks is None and flag.size:
+        frac = float(np.mean(flag.values))
+        if frac > 0.01:
+            out.append(
+                f"{100 * frac:.1f} % of the patch estimates sit at the edge of their search window "
+                "(max_deviation_rigid): the patches may hold too little content for a local estimate; "
+                "increase strides/overlaps, or use rigid correction"
+            )
     return out
 
 
@@ -95,7 +104,7 @@ def conclude(ds: xr.Dataset, cal, sample_shifts, max_shifts: tuple[int, int]) ->
     ds.attrs["intensity_scale"] = float(cal.scale)
     findings = _findings(ds, cal, sample_shifts, max_shifts)
     ds.attrs["qc_verdict"] = "suspect" if findings else "ok"
-    ds.attrs["qc_warnings"] = "; ".join(findings)
+    ds.attrs["qc_warnings"] = " | ".join(findings)
     for msg in findings:
         warnings.warn(msg, RegistrationWarning, stacklevel=3)
     return ds
