@@ -27,6 +27,10 @@ __all__ = ["HUBER_K", "MARGIN", "gauss_newton_step", "gradient", "refine_constan
 
 #: Pixels left out next to the border rectangle (ringing of the Fourier shift).
 MARGIN = 2
+#: Largest step (px) taken: the correlation peak is within a fraction of a pixel, and a
+#: larger step means the linear model does not hold for this frame (e.g. content that
+#: changed, not moved): the peak estimate is kept.
+MAX_STEP = 0.5
 #: Huber threshold of the robust reweighting, in units of the RMS weighted residual.
 HUBER_K = 2.0
 
@@ -137,5 +141,5 @@ def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.
     a, cy, cx = sol[0], sol[2], sol[3]
     a = jnp.where(ok, a, 1.0)
     dy, dx = cy / a, cx / a
-    ok = ok & (jnp.abs(dy) <= 1.0) & (jnp.abs(dx) <= 1.0)
+    ok = ok & (jnp.abs(dy) <= MAX_STEP) & (jnp.abs(dx) <= MAX_STEP)
     return jnp.where(ok, dy, 0.0), jnp.where(ok, dx, 0.0)

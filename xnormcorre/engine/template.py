@@ -115,7 +115,10 @@ def _sensor_defects(sample: np.ndarray, defects) -> np.ndarray | None:
     if defects is True:
         # a static, noise-free movie shows no temporal statistics to tell a defect from content
         spread = float(np.ptp(np.percentile(sample, [1, 99])))
-        quiet = float(np.median(sample.std(axis=0))) <= 1e-6 * spread
+        sd = sample.std(axis=0)
+        # noise-free renderings (real sensors always have noise): no temporal statistics
+        # tell a defect from content there
+        quiet = float(np.median(sd)) <= 1e-6 * spread or float(np.mean(sd <= 1e-9 * spread)) > 0.01
         enough = sample.shape[0] >= 3 and not quiet
         mask = find_defects(sample) if enough else np.zeros(sample.shape[1:], bool)
     else:
@@ -155,7 +158,13 @@ def calibrate(
     mask = _sensor_defects(sample, defects)
     cal = Calibration(mask, UNIFORM, scale_for(sample))
     noise = _noise(sample, np.asarray(template, np.float32), params.calibrated(cal), mask)
-    return Calibration(mask, noise, cal.scale)
+    return Calibration(_trusted(mask, noise, defects), noise, cal.scale)
+
+
+def _trusted(mask, noise: NoiseModel, defects):
+    """Found defects are trusted only where the movie has a measurable noise model: in a
+    noise-free rendering nothing tells a defect from content.  A mask given is kept."""
+    return mask if (noise.fitted or defects is not True) else None
 
 
 def initial_template(movie, params: RigidParams, n_init: int = 100, *, defects=True) -> TemplateEstimate:
@@ -179,7 +188,8 @@ def initial_template(movie, params: RigidParams, n_init: int = 100, *, defects=T
     est = sample if mask is None else np.asarray(inpaint(sample, mask))
     members = densest_cluster(est) if len(est) >= 6 else np.arange(len(est))
     tmpl, _ = _pass(sample, nanmedian(est[members]), p0)
-    cal = Calibration(mask, _noise(sample, tmpl, p0, mask), cal.scale)
+    noise = _noise(sample, tmpl, p0, mask)
+    cal = Calibration(_trusted(mask, noise, defects), noise, cal.scale)
     tmpl, shifts = _pass(sample, tmpl, params.calibrated(cal))
     return TemplateEstimate(tmpl, cal, shifts)
 
