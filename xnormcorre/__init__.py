@@ -32,6 +32,8 @@ _LAZY = {
     "patch_grid": "xnormcorre.core",
     "pwrigid": "xnormcorre.core",
     "rigid": "xnormcorre.core",
+    "correct_scan_phase": "xnormcorre.core.scanphase",
+    "scan_phase": "xnormcorre.core.scanphase",
     "open_movie": "xnormcorre.io",
     "to_hdf5": "xnormcorre.io",
     "to_tiff": "xnormcorre.io",
@@ -50,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
         pwrigid,
         rigid,
     )
+    from .core.scanphase import correct_scan_phase, scan_phase
     from .io import open_movie, to_hdf5, to_tiff
 
 
@@ -71,6 +74,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "__version__",
     "apply_shifts",
+    "correct_scan_phase",
     "datasets",
     "estimate_template",
     "get_patch_start_and_end_coords",
@@ -83,6 +87,7 @@ __all__ = [
     "plot",
     "pwrigid",
     "rigid",
+    "scan_phase",
     "to_hdf5",
     "to_tiff",
 ]
