@@ -446,3 +446,16 @@ def test_sbx_entry_point_is_declared():
     installed = {ep.name for ep in importlib.metadata.entry_points(group="xarray.backends")}
     if "xnormcorre_sbx" in installed:  # an install made from this tree
         assert isinstance(xr.backends.list_engines()["xnormcorre_sbx"], SbxBackendEntrypoint)
+
+
+def test_scan_phase_reads_about_n_frames_of_a_lazy_movie(tmp_path, planes_read):
+    p = tmp_path / "long.tif"
+    from test_scanphase import bidi_movie
+
+    tifffile.imwrite(p, bidi_movie(0.5, n_frames=100, shape=(16, 32), seed=5).values.astype(np.uint16))
+    movie = xnormcorre.open_movie(p, chunks={"time": 10})
+    xnormcorre.scan_phase(movie, n_frames=20)
+    assert sorted(planes_read) == list(range(10)) + list(range(90, 100))  # two whole chunks
+    planes_read.clear()
+    xnormcorre.scan_phase(xr.open_dataarray(p, engine=TiffBackendEntrypoint), n_frames=20)
+    assert len(planes_read) == 20 and planes_read[-1] == 99  # evenly spaced frames

@@ -102,6 +102,26 @@ def _mean_over(movie: xr.DataArray, *, time: Any = None) -> xr.DataArray:
     return sel.mean(dims, dtype=np.float64).transpose(cv.DIM_Y, cv.DIM_X)
 
 
+def _sample_frames(movie: xr.DataArray, n_frames: int) -> np.ndarray:
+    """About ``n_frames`` frames spread over the movie, read cheaply.
+
+    NumPy or backend arrays: evenly spaced frames (each read on its own).  Dask arrays:
+    whole time chunks, evenly spaced, then evenly spaced frames within them -- a
+    scattered selection would read every chunk it touches in full.
+    """
+    n = movie.sizes[cv.DIM_TIME]
+    if movie.chunks is None:
+        return np.unique(np.linspace(0, n - 1, n_frames).round().astype(np.int64))
+    sizes = np.asarray(movie.chunksizes[cv.DIM_TIME])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    n_chunks = min(sizes.size, max(1, int(np.ceil(n_frames / sizes.mean()))))
+    picked = np.unique(np.linspace(0, sizes.size - 1, n_chunks).round().astype(np.int64))
+    frames = np.concatenate([np.arange(starts[i], starts[i] + sizes[i]) for i in picked])
+    if frames.size > n_frames:
+        frames = frames[np.unique(np.linspace(0, frames.size - 1, n_frames).round().astype(np.int64))]
+    return frames
+
+
 def _check_real(value: Any, name: str, *, positive: bool = False) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a finite number, got {value!r}")
@@ -145,8 +165,10 @@ def scan_phase(
         median of ``smooth`` windows and interpolated linearly to every frame, for an
         offset that drifts during the recording.
     n_frames : int or None
-        Frames averaged for the whole-movie estimate (default 500, evenly spaced);
-        None uses every frame.  Ignored when ``window`` is given.
+        Frames averaged for the whole-movie estimate (default 500, spread evenly over
+        the movie; on a dask-backed movie, whole time chunks spread evenly, so that
+        no more than about ``n_frames`` frames are read); None uses every frame.
+        Ignored when ``window`` is given (every frame is used).
     max_phase : float
         Largest offset searched, in px (default 10; reduced to ``width - 20`` on
         narrow frames).
@@ -206,7 +228,7 @@ def scan_phase(
         idx = None
         n_used = movie.sizes.get(cv.DIM_TIME, 1)
         if has_time and n_frames is not None and movie.sizes[cv.DIM_TIME] > n_frames:
-            idx = np.unique(np.linspace(0, movie.sizes[cv.DIM_TIME] - 1, n_frames).round().astype(np.int64))
+            idx = _sample_frames(movie, n_frames)
             n_used = int(idx.size)
         image = _mean_over(movie, time=idx).values if has_time or extra else movie.values
         phase, corr = _sp.estimate_scan_phase(image, max_phase=max_phase, first_row=first_row)
