@@ -125,6 +125,25 @@ def test_scanimage_interleaved_channels_and_metadata(tmp_path, header):
     ds.close()
 
 
+def test_scanimage3_state_description(tmp_path):
+    """ScanImage 3.x: classic TIFF, settings as ``state.*`` lines in every page's description."""
+    data = _frames(4, 2)
+    desc = "state.configName='rig'\rstate.acq.numberOfChannelsSave=2\rstate.acq.frameRate=4.0\r"
+    desc += "state.acq.zoomFactor=3\rstate.acq.bidirectionalScan=0\rstate.acq.numberOfZSlices=1\r"
+    p = tmp_path / "si3.tif"
+    with tifffile.TiffWriter(p) as tw:
+        for page in data.reshape(-1, 16, 20):
+            tw.write(page, contiguous=False, description=desc, metadata=None)
+    with open(p, "ab") as f:
+        # ScanImage 3 writes each page's IFD after its pixels; tifffile counts the pages of
+        # such files from their spacing and the file size, so end the file as they end
+        f.write(bytes(16))
+    movie = xnormcorre.open_movie(p)
+    assert movie.dims == ("time", "channel", "y", "x") and "channel_name" not in movie.coords
+    np.testing.assert_array_equal(movie.values, data)
+    assert movie.attrs["fps"] == 4.0 and movie.attrs["scan_zoom"] == 3.0 and movie.attrs["bidirectional"] == 0
+
+
 def test_scanimage_channel_selection_reads_only_its_pages(tmp_path, planes_read):
     data = _frames(8, 2)
     p = tmp_path / "si.tif"
