@@ -25,8 +25,17 @@ import xarray as xr
 from .. import schema as cv
 from ..engine import scanphase as _sp
 from ..validate import integer
+from .movie import check_reference
 
-__all__ = ["correct_scan_phase", "resolve_scan_phase", "scan_phase"]
+__all__ = [
+    "correct_scan_phase",
+    "phase_attrs",
+    "record_scan_phase",
+    "resolve_scan_phase",
+    "scan_phase",
+    "scan_phase_inputs",
+    "scan_phase_parameter",
+]
 
 PHASE_NAME = "scan_phase"
 SCAN_PHASE_CONVENTION = (
@@ -42,6 +51,8 @@ _BASE_ATTRS = {
     "units": "pixel",
     "comment": SCAN_PHASE_CONVENTION,
 }
+#: Pixels per time chunk when a lazily opened (not dask-backed) movie is corrected.
+_CHUNK_PIXELS = 2**24
 #: Frames averaged for a single (whole-movie) estimate, evenly spaced over the movie.
 DEFAULT_N_FRAMES = 500
 
@@ -318,8 +329,10 @@ def _phase_array(phase: Any, movie: xr.DataArray) -> float | xr.DataArray:
 def correct_scan_phase(movie: xr.DataArray | np.ndarray, phase: Any) -> xr.DataArray:
     """Remove a bidirectional scan phase: move the odd lines by ``-phase`` along ``x``.
 
-    Lazy on dask-backed input (one task per time chunk); every channel and any other
-    dim is corrected with the same phase per frame.
+    Lazy on dask-backed input (one task per time chunk) and on a lazily opened file
+    (``xr.open_dataarray(..., engine=...)`` without chunks: the result is dask-backed,
+    read in time chunks); every channel and any other dim is corrected with the same
+    phase per frame.
 
     Parameters
     ----------
@@ -355,7 +368,14 @@ def correct_scan_phase(movie: xr.DataArray | np.ndarray, phase: Any) -> xr.DataA
         value = scalar if scalar is not None else np.asarray(p)
         return _sp.shift_odd_rows(frames, value, first_row=first_row)
 
-    data = movie.chunk({cv.DIM_Y: -1, cv.DIM_X: -1}) if movie.chunks is not None else movie
+    if movie.chunks is not None:
+        data = movie.chunk({cv.DIM_Y: -1, cv.DIM_X: -1})
+    elif not movie.variable._in_memory and cv.DIM_TIME in movie.dims:
+        # a lazily opened file (no dask): read and correct it chunk by chunk, not whole
+        frame = int(np.prod([n for d, n in movie.sizes.items() if d != cv.DIM_TIME]))
+        data = movie.chunk({cv.DIM_TIME: max(1, _CHUNK_PIXELS // max(frame, 1))})
+    else:
+        data = movie
     if isinstance(ph, float):
         out = xr.apply_ufunc(
             kernel,
@@ -471,3 +491,63 @@ def phase_attrs(phase: xr.DataArray | None) -> dict[str, Any]:
     if "window" in phase.attrs:
         out["scan_phase_window"] = int(phase.attrs["window"])
     return out
+
+
+# --------------------------------------------------------------------------- registration runs
+def scan_phase_inputs(
+    movie: xr.DataArray, reference: Any, scan_phase: Any
+) -> tuple[xr.DataArray, Any, xr.DataArray | None]:
+    """A registration's ``scan_phase=`` option: ``(movie, reference, phase used or None)``.
+
+    The phase is estimated on ``reference`` when one is given (the structural channel:
+    the one the shifts come from), else on ``movie``, and removed from both; the
+    movie keeps its ``source`` (the file it was read from).  ``scan_phase=None``
+    returns the inputs unchanged.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> movie = xr.DataArray(np.zeros((3, 8, 32), np.uint16), dims=("time", "y", "x"))
+    >>> fixed, ref, phase = scan_phase_inputs(movie, np.ones((3, 8, 32)), 0.5)
+    >>> fixed.dtype, ref.dtype, float(phase)
+    (dtype('float32'), dtype('float32'), 0.5)
+    """
+    if scan_phase is None:
+        return movie, reference, None
+    source = movie.encoding.get("source")
+    if reference is None:
+        fixed, phase = resolve_scan_phase(movie, scan_phase)
+    else:
+        ref, phase = resolve_scan_phase(check_reference(reference, movie), scan_phase)
+        fixed = correct_scan_phase(movie, phase)
+        reference = ref
+    if source is not None:
+        fixed.encoding["source"] = source
+    if phase.ndim:  # one value per frame of the movie, in its frame order
+        values = _phase_array(phase, movie).values
+        phase = xr.DataArray(values, dims=(cv.DIM_TIME,), name=PHASE_NAME, attrs=phase.attrs)
+    return fixed, reference, phase
+
+
+def scan_phase_parameter(scan_phase: Any) -> Any:
+    """The ``scan_phase`` option as a NetCDF-safe run parameter (to run it again).
+
+    Examples
+    --------
+    >>> scan_phase_parameter("auto"), scan_phase_parameter(xr.DataArray(1.5)), scan_phase_parameter(None)
+    ('auto', 1.5, None)
+    """
+    if scan_phase is None or isinstance(scan_phase, str):
+        return scan_phase
+    if isinstance(scan_phase, xr.DataArray):
+        return float(scan_phase) if scan_phase.ndim == 0 else "given per frame"
+    return float(scan_phase)
+
+
+def record_scan_phase(ds: xr.Dataset, phase: xr.DataArray | None) -> xr.Dataset:
+    """Add the phase used to a result: the ``scan_phase`` variable and :func:`phase_attrs`."""
+    if phase is None:
+        return ds
+    ds[PHASE_NAME] = phase.drop_vars(list(phase.coords))
+    ds.attrs.update(phase_attrs(phase))
+    return ds
