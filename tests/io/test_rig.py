@@ -6,6 +6,7 @@ import importlib
 import importlib.metadata
 import json
 import logging
+import os
 import pickle
 import struct
 import tomllib
@@ -476,3 +477,17 @@ def test_scan_phase_reads_about_n_frames_of_a_lazy_movie(tmp_path, planes_read):
     planes_read.clear()
     xnormcorre.scan_phase(xr.open_dataarray(p, engine=TiffBackendEntrypoint), n_frames=20)
     assert len(planes_read) == 20 and planes_read[-1] == 99  # evenly spaced frames
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.8])
+def test_truncated_hyperstack_is_refused_at_open(tmp_path, keep):
+    """A (time, channel, y, x) hyperstack cut in its planes is refused when opened, naming the fact."""
+    data = _frames(12, 2)
+    p = tmp_path / "tcyx.tif"
+    tifffile.imwrite(p, data, imagej=True, metadata={"axes": "TCYX"})
+    with tifffile.TiffFile(p) as tif:
+        start = tif.series[0].dataoffset
+    assert start is not None  # contiguous: read with one seek per run of planes
+    os.truncate(p, start + int(data.nbytes * keep))
+    with pytest.raises(ValueError, match="truncated"):
+        xnormcorre.open_movie(p)
