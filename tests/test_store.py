@@ -168,8 +168,14 @@ def test_pwrigid_store_bit_identical(tmp_path, movie):
     kw = {"max_shifts": 3, "strides": (24, 24), "overlaps": (12, 12), "max_deviation_rigid": 2}
     res = xnormcorre.pwrigid(movie.chunk({"time": 20}), **kw)
     plan = plan_chunks(res)
-    assert set(plan.local) == {"correlation", "shifts", "rigid_shifts", "at_max_shift", "patch_jump"}
-    assert plan.final == ["low_correlation"]
+    assert set(plan.local) == {
+        "correlation",
+        "shifts",
+        "rigid_shifts",
+        "at_max_shift",
+        "patch_at_max_deviation",
+    }
+    assert plan.final == ["low_correlation", "patch_jump"]
     out = compute_to_store(res, tmp_path / "pw.zarr", progress=False)
     xr.testing.assert_identical(out.drop_vars("corrected"), res.drop_vars("corrected").compute())
 

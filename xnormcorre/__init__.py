@@ -32,6 +32,7 @@ _LAZY = {
     "patch_grid": "xnormcorre.core",
     "pwrigid": "xnormcorre.core",
     "quality_flags": "xnormcorre.qc",
+    "RegistrationWarning": "xnormcorre.qc.diagnose",
     "rigid": "xnormcorre.core",
     "shifts_from": "xnormcorre.core",
     "correct_scan_phase": "xnormcorre.core.scanphase",
@@ -77,6 +78,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "RegistrationWarning",
     "__version__",
     "apply_shifts",
     "correct_scan_phase",

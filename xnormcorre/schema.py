@@ -35,7 +35,7 @@ RIGID_SHIFTS = "rigid_shifts"
 TEMPLATE = "template"
 DEFECT_MASK = "defect_mask"
 CORRELATION = "correlation"
-FLAGS = ("at_max_shift", "low_correlation", "patch_jump")
+FLAGS = ("at_max_shift", "low_correlation", "patch_jump", "patch_at_max_deviation")
 
 #: Result kinds: ``method`` attribute of a result and kind of its shifts.
 RIGID, PWRIGID = "rigid", "pwrigid"

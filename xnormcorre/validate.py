@@ -112,16 +112,10 @@ def crop_pair(crop: Any) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------- geometry
 def check_bool(value: Any, name: str) -> bool:
-    """A True/False parameter (NumPy booleans accepted, and 0/1 as a result's attributes store them).
-
-    Examples
-    --------
-    >>> check_bool(1, "clip"), check_bool(np.False_, "clip")
-    (True, False)
-    """
+    """A True/False parameter (NumPy booleans and the 0/1 integers of NetCDF attributes accepted)."""
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    if isinstance(value, (int, np.integer)) and value in (0, 1):
+    if isinstance(value, numbers.Integral) and value in (0, 1):
         return bool(value)
     raise TypeError(f"{name} must be True or False, got {value!r}")
 

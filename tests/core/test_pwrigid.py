@@ -171,8 +171,8 @@ def test_jnormcorre_patch_bounds_match_shift_order():
     overlap=st.integers(0, 79),
 )
 def test_patch_grid_covers_frame(n, stride, overlap):
-    if overlap >= stride or stride + overlap > n:
-        with pytest.raises(ValueError, match="overlaps|larger than the frame"):
+    if stride + overlap > n:  # overlaps >= strides is accepted (as CaImAn/jnormcorre)
+        with pytest.raises(ValueError, match="larger than the frame"):
             xnormcorre.patch_grid((n, n), stride, overlap)
         return
     g = xnormcorre.patch_grid((n, n), stride, overlap)
@@ -209,7 +209,7 @@ def test_pwrigid_any_frame_size(case, seed):
         ({"strides": 0, "overlaps": 0}, "strides"),
         ({"max_deviation_rigid": -1}, "max_deviation_rigid"),
         (
-            {"strides": (16, 16), "overlaps": (8, 8), "max_shifts": 6, "max_deviation_rigid": 6},
+            {"strides": (16, 16), "overlaps": (8, 8), "max_shifts": 6, "max_deviation_rigid": 11},
             "half the patch",
         ),
         ({"upsample_factor_grid": 0}, "upsample_factor_grid"),

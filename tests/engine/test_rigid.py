@@ -184,7 +184,7 @@ def test_template_bits_do_not_depend_on_batch_size():
     frames = np.stack([_np_fourier_displace(tmpl, d) for d in rng.uniform(-2, 2, size=(37, 2))])
     frames = (frames + rng.normal(scale=5, size=frames.shape)).astype(np.float32)
     out = [
-        template.estimate_template(frames, _params(tmpl.shape, batch_size=bs), frames_per_split=20)
+        template.estimate_template(frames, _params(tmpl.shape, batch_size=bs), frames_per_split=20).template
         for bs in (3, 8, 64)
     ]
     for t in out[1:]:

@@ -14,6 +14,8 @@ from scipy import ndimage
 import xnormcorre
 from xnormcorre import metrics
 from xnormcorre.qc import flow as qc_flow
+from xnormcorre.qc import metrics as qc_metrics
+from xnormcorre.qc.diagnose import RegistrationWarning
 
 
 def _movie(arr: np.ndarray) -> xr.DataArray:
@@ -377,6 +379,45 @@ def test_summary_before_after(small_movie):
     assert s2.attrs["crop"] == [0, 0] and "residual_flow_rms" not in s2
     s3 = metrics.summary(small_movie, res.corrected, crop=5, flow=False)
     xr.testing.assert_allclose(s3.crispness, s.crispness)
+    # the run's verdict and flag counts
+    assert s.attrs["qc_verdict"] == res.attrs["qc_verdict"] == "ok" and s.attrs["qc_warnings"] == ""
+    assert s.attrs["n_defects"] == res.attrs["n_defects"] == int(res.defect_mask.sum())
+    assert s.attrs["n_frames"] == 40
+    assert s.attrs["n_frames_at_max_shift"] == s.attrs["n_frames_low_correlation"] == 0
+    assert "qc_verdict" not in s2.attrs and "n_frames" not in s2.attrs  # a plain movie has no verdict
+
+
+def test_summary_shows_a_suspect_verdict(small_movie):
+    """Motion beyond max_shifts (walk up to 3 px, search bound 2 px): the summary says so."""
+    with pytest.warns(RegistrationWarning) as record:
+        res = xnormcorre.rigid(small_movie, max_shifts=2)
+    messages = [str(w.message) for w in record]
+    assert any("search bound" in m for m in messages)
+    s = metrics.summary(small_movie, res, flow=False)
+    assert s.attrs["qc_verdict"] == "suspect"
+    assert s.attrs["qc_warnings"] == res.attrs["qc_warnings"]
+    assert "increase max_shifts" in s.attrs["qc_warnings"]
+    assert s.attrs["qc_warnings"] == "; ".join(messages)
+    hits = int(res.at_max_shift.sum())
+    assert s.attrs["n_frames_at_max_shift"] == hits and hits > 0.01 * 40
+    for k, v in s.attrs.items():
+        assert isinstance(v, (str, int, float, list)), k
+    # piecewise flags are counted per frame (any patch)
+    pw = xr.Dataset(
+        {"patch_jump": (("time", "patch_y", "patch_x"), np.zeros((5, 2, 2), np.int8))},
+        attrs={"qc_verdict": "ok", "qc_warnings": "", "n_defects": 7},
+    )
+    pw["patch_jump"][[1, 3], 0, 1] = 1
+    pw["patch_jump"][3, 1, 1] = 1
+    assert qc_metrics.result_qc(pw) == {
+        "qc_verdict": "ok",
+        "qc_warnings": "",
+        "n_defects": 7,
+        "n_frames": 5,
+        "n_frames_patch_jump": 2,
+    }
+    # lazy flags are not computed (that would register the movie again)
+    assert "n_frames_patch_jump" not in qc_metrics.result_qc(pw.chunk({"time": 2}))
 
 
 def test_summary_bad_input(small_movie):

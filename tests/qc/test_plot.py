@@ -70,11 +70,50 @@ def test_plot_shifts_rigid(res):
         (trace,) = _lines(ax, "rigid")
         np.testing.assert_array_equal(trace.get_ydata(), res.shifts.sel(axis=comp).values)
         np.testing.assert_array_equal(trace.get_xdata(), res.time.values)
-        assert sorted(line.get_ydata()[0] for line in _lines(ax, "max_shifts")) == [-5, 5]
         assert not _lines(ax, "patch")
-        assert len(ax.get_lines()) == 3
+        # the axis spans the data (walk within +-3 px), not the +-5 px search bound
+        data = res.shifts.sel(axis=comp).values
+        lo, hi = ax.get_ylim()
+        assert data.min() - 0.5 < lo < data.min() and data.max() < hi < data.max() + 0.5
+        assert not _lines(ax, "max_shifts")
+        (note,) = [txt for txt in ax.texts if txt.get_gid() == "max_shifts"]
+        assert note.get_text() == "search bound ±5 pixel (off scale)"
+        assert len(ax.get_lines()) == 1
     assert fig.axes[1].get_xlabel() == "frame index"
     _render(fig)
+
+
+def _scaled(res: xr.Dataset, factor: float) -> xr.Dataset:
+    out = res.copy()
+    out["shifts"] = res.shifts * factor
+    return out
+
+
+def test_plot_shifts_small_motion_fills_the_axis(res):
+    """Sub-pixel motion (within +-0.7 px) is not drawn flat on a +-5 px axis."""
+    small = _scaled(res, 0.7 / float(abs(res.shifts).max()))
+    fig = plot.plot_shifts(small)
+    for ax, comp in zip(fig.axes, ("y", "x"), strict=True):
+        data = small.shifts.sel(axis=comp).values
+        lo, hi = ax.get_ylim()
+        span = data.max() - data.min()
+        assert lo < data.min() and hi > data.max()
+        assert (hi - lo) - span < max(0.2 * span, 0.25)  # a margin, not the search range
+        assert abs(lo) < 1 and abs(hi) < 1
+    _render(fig)
+
+
+def test_plot_shifts_draws_the_bound_when_in_view(res):
+    near = _scaled(res, 4.95 / float(abs(res.shifts.sel(axis="y")).max()))
+    fig = plot.plot_shifts(near)
+    ax = fig.axes[0]
+    lo, hi = ax.get_ylim()
+    levels = sorted(line.get_ydata()[0] for line in _lines(ax, "max_shifts"))
+    assert levels == [level for level in (-5, 5) if lo <= level <= hi] and levels
+    assert ax.get_ylim() == (lo, hi)  # the bound lines do not rescale the axis
+    if len(levels) == 1:
+        (note,) = [txt for txt in ax.texts if txt.get_gid() == "max_shifts"]
+        assert note.get_text() == "search bound ±5 pixel"
 
 
 def test_plot_shifts_piecewise_patches_thin_rigid_thick(pw):
@@ -88,6 +127,23 @@ def test_plot_shifts_piecewise_patches_thin_rigid_thick(pw):
         ys = np.stack([p.get_ydata() for p in patches], 1)
         np.testing.assert_array_equal(ys, pw.shifts.sel(axis=comp).values.reshape(-1, 6))
     assert "piecewise" in fig._suptitle.get_text()
+    # the jumped patch of frame 7 (3, -4) is within view
+    lo, hi = fig.axes[1].get_ylim()
+    x = np.concatenate([pw.shifts.sel(axis="x").values.ravel(), pw.rigid_shifts.sel(axis="x").values])
+    assert lo < -4 < hi and x.max() < hi < x.max() + 0.8
+    _render(fig)
+
+
+def test_plot_shifts_marks_flagged_patches(pw):
+    flagged = pw.copy()
+    flagged["patch_jump"] = xr.zeros_like(pw.shifts.isel(axis=0, drop=True), dtype=np.int8)
+    flagged["patch_jump"][7, 1, 2] = 1
+    flagged["patch_at_max_deviation"] = flagged["patch_jump"].copy()
+    fig = plot.plot_shifts(flagged)
+    for ax, value in zip(fig.axes, (3.0, -4.0), strict=True):
+        for gid in ("patch_jump", "patch_at_max_deviation"):
+            (marks,) = [c for c in ax.collections if c.get_gid() == gid]
+            np.testing.assert_allclose(marks.get_offsets(), [[7, value]])
     _render(fig)
 
 

@@ -30,6 +30,7 @@ from .output import (
     reopen,
     require,
     shift_summary,
+    verdict_line,
     write_movie,
     write_shifts,
 )
@@ -228,6 +229,7 @@ def correct(args: argparse.Namespace) -> int:
     print(f"  shifts NetCDF:   {shifts_path}")
     print(f"  {shift_summary(shifts_ds)}")
     print(f"  flagged frames: {flag_counts(shifts_ds)}")
+    print(f"  {verdict_line(shifts_ds)}")
     if args.qc:
         if args.shifts_only:
             raise CLIError("--qc needs the corrected movie: drop --shifts-only")

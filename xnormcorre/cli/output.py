@@ -143,13 +143,26 @@ def movie_channel(movie) -> str:
 
 def flag_counts(ds) -> str:
     parts = []
-    for name in ("at_max_shift", "low_correlation", "patch_jump"):
+    for name in ("at_max_shift", "low_correlation", "patch_jump", "patch_at_max_deviation"):
         if name in ds:
             flag = ds[name]
             if "time" in flag.dims and flag.ndim > 1:
                 flag = flag.any([d for d in flag.dims if d != "time"])
             parts.append(f"{int(flag.sum())} {name.replace('_', ' ')}")
     return ", ".join(parts) if parts else "none computed"
+
+
+def verdict_line(ds) -> str:
+    """``verdict: ok`` or ``verdict: SUSPECT: <reasons>`` (wrapped), from the result's attrs."""
+    import textwrap
+
+    verdict = ds.attrs.get("qc_verdict")
+    if verdict is None:
+        return "verdict: not checked (result without qc_verdict)"
+    if verdict == "ok":
+        return "verdict: ok"
+    text = f"verdict: SUSPECT: {ds.attrs.get('qc_warnings', '')}"
+    return "\n    ".join(textwrap.wrap(text, width=100))
 
 
 def shift_summary(ds) -> str:

@@ -48,7 +48,9 @@ def finish(
     max_shifts: tuple[int, int],
 ) -> xr.Dataset:
     """Add the quality flags and the provenance attributes."""
-    ds = ds.assign(quality_flags(ds, max_shifts=max_shifts))
+    ds = ds.assign(
+        quality_flags(ds, max_shifts=max_shifts, max_deviation_rigid=run_params.get("max_deviation_rigid"))
+    )
     ds.attrs = sc.provenance_attrs(method, run_params, source_of(movie))
     ds.attrs["shifts_estimated_on"] = estimated_on(ref)
     ds.attrs["template_source"] = tmpl_da.attrs["template_source"]

@@ -70,7 +70,11 @@ def fit_noise_model(frames: np.ndarray, valid: np.ndarray | None = None, n_bins:
     bm, bv = np.asarray(bm), np.asarray(bv)
     if bm.size < 4 or np.ptp(bm) <= 0:
         return UNIFORM
-    gain, intercept = np.linalg.lstsq(np.vstack([bm, np.ones_like(bm)]).T, bv, rcond=None)[0]
+    # the line on standardised brightness (well conditioned at any scale of the movie)
+    mu, sd = float(bm.mean()), float(bm.std())
+    slope, at_mean = np.linalg.lstsq(np.vstack([(bm - mu) / sd, np.ones_like(bm)]).T, bv, rcond=None)[0]
+    gain = slope / sd
+    intercept = at_mean - gain * mu
     med = float(np.median(m))
     typical = gain * med + intercept
     scale = float(np.ptp(m)) ** 2

@@ -141,6 +141,7 @@ def _pw_one(
     with_corr=True,
     inpaint_defects=False,
     clip=False,
+    warp_estimate=False,
 ):
     est = frame * scale
     if inpaint_defects:
@@ -187,7 +188,9 @@ def _pw_one(
     if not apply:
         return pshifts
     fy, fx = dense_field(pshifts, wy, wx)
-    out, valid = warp(frame, fy, fx, border, fill_min, clip)
+    # template passes average the estimation frames (defects inpainted), as the rigid ones
+    src = est * (1.0 / scale) if warp_estimate else frame
+    out, valid = warp(src, fy, fx, border, fill_min, clip)
     corr = masked_corr(out, template, valid & jnp.isfinite(out)) if with_corr else jnp.float32(jnp.nan)
     return pshifts, out, corr
 
@@ -206,6 +209,7 @@ _STATIC = (
     "with_corr",
     "inpaint_defects",
     "clip",
+    "warp_estimate",
 )
 
 
@@ -235,6 +239,7 @@ def register_pw_batch(
     with_corr=True,
     inpaint_defects=False,
     clip=False,
+    warp_estimate=False,
 ):
     """Piecewise-rigid registration of a batch ``(B, H, W)`` to ``template``, given the
     frames' rigid shifts ``(B, 2)`` (from :func:`xnormcorre.engine.rigid.register_batch`:
@@ -262,6 +267,7 @@ def register_pw_batch(
         with_corr=with_corr,
         inpaint_defects=inpaint_defects,
         clip=clip,
+        warp_estimate=warp_estimate,
     )
     consts = (template, tmpl_pspec, fill_min, pwindow, pweight, wy, wx, defects, scale)
     return jax.vmap(lambda f, r: fn(f, r, *consts))(frames, rigid_shifts)
@@ -290,6 +296,7 @@ def register_pw_frames(
     on_batch: Callable[[int], None] | None = None,
     with_corr: bool = True,
     origin: int | None = None,
+    warp_estimate: bool = False,
 ):
     """Piecewise-rigid registration of ``movie[start:stop]`` to ``template``
     (``origin``: the frame number of ``movie[start]``, see
@@ -322,7 +329,9 @@ def register_pw_frames(
 
     def kernel(_, batch):
         rs = _rigid.register_batch(batch, tmpl, fill, *rarrays, apply=False, **rkw)
-        out = register_pw_batch(batch, rs, *consts, apply=apply, with_corr=with_corr, **kw)
+        out = register_pw_batch(
+            batch, rs, *consts, apply=apply, with_corr=with_corr, warp_estimate=warp_estimate, **kw
+        )
         return (rs, *out) if apply else (rs, out)
 
     for a, b, out in run_kernels(kernel, movie, start, stop, params.batch_size, origin=origin):
@@ -394,7 +403,9 @@ def mean_registered(movie, template, params: PwParams, start: int, stop: int, ke
     n_all = 0  # frames summed while every pixel was finite
     shifts, devs = [], []
     for a, b in iter_batches(stop - start, params.batch_size):
-        out = register_pw_frames(movie, template, params, start=start + a, stop=start + b, with_corr=False)
+        out = register_pw_frames(
+            movie, template, params, start=start + a, stop=start + b, with_corr=False, warp_estimate=True
+        )
         c = out[-2][use[a:b]]
         shifts.append(out[0])
         devs.append(out[1] - out[0][:, None, None, :])

@@ -23,10 +23,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["MARGIN", "gauss_newton_step", "gradient", "refine_constants"]
+__all__ = ["HUBER_K", "MARGIN", "gauss_newton_step", "gradient", "refine_constants"]
 
 #: Pixels left out next to the border rectangle (ringing of the Fourier shift).
 MARGIN = 2
+#: Huber threshold of the robust reweighting, in units of the RMS weighted residual.
+HUBER_K = 2.0
 
 _TRIU = [(i, k) for i in range(4) for k in range(i, 4)]
 _IDX = np.zeros((4, 4), np.int32)
@@ -60,13 +62,14 @@ def gradient(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
-def refine_constants(template: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def refine_constants(template: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
     """Constant arrays of the Gauss-Newton step for one template.
 
     Returns ``rhs`` ``(4, H·W)``: ``w·J_k`` with ``J = [T0, 1, -∂yT, -∂xT] / s``
-    (``T0 = T - mean(T)``, ``s`` its standard deviation, for float32 range), and
+    (``T0 = T - mean(T)``, ``s`` its standard deviation, for float32 range);
     ``prefix`` ``(10, H, W + 1)``: row prefix sums of the 10 products ``w·J_i·J_j``
-    (``i <= j``), computed in float64 and stored as float32.
+    (``i <= j``, computed in float64, stored as float32); ``prods`` ``(10, H·W)``: the
+    products themselves; ``jac`` ``(4, H·W)``: ``J``; ``sqrt_w`` ``(H·W)``.
     """
     t = np.asarray(template, np.float64)
     w = np.asarray(weights, np.float64)
@@ -78,7 +81,20 @@ def refine_constants(template: np.ndarray, weights: np.ndarray) -> tuple[np.ndar
     prods = np.stack([w * jac[i] * jac[k] for i, k in _TRIU])
     prefix = np.zeros(prods.shape[:2] + (prods.shape[2] + 1,))
     np.cumsum(prods, axis=2, out=prefix[:, :, 1:])
-    return rhs, prefix.astype(np.float32)
+    return (
+        rhs,
+        prefix.astype(np.float32),
+        prods.reshape(10, -1).astype(np.float32),
+        np.stack(jac).reshape(4, -1).astype(np.float32),
+        np.sqrt(w).reshape(-1).astype(np.float32),
+    )
+
+
+def _solve(nmat: jax.Array, rhs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Jacobi-scaled solve of the 4x4 normal equations; ``(solution, ok)``."""
+    d = 1.0 / jnp.sqrt(jnp.maximum(jnp.diag(nmat), 1e-30))
+    sol = jnp.linalg.solve(nmat * d[:, None] * d[None, :], rhs * d) * d
+    return sol, (sol[0] > 0) & jnp.all(jnp.isfinite(sol))
 
 
 def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.Array]:
@@ -89,30 +105,36 @@ def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.
     ``(0, 0)`` where the step is not trustworthy (singular system, negative gain,
     ``|δ| > 1`` px: then the linearization does not hold and ``s0`` is kept).
     """
-    rhs_c, prefix = consts
+    rhs_c, prefix, prods, jac, sqrt_w = consts
     h, w = moved.shape
     lo_y, hi_y, lo_x, hi_x = limits
     y0, y1 = lo_y + MARGIN, hi_y - MARGIN
     x0, x1 = lo_x + MARGIN, hi_x - MARGIN
     ry = (jnp.arange(h) >= y0) & (jnp.arange(h) <= y1)
     rx = (jnp.arange(w) >= x0) & (jnp.arange(w) <= x1)
-    mask = ry[:, None] & rx[None, :]
+    mask = (ry[:, None] & rx[None, :]).ravel()
+    maskf = mask.astype(moved.dtype)
     n = jnp.maximum(ry.sum() * rx.sum(), 1).astype(moved.dtype)
-    g = jnp.where(mask & jnp.isfinite(moved), moved, 0.0)
+    g = jnp.where(mask & jnp.isfinite(moved.ravel()), moved.ravel(), 0.0)
     # the offset column absorbs any constant: centring keeps float32 sums precise
     gc = jnp.where(mask, g - jnp.sum(g) / n, 0.0)
-    rhs = rhs_c @ gc.ravel()
     x1c = jnp.clip(x1 + 1, 0, w)
     x0c = jnp.clip(x0, 0, w)
     rows = jax.lax.dynamic_index_in_dim(prefix, x1c, axis=2, keepdims=False) - jax.lax.dynamic_index_in_dim(
         prefix, x0c, axis=2, keepdims=False
     )  # (10, H): each row's sum over the valid columns
     sums = rows @ ry.astype(moved.dtype)
-    nmat = sums[jnp.asarray(_IDX)]
-    d = 1.0 / jnp.sqrt(jnp.maximum(jnp.diag(nmat), 1e-30))
-    sol = jnp.linalg.solve(nmat * d[:, None] * d[None, :], rhs * d) * d
+    sol, ok = _solve(sums[jnp.asarray(_IDX)], rhs_c @ gc)
+    # one robust reweighting (Huber): pixels the model does not explain -- a neuron
+    # that lit up, a passing artefact -- are down-weighted, so that local intensity
+    # changes do not pull the shift
+    resid = (gc - sol @ jac) * sqrt_w * maskf
+    sigma = jnp.sqrt(jnp.sum(resid * resid) / n) + 1e-30
+    hub = jnp.minimum(1.0, HUBER_K * sigma / jnp.maximum(jnp.abs(resid), 1e-30)) * maskf
+    sol_r, ok_r = _solve((prods @ hub)[jnp.asarray(_IDX)], rhs_c @ (gc * hub))
+    sol = jnp.where(ok_r, sol_r, sol)
+    ok = ok | ok_r
     a, cy, cx = sol[0], sol[2], sol[3]
-    ok = (a > 0) & jnp.all(jnp.isfinite(sol))
     a = jnp.where(ok, a, 1.0)
     dy, dx = cy / a, cx / a
     ok = ok & (jnp.abs(dy) <= 1.0) & (jnp.abs(dx) <= 1.0)

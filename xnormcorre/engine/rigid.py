@@ -340,7 +340,13 @@ def kernel_arrays(params: RigidParams, template: np.ndarray) -> tuple:
     if params.refine_steps > 0:
         consts = refine_constants(template, pixel_weights(template, params.noise))
     else:
-        consts = (np.zeros((4, 1), np.float32), np.zeros((10, 1, 2), np.float32))
+        consts = (
+            np.zeros((4, 1), np.float32),
+            np.zeros((10, 1, 2), np.float32),
+            np.zeros((10, 1), np.float32),
+            np.zeros((4, 1), np.float32),
+            np.zeros((1,), np.float32),
+        )
     defects = params.defects if params.inpaint_defects else np.zeros((1, 1), bool)
     return window, weight, consts, defects, np.float32(params.scale)
 

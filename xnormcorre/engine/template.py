@@ -113,7 +113,11 @@ def _sensor_defects(sample: np.ndarray, defects) -> np.ndarray | None:
     if defects is None or defects is False:
         return None
     if defects is True:
-        mask = find_defects(sample) if sample.shape[0] >= 3 else np.zeros(sample.shape[1:], bool)
+        # a static, noise-free movie shows no temporal statistics to tell a defect from content
+        spread = float(np.ptp(np.percentile(sample, [1, 99])))
+        quiet = float(np.median(sample.std(axis=0))) <= 1e-6 * spread
+        enough = sample.shape[0] >= 3 and not quiet
+        mask = find_defects(sample) if enough else np.zeros(sample.shape[1:], bool)
     else:
         mask = np.asarray(defects, bool)
     return mask if mask.any() else None
@@ -129,7 +133,7 @@ def _inside(shifts: np.ndarray, params: RigidParams) -> np.ndarray:
 def _pass(sample: np.ndarray, template: np.ndarray, params: RigidParams) -> tuple[np.ndarray, np.ndarray]:
     """Register ``sample`` to ``template``; mean of the frames inside the search range,
     centred on the range of their positions.  Returns ``(template, shifts)``."""
-    shifts = params.register(sample, template, apply=False)[0]
+    shifts = params.register(sample, template, apply=False, origin=0)[0]
     keep = _inside(shifts, params)
     mean = params.mean_registered(sample, template, 0, len(sample), keep)[0]
     return centre(mean, shifts[keep]), shifts
@@ -138,7 +142,7 @@ def _pass(sample: np.ndarray, template: np.ndarray, params: RigidParams) -> tupl
 def _noise(sample: np.ndarray, template: np.ndarray, params: RigidParams, mask) -> NoiseModel:
     """Photon-transfer fit on the sample registered to ``template`` (NaN outside the view)."""
     probe = replace(params, border="nan", clip=False)
-    _, frames, _ = probe.register(sample, template, with_corr=False)
+    _, frames, _ = probe.register(sample, template, with_corr=False, origin=0)
     valid = None if mask is None else ~ndimage.binary_dilation(mask, iterations=2)
     return fit_noise_model(frames, valid)
 

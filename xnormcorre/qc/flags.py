@@ -8,15 +8,21 @@ can be stored next to the shifts (NetCDF-safe, CF ``flag_values``/``flag_meaning
 * ``low_correlation (time)``: the frame correlates unusually badly with the template
   (corrupted, blank, or misregistered frame);
 * ``patch_jump (time, patch_y, patch_x)`` (piecewise-rigid results only): a patch whose
-  shift departs from the smooth (affine) field of the other patches (a patch that
-  "jumped" to another optimum); a smooth deformation is not flagged.
+  shift departs from the smooth (affine) field of the other patches by more than that
+  patch's own estimation noise allows (a patch that "jumped" to another optimum); a
+  smooth deformation, or a steady departure of one patch, is not flagged;
+* ``patch_at_max_deviation (time, patch_y, patch_x)`` (piecewise-rigid results with
+  ``max_deviation_rigid`` known): a patch shift that sits at the edge of its search
+  window ``rigid ± max_deviation_rigid``, so its true displacement may lie beyond.
 
 Flags of a dask-backed result stay lazy; they are computed with the result.
 """
 
 from __future__ import annotations
 
+import json
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,14 +30,19 @@ import xarray as xr
 
 from .. import validate as vd
 
-__all__ = ["quality_flags", "LOW_CORR_K", "PATCH_JUMP_PX"]
+__all__ = ["quality_flags", "LOW_CORR_K", "PATCH_JUMP_K", "PATCH_JUMP_PX"]
 
 #: Default number of robust standard deviations below the median for ``low_correlation``.
 LOW_CORR_K = 5.0
-#: Default deviation (px) of a patch from the affine field of the patches for ``patch_jump``.
+#: Default smallest deviation (px) of a patch from the reference field that ``patch_jump`` flags.
 PATCH_JUMP_PX = 1.0
+#: Default number of robust standard deviations (of the patch's own deviation over time) for ``patch_jump``.
+PATCH_JUMP_K = 6.0
+#: Fewest patches for the affine reference field; smaller grids are compared with the rigid shift.
+AFFINE_MIN_PATCHES = 6
 _SIGMA_FLOOR = 0.05  # floor of the robust spread of atanh(correlation): ignore tiny dips
 _MAD_TO_SIGMA = 1.4826
+_LIMIT_TOL = 0.05  # px below max_deviation_rigid that counts as the search limit
 
 
 def _flag_attrs(long_name: str, meaning: str, comment: str) -> dict[str, Any]:
@@ -61,41 +72,93 @@ def _low_corr_kernel(c: np.ndarray, threshold: float | None, k: float) -> np.nda
     return low.astype(np.int8)
 
 
-def _patch_jump_kernel(
-    s: np.ndarray, rigid: np.ndarray | None, threshold: float, cy: np.ndarray, cx: np.ndarray
-) -> np.ndarray:
-    """``s (T, Py, Px, 2)``, ``rigid (T, 2)`` or None -> int8 ``(T, Py, Px)``.
+def _robust_centre_spread(e: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per patch and axis, over time: median and ``1.4826·MAD`` of ``e (T, n, 2)`` where ``keep (T, n)``."""
+    x = np.where(keep[..., None], e, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN patches: NaN centre and spread
+        med = np.nanmedian(x, axis=0)
+        spread = _MAD_TO_SIGMA * np.nanmedian(np.abs(x - med), axis=0)
+    return np.nan_to_num(med), np.nan_to_num(spread)
 
-    Reference of each patch: an affine field ``a + b·y + c·x`` fitted per frame to the
-    patch shifts (least squares, refitted once without the patches beyond
-    ``threshold``), so that a smooth deformation is not flagged and an isolated patch
-    that jumped to another optimum is.  Grids of fewer than 3 patches are compared with
-    the rigid shift (or their mean when there is none).
+
+def _patch_deviation(
+    s: np.ndarray,
+    rigid: np.ndarray | None,
+    floor: float,
+    k: float,
+    cy: np.ndarray,
+    cx: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deviation of each patch from the reference field, and its threshold.
+
+    ``s (T, Py, Px, 2)``, ``rigid (T, 2)`` or None -> ``dev (T, Py, Px)`` (px, NaN where the
+    shift is not finite) and ``threshold (Py, Px)``.  The whole time series is needed:
+    the spread of each patch is a statistic over time.
     """
     t, py, px, _ = s.shape
     n = py * px
-    if t == 0:
-        return np.zeros((0, py, px), np.int8)
     S = np.asarray(s, dtype=np.float64).reshape(t, n, 2)
-    if n < 3:
-        ref = (
-            np.asarray(rigid, np.float64)[:, None, :] if rigid is not None else S.mean(axis=1, keepdims=True)
+    ok = np.isfinite(S).all(-1)
+    # common motion of each frame, and each patch's steady offset from it (a static
+    # deformation): removed first, so that the field below only sees what changes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN frames
+        common = (
+            np.asarray(rigid, np.float64)[:, None, :]
+            if rigid is not None
+            else np.nanmedian(S, 1, keepdims=True)
         )
-        dev = np.sqrt(((S - ref) ** 2).sum(-1))
-    else:
+    steady, _ = _robust_centre_spread(S - common, ok)
+    D = np.where(ok[..., None], S - steady, 0.0)
+    if n >= AFFINE_MIN_PATCHES:
         yy, xx = np.meshgrid(np.asarray(cy, float), np.asarray(cx, float), indexing="ij")
         scale = max(np.ptp(yy), np.ptp(xx), 1.0)
         A = np.stack([np.ones(n), (yy.ravel() - yy.mean()) / scale, (xx.ravel() - xx.mean()) / scale], 1)
-        w = np.isfinite(S).all(-1).astype(np.float64)
-        S0 = np.nan_to_num(S)
-        for _ in range(2):
-            AtW = A.T[None] * w[:, None, :]  # (T, 3, n)
-            coef = np.linalg.pinv(AtW @ A) @ (AtW @ S0)  # (T, 3, 2)
-            dev = np.sqrt(((S0 - A @ coef) ** 2).sum(-1))
-            w = ((dev <= threshold) & np.isfinite(S).all(-1)).astype(np.float64)
-        dev = np.where(np.isfinite(S).all(-1), dev, np.nan)
+    keep = ok
+    for _ in range(2):
+        if n >= AFFINE_MIN_PATCHES:
+            AtW = A.T[None] * keep.astype(np.float64)[:, None, :]  # (T, 3, n)
+            coef = np.linalg.pinv(AtW @ A) @ (AtW @ D)  # (T, 3, 2)
+            e = D - A @ coef
+        else:
+            e = D - np.nan_to_num(common)
+        centre, spread = _robust_centre_spread(e, keep)
+        thr = np.maximum(floor, k * spread.max(-1))  # (n,)
+        dev = np.sqrt(((e - centre) ** 2).sum(-1))
+        keep = ok & (dev <= thr)  # refit without the outliers
+    dev = np.where(ok, dev, np.nan)
+    return dev.reshape(t, py, px), thr.reshape(py, px)
+
+
+def _patch_jump_kernel(
+    s: np.ndarray, rigid: np.ndarray | None, floor: float, k: float, cy: np.ndarray, cx: np.ndarray
+) -> np.ndarray:
+    """int8 ``(T, Py, Px)``: deviation from the reference field beyond the patch's threshold."""
+    if s.shape[0] == 0:
+        return np.zeros(s.shape[:3], np.int8)
+    dev, thr = _patch_deviation(s, rigid, floor, k, cy, cx)
     with np.errstate(invalid="ignore"):
-        return (dev > threshold).astype(np.int8).reshape(t, py, px)
+        return (dev > thr).astype(np.int8)
+
+
+def _patch_limit_kernel(s: np.ndarray, rigid: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """int8 ``(..., Py, Px)``: ``|patch - rigid| >= limit`` along y or x (axes with limit > 0)."""
+    d = np.abs(np.asarray(s, np.float64) - np.asarray(rigid, np.float64)[..., None, None, :])
+    with np.errstate(invalid="ignore"):
+        hit = (d >= limit - _LIMIT_TOL) & (limit > 0)
+    return hit.any(-1).astype(np.int8)
+
+
+def _max_deviation_from_attrs(ds: xr.Dataset) -> Any:
+    if "max_deviation_rigid" in ds.attrs:
+        return ds.attrs["max_deviation_rigid"]
+    if "parameters" in ds.attrs:
+        try:
+            return json.loads(ds.attrs["parameters"]).get("max_deviation_rigid")
+        except (TypeError, ValueError):
+            return None
+    return None
 
 
 def quality_flags(
@@ -105,6 +168,8 @@ def quality_flags(
     corr_threshold: float | None = None,
     k: float = LOW_CORR_K,
     jump_threshold: float = PATCH_JUMP_PX,
+    jump_k: float = PATCH_JUMP_K,
+    max_deviation_rigid: int | tuple[int, int] | None = None,
 ) -> xr.Dataset:
     """Quality-control flags of a registration result, to ``ds.assign(...)``.
 
@@ -125,9 +190,20 @@ def quality_flags(
         frames.  The Fisher transform ``atanh`` evens out the spread of correlations
         near 1; ``k = 5`` does not fire on frames that merely hold calcium transients.
     jump_threshold : float
-        ``patch_jump`` fires when a patch's shift is farther than this (px, Euclidean)
-        from an affine field fitted per frame to all patch shifts (refitted once
-        without the outliers); grids of fewer than 3 patches use the rigid shift.
+        Smallest deviation (px, Euclidean) that ``patch_jump`` flags.
+    jump_k : float
+        ``patch_jump`` fires when a patch's deviation from the reference field exceeds
+        ``max(jump_threshold, jump_k · σ_p)``, where ``σ_p`` is the robust spread over
+        time (``1.4826·MAD``, the larger of y and x) of that patch's deviation: a patch
+        with little content, whose estimate is noisy, needs a larger departure.  The
+        deviation is measured from the patch's median deviation over time, so a steady
+        non-affine deformation is not flagged.  The reference field is an affine field
+        ``a + b·y + c·x`` fitted per frame to the patch shifts (refitted once without the
+        flagged patches); grids of fewer than 6 patches use the rigid shift.
+    max_deviation_rigid : int or (int, int), optional
+        The half-width of each patch's search window around the rigid shift (px).
+        Default: the result's ``max_deviation_rigid`` attribute (or its ``parameters``
+        JSON); without it, ``patch_at_max_deviation`` is not computed.
 
     Returns
     -------
@@ -139,7 +215,11 @@ def quality_flags(
           ``rigid_shifts`` for piecewise-rigid results);
         * ``low_correlation (time)`` when ``ds`` has ``correlation`` (a per-patch
           correlation is averaged over patches first);
-        * ``patch_jump (time, patch_y, patch_x)`` for piecewise-rigid results.
+        * ``patch_jump (time, patch_y, patch_x)`` for piecewise-rigid results;
+        * ``patch_at_max_deviation (time, patch_y, patch_x)`` for piecewise-rigid
+          results with ``rigid_shifts`` and a known ``max_deviation_rigid``:
+          ``|patch shift - rigid shift| >= max_deviation_rigid - 0.05`` px along y or x
+          (axes with ``max_deviation_rigid = 0`` excepted).
 
         Dask-backed results give lazy flags.
 
@@ -160,6 +240,24 @@ def quality_flags(
     [0, 0, 1]
     >>> ds.assign(flags).at_max_shift.attrs["flag_meanings"]
     'ok at_max_shift'
+
+    A 3 x 3 grid of patches following the rigid shift within 0.1 px, but for one patch
+    that jumps 2 px at frame 4 and one that hits its search window (``rigid ± 3``):
+
+    >>> rng = np.random.default_rng(0)
+    >>> rigid = rng.normal(size=(20, 2))
+    >>> s = rigid[:, None, None, :] + rng.normal(scale=0.1, size=(20, 3, 3, 2))
+    >>> s[4, 1, 2, 0] += 2.0
+    >>> s[9, 0, 0, 1] = rigid[9, 1] - 3.0
+    >>> pw = xr.Dataset(
+    ...     {"shifts": (("time", "patch_y", "patch_x", "axis"), s), "rigid_shifts": (("time", "axis"), rigid)},
+    ...     coords={"axis": ["y", "x"], "patch_y": [16.0, 48.0, 80.0], "patch_x": [16.0, 48.0, 80.0]},
+    ... )
+    >>> flags = quality_flags(pw, max_shifts=8, max_deviation_rigid=3)
+    >>> np.argwhere(flags.patch_jump.values).tolist()
+    [[4, 1, 2], [9, 0, 0]]
+    >>> np.argwhere(flags.patch_at_max_deviation.values).tolist()
+    [[9, 0, 0]]
     """
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"ds must be a result Dataset, got {type(ds).__name__}")
@@ -174,6 +272,14 @@ def quality_flags(
         corr_threshold = float(corr_threshold)
     k = vd.positive_number(k, "k")
     jump_threshold = vd.positive_number(jump_threshold, "jump_threshold")
+    jump_k = vd.positive_number(jump_k, "jump_k")
+    if max_deviation_rigid is None:
+        max_deviation_rigid = _max_deviation_from_attrs(ds)
+    md = (
+        None
+        if max_deviation_rigid is None
+        else np.asarray(vd.pair(max_deviation_rigid, "max_deviation_rigid", minimum=0), dtype=np.float64)
+    )
 
     shifts = ds["shifts"]
     piecewise = "patch_y" in shifts.dims and "patch_x" in shifts.dims
@@ -232,36 +338,79 @@ def quality_flags(
         )
 
     if piecewise:
-        s = shifts.transpose("time", "patch_y", "patch_x", "axis")
-        data = s.chunk({"patch_y": -1, "patch_x": -1, "axis": -1}) if s.chunks is not None else s
-        args = [data]
-        core = [["patch_y", "patch_x", "axis"]]
-        if rigid is not None:
-            r = rigid.transpose("time", "axis")
-            if data.chunks is not None:
-                r = r.chunk({"time": data.chunksizes["time"], "axis": -1})
-            args.append(r)
-            core.append(["axis"])
+        out.update(_patch_flags(shifts, rigid, jump_threshold, jump_k, md))
+    return out
 
-        cy, cx = s["patch_y"].values, s["patch_x"].values
 
-        def kernel(s_block: np.ndarray, r_block: np.ndarray | None = None) -> np.ndarray:
-            return _patch_jump_kernel(s_block, r_block, jump_threshold, cy, cx)
+def _patch_flags(
+    shifts: xr.DataArray, rigid: xr.DataArray | None, floor: float, k: float, md: np.ndarray | None
+) -> xr.Dataset:
+    """``patch_jump`` (and ``patch_at_max_deviation``) of a piecewise-rigid result."""
+    out = xr.Dataset()
+    s = shifts.transpose("time", "patch_y", "patch_x", "axis").drop_vars("axis", errors="ignore")
+    r = None if rigid is None else rigid.transpose("time", "axis").drop_vars("axis", errors="ignore")
+    if s.chunks is not None and r is not None:  # per frame: the shifts' own time chunks
+        r = r.chunk({"time": s.chunksizes["time"], "axis": -1})
+    s_frames, r_frames = s, r
+    if s.chunks is not None or (r is not None and r.chunks is not None):
+        # the spread of each patch is a statistic over time: one chunk along time (small)
+        s = s.chunk({"time": -1, "patch_y": -1, "patch_x": -1, "axis": -1})
+        r = None if r is None else r.chunk({"time": -1, "axis": -1})
+    cy, cx = s["patch_y"].values, s["patch_x"].values
+    n = s.sizes["patch_y"] * s.sizes["patch_x"]
+    args, core = [s], [["time", "patch_y", "patch_x", "axis"]]
+    if r is not None:
+        args.append(r)
+        core.append(["time", "axis"])
 
-        jump = xr.apply_ufunc(
-            kernel,
-            *args,
-            input_core_dims=core,
+    def jump_kernel(s_block: np.ndarray, r_block: np.ndarray | None = None) -> np.ndarray:
+        return _patch_jump_kernel(s_block, r_block, floor, k, cy, cx)
+
+    jump = xr.apply_ufunc(
+        jump_kernel,
+        *args,
+        input_core_dims=core,
+        output_core_dims=[["time", "patch_y", "patch_x"]],
+        dask="parallelized",
+        output_dtypes=[np.int8],
+    )
+    if n >= AFFINE_MIN_PATCHES:
+        ref = (
+            "an affine field fitted per frame to the patch shifts (refitted once without the flagged patches)"
+        )
+    elif r is not None:
+        ref = "the rigid shift"
+    else:
+        ref = "the mean of the patch shifts"
+    out["patch_jump"] = jump.transpose("time", "patch_y", "patch_x").assign_attrs(
+        _flag_attrs(
+            "patch shift departing from the smooth field of the other patches",
+            "patch_jump",
+            f"1 where |d - median over time of d| > max({floor:g} px, {k:g} * sigma) with d = patch shift - "
+            f"reference, reference = {ref}, sigma = 1.4826 * MAD over time of d for that patch "
+            "(larger of y and x): a jump beyond the patch's own estimation noise",
+        )
+    )
+    if r_frames is not None and md is not None:
+        if s_frames.chunks is not None:
+            s_frames = s_frames.chunk({"patch_y": -1, "patch_x": -1, "axis": -1})
+        hit = xr.apply_ufunc(
+            _patch_limit_kernel,
+            s_frames,
+            r_frames,
+            kwargs={"limit": md},
+            input_core_dims=[["patch_y", "patch_x", "axis"], ["axis"]],
             output_core_dims=[["patch_y", "patch_x"]],
             dask="parallelized",
             output_dtypes=[np.int8],
         )
-        out["patch_jump"] = jump.drop_vars("axis", errors="ignore").assign_attrs(
+        out["patch_at_max_deviation"] = hit.transpose("time", "patch_y", "patch_x").assign_attrs(
             _flag_attrs(
-                "patch shift deviating from the smooth field of the other patches",
-                "patch_jump",
-                f"1 where |patch shift - reference| > {jump_threshold:g} px, reference = affine field "
-                "fitted per frame to the patch shifts (robust refit); grids of < 3 patches: the rigid shift",
+                "patch shift at the edge of its search window",
+                "patch_at_max_deviation",
+                f"1 where |patch shift - rigid shift| >= max_deviation_rigid - {_LIMIT_TOL:g} px along y or x "
+                f"(max_deviation_rigid = {md.astype(int).tolist()}); the patch's true displacement may lie "
+                "beyond its search window",
             )
         )
     return out

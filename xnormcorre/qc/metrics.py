@@ -50,6 +50,7 @@ __all__ = [
     "correlation_with_mean",
     "crispness",
     "residual_optical_flow",
+    "result_qc",
     "shift_errors",
     "shift_rmse",
     "summary",
@@ -231,7 +232,10 @@ def summary(
         ``median_correlation`` (M1, with each movie's own mean image), ``crispness``
         (M2) and, with ``flow``, ``residual_flow_norm``, ``residual_flow_norm_std`` and
         ``residual_flow_rms`` (M3, mean over bins); attrs record ``crop`` and the flow
-        method.
+        method.  When ``corrected`` is a result Dataset, attrs also carry its run
+        verdict and flags (see :func:`result_qc`): ``qc_verdict`` (``"ok"`` or
+        ``"suspect"``), ``qc_warnings``, ``n_defects``, ``n_frames`` and the number of
+        frames with each flag (``n_frames_at_max_shift``, ...).
 
     Examples
     --------
@@ -304,7 +308,61 @@ def summary(
         "comment": "M1/M2: NoRMCorre motion_metrics; M3: CaImAn compute_metrics_motion_correction; compare only with the same crop",
     }
     ds.attrs.update(flow_attrs)
+    if isinstance(corrected, xr.Dataset):
+        ds.attrs.update(result_qc(corrected))
     return ds
+
+
+_QC_FLAGS = ("at_max_shift", "low_correlation", "patch_jump", "patch_at_max_deviation")
+
+
+def result_qc(res: xr.Dataset) -> dict[str, Any]:
+    """The verdict and flag counts of a registration result, as NetCDF-safe attrs.
+
+    Parameters
+    ----------
+    res : xarray.Dataset
+        A result of :func:`xnormcorre.rigid` or :func:`xnormcorre.pwrigid`.
+
+    Returns
+    -------
+    dict
+        ``qc_verdict`` and ``qc_warnings`` (when the result has them); ``n_defects``
+        (pixels in ``defect_mask``); ``n_frames``; for each flag held in memory,
+        ``n_frames_<flag>``: the frames with the flag set (for patch flags: in any patch).
+        Flags of a dask-backed result are not computed here (that would register the
+        movie again): load or compute the result first to count them.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> res = xr.Dataset(
+    ...     {
+    ...         "at_max_shift": ("time", np.array([0, 1, 0, 0], np.int8)),
+    ...         "defect_mask": (("y", "x"), np.eye(3, dtype=np.int8)),
+    ...     },
+    ...     attrs={"qc_verdict": "suspect", "qc_warnings": "3 % of the frames reached the search bound"},
+    ... )
+    >>> result_qc(res)["qc_verdict"], result_qc(res)["n_frames_at_max_shift"], result_qc(res)["n_defects"]
+    ('suspect', 1, 3)
+    """
+    out: dict[str, Any] = {}
+    for key in ("qc_verdict", "qc_warnings"):
+        if key in res.attrs:
+            out[key] = str(res.attrs[key])
+    if "defect_mask" in res and res["defect_mask"].chunks is None:
+        out["n_defects"] = int(np.count_nonzero(res["defect_mask"].values))
+    elif "n_defects" in res.attrs:
+        out["n_defects"] = int(res.attrs["n_defects"])
+    if "time" in res.sizes:
+        out["n_frames"] = int(res.sizes["time"])
+    for name in _QC_FLAGS:
+        flag = res.get(name)
+        if flag is None or flag.chunks is not None or "time" not in flag.dims:
+            continue
+        hit = np.asarray(flag.transpose("time", ...).values).reshape(flag.sizes["time"], -1) != 0
+        out[f"n_frames_{name}"] = int(hit.any(axis=1).sum())
+    return out
 
 
 # --------------------------------------------------------------------------- against ground truth

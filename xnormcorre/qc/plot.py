@@ -66,14 +66,57 @@ def _component(da: xr.DataArray, comp: str) -> xr.DataArray:
     return da.isel(axis=0 if comp == "y" else 1)
 
 
+_PATCH_FLAG_MARKERS = {
+    "patch_jump": {"marker": "o", "s": 14, "facecolors": "none", "edgecolors": "C4"},
+    "patch_at_max_deviation": {"marker": "s", "s": 14, "facecolors": "none", "edgecolors": "C3"},
+}
+#: Margin around the data range of a shift panel: this fraction of the range, at least ``_MIN_MARGIN`` px.
+_MARGIN = 0.08
+_MIN_MARGIN = 0.1
+
+
+def _data_limits(values: list[np.ndarray]) -> tuple[float, float] | None:
+    """``(low, high)`` of the finite values with a margin; None when there are none."""
+    finite = np.concatenate([np.asarray(v, float).ravel() for v in values])
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return None
+    lo, hi = float(finite.min()), float(finite.max())
+    pad = max(_MARGIN * (hi - lo), _MIN_MARGIN)
+    return lo - pad, hi + pad
+
+
+def _draw_bound(ax: Any, bound: float, units: str) -> None:
+    """Dashed ``±bound`` lines where they fall within the view; else a note in the corner."""
+    lo, hi = ax.get_ylim()
+    shown = [sign * bound for sign in (-1, 1) if lo <= sign * bound <= hi]
+    for level in shown:
+        ax.axhline(level, ls="--", lw=0.8, color="0.5", gid="max_shifts")
+    if len(shown) < 2:
+        ax.text(
+            0.01,
+            0.03,
+            f"search bound ±{bound:g} {units}" + (" (off scale)" if not shown else ""),
+            transform=ax.transAxes,
+            fontsize="small",
+            color="0.4",
+            gid="max_shifts",
+        )
+
+
 def plot_shifts(ds: xr.Dataset) -> Figure:
     """Shift traces over time: one panel per component (y, x).
 
     Rigid results: one trace per panel.  Piecewise-rigid results (``shifts (time,
     patch_y, patch_x, axis)``): every patch as a thin line and ``rigid_shifts`` as a
-    thick black line.  ``±max_shifts`` (from ``ds.attrs``) are dashed grey lines; frames
-    flagged ``at_max_shift`` / ``low_correlation`` are marked with red crosses / orange
-    triangles.  Lines carry a ``gid``: ``"patch"``, ``"rigid"`` or ``"max_shifts"``.
+    thick black line.  The y-axis spans the data (with a small margin), so sub-pixel
+    motion is visible; the search bound ``±max_shifts`` (from ``ds.attrs``) is drawn as
+    dashed grey lines where it falls within that range, else noted in the panel's
+    lower-left corner.  Frames flagged ``at_max_shift`` / ``low_correlation`` are
+    marked on the rigid trace with red crosses / orange triangles; patch estimates
+    flagged ``patch_jump`` / ``patch_at_max_deviation`` with purple circles / red
+    squares at the patch's value.  Artists carry a ``gid``: ``"patch"``, ``"rigid"``,
+    ``"max_shifts"`` or the flag's name.
 
     Parameters
     ----------
@@ -104,15 +147,26 @@ def plot_shifts(ds: xr.Dataset) -> Figure:
     units = shifts.attrs.get("units", "pixel")
     ms = ds.attrs.get("max_shifts")
     for i, (ax, comp) in enumerate(zip(axes, ("y", "x"), strict=True)):
+        shown = []
         if pw:
             s = _component(shifts, comp).transpose("time", "patch_y", "patch_x")
             vals = np.asarray(s.values, dtype=float).reshape(s.sizes["time"], -1)
+            shown.append(vals)
             lines = ax.plot(t, vals, lw=0.6, alpha=0.5, color="C0")
             for k, line in enumerate(lines):
                 line.set_gid("patch")
                 line.set_label(f"patches ({len(lines)})" if k == 0 else "_nolegend_")
+            for flag, style in _PATCH_FLAG_MARKERS.items():
+                if flag in ds and ds[flag].dims == ("time", "patch_y", "patch_x"):
+                    hit = np.asarray(ds[flag].values).astype(bool).reshape(len(t), -1)
+                    if hit.any():
+                        ti, pi = np.nonzero(hit)
+                        ax.scatter(
+                            t[ti], vals[ti, pi], zorder=3, label=flag.replace("_", " "), **style
+                        ).set_gid(flag)
         if rigid is not None:
             r = np.asarray(_component(rigid, comp).values, dtype=float)
+            shown.append(r)
             (line,) = ax.plot(t, r, lw=2.0 if pw else 1.2, color="k" if pw else "C0", label="rigid")
             line.set_gid("rigid")
             for flag, style in _FLAG_MARKERS.items():
@@ -122,9 +176,11 @@ def plot_shifts(ds: xr.Dataset) -> Figure:
                         ax.scatter(t[hit], r[hit], zorder=3, label=flag.replace("_", " "), **style).set_gid(
                             flag
                         )
-        if isinstance(ms, (list, tuple)) and len(ms) == 2:
-            for sign in (-1, 1):
-                ax.axhline(sign * ms[i], ls="--", lw=0.8, color="0.5", gid="max_shifts")
+        limits = _data_limits(shown)
+        if limits is not None:
+            ax.set_ylim(*limits)
+        if isinstance(ms, (list, tuple, np.ndarray)) and len(ms) == 2:
+            _draw_bound(ax, float(ms[i]), units)
         ax.set_ylabel(f"{comp} shift [{units}]")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize="small")
