@@ -35,6 +35,8 @@ _LAZY = {
     "RegistrationWarning": "xnormcorre.qc.diagnose",
     "rigid": "xnormcorre.core",
     "shifts_from": "xnormcorre.core",
+    "correct_scan_phase": "xnormcorre.core.scanphase",
+    "scan_phase": "xnormcorre.core.scanphase",
     "open_movie": "xnormcorre.io",
     "to_hdf5": "xnormcorre.io",
     "to_tiff": "xnormcorre.io",
@@ -55,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
         rigid,
         shifts_from,
     )
+    from .core.scanphase import correct_scan_phase, scan_phase
     from .io import open_movie, to_hdf5, to_tiff
     from .qc import quality_flags
 
@@ -78,6 +81,7 @@ __all__ = [
     "RegistrationWarning",
     "__version__",
     "apply_shifts",
+    "correct_scan_phase",
     "datasets",
     "estimate_template",
     "get_patch_start_and_end_coords",
@@ -91,6 +95,7 @@ __all__ = [
     "pwrigid",
     "quality_flags",
     "rigid",
+    "scan_phase",
     "shifts_from",
     "to_hdf5",
     "to_nwb",

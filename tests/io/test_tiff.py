@@ -245,10 +245,11 @@ def test_series_parameter(tmp_path):
         xr.open_dataset(p, engine=ENGINE)
 
 
-def test_multichannel_series_is_refused(tmp_path):
-    p = tmp_path / "tczyx.tif"
-    tifffile.imwrite(p, np.zeros((3, 2, 8, 8), np.uint16), imagej=True, metadata={"axes": "TCYX"})
-    with pytest.raises(ValueError, match="single-channel"):
+def test_volume_and_rgb_series_are_refused(tmp_path):
+    # (time, channel, y, x) hyperstacks open with a channel dim: see test_rig.py
+    p = tmp_path / "tzcyx.tif"
+    tifffile.imwrite(p, np.zeros((3, 2, 2, 8, 8), np.uint16), imagej=True, metadata={"axes": "TZCYX"})
+    with pytest.raises(ValueError, match="volume"):
         xr.open_dataset(p, engine=ENGINE)
     rgb = tmp_path / "rgb.tif"
     tifffile.imwrite(rgb, np.zeros((3, 8, 8), np.uint8), photometric="rgb", planarconfig="separate")

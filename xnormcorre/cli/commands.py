@@ -10,6 +10,7 @@ from typing import Any
 
 from .output import (
     CLIError,
+    channel_list,
     check_targets,
     default_shifts_path,
     describe,
@@ -17,6 +18,7 @@ from .output import (
     fmt_bytes,
     format_of,
     log,
+    movie_channel,
     one_line,
     open_input,
     out_dtype,
@@ -80,32 +82,55 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def _reference(args: argparse.Namespace, movie):
-    """``--reference``: a movie file, or a dataset (channel) of the HDF5 input; then ``--highpass``."""
-    import xnormcorre
-
+    """``--reference`` / ``--reference-channel``: a movie file (one channel of it), a dataset
+    (channel) of the HDF5 input, or another channel of IN; ``None`` without them."""
     ref = None
     if args.reference_dataset is not None and args.reference is None:
         raise CLIError("--reference-dataset names a dataset of the --reference file: give --reference too")
+    channel = args.reference_channel
     if args.reference is not None:
         text = args.reference
         looks_like_path = os.path.exists(os.path.expanduser(text)) or any(c in text for c in "*?[/\\")
         if looks_like_path:
-            ref = open_input([text], args.chunk, args.reference_dataset)
+            ref = open_input(
+                [text], args.chunk, args.reference_dataset, channel, single="--reference-channel"
+            )
         elif movie.attrs.get("source_format") == "HDF5" and len(args.input) == 1:
+            if channel is not None:
+                raise CLIError("--reference-channel selects a channel of a TIFF or Scanbox file, not of HDF5")
             ref = open_input(args.input, args.chunk, text)
         else:
             raise FileNotFoundError(
                 f"--reference {text!r}: no such file (a channel name is a dataset of the same file and "
-                "applies to HDF5 input only)"
+                "applies to HDF5 input only; use --reference-channel for a channel of IN)"
             )
-        if ref.shape != movie.shape:
-            raise CLIError(f"--reference has shape {ref.shape}, the movie {movie.shape}; they must match")
-        ref = ref.assign_coords({d: movie[d] for d in ("time", "y", "x")})
-        if ref.chunks is not None and movie.chunks is not None:
-            ref = ref.chunk({"time": movie.chunks[0]})
-    if args.highpass is not None:
-        ref = xnormcorre.highpass(movie if ref is None else ref, args.highpass)
+    elif channel is not None:
+        if args.channel is None:
+            raise CLIError("--reference-channel needs --channel: the channel of IN to correct")
+        ref = open_input(args.input, args.chunk, args.dataset, channel)
+    if ref is None:
+        return None
+    if ref.shape != movie.shape:
+        raise CLIError(f"the reference has shape {ref.shape}, the movie {movie.shape}; they must match")
+    ref = ref.assign_coords({d: movie[d] for d in ("time", "y", "x")})
+    if ref.chunks is not None and movie.chunks is not None:
+        ref = ref.chunk({"time": movie.chunks[0]})
     return ref
+
+
+def _prepared(args: argparse.Namespace, movie, ref):
+    """The registration inputs: ``(movie, reference, scan_phase option)``, ``--highpass`` applied.
+
+    A high-passed reference is made from the scan-phase-corrected movie (the filter mixes
+    odd and even lines): the phase is then removed here and recorded in the result by the caller.
+    """
+    import xnormcorre
+    from xnormcorre.core.scanphase import scan_phase_inputs
+
+    if args.highpass is None:
+        return movie, ref, args.scan_phase, None
+    movie, ref, phase = scan_phase_inputs(movie, ref, args.scan_phase)
+    return movie, xnormcorre.highpass(movie if ref is None else ref, args.highpass), None, phase
 
 
 def _registration_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -178,18 +203,27 @@ def correct(args: argparse.Namespace) -> int:
         targets += [out.with_name(f"{out.stem}_{n}.png") for n in ("before_after", "shifts")]
     check_targets(targets, args.overwrite, [*args.input, *([args.reference] if args.reference else [])])
 
-    movie = open_input(args.input, args.chunk, args.dataset)
+    movie = open_input(args.input, args.chunk, args.dataset, args.channel, single="--channel")
     log(args, f"input: {describe(movie)}")
     reference = _reference(args, movie)
     method = "pwrigid" if args.pw_rigid else "rigid"
-    log(args, f"estimating the template ({method}, max_shifts {' '.join(map(str, kw['max_shifts']))}) ...")
-    t0 = time.perf_counter()
     register = xnormcorre.pwrigid if args.pw_rigid else xnormcorre.rigid
-    res = register(movie, reference=reference, **kw)
+    t0 = time.perf_counter()
+    if args.scan_phase is not None:
+        log(args, "removing the bidirectional scan phase ...")
+    fixed, reference, scan_phase, phase = _prepared(args, movie, reference)
+    log(args, f"estimating the template ({method}, max_shifts {' '.join(map(str, kw['max_shifts']))}) ...")
+    res = register(fixed, reference=reference, scan_phase=scan_phase, **kw)
+    if phase is not None:
+        from xnormcorre.core.scanphase import record_scan_phase
+
+        res = record_scan_phase(res, phase)
     shifts_ds = _register_and_write(args, movie, res, out, fmt, shifts_path)
     elapsed = time.perf_counter() - t0
     n, h, w = movie.shape
     print(f"{method}: corrected {n} frames of {h}x{w} px in {elapsed:.1f} s")
+    if "scan_phase" in res:
+        print(f"  scan phase:      {_phase_text(res['scan_phase'])}")
     if not args.shifts_only:
         print(f"  corrected movie: {out} ({fmt})")
     print(f"  shifts NetCDF:   {shifts_path}")
@@ -216,6 +250,15 @@ def correct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _phase_text(phase) -> str:
+    """``+1.234 px (estimated)`` or the range of a per-frame phase."""
+    how = phase.attrs.get("source", "")
+    how = f" ({how})" if how else ""
+    if phase.ndim == 0:
+        return f"{float(phase):+.3f} px{how}"
+    return f"{float(phase.min()):+.3f} .. {float(phase.max()):+.3f} px per frame{how}"
+
+
 def apply(args: argparse.Namespace) -> int:
     import xarray as xr
 
@@ -238,10 +281,12 @@ def apply(args: argparse.Namespace) -> int:
             f"{str(shifts_file)!r} has no 'shifts' variable: pass the shifts NetCDF written by xnormcorre correct"
         )
     shifts = shifts.load()
-    movie = open_input(args.input, args.chunk, args.dataset)
+    movie = open_input(args.input, args.chunk, args.dataset, args.channel, single="--channel")
     log(args, f"input: {describe(movie)}")
     border = args.border or shifts.attrs.get("border", "copy")
-    corrected = xnormcorre.apply_shifts(movie, shifts, border=border)
+    # the run's scan phase, unless --scan-phase says otherwise
+    scan_phase = getattr(args, "scan_phase", shifts.get("scan_phase"))
+    corrected = xnormcorre.apply_shifts(movie, shifts, border=border, scan_phase=scan_phase)
     t0 = time.perf_counter()
     write_movie(args, corrected, out, fmt, dtype=out_dtype(args.dtype, movie), attrs=shifts.attrs)
     n, h, w = movie.shape
@@ -250,6 +295,22 @@ def apply(args: argparse.Namespace) -> int:
     )
     print(f"  corrected movie: {out} ({fmt})")
     return 0
+
+
+def _acquisition(movie) -> str:
+    """The acquisition metadata read from the file: frame rate, zoom, pixel size, scanning."""
+    a = movie.attrs
+    parts = []
+    if "fps" in a:
+        parts.append(f"{a['fps']:g} frames/s" + (f" ({a['fps_source']})" if "fps_source" in a else ""))
+    if "scan_zoom" in a:
+        parts.append(f"zoom {a['scan_zoom']:g}")
+    size = [movie[d].attrs.get("pixel_size_um") for d in ("y", "x") if d in movie.coords]
+    if all(v is not None for v in size) and size:
+        parts.append("pixel " + " x ".join(f"{v:g}" for v in size) + " um")
+    if "bidirectional" in a:
+        parts.append("bidirectional scanning" if a["bidirectional"] else "unidirectional scanning")
+    return ", ".join(parts)
 
 
 def info(args: argparse.Namespace) -> int:
@@ -269,11 +330,11 @@ def info(args: argparse.Namespace) -> int:
             print(f"method:    {ds.attrs['method']}")
         ds.close()
         return 0
-    movie = open_input(args.input, args.chunk, args.dataset)
-    n, h, w = movie.shape
+    movie = open_input(args.input, args.chunk, args.dataset, args.channel)
+    n, h, w = movie.sizes["time"], movie.sizes["y"], movie.sizes["x"]
     a = movie.attrs
     fmt = a.get("source_format", "?")
-    engine = {"TIFF": "xnormcorre_tiff", "HDF5": "xnormcorre_hdf5"}.get(fmt, "?")
+    engine = {"TIFF": "xnormcorre_tiff", "HDF5": "xnormcorre_hdf5", "Scanbox": "xnormcorre_sbx"}.get(fmt, "?")
     chunks = movie.chunks[0] if movie.chunks is not None else (n,)
     sources = [str(Path(p).expanduser().absolute()) for p in args.input]
     print(f"path:      {sources[0]}" + (f" (+{len(sources) - 1} more)" if len(sources) > 1 else ""))
@@ -283,7 +344,13 @@ def info(args: argparse.Namespace) -> int:
     )
     if "hdf5_dataset" in a:
         print(f"dataset:   {a['hdf5_dataset']}")
-    print(f"shape:     {n} x {h} x {w} (time, y, x)")
+    if "channel" in movie.dims:
+        print(f"shape:     {n} x {movie.sizes['channel']} x {h} x {w} (time, channel, y, x)")
+        print(f"channels:  {movie.sizes['channel']} ({channel_list(movie)}); select one with --channel C")
+    else:
+        print(f"shape:     {n} x {h} x {w} (time, y, x)")
+        if movie_channel(movie):
+            print(f"channel:   {movie_channel(movie)}")
     print(f"dtype:     {movie.dtype}")
     print(f"size:      {fmt_bytes(movie.nbytes)}")
     print(f"chunks:    time {max(chunks)} frames ({plural(len(chunks), 'chunk')}), y {h}, x {w}")
@@ -292,5 +359,8 @@ def info(args: argparse.Namespace) -> int:
     units = "" if units == "1" else units
     span = f"{t.values[0]} .. {t.values[-1]}" if n else "-"
     print(f"time:      {span} ({t.attrs.get('long_name', 'time')}{', ' + units if units else ''})")
+    acquisition = _acquisition(movie)
+    if acquisition:
+        print(f"metadata:  {acquisition}")
     movie.close()
     return 0

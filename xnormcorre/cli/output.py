@@ -90,12 +90,33 @@ def require(module: str, why: str, pip: str) -> None:
         raise ImportError(f"{why} needs the {module} package: pip install {pip}")
 
 
-def open_input(paths: Sequence[str], chunk: int | None, dataset: str | None):
+def open_input(
+    paths: Sequence[str],
+    chunk: int | None,
+    dataset: str | None,
+    channel: int | str | None = None,
+    *,
+    single: str | None = None,
+):
+    """The movie (one channel of it with ``channel``).  ``single`` (the option that selects a
+    channel, e.g. ``"--channel"``): a movie with several channels and none selected is an error."""
     import xnormcorre
 
     target: Any = paths[0] if len(paths) == 1 else list(paths)
     chunks = None if chunk is None else {"time": chunk}
-    return xnormcorre.open_movie(target, chunks=chunks, dataset=dataset)
+    movie = xnormcorre.open_movie(target, chunks=chunks, dataset=dataset, channel=channel)
+    if single is not None and "channel" in movie.dims:
+        n = movie.sizes["channel"]
+        movie.close()
+        raise CLIError(f"{paths[0]!r} holds {n} channels ({channel_list(movie)}): choose one with {single} C")
+    return movie
+
+
+def channel_list(movie) -> str:
+    """``0 'green', 1 'red'`` (the names when the file has them)."""
+    n = movie.sizes["channel"]
+    names = [str(v) for v in movie["channel_name"].values] if "channel_name" in movie.coords else []
+    return ", ".join(f"{i}" + (f" {names[i]!r}" if names else "") for i in range(n))
 
 
 def plural(n: int, word: str) -> str:
@@ -103,9 +124,21 @@ def plural(n: int, word: str) -> str:
 
 
 def describe(movie) -> str:
-    n, h, w = movie.shape
+    n, h, w = movie.sizes["time"], movie.sizes["y"], movie.sizes["x"]
     chunks = movie.chunks[0] if movie.chunks is not None else (n,)
-    return f"{n} frames of {h}x{w} px, {movie.dtype}, time chunks of {max(chunks)} frames ({plural(len(chunks), 'chunk')})"
+    channel = f" (channel {movie_channel(movie)})" if movie_channel(movie) else ""
+    return (
+        f"{n} frames of {h}x{w} px{channel}, {movie.dtype}, time chunks of {max(chunks)} frames "
+        f"({plural(len(chunks), 'chunk')})"
+    )
+
+
+def movie_channel(movie) -> str:
+    """The selected channel of a one-channel view of a multi-channel file (``1 'red'``), or ""."""
+    if "channel" not in movie.coords or movie["channel"].ndim:
+        return ""
+    name = f" {str(movie['channel_name'].values)!r}" if "channel_name" in movie.coords else ""
+    return f"{int(movie['channel'].values)}{name}"
 
 
 def flag_counts(ds) -> str:

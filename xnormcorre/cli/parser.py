@@ -17,6 +17,8 @@ examples:
   xnormcorre correct green.h5 --dataset mov -o corrected.zarr --pw-rigid --strides 48 48 --overlaps 24 24
   xnormcorre correct gcamp.tif --reference tdtomato.tif -o corrected.tif   (estimate on one, apply to the other)
   xnormcorre correct session1.h5 --dataset green --reference red -o corrected.tif   (HDF5 channel)
+  xnormcorre correct rig.tif --channel 1 --reference-channel 0 --scan-phase auto -o out.tif
+      (two-channel file: shifts from channel 0, applied to channel 1; bidirectional scan phase removed)
   xnormcorre correct session1.tif --shifts-only -o shifts.nc
 
 Outputs: the corrected movie at OUT (format from --format or OUT's suffix:
@@ -24,8 +26,10 @@ Outputs: the corrected movie at OUT (format from --format or OUT's suffix:
 <OUT stem>_shifts.nc (or --shifts PATH); with --shifts-only, OUT is the shifts file.
 The shifts NetCDF is the result Dataset without the corrected movie: shifts
 (time, axis) [piecewise rigid: (time, patch_y, patch_x, axis) and rigid_shifts],
-template, correlation, quality flags, and every parameter in its attributes; a shift
-is the displacement of the frame content relative to the template.
+template, correlation, quality flags, the scan phase used (with --scan-phase), and
+every parameter in its attributes; a shift is the displacement of the frame content
+relative to the template.  The scan phase is the displacement along x of the odd
+scan lines relative to the even lines (px); the odd lines are moved by -phase.
 --format zarr needs the zarr package (pip install zarr).
 """
 
@@ -35,7 +39,7 @@ examples:
   xnormcorre apply green_shifts.nc red.tif -o red_corrected.tif   (second channel)
 
 Rigid shifts are re-applied exactly as `correct` applied them (bit for bit with the
-same border).  --format zarr needs the zarr package (pip install zarr).
+same border), with the scan phase `correct` removed (--scan-phase overrides it).  --format zarr needs the zarr package (pip install zarr).
 """
 
 
@@ -76,6 +80,29 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _channel(text: str) -> int | str:
+    """A channel index (an integer) or name."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def _scan_phase(text: str) -> str | float | None:
+    """``auto``, ``none`` or a number of pixels."""
+    if text.lower() in ("auto", "none"):
+        return None if text.lower() == "none" else "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto', 'none' or a number of pixels, got {text!r}"
+        ) from None
+    if value != value or abs(value) == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number of pixels, got {text!r}")
+    return value
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("messages")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bars or progress messages")
@@ -87,10 +114,18 @@ def _add_input(p: argparse.ArgumentParser, *, nargs: str = "+") -> None:
         "input",
         nargs=nargs,
         metavar="IN",
-        help="movie: a multi-page TIFF, an HDF5 file, or several TIFF files (or a quoted glob) as one movie",
+        help="movie: a multi-page TIFF, an HDF5 file, a Scanbox .sbx file, or several TIFF files (or a quoted "
+        "glob) as one movie",
     )
     p.add_argument(
         "--dataset", metavar="NAME", help="HDF5 dataset holding the movie (default: the only 3-D one)"
+    )
+    p.add_argument(
+        "--channel",
+        type=_channel,
+        metavar="C",
+        help="channel of a multi-channel file (ImageJ hyperstack, OME-TIFF, ScanImage, Scanbox): index "
+        "from 0 or name",
     )
     p.add_argument(
         "--chunk",
@@ -162,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser(
         "correct",
-        help="motion-correct a TIFF/HDF5 movie; write the corrected movie and its shifts",
+        help="motion-correct a TIFF/HDF5/Scanbox movie; write the corrected movie and its shifts",
         description="Motion-correct a movie (rigid, or piecewise rigid with --pw-rigid) chunk by\n"
         "chunk and write the corrected movie and the shifts NetCDF.  The input is opened\n"
         "lazily: movies larger than memory work.",
@@ -208,6 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
         "of another dataset (channel) of the HDF5 input",
     )
     r.add_argument("--reference-dataset", metavar="NAME", help="HDF5 dataset of a --reference file")
+    r.add_argument(
+        "--reference-channel",
+        type=_channel,
+        metavar="C",
+        help="estimate the shifts on this channel (index or name) of IN -- or of the --reference file -- "
+        "and apply them to IN's --channel",
+    )
+    r.add_argument(
+        "--scan-phase",
+        type=_scan_phase,
+        metavar="auto|PX",
+        help="remove a bidirectional scan phase first: 'auto' estimates it (on the reference when there is "
+        "one), or the odd lines' offset along x in px (default: none)",
+    )
     r.add_argument(
         "--highpass",
         type=_positive_float,
@@ -268,13 +317,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input(a)
     _add_output(a)
     a.add_argument("--border", choices=BORDERS, help="fill of pixels moved in (default: the run's border)")
+    a.add_argument(
+        "--scan-phase",
+        type=_scan_phase,
+        metavar="auto|PX|none",
+        default=argparse.SUPPRESS,
+        help="bidirectional scan phase removed first (default: the one the run removed, if any)",
+    )
     _add_common(a)
     a.set_defaults(func=commands.apply)
 
     i = sub.add_parser(
         "info",
-        help="describe a movie (shape, dtype, chunks, engine) without reading pixels",
-        description="Print the shape, dtype, size, chunks and xarray engine of a TIFF/HDF5 movie without "
+        help="describe a movie (shape, channels, dtype, chunks, engine) without reading pixels",
+        description="Print the shape, channels, dtype, size, chunks, xarray engine and acquisition metadata "
+        "(frame rate, zoom, pixel size, bidirectional scanning) of a TIFF/HDF5/Scanbox movie without "
         "reading its pixels (or the variables of a NetCDF/zarr result).",
     )
     _add_input(i)

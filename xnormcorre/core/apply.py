@@ -31,6 +31,7 @@ from ..engine.rigid import apply_shifts as apply_rigid_shifts
 from ..engine.runner import default_batch_size
 from .convention import shifts_from
 from .movie import resolve_min_mov
+from .scanphase import resolve_scan_phase
 
 __all__ = ["apply_shifts"]
 
@@ -404,6 +405,7 @@ def apply_shifts(
     batch_size: int | None = None,
     clip: bool | None = None,
     convention: str = "xnormcorre",
+    scan_phase: None | str | float | xr.DataArray = None,
 ) -> xr.DataArray:
     """Move every frame of ``movie`` by ``-shifts`` (re-apply known motion), lazily on dask input.
 
@@ -444,6 +446,13 @@ def apply_shifts(
         Who computed ``shifts``.  CaImAn, NoRMCorre and jnormcorre report the applied
         correction (the opposite sign): their shifts are converted by
         :func:`xnormcorre.shifts_from` first.
+    scan_phase : None, "auto", float or DataArray
+        Bidirectional scan phase removed from the movie first (default None: none), as
+        in :func:`xnormcorre.rigid`: the displacement along x of the odd scan lines'
+        content relative to the even lines (px); the odd lines are moved by
+        ``-phase``.  Pass the run's ``res.scan_phase`` to reproduce its ``corrected``
+        (or to correct another channel of the same recording); ``"auto"`` estimates it
+        on the movie (on each variable of a Dataset, over all its channels).
 
     Returns
     -------
@@ -466,6 +475,9 @@ def apply_shifts(
     >>> lazy = xnormcorre.apply_shifts(movie.chunk({"time": 8}), res.shifts)
     >>> lazy.chunks[0], bool((lazy.values == res.corrected.values).all())
     ((8, 8, 4), True)
+    >>> bidi = xnormcorre.rigid(movie, max_shifts=4, scan_phase=0.5)
+    >>> bool((xnormcorre.apply_shifts(movie, bidi, scan_phase=bidi.scan_phase) == bidi.corrected).all())
+    True
     """
     border = vd.check_border(border)
     batch_size = vd.integer(batch_size, "batch_size", allow_none=True)
@@ -479,6 +491,8 @@ def apply_shifts(
     def one(da: xr.DataArray) -> xr.DataArray:
         da = vd.as_movie(da)
         _check_frame(frame, da)
+        if scan_phase is not None and not isinstance(movie, xr.Dataset):
+            da = resolve_scan_phase(da, scan_phase)[0]
         return _APPLIERS[kind](
             da, sh, border=border, min_mov=min_mov, batch_size=batch_size, attrs=attrs, clip=clip
         )
@@ -492,7 +506,9 @@ def apply_shifts(
             f"movie is a Dataset without a (time, y, x) variable (variables: {sorted(map(str, movie.data_vars))})"
         )
     for name in applied:
-        res = _apply_over_extra_dims(movie[name], one)
+        # the scan phase of the whole variable (every channel) at once
+        var = resolve_scan_phase(movie[name], scan_phase)[0]
+        res = _apply_over_extra_dims(var, one)
         out[name] = res.rename(name)
     return out
 

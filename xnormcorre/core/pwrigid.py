@@ -16,6 +16,7 @@ from .grid import patch_grid
 from .movie import register_lazily, run_inputs
 from .options import pw_options, with_aliases
 from .result import base_dataset, finish, template_da
+from .scanphase import record_scan_phase, scan_phase_inputs, scan_phase_parameter
 from .template import calibrate_for, estimate_for
 
 __all__ = ["pwrigid"]
@@ -47,6 +48,7 @@ def pwrigid(
     taper: float | None = None,
     defects: bool | xr.DataArray | np.ndarray = True,
     clip: bool = True,
+    scan_phase: None | str | float | xr.DataArray = None,
     **aliases: Any,
 ) -> xr.Dataset:
     """Piecewise-rigid motion correction (NoRMCorre) of a movie.
@@ -120,13 +122,25 @@ def pwrigid(
         NoRMCorre): Fourier or cubic interpolation would otherwise ring below the
         data's minimum and above its maximum next to sharp features (e.g. negative
         values in a uint16 movie).  ``False`` keeps the unclipped interpolation.
+    scan_phase : None, "auto", float or DataArray
+        Bidirectional scan phase removed before everything else (default None: none).
+        The phase is the displacement along x of the odd scan lines' content (rows 1,
+        3, 5, ...) relative to the even lines, in px; the correction moves the odd lines
+        by ``-phase`` (NoRMCorre's ``col_shift`` and suite2p's ``bidiphase`` are
+        ``-phase``).  ``"auto"`` estimates it with :func:`xnormcorre.scan_phase` -- on
+        ``reference`` when given, and applies it to both; a number or a DataArray from
+        :func:`xnormcorre.scan_phase` (one value, or one per frame) is applied as given.
+        The movie is then registered as float32; the correction stays lazy on lazy
+        input.  The phase used is returned as ``scan_phase`` (with its method in attrs).
+
     Returns
     -------
     xarray.Dataset
         ``corrected (time, y, x)``, ``shifts (time, patch_y, patch_x, axis)`` (patch
         centres as coordinates, patch bounds as ``patch_*_start/stop``),
         ``rigid_shifts (time, axis)``, ``template (y, x)``, ``correlation (time)``, and
-        every parameter plus package versions in attrs.
+        every parameter plus package versions in attrs; with ``scan_phase``, the phase
+        used (``scan_phase``, scalar or ``(time,)``, px).
 
     Examples
     --------
@@ -170,6 +184,7 @@ def pwrigid(
             UserWarning,
             stacklevel=2,
         )
+    movie, reference, phase = scan_phase_inputs(movie, reference, scan_phase)
     user_template, min_mov, ref = run_inputs(movie, template, reference, opts.border, opts.min_mov, shape)
     params = opts.pw_params(shape, movie.sizes[sc.DIM_TIME], fill_min=min_mov or 0.0)
     params = replace(params, rigid=replace(params.rigid, clip=vd.check_bool(clip, "clip")))
@@ -210,7 +225,9 @@ def pwrigid(
         "batch_size": params.batch_size,
         "seed": opts.seed,
         "clip": params.rigid.clip,
+        "scan_phase": scan_phase_parameter(scan_phase),
         **opts.estimator(),
     }
     ds = finish(ds, sc.PWRIGID, run_params, movie, ref, tmpl_da, opts.max_shifts)
+    ds = record_scan_phase(ds, phase)
     return conclude(ds, cal, sample_shifts, opts.max_shifts)

@@ -14,6 +14,7 @@ from ..qc.diagnose import conclude
 from .movie import register_lazily, run_inputs
 from .options import rigid_options, with_aliases
 from .result import base_dataset, finish, template_da
+from .scanphase import record_scan_phase, scan_phase_inputs, scan_phase_parameter
 from .template import calibrate_for, estimate_for
 
 __all__ = ["rigid"]
@@ -41,6 +42,7 @@ def rigid(
     max_template_frames: int | None = 2000,
     defects: bool | xr.DataArray | np.ndarray = True,
     clip: bool = True,
+    scan_phase: None | str | float | xr.DataArray = None,
     **aliases: Any,
 ) -> xr.Dataset:
     """Rigid subpixel motion correction (NoRMCorre's rigid step) of a movie.
@@ -138,6 +140,17 @@ def rigid(
         NoRMCorre): Fourier or cubic interpolation would otherwise ring below the
         data's minimum and above its maximum next to sharp features (e.g. negative
         values in a uint16 movie).  ``False`` keeps the unclipped interpolation.
+    scan_phase : None, "auto", float or DataArray
+        Bidirectional scan phase removed before everything else (default None: none).
+        The phase is the displacement along x of the odd scan lines' content (rows 1,
+        3, 5, ...) relative to the even lines, in px; the correction moves the odd lines
+        by ``-phase`` (NoRMCorre's ``col_shift`` and suite2p's ``bidiphase`` are
+        ``-phase``).  ``"auto"`` estimates it with :func:`xnormcorre.scan_phase` -- on
+        ``reference`` when given, and applies it to both; a number or a DataArray from
+        :func:`xnormcorre.scan_phase` (one value, or one per frame) is applied as given.
+        The movie is then registered as float32; the correction stays lazy on lazy
+        input.  The phase used is returned as ``scan_phase`` (with its method in attrs).
+
     Returns
     -------
     xarray.Dataset
@@ -146,7 +159,8 @@ def rigid(
         ``template (y, x)`` float32, ``correlation (time)`` (Pearson correlation of
         each corrected frame with the template over the pixels that stayed in view),
         and attrs holding every parameter (also as JSON in ``parameters``) and the
-        versions of xnormcorre, JAX, NumPy and xarray.
+        versions of xnormcorre, JAX, NumPy and xarray; with ``scan_phase``, the phase
+        used (``scan_phase``, scalar or ``(time,)``, px).
 
     Examples
     --------
@@ -179,6 +193,7 @@ def rigid(
         taper=taper,
     )
     opts = rigid_options(shape, **with_aliases(rigid, given, aliases, movie.sizes[sc.DIM_TIME]))
+    movie, reference, phase = scan_phase_inputs(movie, reference, scan_phase)
     user_template, min_mov, ref = run_inputs(movie, template, reference, opts.border, opts.min_mov, shape)
     source = movie if ref is None else ref
     defects = vd.check_defects(defects, shape)
@@ -206,7 +221,9 @@ def rigid(
         "batch_size": params.batch_size,
         "seed": opts.seed,
         "clip": params.clip,
+        "scan_phase": scan_phase_parameter(scan_phase),
         **opts.estimator(),
     }
     ds = finish(ds, sc.RIGID, run_params, movie, ref, tmpl_da, opts.max_shifts)
+    ds = record_scan_phase(ds, phase)
     return conclude(ds, cal, sample_shifts, opts.max_shifts)

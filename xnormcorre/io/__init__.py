@@ -1,8 +1,9 @@
-"""Lazy movie I/O: TIFF and HDF5 xarray backends, :func:`open_movie`, streamed writers.
+"""Lazy movie I/O: TIFF, HDF5 and Scanbox xarray backends, :func:`open_movie`, streamed writers.
 
-``xr.open_dataset(path, engine="xnormcorre_tiff" | "xnormcorre_hdf5", chunks={"time": N})``
-opens a movie without reading pixels; :func:`open_movie` picks the engine from the
-file's magic bytes and returns the ``movie`` DataArray, dask-backed in time chunks;
+``xr.open_dataset(path, engine="xnormcorre_tiff" | "xnormcorre_hdf5" | "xnormcorre_sbx",
+chunks={"time": N})`` opens a movie without reading pixels; :func:`open_movie` picks the
+engine from the file's magic bytes (``.sbx`` by name) and returns the ``movie``
+DataArray, dask-backed in time chunks;
 :func:`to_tiff` and :func:`to_hdf5` write a (lazy) movie chunk by chunk.
 
 Opened datasets pickle (no open file inside; each process re-opens the file), so they
@@ -21,11 +22,13 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import xarray as xr
 
 from . import _common as cm
 from ._common import default_time_chunk
 from .hdf5 import H5BackendEntrypoint
+from .sbx import SBX_EXTENSIONS, SbxBackendEntrypoint
 from .tiff import TiffBackendEntrypoint, expand_tiff_paths
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "H5BackendEntrypoint",
+    "SbxBackendEntrypoint",
     "TiffBackendEntrypoint",
     "default_time_chunk",
     "open_movie",
@@ -55,6 +59,8 @@ def _engine_for(path_or_paths: Any) -> tuple[type, Any]:
         if not os.path.exists(text) and any(c in text for c in "*?["):
             return TiffBackendEntrypoint, expand_tiff_paths(text)
         path = cm.check_file(text, "movie")
+        if str(path).lower().endswith(SBX_EXTENSIONS):  # raw samples: no magic bytes
+            return SbxBackendEntrypoint, str(path)
         head = cm.read_magic(path, 8)
         if cm.is_tiff_magic(head):
             return TiffBackendEntrypoint, str(path)
@@ -62,7 +68,7 @@ def _engine_for(path_or_paths: Any) -> tuple[type, Any]:
             return H5BackendEntrypoint, str(path)
         raise ValueError(
             f"{str(path)!r} is neither a TIFF nor an HDF5 file (it starts with {head!r}); "
-            "xnormcorre opens TIFF stacks and 3-D HDF5 datasets"
+            "xnormcorre opens TIFF stacks, 3-D HDF5 datasets and Scanbox .sbx files"
         )
     if isinstance(path_or_paths, Sequence) and not isinstance(path_or_paths, (bytes, bytearray)):
         paths = expand_tiff_paths(path_or_paths)
@@ -80,6 +86,33 @@ def _engine_for(path_or_paths: Any) -> tuple[type, Any]:
     )
 
 
+def _select_channel(movie: xr.DataArray, channel: int | str, source: Any) -> xr.DataArray:
+    """``movie`` at one channel (by index or by name), lazily; an error lists the channels."""
+    if "channel" not in movie.dims:
+        names = [movie.attrs["channel_name"]] if "channel_name" in movie.attrs else []
+        if channel in (0, -1) or channel in names:
+            return movie
+        raise ValueError(
+            f"channel={channel!r}: {source!r} holds a single channel"
+            + (f" ({names[0]!r})" if names else "")
+            + "; use channel=0 or leave channel unset"
+        )
+    n = movie.sizes["channel"]
+    names = [str(v) for v in movie["channel_name"].values] if "channel_name" in movie.coords else []
+    listing = ", ".join(f"{i}" + (f" ({names[i]!r})" if names else "") for i in range(n))
+    if isinstance(channel, str):
+        if channel not in names:
+            raise ValueError(
+                f"channel={channel!r} is not a channel name of {source!r}; its channels: {listing}"
+            )
+        return movie.isel(channel=names.index(channel))
+    if isinstance(channel, (bool, np.bool_)) or not isinstance(channel, (int, np.integer)):
+        raise TypeError(f"channel must be a channel index (int) or name (str), got {channel!r}")
+    if not -n <= channel < n:
+        raise ValueError(f"channel={channel} is out of range for {source!r}; its channels: {listing}")
+    return movie.isel(channel=int(channel))
+
+
 def open_movie(
     path_or_paths: str | os.PathLike | Sequence[str | os.PathLike],
     *,
@@ -87,47 +120,59 @@ def open_movie(
     fps: float | None = None,
     dataset: str | None = None,
     series: int | None = None,
+    channel: int | str | None = None,
 ) -> xr.DataArray:
-    """Open a TIFF or HDF5 movie lazily as a dask-backed ``(time, y, x)`` DataArray.
+    """Open a TIFF, HDF5 or Scanbox movie lazily as a dask-backed ``(time, [channel,] y, x)`` DataArray.
 
-    The engine (``xnormcorre_tiff`` or ``xnormcorre_hdf5``) is picked from the file's
-    magic bytes, not its name.  No pixel is read: correction, slicing and writing then
-    read only the chunks they need, so movies larger than memory work.
+    The engine (``xnormcorre_tiff``, ``xnormcorre_hdf5`` or ``xnormcorre_sbx``) is
+    picked from the file's magic bytes (a Scanbox ``.sbx`` file, raw samples, by its
+    name).  No pixel is read: correction, slicing and writing then read only the
+    chunks they need, so movies larger than memory work.
 
     Parameters
     ----------
     path_or_paths : str, path, glob pattern or list of paths
-        A multi-page TIFF, an HDF5 file, or several TIFF files (list, or a glob such
-        as ``"session1/*.tif"``, sorted naturally) opened as one movie along time.
+        A multi-page TIFF, an HDF5 file, a Scanbox ``.sbx`` file (with its ``.mat``),
+        or several TIFF files (list, or a glob such as ``"session1/*.tif"``, sorted
+        naturally) opened as one movie along time.
     chunks : int, "auto" or dict, optional
         Dask chunks along ``time`` (an int or ``"auto"``), or a dict as in
         :func:`xarray.open_dataset`.  Default: whole frames, in time
         chunks of about 2**24 pixels (64 MiB as float32; 256 frames of 256×256), a
         multiple of the HDF5 chunk length.  ``y`` and ``x`` not named in a dict
-        stay whole (registration needs whole frames).  For a NumPy-backed lazy
-        array use ``xr.open_dataarray(path, engine="xnormcorre_tiff")`` instead.
+        stay whole (registration needs whole frames), and each channel is its own
+        chunk.  For a NumPy-backed lazy array use
+        ``xr.open_dataarray(path, engine="xnormcorre_tiff")`` instead.
     fps : float, optional
         Frame rate (Hz): ``time`` is then in seconds and a ``frame`` coordinate
-        keeps the index; otherwise ``time`` is the frame index.
+        keeps the index.  Default: the frame rate in the file's metadata (ScanImage,
+        ImageJ, OME, Scanbox), if any; otherwise ``time`` is the frame index.
     dataset : str, optional
         HDF5 only: the dataset holding the movie (default: the only 3-D one).
     series : int, optional
         TIFF only: the tifffile series (default: the first; a plain TIFF whose pages
         have different shapes raises ``ValueError``).
+    channel : int or str, optional
+        For a file with several channels (ImageJ hyperstack, OME-TIFF, ScanImage,
+        Scanbox): the channel to open, by index or by name (``channel_name``), giving
+        a ``(time, y, x)`` movie that reads only that channel's pages.  Default: all
+        channels, ``(time, channel, y, x)``.
 
     Returns
     -------
     xarray.DataArray
-        ``movie (time, y, x)`` in the file's dtype, with ``time``, ``y``, ``x``
-        coordinates (``long_name``/``units``) and ``encoding["source"]``.
+        ``movie (time, y, x)`` -- or ``(time, channel, y, x)`` -- in the file's dtype,
+        with ``time``, ``y``, ``x`` coordinates (``long_name``/``units``), the
+        acquisition metadata in attrs and ``encoding["source"]``.
 
     Raises
     ------
     FileNotFoundError, IsADirectoryError
-        Missing file (or a glob matching nothing); a directory.
+        Missing file (or a glob matching nothing, or a Scanbox ``.mat``); a directory.
     ValueError
-        Empty, corrupt or unsupported file, pages or files of different frame
-        shapes, a missing or non-3-D HDF5 dataset, a parameter for the other format.
+        Empty, corrupt, truncated or unsupported file (volumes), inconsistent
+        metadata, pages or files of different frame shapes, a missing or non-3-D HDF5
+        dataset, a parameter for another format, an unknown channel.
 
     Examples
     --------
@@ -139,6 +184,10 @@ def open_movie(
     >>> movie.name, movie.dims, movie.chunks[0]
     ('movie', ('time', 'y', 'x'), (20, 20, 10))
     >>> movie.close()
+    >>> q = pathlib.Path(tempfile.mkdtemp()) / "tcyx.tif"
+    >>> tifffile.imwrite(q, np.zeros((50, 2, 32, 32), np.uint16), imagej=True, metadata={"axes": "TCYX"})
+    >>> xnormcorre.open_movie(q).dims, xnormcorre.open_movie(q, channel=1).dims
+    (('time', 'channel', 'y', 'x'), ('time', 'y', 'x'))
     """
     engine, target = _engine_for(path_or_paths)
     kwargs: dict[str, Any] = {"fps": fps}
@@ -146,19 +195,32 @@ def open_movie(
         if dataset is not None:
             raise ValueError(f"dataset={dataset!r} applies to HDF5 files only; this is a TIFF movie")
         kwargs["series"] = series
-    else:
+    elif engine is H5BackendEntrypoint:
         if series is not None:
             raise ValueError(f"series={series!r} applies to TIFF files only; this is an HDF5 file")
         kwargs["dataset"] = dataset
+    else:
+        for name, value in (("dataset", dataset), ("series", series)):
+            if value is not None:
+                raise ValueError(f"{name}={value!r} does not apply to a Scanbox .sbx file")
     if chunks is None:
         opened = xr.open_dataarray(target, engine=engine, cache=False, **kwargs)
+        movie = opened if channel is None else _select_channel(opened, channel, target)
         preferred = opened.encoding.get("preferred_chunks", {}).get("time", 1)
-        tc = default_time_chunk(opened.shape, preferred)
-        movie = opened.chunk({"time": tc, "y": -1, "x": -1})
+        tc = default_time_chunk((movie.shape[0], *movie.shape[-2:]), preferred)
+        spec = {"time": tc, "y": -1, "x": -1}
+        if "channel" in movie.dims:
+            spec["channel"] = 1
+        movie = movie.chunk(spec)
         movie.set_close(opened.close)
         return movie
     if isinstance(chunks, Mapping):
-        chunks = {"y": -1, "x": -1, **chunks}
+        chunks = {"y": -1, "x": -1, "channel": 1, **chunks}
     elif isinstance(chunks, (int, str)) and not isinstance(chunks, bool):
-        chunks = {"time": chunks, "y": -1, "x": -1}  # a number or "auto" applies to time only
-    return xr.open_dataarray(target, engine=engine, chunks=chunks, **kwargs)
+        chunks = {"time": chunks, "y": -1, "x": -1, "channel": 1}  # a number or "auto" applies to time only
+    movie = xr.open_dataarray(target, engine=engine, chunks=chunks, **kwargs)
+    if channel is None:
+        return movie
+    selected = _select_channel(movie, channel, target)
+    selected.set_close(movie.close)
+    return selected

@@ -176,19 +176,25 @@ def runs(indices: np.ndarray) -> list[tuple[int, int]]:
 # --------------------------------------------------------------------------- dataset
 def movie_dataset(
     data: Any,
-    shape: tuple[int, int, int],
+    shape: tuple[int, ...],
     *,
     fps: float | None,
     attrs: Mapping[str, Any],
     encoding: Mapping[str, Any],
     drop_variables: set[str],
+    channels: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
     """Dataset with one ``(time, y, x)`` variable ``"movie"`` and labeled coordinates.
 
     ``time`` is the frame index (int64, units "1"), or seconds (float64, units "s")
     when ``fps`` is given, in which case a ``frame`` coordinate keeps the index.
+    With ``channels`` (the ``channel`` coordinates), ``shape`` is ``(time, channel,
+    y, x)`` and so are the movie's dims.
     """
-    n, h, w = shape
+    if channels is not None:
+        n, _, h, w = shape
+    else:
+        n, h, w = shape
     frame = np.arange(n, dtype=np.int64)
     coords: dict[str, Any] = {}
     if fps is None:
@@ -210,10 +216,14 @@ def movie_dataset(
         np.arange(w, dtype=np.int64),
         {"long_name": "pixel column", "units": "pixel", "axis": "X"},
     )
+    dims = MOVIE_DIMS
+    if channels is not None:
+        coords.update(channels)
+        dims = (MOVIE_DIMS[0], "channel", *MOVIE_DIMS[1:])
     coords = {k: v for k, v in coords.items() if k not in drop_variables}
     data_vars = {}
     if MOVIE_NAME not in drop_variables:
-        var = xr.Variable(MOVIE_DIMS, data, attrs=dict(attrs))
+        var = xr.Variable(dims, data, attrs=dict(attrs))
         var.encoding = dict(encoding)
         data_vars[MOVIE_NAME] = var
     ds = xr.Dataset(data_vars, coords=coords)
