@@ -13,7 +13,7 @@ from xnormcorre.engine.noise import UNIFORM
 from xnormcorre.testing.crlb import rmse
 
 SHAPE = (64, 64)
-PW = {"max_shifts": 4, "strides": (24, 24), "overlaps": (16, 16), "max_deviation_rigid": 2}
+PW = {"max_shifts": 6, "strides": (24, 24), "overlaps": (16, 16), "max_deviation_rigid": 2}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def movie():
 
 @pytest.fixture(scope="module")
 def res(movie):
-    return xnormcorre.rigid(movie, max_shifts=5)
+    return xnormcorre.rigid(movie, max_shifts=6)
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +53,9 @@ class Reader:
 
 # --------------------------------------------------------------------------- same bits as the batch functions
 def test_correct_is_rigid_with_template_bit_for_bit(movie, res):
-    corr = xnormcorre.Corrector(res.template, max_shifts=5)
+    corr = xnormcorre.Corrector(res.template, max_shifts=6)
     out = corr.correct(movie)
-    ref = xnormcorre.rigid(movie, template=res.template, max_shifts=5)
+    ref = xnormcorre.rigid(movie, template=res.template, max_shifts=6)
     xr.testing.assert_identical(out, ref)  # variables, coordinates and attrs
     assert np.array_equal(out.corrected.values, ref.corrected.values)
     assert np.array_equal(out.shifts.values, ref.shifts.values)
@@ -85,11 +85,11 @@ def test_from_result_reproduces_the_run(kind, movie, res, pw_res):
 
 def test_reference_shifts_from_one_channel_applied_to_another(movie, res):
     other = (movie * 0.5 + 7.0).rename("other")
-    out = xnormcorre.Corrector(res.template, max_shifts=5).correct(other, reference=movie)
-    ref = xnormcorre.rigid(other, reference=movie, template=res.template, max_shifts=5)
+    out = xnormcorre.Corrector(res.template, max_shifts=6).correct(other, reference=movie)
+    ref = xnormcorre.rigid(other, reference=movie, template=res.template, max_shifts=6)
     xr.testing.assert_identical(out, ref)
     # the shifts are the reference's: the same as registering the reference itself
-    own = xnormcorre.Corrector(res.template, max_shifts=5).correct(movie)
+    own = xnormcorre.Corrector(res.template, max_shifts=6).correct(movie)
     assert np.array_equal(out.shifts.values, own.shifts.values)
     frame, shift = xnormcorre.Corrector.from_result(res).correct_frame(
         other[7].values, reference=movie[7].values
@@ -133,14 +133,14 @@ def test_update_template_changes_the_reference_without_new_parameters(movie, res
 
 
 def test_single_frame_calibration_when_never_calibrated(movie, res):
-    corr = xnormcorre.Corrector(res.template, max_shifts=5)
+    corr = xnormcorre.Corrector(res.template, max_shifts=6)
     assert not corr.calibrated
     frame = movie[2].values
     shift = corr.shift(frame)
     assert corr.calibrated
     # one frame: no noise model, no defects, the frame's power-of-two scale
     explicit = Calibration(None, UNIFORM, scale_for(frame))
-    same = xnormcorre.Corrector(res.template, max_shifts=5, calibration=explicit)
+    same = xnormcorre.Corrector(res.template, max_shifts=6, calibration=explicit)
     assert np.array_equal(shift, same.shift(frame))
     np.testing.assert_allclose(shift, res.shifts[2].values, atol=0.15)
 
@@ -190,10 +190,10 @@ def test_save_load_round_trip(tmp_path, movie, res, pw_res):
     corr.save(path, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pwrigid.nc", "rigid.nc"]  # no temporary left
     # a corrector not calibrated yet stays so, and calibrates on its first frames
-    fresh = xnormcorre.Corrector(res.template, max_shifts=5, border="min")
+    fresh = xnormcorre.Corrector(res.template, max_shifts=6, border="min")
     back = xnormcorre.Corrector.load(fresh.save(tmp_path / "fresh.nc"))
     assert not back.calibrated
-    ref = xnormcorre.rigid(movie, template=res.template, max_shifts=5, border="min")
+    ref = xnormcorre.rigid(movie, template=res.template, max_shifts=6, border="min")
     xr.testing.assert_identical(back.correct(movie), ref)
 
 
@@ -218,7 +218,7 @@ def test_as_movie_takes_readers_memmaps_and_zarr(tmp_path, movie, res):
     lazy = xnormcorre.as_movie(reader)
     assert lazy.dims == ("time", "y", "x") and lazy.chunks is not None and lazy.dtype == data.dtype
     assert reader.reads == []
-    out = xnormcorre.rigid(lazy, max_shifts=5)
+    out = xnormcorre.rigid(lazy, max_shifts=6)
     assert np.array_equal(out.shifts.values, res.shifts.values)  # the same bits as the array
 
     mm = np.lib.format.open_memmap(tmp_path / "m.npy", mode="w+", dtype=np.float32, shape=data.shape)
@@ -251,5 +251,5 @@ def test_as_movie_bad_readers():
 
 @pytest.mark.xfail(strict=True, reason="validate.as_movie does not yet route frame readers to as_movie")
 def test_rigid_takes_a_reader_directly(movie):
-    out = xnormcorre.rigid(Reader(movie.values), max_shifts=5)
+    out = xnormcorre.rigid(Reader(movie.values), max_shifts=6)
     assert out.corrected.shape == movie.shape
