@@ -129,7 +129,7 @@ class Corrector:
     --------
     >>> import xnormcorre
     >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=40, shape=(64, 64), max_shift=3, seed=0)
-    >>> res = xnormcorre.rigid(movie, max_shifts=5)
+    >>> res = xnormcorre.rigid(movie, max_shifts=6)
     >>> corr = xnormcorre.Corrector.from_result(res)
     >>> out = corr.correct(movie[:20])
     >>> bool((out.corrected == res.corrected[:20]).all())

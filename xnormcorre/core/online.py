@@ -228,7 +228,7 @@ def online(
     --------
     >>> import xnormcorre
     >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=60, shape=(64, 64), max_shift=3, seed=0)
-    >>> stream = xnormcorre.online(iter(movie.values), init_frames=20, bin_width=20, max_shifts=5)
+    >>> stream = xnormcorre.online(iter(movie.values), init_frames=20, bin_width=20, max_shifts=6)
     >>> shifts = np.array([shift for frame, shift in stream])
     >>> shifts.shape, stream.n_updates
     ((60, 2), 3)
