@@ -8,6 +8,7 @@ import xarray as xr
 
 import xnormcorre
 from xnormcorre.core.corrector import FORMAT_VERSION
+from xnormcorre.engine import fast
 from xnormcorre.engine.config import Calibration, scale_for
 from xnormcorre.engine.noise import UNIFORM
 from xnormcorre.testing.crlb import rmse
@@ -127,9 +128,11 @@ def test_pw_shift_returns_patch_shifts(movie, pw_res):
 def test_update_template_changes_the_reference_without_new_parameters(movie, res):
     corr = xnormcorre.Corrector.from_result(res)
     before = corr.shift(movie[3].values)
+    compiled = fast._rigid_same._cache_size()
     moved = np.roll(res.template.values, 1, axis=1)  # content moved by +1 px along x
     after = corr.update_template(moved).shift(movie[3].values)
     np.testing.assert_allclose(after - before, [0.0, -1.0], atol=0.05)
+    assert fast._rigid_same._cache_size() == compiled  # nothing compiled again
 
 
 def test_single_frame_calibration_when_never_calibrated(movie, res):
