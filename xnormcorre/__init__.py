@@ -24,7 +24,10 @@ except PackageNotFoundError:  # pragma: no cover
 
 #: Public name -> module that defines it (imported on first access).
 _LAZY = {
+    "Corrector": "xnormcorre.core",
     "apply_shifts": "xnormcorre.core",
+    "as_movie": "xnormcorre.core",
+    "online": "xnormcorre.core",
     "estimate_template": "xnormcorre.core",
     "get_patch_start_and_end_coords": "xnormcorre.core",
     "highpass": "xnormcorre.core",
@@ -47,11 +50,14 @@ _SUBMODULES = ("core", "datasets", "engine", "io", "metrics", "plot", "qc", "tes
 if TYPE_CHECKING:  # pragma: no cover
     from . import datasets, metrics, plot
     from .core import (
+        Corrector,
         apply_shifts,
+        as_movie,
         estimate_template,
         get_patch_start_and_end_coords,
         highpass,
         map_frames,
+        online,
         patch_grid,
         pwrigid,
         rigid,
@@ -82,12 +88,15 @@ __all__ = [
     "__version__",
     "apply_shifts",
     "correct_scan_phase",
+    "Corrector",
+    "as_movie",
     "datasets",
     "estimate_template",
     "get_patch_start_and_end_coords",
     "highpass",
     "map_frames",
     "metrics",
+    "online",
     "open_movie",
     "parameters_from_attrs",
     "patch_grid",

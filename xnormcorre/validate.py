@@ -183,6 +183,13 @@ def as_movie(movie: Any, name: str = "movie") -> xr.DataArray:
         raise TypeError(
             f"{name} must be a DataArray or array, got a Dataset; select a variable, e.g. ds['movie']"
         )
+    if not isinstance(movie, xr.DataArray | np.ndarray) and all(
+        hasattr(movie, a) for a in ("shape", "dtype", "__getitem__")
+    ):  # frame readers, zarr/h5py/dask arrays: lazy, read chunk by chunk
+        from .core.loader import as_movie as reader_movie
+
+        if len(movie.shape) == 3:
+            return as_movie(reader_movie(movie, name=name), name)
     if not isinstance(movie, xr.DataArray):
         if not hasattr(movie, "shape") or not hasattr(movie, "dtype"):
             movie = np.asarray(movie)
