@@ -76,7 +76,9 @@ def test_min_mov_is_read_only_for_border_min(synthetic_tiff, reads):
     p, arr = synthetic_tiff
     movie = xnormcorre.open_movie(p, chunks={"time": 20})
     res = xnormcorre.rigid(movie, max_shifts=4, niter=0, template=arr[0])
-    assert reads == [] and "min_mov" not in res.attrs  # lazy, and nothing read before compute
+    # lazy: before compute only the calibration sample (sensor defects, noise model) is read
+    assert len(set(reads)) <= 100 and "min_mov" not in res.attrs
+    reads.clear()
     res = xnormcorre.rigid(movie, max_shifts=4, niter=0, template=arr[0], border="min")
     assert sorted(set(reads)) == list(range(len(arr)))  # the first 400 frames (here: all)
     assert res.attrs["min_mov"] == float(arr.min())

@@ -370,6 +370,7 @@ def test_eager_and_chunked_correction_identical(synthetic_tiff):
     np.testing.assert_array_equal(lazy.template.values, eager.template.values)
 
 
+@pytest.mark.filterwarnings("ignore::xnormcorre.qc.diagnose.RegistrationWarning")  # reads, not accuracy
 def test_lazy_rigid_reads_only_what_it_needs(synthetic_tiff, tmp_path, monkeypatch):
     """rigid() returns lazily; shifts to NetCDF compute each chunk once; a slice computes one chunk."""
     from xnormcorre.io import tiff as tiff_mod

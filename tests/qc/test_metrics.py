@@ -397,7 +397,7 @@ def test_summary_shows_a_suspect_verdict(small_movie):
     assert s.attrs["qc_verdict"] == "suspect"
     assert s.attrs["qc_warnings"] == res.attrs["qc_warnings"]
     assert "increase max_shifts" in s.attrs["qc_warnings"]
-    assert s.attrs["qc_warnings"] == "; ".join(messages)
+    assert s.attrs["qc_warnings"] == " | ".join(messages)
     hits = int(res.at_max_shift.sum())
     assert s.attrs["n_frames_at_max_shift"] == hits and hits > 0.01 * 40
     for k, v in s.attrs.items():

@@ -51,7 +51,7 @@ FORMAT_VERSION = 1
 _FORMAT_ATTR = "xnormcorre_corrector_format"
 
 #: Keywords of rigid()/pwrigid() that are not registration options of the corrector.
-_NOT_OPTIONS = ("movie", "template", "reference", "defects", "clip")
+_NOT_OPTIONS = ("movie", "template", "reference", "defects", "clip", "scan_phase")
 
 
 def _defaults(fn) -> dict[str, Any]:
@@ -632,6 +632,7 @@ def _result(corr: Corrector, movie: xr.DataArray, ref: xr.DataArray | None) -> x
         batch_size=params.batch_size,
         seed=opts.seed,
         clip=clip,
+        scan_phase=None,  # a corrector takes frames as they are (correct the scan phase first)
         **opts.estimator(),
     )
     ds = finish(ds, corr.method, run, movie, ref, tmpl_da, opts.max_shifts)

@@ -128,4 +128,5 @@ def estimate_for(source: xr.DataArray, opts: Options, pw=None, *, defects=True) 
         init=tmpl.template,
         calibration=tmpl.calibration,
         max_frames=opts.max_template_frames,
+        defects=defects,
     )

@@ -209,7 +209,7 @@ def scale_for(values: np.ndarray) -> float:
     Examples
     --------
     >>> scale_for(np.array([1000.0, 3000.0])), scale_for(np.array([0.0]))
-    (0.0009765625, 1.0)
+    (0.00048828125, 1.0)
     """
     v = np.asarray(values, np.float64)
     v = np.abs(v[np.isfinite(v)])

@@ -106,7 +106,11 @@ class TemplateEstimate(NamedTuple):
 def _read_sample(movie, n_init: int) -> np.ndarray:
     idx = sample_indices(len(movie), n_init)
     # one read of the whole sample (one dask graph for a lazy movie), not one per frame
-    return np.asarray(movie[idx], dtype=np.float32)
+    sample = np.asarray(movie[idx], dtype=np.float32)
+    bad = ~np.isfinite(sample)
+    if bad.any():  # estimation only: the registration pass refuses such frames itself
+        sample[bad] = np.median(sample[~bad]) if (~bad).any() else 0.0
+    return sample
 
 
 def _sensor_defects(sample: np.ndarray, defects) -> np.ndarray | None:
@@ -268,4 +272,7 @@ def estimate_template(
         last = np.concatenate(shifts)
         tmpl = centre(nanmedian(np.stack(means)), last)
         tmpl = params.recentre(tmpl, devs)
+    # the movie's calibration against the final template, as a run given that template
+    # measures it: rigid(movie) and rigid(movie, template=rigid(movie).template) agree bit for bit
+    calibration = calibrate(movie, params.rigid, tmpl, defects=defects)
     return TemplateEstimate(tmpl, calibration, last)

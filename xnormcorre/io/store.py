@@ -160,7 +160,7 @@ def plan_chunks(res: xr.Dataset) -> ChunkPlan:
     >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=20, shape=(64, 64), max_shift=2)
     >>> plan = plan_chunks(xnormcorre.rigid(movie.chunk({"time": 8}), max_shifts=3))
     >>> plan.units, plan.local, plan.final, plan.eager
-    ((8, 8, 4), ['correlation', 'shifts', 'at_max_shift'], ['low_correlation'], ['template'])
+    ((8, 8, 4), ['correlation', 'shifts', 'at_max_shift'], ['low_correlation'], ['template', 'defect_mask'])
     """
     names = [v for v in res.data_vars if v != "corrected"]
     timed = [v for v in names if "time" in res[v].dims]
