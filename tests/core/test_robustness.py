@@ -271,7 +271,7 @@ def test_template_work_is_bounded_for_long_movies(monkeypatch):
     xnormcorre.estimate_template(movie, max_shifts=3, frames_per_split=20, max_template_frames=None, niter=2)
     full = sum(counted)
     assert full == 2 * 100 + 2 * 120  # initial sample (two passes) + every frame, twice
-    assert bounded == 100 + 2 * 40  # initial sample + 2 splits of 20 frames per iteration
+    assert bounded == 2 * 100 + 2 * 40  # initial sample (two passes) + 2 splits of 20 frames per iteration
 
 
 def test_import_is_light_for_xarray_users():
