@@ -404,7 +404,14 @@ def mean_registered(movie, template, params: PwParams, start: int, stop: int, ke
     shifts, devs = [], []
     for a, b in iter_batches(stop - start, params.batch_size):
         out = register_pw_frames(
-            movie, template, params, start=start + a, stop=start + b, with_corr=False, warp_estimate=True
+            movie,
+            template,
+            params,
+            start=start + a,
+            stop=start + b,
+            with_corr=False,
+            warp_estimate=True,
+            origin=start + a,  # each frame in its own lane whatever the batch size: the same bits
         )
         c = out[-2][use[a:b]]
         shifts.append(out[0])

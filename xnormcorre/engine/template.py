@@ -139,11 +139,13 @@ def _inside(shifts: np.ndarray, params: RigidParams) -> np.ndarray:
 
 def _pass(sample: np.ndarray, template: np.ndarray, params: RigidParams) -> tuple[np.ndarray, np.ndarray]:
     """Register ``sample`` to ``template``; mean of the frames inside the search range,
-    centred on the range of their positions.  Returns ``(template, shifts)``."""
+    centred on the range of all the frames' positions.  Returns ``(template, shifts)``."""
     shifts = params.register(sample, template, apply=False, origin=0)[0]
     keep = _inside(shifts, params)
     mean = params.mean_registered(sample, template, 0, len(sample), keep)[0]
-    return centre(mean, shifts[keep]), shifts
+    # centred on every frame's position: a frame clipped at the bound still pulls the
+    # centre towards it, so the next pass reaches it
+    return centre(mean, shifts), shifts
 
 
 def _noise(sample: np.ndarray, template: np.ndarray, params: RigidParams, mask) -> NoiseModel:
