@@ -15,9 +15,9 @@ from ..qc.diagnose import conclude
 from .grid import patch_grid
 from .movie import register_lazily, run_inputs
 from .options import pw_options, with_aliases
-from .result import base_dataset, finish, template_da
+from .result import base_dataset, finish
 from .scanphase import record_scan_phase, scan_phase_inputs, scan_phase_parameter
-from .template import calibrate_for, estimate_for
+from .template import template_for_run
 
 __all__ = ["pwrigid"]
 
@@ -188,15 +188,7 @@ def pwrigid(
     user_template, min_mov, ref = run_inputs(movie, template, reference, opts.border, opts.min_mov, shape)
     params = opts.pw_params(shape, movie.sizes[sc.DIM_TIME], fill_min=min_mov or 0.0)
     params = replace(params, rigid=replace(params.rigid, clip=vd.check_bool(clip, "clip")))
-    source = movie if ref is None else ref
-    defects = vd.check_defects(defects, shape)
-    if user_template is None:
-        est = estimate_for(source, opts, params, defects=defects)
-        tmpl_da = template_da(movie, est.template, "estimated")
-        cal, sample_shifts = est.calibration, est.shifts
-    else:
-        tmpl_da = template_da(movie, user_template, "user")
-        cal, sample_shifts = calibrate_for(source, opts, user_template, defects=defects), None
+    tmpl_da, cal, sample_shifts = template_for_run(movie, ref, opts, user_template, defects, params)
     params = params.calibrated(cal)
     grid = patch_grid(shape, opts.strides, opts.overlaps)
     ny, nx = params.grid_shape

@@ -13,9 +13,9 @@ from .. import validate as vd
 from ..qc.diagnose import conclude
 from .movie import register_lazily, run_inputs
 from .options import rigid_options, with_aliases
-from .result import base_dataset, finish, template_da
+from .result import base_dataset, finish
 from .scanphase import record_scan_phase, scan_phase_inputs, scan_phase_parameter
-from .template import calibrate_for, estimate_for
+from .template import template_for_run
 
 __all__ = ["rigid"]
 
@@ -195,15 +195,7 @@ def rigid(
     opts = rigid_options(shape, **with_aliases(rigid, given, aliases, movie.sizes[sc.DIM_TIME]))
     movie, reference, phase = scan_phase_inputs(movie, reference, scan_phase)
     user_template, min_mov, ref = run_inputs(movie, template, reference, opts.border, opts.min_mov, shape)
-    source = movie if ref is None else ref
-    defects = vd.check_defects(defects, shape)
-    if user_template is None:
-        est = estimate_for(source, opts, defects=defects)
-        tmpl_da = template_da(movie, est.template, "estimated")
-        cal, sample_shifts = est.calibration, est.shifts
-    else:
-        tmpl_da = template_da(movie, user_template, "user")
-        cal, sample_shifts = calibrate_for(source, opts, user_template, defects=defects), None
+    tmpl_da, cal, sample_shifts = template_for_run(movie, ref, opts, user_template, defects)
     params = opts.rigid_params(shape, movie.sizes[sc.DIM_TIME], fill_min=min_mov or 0.0)
     params = replace(params, clip=vd.check_bool(clip, "clip")).calibrated(cal)
     corrected, shifts, corr = register_lazily(movie, ref, tmpl_da.values, params, {(sc.DIM_AXIS,): (2,)})

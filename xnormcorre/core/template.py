@@ -15,7 +15,7 @@ from .movie import Frames
 from .options import Options, rigid_options, with_aliases
 from .result import template_da
 
-__all__ = ["calibrate_for", "estimate_template", "estimate_for"]
+__all__ = ["calibrate_for", "estimate_for", "estimate_template", "template_for_run"]
 
 
 def estimate_template(
@@ -81,6 +81,22 @@ def estimate_template(
     )
     opts = rigid_options(shape, **with_aliases(estimate_template, given, aliases, movie.sizes[sc.DIM_TIME]))
     return template_da(movie, estimate_for(movie, opts).template, "estimated")
+
+
+def template_for_run(
+    movie: xr.DataArray, ref: xr.DataArray | None, opts: Options, user_template, defects, pw=None
+) -> tuple[xr.DataArray, _tmpl.Calibration, np.ndarray | None]:
+    """The template of a run (given, or estimated on the reference or the movie) as a
+    labeled DataArray, the calibration of the movie it is estimated on, and the shifts
+    of the template's last pass (None for a given template): ``(template, calibration,
+    shifts)``.  ``pw``: piecewise-rigid engine parameters (see :func:`estimate_for`)."""
+    source = movie if ref is None else ref
+    defects = vd.check_defects(defects, (source.sizes[DIM_Y], source.sizes[DIM_X]))
+    if user_template is None:
+        est = estimate_for(source, opts, pw, defects=defects)
+        return template_da(movie, est.template, "estimated"), est.calibration, est.shifts
+    cal = calibrate_for(source, opts, user_template, defects=defects)
+    return template_da(movie, user_template, "user"), cal, None
 
 
 def calibrate_for(

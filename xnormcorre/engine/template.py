@@ -117,7 +117,6 @@ def _sensor_defects(sample: np.ndarray, defects) -> np.ndarray | None:
     if defects is None or defects is False:
         return None
     if defects is True:
-        # a static, noise-free movie shows no temporal statistics to tell a defect from content
         spread = float(np.ptp(np.percentile(sample, [1, 99])))
         sd = sample.std(axis=0)
         # noise-free renderings (real sensors always have noise): no temporal statistics
@@ -156,15 +155,31 @@ def _noise(sample: np.ndarray, template: np.ndarray, params: RigidParams, mask) 
     return fit_noise_model(frames, valid)
 
 
+class _Survey(NamedTuple):
+    """What estimation reads once from a movie: the frame sample, the sensor defects
+    found in it (or given) and the intensity scale."""
+
+    sample: np.ndarray
+    mask: np.ndarray | None
+    scale: float
+
+
+def _survey(movie, defects, n_init: int = 100) -> _Survey:
+    sample = _read_sample(movie, n_init)
+    return _Survey(sample, _sensor_defects(sample, defects), scale_for(sample))
+
+
+def _calibrate(survey: _Survey, params: RigidParams, template: np.ndarray, defects) -> Calibration:
+    cal = Calibration(survey.mask, UNIFORM, survey.scale)
+    noise = _noise(survey.sample, np.asarray(template, np.float32), params.calibrated(cal), survey.mask)
+    return Calibration(_trusted(survey.mask, noise, defects), noise, survey.scale)
+
+
 def calibrate(
     movie, params: RigidParams, template: np.ndarray, *, defects=True, n_init: int = 100
 ) -> Calibration:
     """Sensor defects, noise model and scale of a movie registered to a given ``template``."""
-    sample = _read_sample(movie, n_init)
-    mask = _sensor_defects(sample, defects)
-    cal = Calibration(mask, UNIFORM, scale_for(sample))
-    noise = _noise(sample, np.asarray(template, np.float32), params.calibrated(cal), mask)
-    return Calibration(_trusted(mask, noise, defects), noise, cal.scale)
+    return _calibrate(_survey(movie, defects, n_init), params, template, defects)
 
 
 def _trusted(mask, noise: NoiseModel, defects):
@@ -187,9 +202,12 @@ def initial_template(movie, params: RigidParams, n_init: int = 100, *, defects=T
     is then fitted to the registered sample (:func:`xnormcorre.engine.noise.fit_noise_model`)
     and a second, noise-weighted pass gives the template.
     """
-    sample = _read_sample(movie, n_init)
-    mask = _sensor_defects(sample, defects)
-    cal = Calibration(mask, UNIFORM, scale_for(sample))
+    return _initial(_survey(movie, defects, n_init), params, defects)
+
+
+def _initial(survey: _Survey, params: RigidParams, defects) -> TemplateEstimate:
+    sample, mask = survey.sample, survey.mask
+    cal = Calibration(mask, UNIFORM, survey.scale)
     p0 = params.calibrated(cal)
     est = sample if mask is None else np.asarray(inpaint(sample, mask))
     members = densest_cluster(est) if len(est) >= 6 else np.arange(len(est))
@@ -246,12 +264,13 @@ def estimate_template(
     :class:`TemplateEstimate`.
     """
     n = len(movie)
+    survey = _survey(movie, defects)  # read once: the initial template and the calibrations
     if init is None:
-        tmpl, calibration, last = initial_template(movie, params.rigid, defects=defects)
+        tmpl, calibration, last = _initial(survey, params.rigid, defects)
     else:
         tmpl = np.asarray(init, np.float32)
         if calibration is None:
-            calibration = calibrate(movie, params.rigid, tmpl, defects=defects)
+            calibration = _calibrate(survey, params.rigid, tmpl, defects)
         last = np.zeros((0, 2), np.float32)
     params = params.calibrated(calibration)
     splits = split_bounds(n, frames_per_split)
@@ -276,5 +295,5 @@ def estimate_template(
         tmpl = params.recentre(tmpl, devs)
     # the movie's calibration against the final template, as a run given that template
     # measures it: rigid(movie) and rigid(movie, template=rigid(movie).template) agree bit for bit
-    calibration = calibrate(movie, params.rigid, tmpl, defects=defects)
+    calibration = _calibrate(survey, params.rigid, tmpl, defects)
     return TemplateEstimate(tmpl, calibration, last)
