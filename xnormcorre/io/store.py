@@ -603,7 +603,7 @@ def compute_to_store(
             raise ValueError(
                 f"cannot resume {str(p)!r}: it was written by another run, and is left untouched. "
                 + "; ".join(diffs)
-                + ". Resume with the same movie, chunks and parameters, or start again with overwrite=True."
+                + ". Resume with the same movie, chunks and parameters, or start again in a new store."
             )
     elif p.exists():
         if not overwrite:
