@@ -215,3 +215,37 @@ def test_cli_sigkilled_run_resumes_bit_identical(tif, tmp_path):
         xr.open_dataset(tmp_path / "out_shifts.nc").load(),
         xr.open_dataset(tmp_path / "plain_shifts.nc").load(),
     )
+
+
+def test_to_nwb_of_a_result_read_back_from_netcdf(tmp_path, movie):
+    pynwb = pytest.importorskip("pynwb")
+    res = xnormcorre.rigid(movie, max_shifts=5)
+    res.drop_vars("corrected").to_netcdf(tmp_path / "shifts.nc")
+    back = xr.open_dataset(tmp_path / "shifts.nc").load()  # attributes come back as NumPy values
+    assert any(isinstance(v, np.generic) for v in back.attrs.values())
+    corrected = xnormcorre.apply_shifts(movie, back, border=back.attrs["border"])
+    xnormcorre.to_nwb(
+        back.assign(corrected=corrected), tmp_path / "s.nwb", movie=movie, rate=30.0, progress=False
+    )
+    with pynwb.NWBHDF5IO(tmp_path / "s.nwb", "r") as io:
+        ophys = io.read().processing["ophys"]
+        table = ophys["CorrectedImageStack_parameters"].to_dataframe().set_index("parameter")["value"]
+        data = ophys["MotionCorrection"]["CorrectedImageStack"].corrected.data[:]
+        np.testing.assert_array_equal(data.transpose(0, 2, 1), res.corrected.values)
+    assert table["max_shifts"] == "[5, 5]"
+    assert table["batch_size"] == str(res.attrs["batch_size"])
+
+
+@pytest.mark.slow
+def test_cli_apply_writes_nwb(tif, tmp_path):
+    first = cli(["correct", str(tif), "-o", "out.tif", "--chunk", "30", "-q"], tmp_path)
+    assert first.returncode == 0, first.stderr
+    run = cli(["apply", "out_shifts.nc", str(tif), "-o", "again.nwb", "--fps", "15", "-q"], tmp_path)
+    assert run.returncode == 0, run.stderr
+    pynwb = pytest.importorskip("pynwb")
+    with pynwb.NWBHDF5IO(tmp_path / "again.nwb", "r") as io:
+        corrected = io.read().processing["ophys"]["MotionCorrection"]["CorrectedImageStack"].corrected
+        np.testing.assert_array_equal(
+            corrected.data[:].transpose(0, 2, 1), tifffile.imread(tmp_path / "out.tif")
+        )
+        assert float(corrected.rate) == 15.0

@@ -340,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(a)
     a.add_argument("--border", choices=BORDERS, help="fill of pixels moved in (default: the run's border)")
     a.add_argument(
+        "--fps",
+        type=_positive_float,
+        metavar="HZ",
+        help="frame rate written to an NWB output (default: from the input file's metadata)",
+    )
+    a.add_argument(
         "--scan-phase",
         type=_scan_phase,
         metavar="auto|PX|none",

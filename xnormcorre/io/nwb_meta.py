@@ -222,7 +222,13 @@ def find_original(nwbfile, name: str | None, n: int):
 
 
 def _attr_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    """An attribute as text: itself if a string, else JSON (NumPy values, e.g. of a result read
+    back from NetCDF, as the Python values they hold)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (np.generic, np.ndarray)):
+        value = value.tolist()
+    return json.dumps(value, default=str)
 
 
 def parameters_table(name: str, attrs: Mapping[str, Any]):
