@@ -34,7 +34,7 @@ from .output import (
     write_movie,
     write_shifts,
 )
-from .saving import check_nwb, store_kwargs, store_target, write_nwb_output
+from .saving import check_nwb, register_into, store_target, write_nwb_output
 
 __all__ = ["apply", "correct", "demo", "info"]
 
@@ -218,7 +218,7 @@ def correct(args: argparse.Namespace) -> int:
         log(args, "removing the bidirectional scan phase ...")
     fixed, reference, scan_phase, phase = _prepared(args, movie, reference)
     log(args, f"estimating the template ({method}, max_shifts {' '.join(map(str, kw['max_shifts']))}) ...")
-    res = register(fixed, reference=reference, scan_phase=scan_phase, **kw, **store_kwargs(args, store))
+    res = register_into(args, register, store, fixed, reference=reference, scan_phase=scan_phase, **kw)
     if phase is not None:
         from xnormcorre.core.scanphase import record_scan_phase
 

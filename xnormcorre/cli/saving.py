@@ -8,7 +8,7 @@ from typing import Any
 
 from .output import CLIError, log, output_path, require
 
-__all__ = ["check_nwb", "reopen_nwb", "store_kwargs", "store_target", "write_nwb_output"]
+__all__ = ["check_nwb", "register_into", "reopen_nwb", "store_target", "write_nwb_output"]
 
 
 def store_target(args: argparse.Namespace, out: Path) -> Path | None:
@@ -31,10 +31,13 @@ def store_target(args: argparse.Namespace, out: Path) -> Path | None:
     return store
 
 
-def store_kwargs(args: argparse.Namespace, store: Path | None) -> dict[str, Any]:
-    """Keyword arguments of ``rigid``/``pwrigid`` for the store (none without one)."""
+def register_into(args: argparse.Namespace, register, store: Path | None, movie, **kw: Any):
+    """``register(movie, **kw)`` (``rigid`` or ``pwrigid``), with the per-chunk results in
+    ``store`` (and a progress bar) when there is one."""
     if store is None:
-        return {}
+        return register(movie, **kw)
+    from ..core.resume import run_with_store
+
     if args.resume and store.exists():
         from ..io.store import store_status
 
@@ -42,7 +45,8 @@ def store_kwargs(args: argparse.Namespace, store: Path | None) -> dict[str, Any]
         log(args, f"resuming {store}: {s['chunks_done']} of {s['n_chunks']} chunks done")
     else:
         log(args, f"per-chunk results go to {store} (continue an interrupted run with --resume)")
-    return {"store": store, "resume": bool(args.resume)}
+    arguments = {"movie": movie, "store": store, "resume": bool(args.resume), **kw}
+    return run_with_store(register, arguments, progress=not args.quiet)
 
 
 def check_nwb(fmt: str) -> None:

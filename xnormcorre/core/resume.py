@@ -38,7 +38,9 @@ def _time_chunked(movie: xr.DataArray) -> xr.DataArray:
     return movie.chunk({sc.DIM_TIME: default_time_chunk(shape)})
 
 
-def run_with_store(register: Callable[..., xr.Dataset], arguments: Mapping[str, Any]) -> xr.Dataset:
+def run_with_store(
+    register: Callable[..., xr.Dataset], arguments: Mapping[str, Any], *, progress: bool = False
+) -> xr.Dataset:
     """Run ``register`` (``rigid`` or ``pwrigid``) with the per-chunk results in a zarr store.
 
     ``arguments`` are the keyword arguments of the call (``movie``, ``store``,
@@ -49,7 +51,8 @@ def run_with_store(register: Callable[..., xr.Dataset], arguments: Mapping[str, 
     the store left untouched.  Without ``resume`` an existing path is an error.
 
     Returns the result with every variable but ``corrected`` in memory, and
-    ``corrected`` lazy (computed chunk by chunk from the stored shifts).
+    ``corrected`` lazy (computed chunk by chunk from the stored shifts).  ``progress``:
+    show a progress bar (frames) while the chunks are registered.
     """
     from ..io.store import compute_to_store, load_template
 
@@ -67,7 +70,7 @@ def run_with_store(register: Callable[..., xr.Dataset], arguments: Mapping[str, 
     if resume and path.exists() and kw.get("template") is None:
         kw["template"] = load_template(path)
     lazy = register(chunked, **kw, **aliases)
-    out = compute_to_store(lazy, path, resume=resume, movie=movie, progress=False, keep_corrected=False)
+    out = compute_to_store(lazy, path, resume=resume, movie=movie, progress=progress, keep_corrected=False)
     corrected = apply_shifts(chunked, out, border=out.attrs["border"], scan_phase=out.get("scan_phase"))
     corrected = corrected.assign_attrs(lazy[sc.CORRECTED].attrs)
     return out.assign({sc.CORRECTED: corrected})[list(lazy.data_vars)]
