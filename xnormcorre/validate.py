@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ __all__ = [
     "check_fps",
     "check_grid",
     "check_max_shifts",
+    "check_store",
     "crop_pair",
     "finite_number",
     "integer",
@@ -108,6 +110,24 @@ def check_border(border: str) -> str:
 def crop_pair(crop: Any) -> tuple[int, int]:
     """Validate ``crop``: pixels removed on each side, an int or ``(crop_y, crop_x)`` >= 0."""
     return pair(crop, "crop", minimum=0)
+
+
+def check_store(store: Any, resume: Any) -> str | None:
+    """``store=`` (a path for a zarr store, or None) and ``resume=`` (True/False, needs a store).
+
+    Examples
+    --------
+    >>> check_store("run.zarr", True), check_store(None, False)
+    ('run.zarr', None)
+    """
+    resume = check_bool(resume, "resume")
+    if store is None:
+        if resume:
+            raise ValueError("resume=True needs store=<path of the zarr store of the interrupted run>")
+        return None
+    if not isinstance(store, (str, os.PathLike)) or not os.fspath(store):
+        raise TypeError(f"store must be the path of a zarr store (a folder) or None, got {store!r}")
+    return os.fspath(store)
 
 
 # --------------------------------------------------------------------------- geometry

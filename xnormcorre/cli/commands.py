@@ -34,6 +34,7 @@ from .output import (
     write_movie,
     write_shifts,
 )
+from .saving import check_nwb, register_into, store_target, write_nwb_output
 
 __all__ = ["apply", "correct", "demo", "info"]
 
@@ -167,6 +168,8 @@ def _register_and_write(args: argparse.Namespace, movie, res, out: Path, fmt: st
     if args.shifts_only:
         with progress(args, "registering"):
             computed = res[time_vars].load()
+    elif fmt == "nwb":
+        computed = write_nwb_output(args, res, out, dtype=out_dtype(args.dtype, movie), names=time_vars)
     else:
         attrs = rest.attrs
         computed = write_movie(
@@ -199,6 +202,8 @@ def correct(args: argparse.Namespace) -> int:
         targets = [out, shifts_path]
     if fmt == "zarr":
         require("zarr", "--format zarr", "zarr")
+    check_nwb(fmt)
+    store = store_target(args, out)
     if args.qc:
         targets += [out.with_name(f"{out.stem}_{n}.png") for n in ("before_after", "shifts")]
     check_targets(targets, args.overwrite, [*args.input, *([args.reference] if args.reference else [])])
@@ -213,7 +218,7 @@ def correct(args: argparse.Namespace) -> int:
         log(args, "removing the bidirectional scan phase ...")
     fixed, reference, scan_phase, phase = _prepared(args, movie, reference)
     log(args, f"estimating the template ({method}, max_shifts {' '.join(map(str, kw['max_shifts']))}) ...")
-    res = register(fixed, reference=reference, scan_phase=scan_phase, **kw)
+    res = register_into(args, register, store, fixed, reference=reference, scan_phase=scan_phase, **kw)
     if phase is not None:
         from xnormcorre.core.scanphase import record_scan_phase
 
@@ -271,6 +276,7 @@ def apply(args: argparse.Namespace) -> int:
     fmt = format_of(out, args.format)
     if fmt == "zarr":
         require("zarr", "--format zarr", "zarr")
+    check_nwb(fmt)
     check_targets([out], args.overwrite, [*args.input, str(shifts_file)])
     try:
         shifts = xr.open_dataset(shifts_file, engine="netcdf4")
@@ -288,7 +294,12 @@ def apply(args: argparse.Namespace) -> int:
     scan_phase = getattr(args, "scan_phase", shifts.get("scan_phase"))
     corrected = xnormcorre.apply_shifts(movie, shifts, border=border, scan_phase=scan_phase)
     t0 = time.perf_counter()
-    write_movie(args, corrected, out, fmt, dtype=out_dtype(args.dtype, movie), attrs=shifts.attrs)
+    if fmt == "nwb":  # the shifts file holds the rest of the result (template, flags, parameters)
+        write_nwb_output(
+            args, shifts.assign(corrected=corrected), out, dtype=out_dtype(args.dtype, movie), names=[]
+        )
+    else:
+        write_movie(args, corrected, out, fmt, dtype=out_dtype(args.dtype, movie), attrs=shifts.attrs)
     n, h, w = movie.shape
     print(
         f"applied the shifts of {shifts_file} to {n} frames of {h}x{w} px in {time.perf_counter() - t0:.1f} s"

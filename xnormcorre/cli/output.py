@@ -15,6 +15,7 @@ FORMATS: dict[str, tuple[str, ...]] = {
     "hdf5": (".h5", ".hdf5", ".hdf"),
     "zarr": (".zarr",),
     "netcdf": (".nc", ".nc4"),
+    "nwb": (".nwb",),
 }
 DTYPES = ("float32", "float64", "uint8", "uint16", "int16", "int32", "same")
 
@@ -210,6 +211,10 @@ def reopen(path: Path, fmt: str, dataset: str):
 
     if fmt in ("tiff", "hdf5"):
         return xnormcorre.open_movie(path, dataset=dataset if fmt == "hdf5" else None)
+    if fmt == "nwb":
+        from .saving import reopen_nwb
+
+        return reopen_nwb(path)
     if fmt == "zarr":
         return xr.open_zarr(path)["corrected"]
     return xr.open_dataset(path, chunks={})["corrected"]

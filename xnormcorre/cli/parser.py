@@ -20,9 +20,13 @@ examples:
   xnormcorre correct rig.tif --channel 1 --reference-channel 0 --scan-phase auto -o out.tif
       (two-channel file: shifts from channel 0, applied to channel 1; bidirectional scan phase removed)
   xnormcorre correct session1.tif --shifts-only -o shifts.nc
+  xnormcorre correct session1.tif -o session1.nwb   (NWB: ophys MotionCorrection, needs pynwb)
+  xnormcorre correct session1.tif -o corrected.tif --resume
+      (shifts kept chunk by chunk in corrected_shifts.zarr; after a crash, the same
+      command registers only the chunks not done)
 
 Outputs: the corrected movie at OUT (format from --format or OUT's suffix:
-.tif/.tiff, .h5/.hdf5, .zarr, .nc) and its shifts NetCDF next to it as
+.tif/.tiff, .h5/.hdf5, .zarr, .nc, .nwb) and its shifts NetCDF next to it as
 <OUT stem>_shifts.nc (or --shifts PATH); with --shifts-only, OUT is the shifts file.
 The shifts NetCDF is the result Dataset without the corrected movie: shifts
 (time, axis) [piecewise rigid: (time, patch_y, patch_x, axis) and rigid_shifts],
@@ -302,6 +306,24 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--metrics", action="store_true", help="print before/after metrics (reads both movies once)"
     )
+    w.add_argument(
+        "--fps",
+        type=_positive_float,
+        metavar="HZ",
+        help="frame rate written to an NWB output (default: from the input file's metadata)",
+    )
+    w.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the per-chunk results in a zarr store (<OUT stem>_shifts.zarr or --store) and continue "
+        "it if it exists: after a crash only the chunks not done are registered (same result, bit for bit)",
+    )
+    w.add_argument(
+        "--store",
+        metavar="PATH",
+        help="zarr store of the per-chunk results (default with --resume: "
+        "<OUT stem>_shifts.zarr); needs zarr",
+    )
     _add_common(c)
     c.set_defaults(func=commands.correct)
 
@@ -317,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input(a)
     _add_output(a)
     a.add_argument("--border", choices=BORDERS, help="fill of pixels moved in (default: the run's border)")
+    a.add_argument(
+        "--fps",
+        type=_positive_float,
+        metavar="HZ",
+        help="frame rate written to an NWB output (default: from the input file's metadata)",
+    )
     a.add_argument(
         "--scan-phase",
         type=_scan_phase,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -14,6 +15,7 @@ from ..qc.diagnose import conclude
 from .movie import register_lazily, run_inputs
 from .options import rigid_options, with_aliases
 from .result import base_dataset, finish
+from .resume import run_with_store, wants_store
 from .scanphase import record_scan_phase, scan_phase_inputs, scan_phase_parameter
 from .template import template_for_run
 
@@ -43,6 +45,8 @@ def rigid(
     defects: bool | xr.DataArray | np.ndarray = True,
     clip: bool = True,
     scan_phase: None | str | float | xr.DataArray = None,
+    store: str | os.PathLike | None = None,
+    resume: bool = False,
     **aliases: Any,
 ) -> xr.Dataset:
     """Rigid subpixel motion correction (NoRMCorre's rigid step) of a movie.
@@ -150,6 +154,18 @@ def rigid(
         :func:`xnormcorre.scan_phase` (one value, or one per frame) is applied as given.
         The movie is then registered as float32; the correction stays lazy on lazy
         input.  The phase used is returned as ``scan_phase`` (with its method in attrs).
+    store : str or path, optional
+        Zarr store (a folder) that receives the per-frame results (shifts, correlation,
+        flags), the template and the parameters one time chunk at a time, as each chunk
+        is registered; an in-memory movie is cut into time chunks.  The result is then
+        returned with ``corrected`` lazy (the movie moved by the stored shifts, chunk by
+        chunk) and everything else in memory.  See "Saving results" in the user guide.
+    resume : bool
+        Continue the store of an interrupted run (default False: the store must not
+        exist): the stored template is used, the movie, template and parameters are
+        checked against the store (``ValueError`` naming what differs; the store is
+        left untouched) and only the chunks not done are registered.  The result is
+        the same, bit for bit, as that of an uninterrupted run.
 
     Returns
     -------
@@ -173,6 +189,8 @@ def rigid(
     >>> float(abs(err - err.median()).max()) < 0.3
     True
     """
+    if wants_store(store, resume):
+        return run_with_store(rigid, locals())
     movie = vd.as_movie(movie)
     shape = (movie.sizes[sc.DIM_Y], movie.sizes[sc.DIM_X])
     given = dict(

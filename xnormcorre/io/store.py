@@ -25,271 +25,42 @@ Store layout (zarr format 2, consolidated metadata; ``xr.open_zarr(store)`` open
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dask
-import dask.array as da
 import numpy as np
 import xarray as xr
-from dask.optimization import cull
 from tqdm.std import tqdm
 
-from .. import conventions as cv
+from .store_plan import ChunkPlan, compute_final, plan_chunks
+from .store_record import (
+    BOOKKEEPING,
+    CHUNK_DIM,
+    DONE_VAR,
+    FINAL_VAR,
+    FORMAT,
+    STORE_ATTR,
+    ZARR_FORMAT,
+    bookkeeping,
+    differences,
+    fingerprint,
+    is_zarr_store,
+    require_zarr,
+    store_path,
+)
 
 __all__ = ["ChunkPlan", "compute_final", "compute_to_store", "load_template", "plan_chunks", "store_status"]
 
-#: Root attribute holding the store's bookkeeping (JSON).
-STORE_ATTR = "xnormcorre_store"
-#: Name of the per-chunk "done" record and its dimension.
-DONE_VAR, CHUNK_DIM = "chunk_done", "chunk"
-#: Scalar record that the variables needing every frame are written.
-FINAL_VAR = "final_done"
-_BOOKKEEPING = (DONE_VAR, FINAL_VAR, "chunk_start", "chunk_stop")
-_FORMAT = 1
-_ZARR_FORMAT = 2
 #: Time chunks computed concurrently (each one already uses several cores).
 _IN_FLIGHT = 2
-_VERSION_KEYS = ("xnormcorre_version", "jax_version", "jaxlib_version", "numpy_version", "xarray_version")
-
-
-# --------------------------------------------------------------------------- paths
-def _require_zarr():
-    try:
-        import zarr
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("resumable stores need zarr: pip install zarr") from exc
-    return zarr
-
-
-def _store_path(store: str | os.PathLike) -> Path:
-    if not isinstance(store, (str, os.PathLike)):
-        raise TypeError(f"store must be a path to a zarr store (a folder), got {type(store).__name__}")
-    p = Path(os.fspath(store)).expanduser().absolute()
-    if p.exists() and not p.is_dir():
-        raise FileExistsError(f"store {str(p)!r} is a file; a zarr store is a folder: give another path")
-    if not p.parent.is_dir():
-        raise FileNotFoundError(f"folder {str(p.parent)!r} of the store does not exist")
-    return p
-
-
-def _is_zarr_store(p: Path) -> bool:
-    return p.is_dir() and any((p / name).exists() for name in (".zgroup", "zarr.json"))
-
-
-def _bookkeeping(p: Path) -> dict[str, Any]:
-    """The store's bookkeeping record; ValueError if ``p`` is not a store of this module."""
-    if not _is_zarr_store(p):
-        raise ValueError(f"{str(p)!r} is not a zarr store (no .zgroup/zarr.json)")
-    with xr.open_zarr(p, chunks=None) as ds:
-        raw = ds.attrs.get(STORE_ATTR)
-    if raw is None:
-        raise ValueError(
-            f"{str(p)!r} is a zarr store but not a resumable xnormcorre store (no {STORE_ATTR!r})"
-        )
-    record = json.loads(raw)
-    if record.get("format") != _FORMAT:
-        raise ValueError(
-            f"store {str(p)!r} has format {record.get('format')!r}; this version reads {_FORMAT}"
-        )
-    return record
-
-
-# --------------------------------------------------------------------------- plan
-@dataclass
-class ChunkPlan:
-    """How the variables of a result are computed: chunk by chunk, at the end, or already.
-
-    ``units`` are the frames per time chunk (of ``corrected``), ``local`` the dask
-    variables a chunk of which needs only that chunk of frames, ``final`` the dask
-    variables that need every frame (computed by :func:`compute_final`), ``eager`` the
-    variables already in memory.
-    """
-
-    units: tuple[int, ...]  # frames per time chunk (the unit of work and of the done record)
-    local: list[str] = field(default_factory=list)  # dask, per-frame, computable chunk by chunk
-    final: list[str] = field(default_factory=list)  # dask, needing every frame: computed at the end
-    eager: list[str] = field(default_factory=list)  # already in memory: written at creation
-
-    @property
-    def bounds(self) -> list[tuple[int, int]]:
-        stops = np.cumsum(self.units).tolist()
-        return list(zip([0, *stops[:-1]], stops, strict=True))
-
-
-def _keys(arr: da.Array) -> list:
-    return list(dask.core.flatten(arr.__dask_keys__()))
-
-
-def _closure(arr: da.Array) -> tuple[dict, dict]:
-    """Tasks needed for ``arr`` and their dependencies."""
-    return cull(dict(arr.__dask_graph__()), _keys(arr))
-
-
-def _is_chunk_local(var: xr.DataArray, bounds: list[tuple[int, int]]) -> bool:
-    """True if a chunk of ``var`` needs no task that another chunk also needs (except inputs).
-
-    Tasks without dependencies (the opened file, constants) may be shared; a task with
-    dependencies that two chunks share (e.g. a reduction over all frames) makes the
-    variable depend on every frame.
-    """
-    if len(bounds) < 2:
-        return True
-    (a0, b0), (a1, b1) = bounds[0], bounds[1]
-    g0, _ = _closure(var.isel(time=slice(a0, b0)).data)
-    g1, deps1 = _closure(var.isel(time=slice(a1, b1)).data)
-    return all(not deps1.get(k) for k in g0.keys() & g1.keys())
-
-
-def plan_chunks(res: xr.Dataset) -> ChunkPlan:
-    """Sort the variables of a result (except ``corrected``) by how they can be computed.
-
-    Examples
-    --------
-    >>> import xnormcorre
-    >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=20, shape=(64, 64), max_shift=2)
-    >>> plan = plan_chunks(xnormcorre.rigid(movie.chunk({"time": 8}), max_shifts=3))
-    >>> plan.units, plan.local, plan.final, plan.eager
-    ((8, 8, 4), ['correlation', 'shifts', 'at_max_shift'], ['low_correlation'], ['template', 'defect_mask'])
-    """
-    names = [v for v in res.data_vars if v != "corrected"]
-    timed = [v for v in names if "time" in res[v].dims]
-    lazy = [v for v in names if res[v].chunks is not None]
-    ref = res["corrected"] if "corrected" in res and res["corrected"].chunks is not None else None
-    if ref is None:
-        ref = next((res[v] for v in timed if res[v].chunks is not None), None)
-    n = res.sizes["time"]
-    units = (n,) if ref is None else tuple(ref.variable.chunksizes["time"])
-    plan = ChunkPlan(units=units)
-    bounds = plan.bounds
-    for v in names:
-        if v not in lazy:
-            plan.eager.append(v)
-        elif (
-            v in timed
-            and tuple(res[v].variable.chunksizes["time"]) == units
-            and _is_chunk_local(res[v], bounds)
-        ):
-            plan.local.append(v)
-        else:
-            plan.final.append(v)
-    return plan
-
-
-# --------------------------------------------------------------------------- fingerprint
-def _sha256(*parts: Any) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            arr = np.ascontiguousarray(part)
-            if arr.dtype.kind in "OUS":
-                arr = np.asarray([str(x) for x in arr.ravel()], dtype=object)
-                h.update(json.dumps(arr.tolist()).encode())
-            else:
-                h.update(f"{arr.dtype.str}{arr.shape}".encode())
-                h.update(arr.tobytes())
-        else:
-            h.update(str(part).encode())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def _movie_record(movie: Any) -> dict[str, Any]:
-    m = cv.as_movie(movie)
-    first = np.asarray(m.isel(time=0).values)
-    last = np.asarray(m.isel(time=-1).values)
-    return {
-        "shape": list(m.shape),
-        "dtype": str(m.dtype),
-        "source": str(m.encoding.get("source") or m.attrs.get("source") or ""),
-        "first_last_frames_sha256": _sha256(first, last),
-    }
-
-
-def _fingerprint(res: xr.Dataset, plan: ChunkPlan, movie: Any = None) -> dict[str, Any]:
-    """What a resumed run must share with the stored one (JSON-safe dict)."""
-    coords = {
-        name: _sha256(name, np.asarray(c.values), json.dumps(c.attrs, sort_keys=True, default=str))
-        for name, c in sorted(res.coords.items())
-    }
-    variables = {
-        v: f"{res[v].dtype}{tuple(res[v].dims)}{tuple(res[v].shape)}"
-        for v in res.data_vars
-        if v != "corrected"
-    }
-    return {
-        "method": str(res.attrs.get("method", "")),
-        "parameters": str(res.attrs.get("parameters", "")),
-        "template": _sha256(np.asarray(res["template"].values)),
-        "sizes": {k: int(v) for k, v in res.sizes.items()},
-        "time_chunks": list(plan.units),
-        "coords": coords,
-        "variables": variables,
-        "source": str(res.attrs.get("source", "")),
-        "versions": {k: res.attrs.get(k, "") for k in _VERSION_KEYS},
-        "movie": _movie_record(movie) if movie is not None else None,
-    }
-
-
-def _param_diff(stored: str, now: str) -> str:
-    try:
-        a, b = json.loads(stored or "{}"), json.loads(now or "{}")
-    except json.JSONDecodeError:
-        return "parameters differ"
-    keys = sorted(set(a) | set(b))
-    diffs = [f"{k}: stored {a.get(k)!r}, now {b.get(k)!r}" for k in keys if a.get(k) != b.get(k)]
-    return "parameters differ (" + "; ".join(diffs) + ")"
-
-
-def _differences(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
-    out = []
-    for key in ("method", "parameters", "template", "sizes", "time_chunks", "coords", "variables"):
-        a, b = stored.get(key), now.get(key)
-        if a == b:
-            continue
-        if key == "parameters":
-            out.append(_param_diff(a, b))
-        elif key == "template":
-            out.append("the template differs (pass template=load_template(store) to reuse the stored one)")
-        elif key == "time_chunks":
-            out.append(
-                f"time chunks differ (stored {_short(a)}, now {_short(b)}): open the movie with the same chunks"
-            )
-        elif key == "coords":
-            names = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            out.append(f"coordinates differ: {', '.join(names)}")
-        else:
-            out.append(f"{key} differ: stored {a!r}, now {b!r}")
-    if stored.get("source") and now.get("source") and stored["source"] != now["source"]:
-        out.append(f"source differs: stored {stored['source']!r}, now {now['source']!r}")
-    sv, nv = stored.get("versions", {}), now.get("versions", {})
-    changed = [
-        f"{k}: stored {sv.get(k)!r}, now {nv.get(k)!r}" for k in _VERSION_KEYS if sv.get(k) != nv.get(k)
-    ]
-    if changed:
-        out.append("package versions differ, so the bits may too (" + "; ".join(changed) + ")")
-    sm, nm = stored.get("movie"), now.get("movie")
-    if sm is not None and nm is not None:
-        for k in ("shape", "dtype", "source", "first_last_frames_sha256"):
-            if sm.get(k) != nm.get(k):
-                what = "first/last frames" if k.endswith("sha256") else k
-                out.append(f"movie {what} differ(s): stored {sm.get(k)!r}, now {nm.get(k)!r}")
-    return out
-
-
-def _short(seq: Any) -> str:
-    seq = list(seq or [])
-    return str(seq) if len(seq) <= 6 else f"[{', '.join(map(str, seq[:3]))}, ... ({len(seq)} chunks)]"
 
 
 # --------------------------------------------------------------------------- writing
@@ -352,10 +123,10 @@ def _create(p: Path, res: xr.Dataset, plan: ChunkPlan, record: dict, replace: bo
     """Write a new store under a temporary name and move it into place."""
     tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.part")
     skel = _skeleton(res, plan, record)
-    enc = _encoding(skel, [v for v in skel.data_vars if v not in _BOOKKEEPING], _time_chunk(plan.units))
+    enc = _encoding(skel, [v for v in skel.data_vars if v not in BOOKKEEPING], _time_chunk(plan.units))
     enc[DONE_VAR] = {"chunks": (1,)}
     try:
-        skel.to_zarr(tmp, mode="w-", compute=False, encoding=enc, zarr_format=_ZARR_FORMAT, consolidated=True)
+        skel.to_zarr(tmp, mode="w-", compute=False, encoding=enc, zarr_format=ZARR_FORMAT, consolidated=True)
         if replace:
             trash = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.old")
             os.replace(p, trash)
@@ -378,8 +149,8 @@ class _Writer:
 
     def __init__(self, p: Path, res: xr.Dataset, names: list[str]):
         self.p, self.res = p, res
-        zarr = _require_zarr()
-        group = zarr.open_group(str(p), mode="r+", zarr_format=_ZARR_FORMAT)
+        zarr = require_zarr()
+        group = zarr.open_group(str(p), mode="r+", zarr_format=ZARR_FORMAT)
         self.arrays = {v: group[v] for v in [*names, DONE_VAR]}
         # write raw values only where xarray stores them unencoded (same dtype); else through xarray
         self.raw = {v: self.arrays[v].dtype == res[v].dtype for v in names}
@@ -428,45 +199,6 @@ def _run_chunks(p: Path, res: xr.Dataset, plan: ChunkPlan, todo: list[int], bar:
         pool.shutdown(wait=ok, cancel_futures=True)
 
 
-def _override_blocks(arr: da.Array, full: np.ndarray) -> dict:
-    """Graph entries giving each block of ``arr`` its stored value."""
-    edges = [np.cumsum((0, *c)) for c in arr.chunks]
-    out = {}
-    for idx in itertools.product(*(range(len(c)) for c in arr.chunks)):
-        sl = tuple(slice(e[i], e[i + 1]) for e, i in zip(edges, idx, strict=True))
-        out[(arr.name, *idx)] = full[sl]
-    return out
-
-
-def compute_final(res: xr.Dataset, plan: ChunkPlan, local: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Compute the ``final`` variables of ``plan`` from the values of its ``local`` ones.
-
-    The dask graph of each final variable gets the given values in place of the blocks
-    of the local variables, so nothing is registered again (a final variable that needs
-    anything else, e.g. ``corrected``, would compute it).
-
-    Parameters
-    ----------
-    res : xarray.Dataset
-        The lazy result that ``plan`` was made from.
-    plan : ChunkPlan
-        From :func:`plan_chunks`.
-    local : mapping
-        Name -> whole NumPy array (all frames) of each variable in ``plan.local``.
-    """
-    known: dict = {}
-    for v in plan.local:
-        known.update(_override_blocks(res[v].data, np.asarray(local[v])))
-    arrays = []
-    for v in plan.final:
-        arr = res[v].data
-        dsk = dict(arr.__dask_graph__())
-        dsk.update({k: val for k, val in known.items() if k in dsk})
-        arrays.append(da.Array(dsk, arr.name, arr.chunks, meta=arr._meta))
-    values = dask.compute(*arrays, scheduler="threads")
-    return {v: np.asarray(x) for v, x in zip(plan.final, values, strict=True)}
-
-
 def _write_final(p: Path, res: xr.Dataset, plan: ChunkPlan) -> None:
     """Compute the variables that need every frame from the stored per-frame ones; write them."""
     if not plan.final:
@@ -482,8 +214,8 @@ def _write_final(p: Path, res: xr.Dataset, plan: ChunkPlan) -> None:
     if other:
         sub = xr.Dataset({v: (res[v].dims, x, res[v].attrs) for v, x in other.items()})
         sub.to_zarr(p, mode="a")
-    zarr = _require_zarr()
-    zarr.open_group(str(p), mode="r+", zarr_format=_ZARR_FORMAT)[FINAL_VAR][...] = 1
+    zarr = require_zarr()
+    zarr.open_group(str(p), mode="r+", zarr_format=ZARR_FORMAT)[FINAL_VAR][...] = 1
 
 
 def _native(obj):
@@ -506,7 +238,7 @@ def _native(obj):
 
 def _load(p: Path, order: list[str]) -> xr.Dataset:
     with xr.open_zarr(p, chunks=None, decode_timedelta=False) as ds:
-        out = _native(ds.drop_vars(list(_BOOKKEEPING)).load().drop_encoding())
+        out = _native(ds.drop_vars(list(BOOKKEEPING)).load().drop_encoding())
     out.attrs.pop(STORE_ATTR, None)
     return out[[v for v in order if v in out.data_vars]]
 
@@ -591,26 +323,26 @@ def compute_to_store(
         raise ValueError("res must be a registration result with a 'time' dim and a 'template' variable")
     if resume and overwrite:
         raise ValueError("give resume=True (continue the store) or overwrite=True (start again), not both")
-    _require_zarr()
-    p = _store_path(store)
+    require_zarr()
+    p = store_path(store)
     plan = plan_chunks(res)
-    fp = _fingerprint(res, plan, movie)
-    record = {"format": _FORMAT, "fingerprint": fp}
+    fp = fingerprint(res, plan, movie)
+    record = {"format": FORMAT, "fingerprint": fp}
     if p.exists() and resume:
-        stored = _bookkeeping(p)
-        diffs = _differences(stored["fingerprint"], fp)
+        stored = bookkeeping(p)
+        diffs = differences(stored["fingerprint"], fp)
         if diffs:
             raise ValueError(
                 f"cannot resume {str(p)!r}: it was written by another run, and is left untouched. "
                 + "; ".join(diffs)
-                + ". Resume with the same movie, chunks and parameters, or start again with overwrite=True."
+                + ". Resume with the same movie, chunks and parameters, or start again in a new store."
             )
     elif p.exists():
         if not overwrite:
             raise FileExistsError(
                 f"store {str(p)!r} exists; pass resume=True to continue it or overwrite=True to replace it"
             )
-        if not _is_zarr_store(p) and any(p.iterdir()):
+        if not is_zarr_store(p) and any(p.iterdir()):
             raise ValueError(f"{str(p)!r} is a folder but not a zarr store: refusing to replace it")
         _create(p, res, plan, record, replace=True)
     else:
@@ -656,7 +388,7 @@ def load_template(store: str | os.PathLike) -> xr.DataArray:
     p = Path(os.fspath(store)).expanduser().absolute()
     if not p.exists():
         raise FileNotFoundError(f"store not found: {str(p)!r}")
-    _bookkeeping(p)
+    bookkeeping(p)
     with xr.open_zarr(p, chunks=None) as ds:
         return _native(ds["template"].load().drop_encoding())
 
@@ -676,7 +408,7 @@ def store_status(store: str | os.PathLike) -> dict[str, Any]:
     p = Path(os.fspath(store)).expanduser().absolute()
     if not p.exists():
         raise FileNotFoundError(f"store not found: {str(p)!r}")
-    record = _bookkeeping(p)
+    record = bookkeeping(p)
     with xr.open_zarr(p, chunks=None) as ds:
         done = np.asarray(ds[DONE_VAR].values, bool)
         final = bool(ds[FINAL_VAR].values)
