@@ -294,10 +294,10 @@ def test_disk_full_mid_write_keeps_target_and_removes_temp(tmp_path, fmt, monkey
     """An ENOSPC from the file system half-way: OSError, old file untouched, no temp left."""
     import errno
 
-    from xnormcorre.io import writers
+    from xnormcorre.io import blocks
 
     calls = {"n": 0}
-    orig = writers.cast_block
+    orig = blocks.cast_block
 
     def full(block, dtype):
         calls["n"] += 1
@@ -305,8 +305,8 @@ def test_disk_full_mid_write_keeps_target_and_removes_temp(tmp_path, fmt, monkey
             raise OSError(errno.ENOSPC, "No space left on device")
         return orig(block, dtype)
 
-    monkeypatch.setattr(writers, "cast_block", full)
-    monkeypatch.setattr(writers, "default_time_chunk", lambda shape, preferred=1: 5)
+    monkeypatch.setattr(blocks, "cast_block", full)
+    monkeypatch.setattr(blocks, "default_time_chunk", lambda shape, preferred=1: 5)
     movie = xnormcorre.datasets.synthetic_movie(30, (24, 20), 1, seed=0).chunk({"time": 5})
     target = tmp_path / f"out.{fmt}"
     target.write_bytes(b"previous")

@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 
 import xnormcorre
-from xnormcorre.io import writers
+from xnormcorre.io import blocks, writers, writers_store
 
 
 def _movie(n=12, h=16, w=16):
@@ -38,19 +38,19 @@ def _write(fmt, obj, path, **kw):
 def _appear_during_write(monkeypatch, fmt, target: Path, make):
     """Call ``make(target)`` while the output is being written (after the start-up checks)."""
     if fmt in ("tiff", "hdf5"):
-        orig = writers.cast_block
+        orig = blocks.cast_block
 
         def cast(block, dtype):
             if not os.path.lexists(target):
                 make(target)
             return orig(block, dtype)
 
-        monkeypatch.setattr(writers, "cast_block", cast)
+        monkeypatch.setattr(blocks, "cast_block", cast)
         return {}
 
-    def compute(delayed):
+    def compute(delayed, *extra):
         make(target)
-        writers.dask_compute(delayed)
+        return writers_store.dask_compute(delayed, *extra)
 
     return {"_compute": compute}
 
@@ -151,22 +151,22 @@ _RUN = textwrap.dedent(
     import sys, time
     import numpy as np, xarray as xr
     import xnormcorre
-    from xnormcorre.io import writers
+    from xnormcorre.io import atomic, blocks, writers
     fmt, path, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     movie = xr.DataArray(
         np.random.default_rng(0).normal(size=(100, 64, 64)).astype(np.float32), dims=("time", "y", "x")
     ).chunk({"time": 10})
-    writers._check_space = lambda *a: None  # fail mid-write, not at the up-front check
+    atomic.check_space = lambda *a: None  # fail mid-write, not at the up-front check
     if mode == "slow":
-        orig = writers.cast_block
+        orig = blocks.cast_block
         def cast(block, dtype):
-            if writers._n.append(1) or len(writers._n) == 2:
+            if blocks._n.append(1) or len(blocks._n) == 2:
                 print("writing", flush=True)
                 time.sleep(60)
             return orig(block, dtype)
-        writers._n = []
-        writers.cast_block = cast
-        writers.default_time_chunk = lambda shape, preferred=1: 10
+        blocks._n = []
+        blocks.cast_block = cast
+        blocks.default_time_chunk = lambda shape, preferred=1: 10
     try:
         if fmt == "netcdf":
             writers.to_netcdf(movie, path)
