@@ -250,6 +250,30 @@ def test_saturating_integer_output_warns_with_the_clipped_fraction(tmp_path):
     xnormcorre.to_tiff(_movie() + 100, tmp_path / "ok.tif", dtype=np.uint8, progress=False)  # no warning
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("lazy", [False, True])
+def test_every_writer_warns_when_an_integer_dtype_saturates(tmp_path, fmt, lazy):
+    pytest.importorskip("zarr") if fmt == "zarr" else None
+    movie = _movie() * 1000 + 5000
+    movie[:6] = 100.0  # half the frames fit in uint8
+    src = movie.chunk({"time": 5}) if lazy else movie
+    with pytest.warns(UserWarning, match=r"50\.0% of the pixels .* outside the range of uint8 \[0, 255\]"):
+        _write(fmt, src, tmp_path / f"m.{fmt}", dtype=np.uint8)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_write_movie_warns_when_an_integer_dtype_saturates_with_along(tmp_path, fmt):
+    """The CLI path: movie and time-aligned variables computed in one pass."""
+    pytest.importorskip("zarr") if fmt == "zarr" else None
+    movie = (_movie() * 1000 + 5000).chunk({"time": 5})
+    along = xr.Dataset({"s": ("time", np.arange(12.0))}).chunk({"time": 5})
+    with pytest.warns(UserWarning, match=r"100\.0% of the pixels .* outside the range of int8"):
+        got = writers.write_movie(
+            movie, tmp_path / f"m.{fmt}", fmt=fmt, dtype=np.int8, progress=False, along=along
+        )
+    np.testing.assert_array_equal(got["s"].values, np.arange(12.0))
+
+
 def test_highpass_sigma_larger_than_the_frame_is_refused():
     with pytest.raises(ValueError, match="sigma=1000000.0 is too large for frames of 16x16 px"):
         xnormcorre.highpass(_movie(), sigma=1e6)
