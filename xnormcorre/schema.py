@@ -159,7 +159,18 @@ def parameters_from_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """
     if "parameters" not in attrs:
         raise ValueError("attrs has no 'parameters' entry: not an xnormcorre result")
-    params = json.loads(attrs["parameters"])
+    try:
+        params = json.loads(attrs["parameters"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"attrs['parameters'] is not the JSON record of the run's keyword arguments ({exc}): the "
+            "result's attributes were edited or damaged, and the run's parameters cannot be recovered"
+        ) from None
+    if not isinstance(params, dict):
+        raise ValueError(
+            "attrs['parameters'] is not the JSON record of the run's keyword arguments (a JSON "
+            f"{type(params).__name__}, not an object): the result's attributes were edited or damaged"
+        )
     return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
 
 

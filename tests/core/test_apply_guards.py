@@ -135,3 +135,12 @@ def test_reference_with_time_labels_in_another_order_is_aligned_by_label(movie):
     other = ref.assign_coords(time=ref.time.values + 1000)
     with pytest.raises(ValueError, match="different 'time' labels"):
         xnormcorre.rigid(movie, max_shifts=4, reference=other)
+
+
+def test_movie_with_duplicated_time_labels_is_not_matched_by_label(rigid, movie):
+    """Selecting by label would give two frames the shift of one: refused."""
+    dup = movie.assign_coords(time=np.r_[0, 0, np.arange(2, T)])
+    with pytest.raises(ValueError, match="movie's time coordinate has duplicated labels"):
+        xnormcorre.apply_shifts(dup, rigid.shifts)
+    fixed = dup.assign_coords(time=rigid.shifts.time)  # the remedy the message names
+    np.testing.assert_array_equal(xnormcorre.apply_shifts(fixed, rigid.shifts).values, rigid.corrected.values)
