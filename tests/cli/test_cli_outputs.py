@@ -5,6 +5,7 @@ up as that failure instead of the expected one-line error."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -110,7 +111,7 @@ def test_correct_checks_every_output_before_any_compute(data, no_compute, capsys
     before = sorted(p.name for p in data.rglob("*"))
     argv = ["correct", str(data / "m.tif"), *(a.format(d=data) for a in argv)]
     err = _error(argv, capsys)
-    assert __import__("re").search(message, err), err
+    assert re.search(message, err), err
     assert sorted(p.name for p in data.rglob("*")) == before  # nothing written, nothing deleted
     assert (data / "results" / "keep.txt").read_text() == "precious"
 
@@ -209,3 +210,37 @@ def test_saturating_dtype_warns_on_the_command_line(tmp_path):
     assert "write float32" in lines[0]
     frac = float(lines[0].split("warning: ")[1].split("%")[0])
     assert frac > 99.0  # the corrected values are ~1000: every pixel saturates
+
+
+def _shifts_file(path: Path, n: int, h: int, w: int) -> Path:
+    import xarray as xr
+
+    ds = xr.Dataset(
+        {
+            "shifts": (("time", "axis"), np.zeros((n, 2), np.float32)),
+            "template": (("y", "x"), np.zeros((h, w), np.float32)),
+        },
+        coords={"time": np.arange(n), "axis": ["y", "x"]},
+        attrs={"method": "rigid", "border": "copy"},
+    )
+    ds.to_netcdf(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((20, 32, 64), r"a movie of 48 frames, not 20 and frames of 64x64 px, not 32x64 as IN"),
+        ((20, 64, 64), r"a movie of 48 frames, not 20 as IN: they belong to another movie"),
+        ((48, 32, 64), r"a movie of frames of 64x64 px, not 32x64 as IN"),
+    ],
+)
+def test_apply_refuses_the_shifts_of_another_movie(tmp_path, no_compute, capsys, shape, message):
+    """A 48-frame 64x64 run applied to a 20-frame movie would otherwise use the run's first
+    20 shifts (both files' times start at 0)."""
+    shifts = _shifts_file(tmp_path / "s.nc", 48, 64, 64)
+    tifffile.imwrite(tmp_path / "m.tif", np.zeros(shape, np.uint16))
+    err = _error(["apply", str(shifts), str(tmp_path / "m.tif"), "-o", str(tmp_path / "c.tif")], capsys)
+    assert re.search(message, err), err
+    assert str(shifts) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif", "s.nc"]

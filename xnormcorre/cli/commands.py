@@ -12,6 +12,7 @@ from .output import (
     CLIError,
     channel_list,
     check_outputs,
+    check_shifts_fit,
     check_targets,
     describe,
     flag_counts,
@@ -261,6 +262,7 @@ def apply(args: argparse.Namespace) -> int:
     shifts = shifts.load()
     movie = open_input(args.input, args.chunk, args.dataset, args.channel, single="--channel")
     log(args, f"input: {describe(movie)}")
+    check_shifts_fit(shifts, movie, shifts_file)
     border = args.border or shifts.attrs.get("border", "copy")
     # the run's scan phase, unless --scan-phase says otherwise
     scan_phase = getattr(args, "scan_phase", shifts.get("scan_phase"))

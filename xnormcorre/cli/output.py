@@ -168,6 +168,26 @@ def check_outputs(args: argparse.Namespace) -> Outputs:
     return Outputs(out, fmt, shifts, plots)
 
 
+def check_shifts_fit(shifts, movie, shifts_file: Path) -> None:
+    """Refuse the shifts of another movie: ``xnormcorre apply`` applies a shifts file to a
+    whole movie file, so it must have as many frames and the same frame size as the run.
+
+    (Every movie file's ``time`` starts at its first frame: matching the run's frames by
+    label would silently give a shorter file the shifts of the run's first frames.)
+    """
+    n, h, w = movie.sizes["time"], movie.sizes["y"], movie.sizes["x"]
+    problems = []
+    if "time" in shifts.sizes and shifts.sizes["time"] != n:
+        problems.append(f"{shifts.sizes['time']} frames, not {n}")
+    if "y" in shifts.sizes and "x" in shifts.sizes and (shifts.sizes["y"], shifts.sizes["x"]) != (h, w):
+        problems.append(f"frames of {shifts.sizes['y']}x{shifts.sizes['x']} px, not {h}x{w}")
+    if problems:
+        raise CLIError(
+            f"the shifts in {str(shifts_file)!r} were estimated on a movie of {' and '.join(problems)} "
+            "as IN: they belong to another movie"
+        )
+
+
 def default_shifts_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}_shifts.nc")
 
