@@ -244,3 +244,36 @@ def test_apply_refuses_the_shifts_of_another_movie(tmp_path, no_compute, capsys,
     assert re.search(message, err), err
     assert str(shifts) in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif", "s.nc"]
+
+
+@pytest.mark.slow  # subprocesses that warp frames (JAX compile)
+@pytest.mark.parametrize("suffix", [".h5", ".nc", ".tif"])
+def test_full_disk_is_one_error_line_on_the_command_line(tmp_path, suffix):
+    """On a 1 MiB tmpfs (root only): exit 1 with 'No space left on device' and the path, no
+    crash in h5py's cleanup, nothing left on the disk."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        shifts = _shifts_file(tmp_path / "s.nc", 100, 64, 64)
+        frames = np.random.default_rng(0).normal(size=(100, 64, 64)) * 100 + 1000
+        tifffile.imwrite(tmp_path / "m.tif", frames.astype(np.uint16))  # 1.6 MB as float32
+        target = mnt / f"c{suffix}"
+        proc = subprocess.run(
+            [sys.executable, "-m", "xnormcorre.cli", "apply", str(shifts), str(tmp_path / "m.tif")]
+            + ["-o", str(target), "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        assert proc.returncode == 1, proc.stderr  # not 139 (a crash)
+        assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+        assert "No space left on device" in proc.stderr and str(target) in proc.stderr
+        assert list(mnt.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
