@@ -94,6 +94,11 @@ def test_rigid_shifts_of_a_larger_movie_are_refused(rigid):
     few = xnormcorre.datasets.synthetic_movie(n_frames=10, shape=(32, 64), max_shift=1, seed=1)
     with pytest.raises(ValueError, match="frames of 64x64 px but the movie's frames are 32x64"):
         xnormcorre.apply_shifts(few, rigid.drop_vars("corrected"))
+    # the shifts alone (a DataArray, also read back from NetCDF) carry their frame size
+    assert rigid.shifts.attrs["frame_size"] == [H, W]
+    for shifts in (rigid.shifts, rigid.shifts.copy(data=rigid.shifts.values * 0).chunk({"time": 5})):
+        with pytest.raises(ValueError, match="frames of 64x64 px but the movie's frames are 32x32"):
+            xnormcorre.apply_shifts(small, shifts)
     # a bare array only needs the same number of frames
     out = xnormcorre.apply_shifts(small, np.zeros((T, 2), np.float32))
     np.testing.assert_allclose(out.values, small.values, atol=1e-3)

@@ -78,7 +78,7 @@ def _as_shifts(shifts: Any) -> tuple[str, xr.DataArray, dict, tuple[int, int] | 
         attrs = {}
     if isinstance(shifts, xr.DataArray):
         kind = _shift_kind(shifts)
-        return kind, shifts, attrs, frame or (_pw_frame(shifts) if kind == "pwrigid" else None)
+        return kind, shifts, attrs, frame or (_pw_frame(shifts) if kind == "pwrigid" else _attr_frame(shifts))
     if not hasattr(shifts, "shape"):
         shifts = np.asarray(shifts)
     if len(shifts.shape) == 2 and shifts.shape[1] == 2:
@@ -88,6 +88,16 @@ def _as_shifts(shifts: Any) -> tuple[str, xr.DataArray, dict, tuple[int, int] | 
         "shifts must be a (time, axis) DataArray, an xnormcorre result Dataset, or an array "
         f"of shape (n_frames, 2) [(y, x) per frame], got shape {tuple(shifts.shape)}"
     )
+
+
+def _attr_frame(shifts: xr.DataArray) -> tuple[int, int] | None:
+    """Frame size recorded in the attributes of rigid shifts (None if not recorded)."""
+    size = shifts.attrs.get(cv.FRAME_SIZE)
+    try:
+        h, w = (int(v) for v in np.asarray(size).reshape(-1))
+    except (TypeError, ValueError):
+        return None
+    return h, w
 
 
 def _pw_frame(shifts: xr.DataArray) -> tuple[int, int] | None:
