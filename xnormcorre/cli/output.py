@@ -297,7 +297,7 @@ def qc_plots(args: argparse.Namespace, raw, corrected, shifts_ds, stem: Path) ->
         ),
         ("shifts", lambda: plot.plot_shifts(shifts_ds)),
     )
-    from ..io.writers import write_atomically
+    from ..io.atomic import write_atomically
 
     for name, make in figs:
         target = stem.with_name(f"{stem.name}_{name}.png")
@@ -371,7 +371,7 @@ def write_movie(args: argparse.Namespace, da, path: Path, fmt: str, *, dtype, at
 
 def write_shifts(ds, path: Path, *, overwrite: bool) -> None:
     """Write the shifts NetCDF (the result without the corrected movie), atomically."""
-    from ..io.writers import to_netcdf
+    from ..io.writers_store import to_netcdf
 
     to_netcdf(ds, path, overwrite=overwrite)
 
