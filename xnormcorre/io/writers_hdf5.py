@@ -50,7 +50,8 @@ def to_hdf5(
     overwrite : bool
         Replace an existing file (default: raise ``FileExistsError``).
     dtype : dtype, optional
-        Output dtype: float32 by default; an integer dtype rounds and clips (NaN -> 0).
+        Output dtype: float32 by default; an integer dtype rounds and clips (NaN -> 0),
+        with a ``UserWarning`` naming the fraction of clipped pixels when it is above 0.1 %.
     progress : bool
         Show a tqdm progress bar (frames).
 

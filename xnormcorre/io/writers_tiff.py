@@ -46,7 +46,8 @@ def to_tiff(
         Replace an existing file (default: raise ``FileExistsError``).
     dtype : dtype, optional
         Output dtype: float32 by default; an integer dtype (e.g. ``np.uint16``) rounds
-        and clips to its range (NaN -> 0).
+        and clips to its range (NaN -> 0), with a ``UserWarning`` naming the fraction of
+        clipped pixels when it is above 0.1 %.
     progress : bool
         Show a tqdm progress bar (frames).
 
