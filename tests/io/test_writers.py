@@ -10,7 +10,7 @@ import tifffile
 import xarray as xr
 
 import xnormcorre
-from xnormcorre.io import blocks, writers, writers_tiff
+from xnormcorre.io import blocks, writers_tiff
 
 
 def _movie(n=30, h=24, w=20, dtype=np.float32, seed=0):
