@@ -63,6 +63,22 @@ RIGID_SHIFTS_ATTRS = {
     "units": "pixel",
     "comment": SIGN_CONVENTION,
 }
+#: Attribute of a rigid shifts variable: ``[height, width]`` (px) of the frames it was estimated on.
+FRAME_SIZE = "frame_size"
+
+
+def with_frame_size(attrs: Mapping[str, Any], shape: tuple[int, int]) -> dict[str, Any]:
+    """``attrs`` of a rigid shifts variable plus the frame size it was estimated on, so that
+    the shifts alone (a DataArray) are refused on frames of another size.
+
+    Examples
+    --------
+    >>> with_frame_size({"units": "pixel"}, (64, 48))
+    {'units': 'pixel', 'frame_size': [64, 48]}
+    """
+    return {**attrs, FRAME_SIZE: [int(shape[0]), int(shape[1])]}
+
+
 AXIS_ATTRS = {"long_name": "displacement component", "units": "1"}
 CORRELATION_ATTRS = {
     "long_name": "Pearson correlation of the corrected frame with the template",
@@ -159,7 +175,18 @@ def parameters_from_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     """
     if "parameters" not in attrs:
         raise ValueError("attrs has no 'parameters' entry: not an xnormcorre result")
-    params = json.loads(attrs["parameters"])
+    try:
+        params = json.loads(attrs["parameters"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"attrs['parameters'] is not the JSON record of the run's keyword arguments ({exc}): the "
+            "result's attributes were edited or damaged, and the run's parameters cannot be recovered"
+        ) from None
+    if not isinstance(params, dict):
+        raise ValueError(
+            "attrs['parameters'] is not the JSON record of the run's keyword arguments (a JSON "
+            f"{type(params).__name__}, not an object): the result's attributes were edited or damaged"
+        )
     return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "crop_pair",
     "finite_number",
     "integer",
+    "nonnegative_number",
     "pair",
     "positive_number",
 ]
@@ -44,7 +45,12 @@ def pair(value: Any, name: str, *, minimum: int = 1) -> tuple[int, int]:
     >>> pair(3, "max_shifts"), pair((2, 5.0), "strides")
     ((3, 3), (2, 5))
     """
-    vals = (value, value) if np.isscalar(value) else tuple(value)
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    try:
+        vals = (value, value) if np.isscalar(value) else tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}") from None
     if len(vals) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
     out = []
@@ -86,6 +92,25 @@ def finite_number(value: Any, name: str) -> float:
         raise TypeError(f"{name} must be a finite number, got {value!r}")
     if not np.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def nonnegative_number(value: Any, name: str) -> float:
+    """Validate a finite real number ``>= 0``.
+
+    Examples
+    --------
+    >>> nonnegative_number(1.5, "smooth_sigma")
+    1.5
+    >>> nonnegative_number(float("nan"), "taper")
+    Traceback (most recent call last):
+    ...
+    ValueError: taper must be a finite number >= 0, got nan
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a finite number >= 0, got {value!r}")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
 
 

@@ -94,6 +94,11 @@ def test_rigid_shifts_of_a_larger_movie_are_refused(rigid):
     few = xnormcorre.datasets.synthetic_movie(n_frames=10, shape=(32, 64), max_shift=1, seed=1)
     with pytest.raises(ValueError, match="frames of 64x64 px but the movie's frames are 32x64"):
         xnormcorre.apply_shifts(few, rigid.drop_vars("corrected"))
+    # the shifts alone (a DataArray, also read back from NetCDF) carry their frame size
+    assert rigid.shifts.attrs["frame_size"] == [H, W]
+    for shifts in (rigid.shifts, rigid.shifts.copy(data=rigid.shifts.values * 0).chunk({"time": 5})):
+        with pytest.raises(ValueError, match="frames of 64x64 px but the movie's frames are 32x32"):
+            xnormcorre.apply_shifts(small, shifts)
     # a bare array only needs the same number of frames
     out = xnormcorre.apply_shifts(small, np.zeros((T, 2), np.float32))
     np.testing.assert_allclose(out.values, small.values, atol=1e-3)
@@ -135,3 +140,12 @@ def test_reference_with_time_labels_in_another_order_is_aligned_by_label(movie):
     other = ref.assign_coords(time=ref.time.values + 1000)
     with pytest.raises(ValueError, match="different 'time' labels"):
         xnormcorre.rigid(movie, max_shifts=4, reference=other)
+
+
+def test_movie_with_duplicated_time_labels_is_not_matched_by_label(rigid, movie):
+    """Selecting by label would give two frames the shift of one: refused."""
+    dup = movie.assign_coords(time=np.r_[0, 0, np.arange(2, T)])
+    with pytest.raises(ValueError, match="movie's time coordinate has duplicated labels"):
+        xnormcorre.apply_shifts(dup, rigid.shifts)
+    fixed = dup.assign_coords(time=rigid.shifts.time)  # the remedy the message names
+    np.testing.assert_array_equal(xnormcorre.apply_shifts(fixed, rigid.shifts).values, rigid.corrected.values)

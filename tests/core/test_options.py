@@ -92,3 +92,48 @@ def test_shifts_from_checks(res):
         xnormcorre.shifts_from(res.shifts, "suite2p")
     with pytest.raises(ValueError, match="shape"):
         xnormcorre.shifts_from(np.zeros((3, 3)), "caiman")
+
+
+@pytest.mark.parametrize(
+    ("fn", "kw", "error", "match"),
+    [
+        ("rigid", {"max_shifts": None}, TypeError, r"max_shifts must be an int or a pair of ints, got None"),
+        ("rigid", {"max_shifts": "4"}, TypeError, r"max_shifts must be an int or a pair of ints, got '4'"),
+        ("pwrigid", {"strides": None}, TypeError, r"strides must be an int or a pair of ints, got None"),
+        ("rigid", {"smooth_sigma": "1"}, TypeError, r"smooth_sigma must be a finite number >= 0, got '1'"),
+        (
+            "rigid",
+            {"smooth_sigma": math.nan},
+            ValueError,
+            r"smooth_sigma must be a finite number >= 0, got nan",
+        ),
+        (
+            "rigid",
+            {"smooth_sigma": math.inf},
+            ValueError,
+            r"smooth_sigma must be a finite number >= 0, got inf",
+        ),
+        ("rigid", {"smooth_sigma": -1}, ValueError, r"smooth_sigma must be a finite number >= 0, got -1"),
+        ("pwrigid", {"taper": math.nan}, ValueError, r"taper must be a finite number >= 0, got nan"),
+        ("rigid", {"taper": math.inf}, ValueError, r"taper must be a finite number >= 0, got inf"),
+        ("rigid", {"min_mov": "abc"}, TypeError, r"min_mov must be a finite number, got 'abc'"),
+        ("rigid", {"min_mov": math.nan}, ValueError, r"min_mov must be finite, got nan"),
+    ],
+)
+def test_bad_values_get_one_clear_error_naming_the_parameter(movie, fn, kw, error, match):
+    kw = {"max_shifts": 4, **kw}
+    with pytest.raises(error, match=match):
+        getattr(xnormcorre, fn)(movie, **kw)
+
+
+def test_apply_shifts_min_mov_must_be_a_number(movie):
+    with pytest.raises(TypeError, match="min_mov must be a finite number, got 'abc'"):
+        xnormcorre.apply_shifts(movie, np.zeros((movie.sizes["time"], 2)), border="min", min_mov="abc")
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", "null"])
+def test_corrupt_parameters_attribute_is_one_clear_error(text):
+    with pytest.raises(
+        ValueError, match=r"attrs\['parameters'\] is not the JSON record .* edited or damaged"
+    ):
+        xnormcorre.parameters_from_attrs({"parameters": text})

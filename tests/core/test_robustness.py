@@ -294,10 +294,10 @@ def test_disk_full_mid_write_keeps_target_and_removes_temp(tmp_path, fmt, monkey
     """An ENOSPC from the file system half-way: OSError, old file untouched, no temp left."""
     import errno
 
-    from xnormcorre.io import writers
+    from xnormcorre.io import blocks
 
     calls = {"n": 0}
-    orig = writers.cast_block
+    orig = blocks.cast_block
 
     def full(block, dtype):
         calls["n"] += 1
@@ -305,8 +305,8 @@ def test_disk_full_mid_write_keeps_target_and_removes_temp(tmp_path, fmt, monkey
             raise OSError(errno.ENOSPC, "No space left on device")
         return orig(block, dtype)
 
-    monkeypatch.setattr(writers, "cast_block", full)
-    monkeypatch.setattr(writers, "default_time_chunk", lambda shape, preferred=1: 5)
+    monkeypatch.setattr(blocks, "cast_block", full)
+    monkeypatch.setattr(blocks, "default_time_chunk", lambda shape, preferred=1: 5)
     movie = xnormcorre.datasets.synthetic_movie(30, (24, 20), 1, seed=0).chunk({"time": 5})
     target = tmp_path / f"out.{fmt}"
     target.write_bytes(b"previous")
@@ -317,21 +317,61 @@ def test_disk_full_mid_write_keeps_target_and_removes_temp(tmp_path, fmt, monkey
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_unreadable_file_and_read_only_output_dir(tmp_path, small_movie):
+_PERMISSIONS = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np, tifffile, h5py, dask, dask.array, concurrent.futures, multiprocessing.pool
+    import xnormcorre, xnormcorre.io.tiff, xnormcorre.io.hdf5, xnormcorre.io.writers
+    if os.geteuid() == 0:
+        os.setgid(65534); os.setuid(65534)  # nobody, after the imports (installed packages may be private)
+    folder = sys.argv[1]
+    for what, call in (
+        ("read", lambda: xnormcorre.open_movie(os.path.join(folder, "m.tif"))),
+        ("write", lambda: xnormcorre.to_tiff(
+            np.zeros((3, 16, 16), np.float32), os.path.join(folder, "ro", "x.tif"), progress=False)),
+    ):
+        try:
+            call()
+            print(what, "no error")
+        except Exception as exc:
+            print(what, type(exc).__name__, exc)
+    """
+)
+
+
+def test_unreadable_file_and_read_only_output_dir():
+    """As an unprivileged user (root reads and writes everything): run as ``nobody`` when root."""
+    import shutil
+    import tempfile
+
     import tifffile
 
-    src = tmp_path / "m.tif"
-    tifffile.imwrite(src, np.zeros((3, 16, 16), np.uint16))
-    src.chmod(0)
-    with pytest.raises(PermissionError):
-        xnormcorre.open_movie(src)
-    out_dir = tmp_path / "ro"
-    out_dir.mkdir()
-    out_dir.chmod(0o500)
-    with pytest.raises(PermissionError):
-        xnormcorre.to_tiff(small_movie, out_dir / "x.tif", progress=False)
-    assert list(out_dir.iterdir()) == []
+    d = tempfile.mkdtemp(prefix="xnc-perm-")
+    try:
+        os.chmod(d, 0o755)  # pytest's tmp folders are private to their owner
+        src = os.path.join(d, "m.tif")
+        tifffile.imwrite(src, np.zeros((5, 16, 16), np.uint16))
+        os.chmod(src, 0o200 if os.geteuid() == 0 else 0)
+        os.mkdir(os.path.join(d, "ro"))
+        os.chmod(os.path.join(d, "ro"), 0o555)
+        done = subprocess.run(
+            [sys.executable, "-c", _PERMISSIONS, d],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        if "Operation not permitted" in done.stderr:
+            pytest.skip("cannot switch to an unprivileged user here")
+        lines = done.stdout.splitlines()
+        assert len(lines) == 2, done.stdout + done.stderr
+        assert lines[0].startswith("read PermissionError") and "Permission denied" in lines[0], lines[0]
+        assert src in lines[0]
+        assert lines[1].startswith("write PermissionError") and "Permission denied" in lines[1], lines[1]
+        assert os.path.join(d, "ro") in lines[1]
+        assert os.listdir(os.path.join(d, "ro")) == []
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_errors_name_the_file(tmp_path):

@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 
 import xnormcorre
-from xnormcorre.io import writers
+from xnormcorre.io import blocks, writers, writers_store
 
 
 def _movie(n=12, h=16, w=16):
@@ -38,19 +38,19 @@ def _write(fmt, obj, path, **kw):
 def _appear_during_write(monkeypatch, fmt, target: Path, make):
     """Call ``make(target)`` while the output is being written (after the start-up checks)."""
     if fmt in ("tiff", "hdf5"):
-        orig = writers.cast_block
+        orig = blocks.cast_block
 
         def cast(block, dtype):
             if not os.path.lexists(target):
                 make(target)
             return orig(block, dtype)
 
-        monkeypatch.setattr(writers, "cast_block", cast)
+        monkeypatch.setattr(blocks, "cast_block", cast)
         return {}
 
-    def compute(delayed):
+    def compute(delayed, *extra):
         make(target)
-        writers.dask_compute(delayed)
+        return writers_store.dask_compute(delayed, *extra)
 
     return {"_compute": compute}
 
@@ -151,25 +151,25 @@ _RUN = textwrap.dedent(
     import sys, time
     import numpy as np, xarray as xr
     import xnormcorre
-    from xnormcorre.io import writers
+    from xnormcorre.io import atomic, blocks, writers
     fmt, path, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     movie = xr.DataArray(
         np.random.default_rng(0).normal(size=(100, 64, 64)).astype(np.float32), dims=("time", "y", "x")
     ).chunk({"time": 10})
-    writers._check_space = lambda *a: None  # fail mid-write, not at the up-front check
+    atomic.check_space = lambda *a: None  # fail mid-write, not at the up-front check
     if mode == "slow":
-        orig = writers.cast_block
+        orig = blocks.cast_block
         def cast(block, dtype):
-            if writers._n.append(1) or len(writers._n) == 2:
+            if block.size and (blocks._n.append(1) or len(blocks._n) == 2):  # not dask's meta probe
                 print("writing", flush=True)
                 time.sleep(60)
             return orig(block, dtype)
-        writers._n = []
-        writers.cast_block = cast
-        writers.default_time_chunk = lambda shape, preferred=1: 10
+        blocks._n = []
+        blocks.cast_block = cast
+        blocks.default_time_chunk = lambda shape, preferred=1: 10
     try:
-        if fmt == "netcdf":
-            writers.to_netcdf(movie, path)
+        if fmt in ("netcdf", "zarr"):
+            getattr(writers, "to_" + fmt)(movie, path, dtype=np.float64)  # cast per chunk, as "slow" needs
         else:
             getattr(xnormcorre, "to_" + fmt)(movie, path, progress=False)
     except OSError as exc:
@@ -209,7 +209,7 @@ def small_tmpfs(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["hdf5", "tiff", "netcdf"])
+@pytest.mark.parametrize("fmt", ["hdf5", "tiff", "netcdf", "zarr"])
 def test_full_disk_mid_write_is_one_clear_error(tmp_path, small_tmpfs, fmt):
     target = small_tmpfs / f"out.{fmt}"
     proc = _spawn(tmp_path, fmt, target, "full")
@@ -220,7 +220,7 @@ def test_full_disk_mid_write_is_one_clear_error(tmp_path, small_tmpfs, fmt):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["tiff", "hdf5"])
+@pytest.mark.parametrize("fmt", ["tiff", "hdf5", "netcdf", "zarr"])
 def test_sigterm_mid_write_leaves_no_temporary(tmp_path, fmt):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -248,6 +248,30 @@ def test_saturating_integer_output_warns_with_the_clipped_fraction(tmp_path):
     assert frac == pytest.approx(float(((movie.values > 255.5) | (movie.values < -0.5)).mean()), abs=1e-3)
     assert frac > 0.99
     xnormcorre.to_tiff(_movie() + 100, tmp_path / "ok.tif", dtype=np.uint8, progress=False)  # no warning
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("lazy", [False, True])
+def test_every_writer_warns_when_an_integer_dtype_saturates(tmp_path, fmt, lazy):
+    pytest.importorskip("zarr") if fmt == "zarr" else None
+    movie = _movie() * 1000 + 5000
+    movie[:6] = 100.0  # half the frames fit in uint8
+    src = movie.chunk({"time": 5}) if lazy else movie
+    with pytest.warns(UserWarning, match=r"50\.0% of the pixels .* outside the range of uint8 \[0, 255\]"):
+        _write(fmt, src, tmp_path / f"m.{fmt}", dtype=np.uint8)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_write_movie_warns_when_an_integer_dtype_saturates_with_along(tmp_path, fmt):
+    """The CLI path: movie and time-aligned variables computed in one pass."""
+    pytest.importorskip("zarr") if fmt == "zarr" else None
+    movie = (_movie() * 1000 + 5000).chunk({"time": 5})
+    along = xr.Dataset({"s": ("time", np.arange(12.0))}).chunk({"time": 5})
+    with pytest.warns(UserWarning, match=r"100\.0% of the pixels .* outside the range of int8"):
+        got = writers.write_movie(
+            movie, tmp_path / f"m.{fmt}", fmt=fmt, dtype=np.int8, progress=False, along=along
+        )
+    np.testing.assert_array_equal(got["s"].values, np.arange(12.0))
 
 
 def test_highpass_sigma_larger_than_the_frame_is_refused():

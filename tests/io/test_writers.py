@@ -10,7 +10,7 @@ import tifffile
 import xarray as xr
 
 import xnormcorre
-from xnormcorre.io import writers
+from xnormcorre.io import blocks, writers_tiff
 
 
 def _movie(n=30, h=24, w=20, dtype=np.float32, seed=0):
@@ -76,7 +76,7 @@ def test_bigtiff_flag_and_auto(tmp_path, monkeypatch):
         assert tif.is_bigtiff and len(tif.pages) == 4
     with tifffile.TiffFile(xnormcorre.to_tiff(movie, tmp_path / "c.tif", progress=False)) as tif:
         assert not tif.is_bigtiff
-    monkeypatch.setattr(writers, "_BIGTIFF_BYTES", movie.nbytes - 1)  # auto: BigTIFF above the limit
+    monkeypatch.setattr(writers_tiff, "BIGTIFF_BYTES", movie.nbytes - 1)  # auto: BigTIFF above the limit
     with tifffile.TiffFile(xnormcorre.to_tiff(movie, tmp_path / "d.tif", progress=False)) as tif:
         assert tif.is_bigtiff
 
@@ -117,7 +117,7 @@ def test_error_mid_write_leaves_no_file_and_no_temp(tmp_path, fmt, existing):
 
 def test_interrupt_mid_write_leaves_nothing(tmp_path, monkeypatch):
     calls = {"n": 0}
-    orig = writers.cast_block
+    orig = blocks.cast_block
 
     def cast(block, dtype):
         calls["n"] += 1
@@ -125,8 +125,8 @@ def test_interrupt_mid_write_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return orig(block, dtype)
 
-    monkeypatch.setattr(writers, "cast_block", cast)
-    monkeypatch.setattr(writers, "default_time_chunk", lambda shape, preferred=1: 5)
+    monkeypatch.setattr(blocks, "cast_block", cast)
+    monkeypatch.setattr(blocks, "default_time_chunk", lambda shape, preferred=1: 5)
     with pytest.raises(KeyboardInterrupt):
         xnormcorre.to_tiff(_movie(n=40).chunk({"time": 5}), tmp_path / "m.tif", progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -135,15 +135,15 @@ def test_interrupt_mid_write_leaves_nothing(tmp_path, monkeypatch):
 
 def test_streams_block_by_block(tmp_path, monkeypatch):
     """Each block is computed once, in time order, and never more than a few at a time."""
-    monkeypatch.setattr(writers, "default_time_chunk", lambda shape, preferred=1: 6)
+    monkeypatch.setattr(blocks, "default_time_chunk", lambda shape, preferred=1: 6)
     seen: list[tuple[int, int]] = []
-    orig = writers.cast_block
+    orig = blocks.cast_block
 
     def cast(block, dtype):
         seen.append(block.shape[0])
         return orig(block, dtype)
 
-    monkeypatch.setattr(writers, "cast_block", cast)
+    monkeypatch.setattr(blocks, "cast_block", cast)
     movie = _movie(n=40).chunk({"time": 4})  # 4-frame chunks merged into 8-frame blocks (>= 6)
     xnormcorre.to_hdf5(movie, tmp_path / "m.h5", progress=False)
     assert seen == [8, 8, 8, 8, 8]

@@ -9,14 +9,17 @@ documents each command.
 
 Every output is written under a temporary name in the target folder and renamed when
 complete, so an error or Ctrl-C leaves no partial file; an existing output is replaced
-only with ``--overwrite``.  Errors are reported as one line ``error: ...`` on stderr
-with exit status 1 (2 for command-line usage errors, 130 for Ctrl-C); ``--traceback``
-shows the Python traceback instead.
+only with ``--overwrite``; every output option and location is checked before any
+compute.  Errors are reported as one line ``error: ...`` on stderr with exit status 1
+(2 for command-line usage errors, 130 for Ctrl-C); ``--traceback`` shows the Python
+traceback instead.  Warnings (e.g. pixels clipped by an integer ``--dtype``) are one
+line ``warning: ...``.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 
 from .output import CLIError, one_line
 from .parser import build_parser
@@ -24,11 +27,19 @@ from .parser import build_parser
 __all__ = ["CLIError", "build_parser", "main"]
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line ``warning: ...`` on stderr (as errors are ``error: ...``)."""
+    text = message if isinstance(message, str) else one_line(message)
+    print(f"warning: {text}", file=sys.stderr if file is None else file, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xnormcorre`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("xnormcorre: interrupted; no output written", file=sys.stderr)
         return 130

@@ -11,24 +11,22 @@ from typing import Any
 from .output import (
     CLIError,
     channel_list,
+    check_outputs,
+    check_shifts_fit,
     check_targets,
-    default_shifts_path,
     describe,
     flag_counts,
     fmt_bytes,
-    format_of,
     log,
     movie_channel,
     one_line,
     open_input,
     out_dtype,
-    output_path,
     pair_option,
     plural,
     progress,
     qc_plots,
     reopen,
-    require,
     shift_summary,
     verdict_line,
     write_movie,
@@ -190,23 +188,10 @@ def _register_and_write(args: argparse.Namespace, movie, res, out: Path, fmt: st
 def correct(args: argparse.Namespace) -> int:
     import xnormcorre
 
-    out = output_path(args.output)
+    out, fmt, shifts_path, _ = check_outputs(args)  # every output option and location, before any compute
     kw = _registration_kwargs(args)
-    if args.shifts_only:
-        if args.format not in (None, "netcdf") or args.shifts is not None:
-            raise CLIError("with --shifts-only, OUT is the shifts NetCDF: --format and --shifts do not apply")
-        fmt, shifts_path, targets = None, out, [out]
-    else:
-        fmt = format_of(out, args.format)
-        shifts_path = output_path(args.shifts) if args.shifts is not None else default_shifts_path(out)
-        targets = [out, shifts_path]
-    if fmt == "zarr":
-        require("zarr", "--format zarr", "zarr")
     check_nwb(fmt)
     store = store_target(args, out)
-    if args.qc:
-        targets += [out.with_name(f"{out.stem}_{n}.png") for n in ("before_after", "shifts")]
-    check_targets(targets, args.overwrite, [*args.input, *([args.reference] if args.reference else [])])
 
     movie = open_input(args.input, args.chunk, args.dataset, args.channel, single="--channel")
     log(args, f"input: {describe(movie)}")
@@ -236,8 +221,6 @@ def correct(args: argparse.Namespace) -> int:
     print(f"  flagged frames: {flag_counts(shifts_ds)}")
     print(f"  {verdict_line(shifts_ds)}")
     if args.qc:
-        if args.shifts_only:
-            raise CLIError("--qc needs the corrected movie: drop --shifts-only")
         again = reopen(out, fmt, args.out_dataset)
         for p in qc_plots(args, movie, again, shifts_ds, out.with_name(out.stem)):
             print(f"  QC plot:         {p}")
@@ -272,12 +255,8 @@ def apply(args: argparse.Namespace) -> int:
     shifts_file = Path(args.shifts_file).expanduser()
     if not shifts_file.is_file():
         raise FileNotFoundError(f"shifts file {str(shifts_file)!r} does not exist")
-    out = output_path(args.output)
-    fmt = format_of(out, args.format)
-    if fmt == "zarr":
-        require("zarr", "--format zarr", "zarr")
+    out, fmt, _, _ = check_outputs(args)
     check_nwb(fmt)
-    check_targets([out], args.overwrite, [*args.input, str(shifts_file)])
     try:
         shifts = xr.open_dataset(shifts_file, engine="netcdf4")
     except (OSError, ValueError) as exc:
@@ -289,6 +268,7 @@ def apply(args: argparse.Namespace) -> int:
     shifts = shifts.load()
     movie = open_input(args.input, args.chunk, args.dataset, args.channel, single="--channel")
     log(args, f"input: {describe(movie)}")
+    check_shifts_fit(shifts, movie, shifts_file)
     border = args.border or shifts.attrs.get("border", "copy")
     # the run's scan phase, unless --scan-phase says otherwise
     scan_phase = getattr(args, "scan_phase", shifts.get("scan_phase"))

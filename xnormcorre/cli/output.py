@@ -7,7 +7,7 @@ import contextlib
 import importlib.util
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 #: Output formats and the file suffixes that select them.
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -33,7 +33,7 @@ def log(args: argparse.Namespace, *lines: str) -> None:
 #: Library phrasing -> command-line phrasing in error messages.
 _CLI_WORDS = (
     ("pass dataset=<name>", "pass --dataset NAME"),
-    ("pass overwrite=True", "pass --overwrite"),
+    ("overwrite=True", "--overwrite"),
 )
 
 
@@ -67,8 +67,14 @@ def output_path(path: str) -> Path:
     return p
 
 
-def check_targets(targets: Sequence[Path], overwrite: bool, inputs: Sequence[str] = ()) -> None:
-    """Refuse to replace existing outputs (unless ``overwrite``) or any input."""
+def check_targets(
+    targets: Sequence[Path], overwrite: bool, inputs: Sequence[str] = (), stores: Sequence[Path] = ()
+) -> None:
+    """Refuse before any compute an output that may not be written: an existing one (unless
+    ``overwrite``), a folder (unless a zarr store listed in ``stores``; a folder is never
+    deleted), one in a missing or non-writable folder, any input, two outputs of one name."""
+    from ..io.atomic import check_target
+
     if len(set(targets)) != len(targets):
         raise CLIError(f"two outputs would have the same name: {[str(t) for t in targets]}")
     resolved_inputs = set()
@@ -78,8 +84,109 @@ def check_targets(targets: Sequence[Path], overwrite: bool, inputs: Sequence[str
     for t in targets:
         if t.resolve() in resolved_inputs:
             raise CLIError(f"output {str(t)!r} is one of the inputs; choose another output name")
-        if t.exists() and not overwrite:
-            raise FileExistsError(f"{str(t)!r} exists; pass --overwrite to replace it")
+        if t.parent.is_dir():  # else the command makes the folder (demo)
+            check_target(t, overwrite, store=t in stores)
+
+
+class Outputs(NamedTuple):
+    """Where a command writes: the movie (or, with ``--shifts-only``, the shifts) ``out``, its
+    format (None with ``--shifts-only``), the shifts NetCDF (None for ``apply``), the QC plots."""
+
+    out: Path
+    fmt: str | None
+    shifts: Path | None
+    plots: list[Path]
+
+
+#: Default of ``--out-dataset``.
+OUT_DATASET = "mov"
+
+
+def _netcdf_name(path: Path, what: str) -> None:
+    if path.suffix.lower() not in FORMATS["netcdf"]:
+        raise CLIError(
+            f"{what} is the shifts NetCDF: give it a {' or '.join(FORMATS['netcdf'])} name, got {str(path)!r}"
+        )
+
+
+def check_outputs(args: argparse.Namespace) -> Outputs:
+    """Validate every output option and location of ``correct`` / ``apply`` before any compute.
+
+    Options that do not apply together (``--shifts-only`` with ``--qc``, ``--metrics``,
+    ``--dtype``, ``--format``, ``--shifts`` or ``--out-dataset``; ``--out-dataset`` for a
+    format other than HDF5), a bad HDF5 dataset name, a shifts NetCDF with another suffix,
+    an output format whose package is missing, and every target that
+    :func:`check_targets` refuses are reported here, not after the registration.
+    """
+    out = output_path(args.output)
+    shifts_only = getattr(args, "shifts_only", False)
+    fmt: str | None = None
+    shifts: Path | None = None
+    plots: list[Path] = []
+    if shifts_only:
+        given = [
+            opt
+            for opt, on in (
+                ("--qc", args.qc),
+                ("--metrics", args.metrics),
+                ("--dtype", args.dtype is not None),
+                ("--format", args.format not in (None, "netcdf")),
+                ("--shifts", args.shifts is not None),
+                ("--out-dataset", args.out_dataset != OUT_DATASET),
+            )
+            if on
+        ]
+        if given:
+            raise CLIError(
+                f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply with --shifts-only "
+                "(OUT is then the shifts NetCDF and no corrected movie is written): drop "
+                f"{'it' if len(given) == 1 else 'them'} or drop --shifts-only"
+            )
+        _netcdf_name(out, "with --shifts-only, OUT")
+        shifts = out
+    else:
+        fmt = format_of(out, args.format)
+        if fmt == "hdf5":
+            from ..io.writers_hdf5 import check_dataset_name
+
+            try:
+                check_dataset_name(args.out_dataset)
+            except ValueError:
+                raise CLIError(f"--out-dataset must name an HDF5 dataset, got {args.out_dataset!r}") from None
+        elif args.out_dataset != OUT_DATASET:
+            raise CLIError(f"--out-dataset names the dataset of an HDF5 output; OUT is {fmt}")
+        if fmt == "zarr":
+            require("zarr", "--format zarr", "zarr")
+        if hasattr(args, "shifts"):
+            shifts = output_path(args.shifts) if args.shifts is not None else default_shifts_path(out)
+            _netcdf_name(shifts, "--shifts")
+        if getattr(args, "qc", False):
+            plots = [out.with_name(f"{out.stem}_{n}.png") for n in ("before_after", "shifts")]
+    targets = [out] if shifts_only else [out, *([shifts] if shifts is not None else []), *plots]
+    inputs = [*args.input]
+    inputs += [v for v in (getattr(args, "reference", None), getattr(args, "shifts_file", None)) if v]
+    check_targets(targets, args.overwrite, inputs, stores=[out] if fmt == "zarr" else [])
+    return Outputs(out, fmt, shifts, plots)
+
+
+def check_shifts_fit(shifts, movie, shifts_file: Path) -> None:
+    """Refuse the shifts of another movie: ``xnormcorre apply`` applies a shifts file to a
+    whole movie file, so it must have as many frames and the same frame size as the run.
+
+    (Every movie file's ``time`` starts at its first frame: matching the run's frames by
+    label would silently give a shorter file the shifts of the run's first frames.)
+    """
+    n, h, w = movie.sizes["time"], movie.sizes["y"], movie.sizes["x"]
+    problems = []
+    if "time" in shifts.sizes and shifts.sizes["time"] != n:
+        problems.append(f"{shifts.sizes['time']} frames, not {n}")
+    if "y" in shifts.sizes and "x" in shifts.sizes and (shifts.sizes["y"], shifts.sizes["x"]) != (h, w):
+        problems.append(f"frames of {shifts.sizes['y']}x{shifts.sizes['x']} px, not {h}x{w}")
+    if problems:
+        raise CLIError(
+            f"the shifts in {str(shifts_file)!r} were estimated on a movie of {' and '.join(problems)} "
+            "as IN: they belong to another movie"
+        )
 
 
 def default_shifts_path(out: Path) -> Path:
@@ -191,7 +298,7 @@ def qc_plots(args: argparse.Namespace, raw, corrected, shifts_ds, stem: Path) ->
         ),
         ("shifts", lambda: plot.plot_shifts(shifts_ds)),
     )
-    from ..io.writers import write_atomically
+    from ..io.atomic import write_atomically
 
     for name, make in figs:
         target = stem.with_name(f"{stem.name}_{name}.png")
@@ -269,7 +376,7 @@ def write_movie(args: argparse.Namespace, da, path: Path, fmt: str, *, dtype, at
 
 def write_shifts(ds, path: Path, *, overwrite: bool) -> None:
     """Write the shifts NetCDF (the result without the corrected movie), atomically."""
-    from ..io.writers import to_netcdf
+    from ..io.writers_store import to_netcdf
 
     to_netcdf(ds, path, overwrite=overwrite)
 

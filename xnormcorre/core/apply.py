@@ -78,7 +78,7 @@ def _as_shifts(shifts: Any) -> tuple[str, xr.DataArray, dict, tuple[int, int] | 
         attrs = {}
     if isinstance(shifts, xr.DataArray):
         kind = _shift_kind(shifts)
-        return kind, shifts, attrs, frame or (_pw_frame(shifts) if kind == "pwrigid" else None)
+        return kind, shifts, attrs, frame or (_pw_frame(shifts) if kind == "pwrigid" else _attr_frame(shifts))
     if not hasattr(shifts, "shape"):
         shifts = np.asarray(shifts)
     if len(shifts.shape) == 2 and shifts.shape[1] == 2:
@@ -88,6 +88,16 @@ def _as_shifts(shifts: Any) -> tuple[str, xr.DataArray, dict, tuple[int, int] | 
         "shifts must be a (time, axis) DataArray, an xnormcorre result Dataset, or an array "
         f"of shape (n_frames, 2) [(y, x) per frame], got shape {tuple(shifts.shape)}"
     )
+
+
+def _attr_frame(shifts: xr.DataArray) -> tuple[int, int] | None:
+    """Frame size recorded in the attributes of rigid shifts (None if not recorded)."""
+    size = shifts.attrs.get(cv.FRAME_SIZE)
+    try:
+        h, w = (int(v) for v in np.asarray(size).reshape(-1))
+    except (TypeError, ValueError):
+        return None
+    return h, w
 
 
 def _pw_frame(shifts: xr.DataArray) -> tuple[int, int] | None:
@@ -115,6 +125,12 @@ def _match_time(shifts: xr.DataArray, movie: xr.DataArray) -> xr.DataArray:
     if both_labeled and not shifts.indexes[cv.DIM_TIME].is_unique:
         raise ValueError("the time coordinate of shifts has duplicated labels; each frame needs one shift")
     if both_labeled and not np.array_equal(shifts[cv.DIM_TIME].values, movie[cv.DIM_TIME].values):
+        if not movie.indexes[cv.DIM_TIME].is_unique:
+            raise ValueError(
+                "the movie's time coordinate has duplicated labels and differs from the shifts': "
+                "the shifts cannot be matched to its frames by label; give the movie unique times "
+                "(e.g. movie.assign_coords(time=shifts.time) if they belong to the same frames)"
+            )
         try:
             return shifts.sel({cv.DIM_TIME: movie[cv.DIM_TIME].values})
         except KeyError:
@@ -482,8 +498,7 @@ def apply_shifts(
     border = vd.check_border(border)
     batch_size = vd.integer(batch_size, "batch_size", allow_none=True)
     clip = None if clip is None else vd.check_bool(clip, "clip")
-    if min_mov is not None and not np.isfinite(min_mov):
-        raise ValueError(f"min_mov must be finite, got {min_mov!r}")
+    min_mov = None if min_mov is None else vd.finite_number(min_mov, "min_mov")
     if convention != "xnormcorre":
         shifts = shifts_from(shifts, convention)
     kind, sh, attrs, frame = _as_shifts(shifts)

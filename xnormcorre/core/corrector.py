@@ -602,7 +602,9 @@ def _result(corr: Corrector, movie: xr.DataArray, ref: xr.DataArray | None) -> x
         rigid_shifts, pshifts = outputs[1], outputs[2]
         ds = ds.assign_coords(patch_grid(corr.shape, opts.strides, opts.overlaps).coords)
         ds[sc.SHIFTS] = xr.DataArray(pshifts, attrs=dict(sc.PW_SHIFT_ATTRS))
-        ds[sc.RIGID_SHIFTS] = xr.DataArray(rigid_shifts, attrs=dict(sc.RIGID_SHIFTS_ATTRS))
+        ds[sc.RIGID_SHIFTS] = xr.DataArray(
+            rigid_shifts, attrs=sc.with_frame_size(sc.RIGID_SHIFTS_ATTRS, corr.shape)
+        )
         run.update(
             strides=opts.strides,
             overlaps=opts.overlaps,
@@ -617,7 +619,7 @@ def _result(corr: Corrector, movie: xr.DataArray, ref: xr.DataArray | None) -> x
         )
         clip = params.rigid.clip
     else:
-        ds[sc.SHIFTS] = xr.DataArray(outputs[1], attrs=dict(sc.SHIFT_ATTRS))
+        ds[sc.SHIFTS] = xr.DataArray(outputs[1], attrs=sc.with_frame_size(sc.SHIFT_ATTRS, corr.shape))
         run.update(
             upsample_factor=opts.upsample_factor,
             frames_per_split=opts.frames_per_split,

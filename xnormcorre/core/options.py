@@ -125,18 +125,12 @@ def _common(shape: tuple[int, int], kw: dict[str, Any]) -> dict[str, Any]:
         "seed": vd.integer(kw["seed"], "seed", minimum=0),
         "border": vd.check_border(kw["border"]),
     }
-    if smooth_sigma is None or smooth_sigma < 0:
-        raise ValueError(f"smooth_sigma must be >= 0, got {smooth_sigma!r}")
-    if taper is not None and taper < 0:
-        raise ValueError(f"taper must be >= 0 or None, got {taper!r}")
-    if min_mov is not None and not math.isfinite(min_mov):
-        raise ValueError(f"min_mov must be finite, got {min_mov!r}")
     out.update(
         max_template_frames=vd.integer(kw["max_template_frames"], "max_template_frames", allow_none=True),
-        min_mov=None if min_mov is None else float(min_mov),
+        min_mov=None if min_mov is None else vd.finite_number(min_mov, "min_mov"),
         phase_corr=bool(kw["phase_corr"]),
-        smooth_sigma=float(smooth_sigma),
-        taper=taper,
+        smooth_sigma=vd.nonnegative_number(smooth_sigma, "smooth_sigma"),
+        taper=None if taper is None else vd.nonnegative_number(taper, "taper"),
     )
     return out
 

@@ -216,7 +216,7 @@ def pwrigid(
     ds = base_dataset(movie, corrected, corr, tmpl_da, sc.PW_COMMENT + opts.border)
     ds = ds.assign_coords(grid.coords)
     ds[sc.SHIFTS] = xr.DataArray(pshifts, attrs=dict(sc.PW_SHIFT_ATTRS))
-    ds[sc.RIGID_SHIFTS] = xr.DataArray(rigid, attrs=dict(sc.RIGID_SHIFTS_ATTRS))
+    ds[sc.RIGID_SHIFTS] = xr.DataArray(rigid, attrs=sc.with_frame_size(sc.RIGID_SHIFTS_ATTRS, shape))
     run_params: dict[str, Any] = {
         "max_shifts": opts.max_shifts,
         "strides": opts.strides,

@@ -218,7 +218,7 @@ def rigid(
     params = replace(params, clip=vd.check_bool(clip, "clip")).calibrated(cal)
     corrected, shifts, corr = register_lazily(movie, ref, tmpl_da.values, params, {(sc.DIM_AXIS,): (2,)})
     ds = base_dataset(movie, corrected, corr, tmpl_da, sc.RIGID_COMMENT + opts.border)
-    ds[sc.SHIFTS] = xr.DataArray(shifts, attrs=dict(sc.SHIFT_ATTRS))
+    ds[sc.SHIFTS] = xr.DataArray(shifts, attrs=sc.with_frame_size(sc.SHIFT_ATTRS, shape))
     run_params: dict[str, Any] = {
         "max_shifts": opts.max_shifts,
         "upsample_factor": opts.upsample_factor,

@@ -113,6 +113,45 @@ def _select_channel(movie: xr.DataArray, channel: int | str, source: Any) -> xr.
     return movie.isel(channel=int(channel))
 
 
+#: Dimensions a movie may have (the keys of a ``chunks`` dict).
+_MOVIE_DIMS = ("time", "channel", "y", "x")
+
+
+def _chunk_size(value: Any, where: str) -> Any:
+    """One dimension's chunks: a size >= 1, -1 or None (whole), "auto", or a tuple of sizes."""
+    if value is None or value == -1 or (isinstance(value, str) and value == "auto"):
+        return value
+    if isinstance(value, tuple) and value and all(_is_size(v) for v in value):
+        return value
+    if _is_size(value):
+        return int(value)
+    raise ValueError(
+        f"chunks={where}: a chunk size must be an integer >= 1 (frames), -1 or None (the whole "
+        'dimension) or "auto"'
+    )
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 1
+
+
+def _check_chunks(chunks: Any) -> Any:
+    """``chunks`` of :func:`open_movie`, checked before the file is opened."""
+    if chunks is None:
+        return None
+    if isinstance(chunks, Mapping):
+        unknown = [k for k in chunks if k not in _MOVIE_DIMS]
+        if unknown:
+            raise ValueError(
+                f"chunks names {', '.join(map(repr, unknown))}, not a dimension of a movie; "
+                f"use {', '.join(map(repr, _MOVIE_DIMS))}"
+            )
+        return {k: _chunk_size(v, f"{{{k!r}: {v!r}}}") for k, v in chunks.items()}
+    if isinstance(chunks, (bool, np.bool_)) or not isinstance(chunks, (int, np.integer, str)):
+        raise TypeError(f'chunks must be an int, "auto" or a dict of dimension sizes, got {chunks!r}')
+    return _chunk_size(chunks, repr(chunks))
+
+
 def open_movie(
     path_or_paths: str | os.PathLike | Sequence[str | os.PathLike],
     *,
@@ -189,6 +228,7 @@ def open_movie(
     >>> xnormcorre.open_movie(q).dims, xnormcorre.open_movie(q, channel=1).dims
     (('time', 'channel', 'y', 'x'), ('time', 'y', 'x'))
     """
+    chunks = _check_chunks(chunks)
     engine, target = _engine_for(path_or_paths)
     kwargs: dict[str, Any] = {"fps": fps}
     if engine is TiffBackendEntrypoint:

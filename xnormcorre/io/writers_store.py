@@ -1,0 +1,141 @@
+"""The NetCDF-4 and zarr writers :func:`to_netcdf` and :func:`to_zarr`: a movie (cast to an
+output dtype, with a warning when many pixels saturate) or a result Dataset, written
+atomically by xarray, dask chunk by dask chunk."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from ..schema import CORRECTED
+from . import atomic
+from .blocks import cast_movie, lazy_clipped, out_dtype, warn_clipped
+
+__all__ = ["as_dataset", "dask_compute", "to_netcdf", "to_zarr"]
+
+
+@contextlib.contextmanager
+def _dask_progress(desc: str, enabled: bool) -> Iterator[None]:
+    """A tqdm bar over the dask tasks computed inside the block."""
+    if not enabled:
+        yield
+        return
+    from tqdm.dask import TqdmCallback
+
+    with TqdmCallback(desc=desc, unit="task", leave=True):
+        yield
+
+
+def dask_compute(delayed, *extra: Any) -> tuple:
+    """Compute a delayed write together with ``extra`` (lazy values sharing its dask graph:
+    the shared tasks run once); returns ``extra`` computed."""
+    import dask
+
+    return tuple(dask.compute(delayed, *extra)[1:])
+
+
+def as_dataset(obj: xr.DataArray | xr.Dataset, dtype: Any, attrs: dict | None) -> tuple[xr.Dataset, Any]:
+    """The Dataset to write and the (lazy) number of pixels that the cast to ``dtype`` clips.
+
+    A Dataset is written as it is; a movie (DataArray) is cast to ``dtype`` (integers
+    rounded and clipped, NaN -> 0) and gets the Dataset attributes ``attrs``.
+    """
+    if isinstance(obj, xr.Dataset):
+        return obj, 0
+    dtype = None if dtype is None else out_dtype(dtype)
+    ds = cast_movie(obj, dtype).rename(obj.name or CORRECTED).to_dataset()
+    ds.attrs = dict(attrs or {})
+    for name in ds.variables:
+        ds[name].encoding = {}
+    return ds, lazy_clipped(obj, dtype)
+
+
+def _write_dataset(
+    obj: xr.DataArray | xr.Dataset,
+    path: str | os.PathLike,
+    fmt: str,
+    *,
+    overwrite: bool,
+    dtype: Any,
+    attrs: dict | None,
+    progress: bool,
+    compute: Callable | None,
+) -> Path:
+    store = fmt == "zarr"
+    target = atomic.check_target(path, overwrite, store=store)
+    ds, clipped = as_dataset(obj, dtype, attrs)
+    n_clipped: list[int] = []
+
+    def write(tmp: Path) -> None:
+        if store:
+            delayed = ds.to_zarr(tmp, mode="w-", compute=False, consolidated=True, zarr_format=2)
+        else:
+            delayed = ds.to_netcdf(tmp, compute=False, engine="netcdf4")
+        with _dask_progress(f"to_{fmt} {target.name}", progress):
+            n_clipped.append(int((compute or dask_compute)(delayed, clipped)[0]))
+
+    atomic.write_atomically(target, write, overwrite=overwrite, store=store)
+    if not isinstance(obj, xr.Dataset) and dtype is not None:
+        warn_clipped(n_clipped[0], obj.size, np.dtype(dtype), target, stacklevel=4)
+    return target
+
+
+def to_netcdf(
+    obj: xr.DataArray | xr.Dataset,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    dtype: Any = None,
+    attrs: dict | None = None,
+    progress: bool = False,
+    _compute: Callable | None = None,
+) -> Path:
+    """Write a movie (DataArray, cast to ``dtype``) or a result Dataset to NetCDF-4, atomically.
+
+    An integer ``dtype`` rounds and clips the movie (NaN -> 0), with a ``UserWarning``
+    when more than 0.1 % of the pixels saturate.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, xarray as xr
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "r.nc"
+    >>> _ = to_netcdf(xr.Dataset({"a": ("t", [1.0, 2.0])}), p)
+    >>> xr.open_dataset(p).a.values.tolist()
+    [1.0, 2.0]
+    """
+    return _write_dataset(
+        obj,
+        path,
+        "netcdf",
+        overwrite=overwrite,
+        dtype=dtype,
+        attrs=attrs,
+        progress=progress,
+        compute=_compute,
+    )
+
+
+def to_zarr(
+    obj: xr.DataArray | xr.Dataset,
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    dtype: Any = None,
+    attrs: dict | None = None,
+    progress: bool = False,
+    _compute: Callable | None = None,
+) -> Path:
+    """Write a movie (DataArray, cast to ``dtype``) or a Dataset to a zarr (v2) store, atomically.
+
+    An integer ``dtype`` rounds and clips the movie (NaN -> 0), with a ``UserWarning``
+    when more than 0.1 % of the pixels saturate.
+    """
+    return _write_dataset(
+        obj, path, "zarr", overwrite=overwrite, dtype=dtype, attrs=attrs, progress=progress, compute=_compute
+    )
