@@ -103,3 +103,29 @@ def test_frames_view_reads_chunks_once_within_its_memory_budget(synthetic_tiff, 
     reads.clear()
     np.testing.assert_array_equal(small[0:30], arr[0:30])
     assert sorted(reads) == list(range(40))  # the two chunks holding frames 0..29
+
+
+@pytest.mark.parametrize("derived", ["time slice", "channel selection", "highpass reference"])
+@pytest.mark.parametrize("kind", ["rigid", "pwrigid"])
+def test_template_step_reads_each_needed_frame_once(synthetic_tiff, reads, derived, kind):
+    """The template step alone (the registration pass stays lazy) reads each frame it needs
+    once -- at most 1.5 reads per needed frame -- whatever the lazy movie derives from, and
+    gives the template of the same movie in memory."""
+    p, arr = synthetic_tiff
+    movie = xnormcorre.open_movie(p, chunks={"time": 20})
+    if derived == "time slice":
+        lazy, memory = movie.isel(time=slice(5, 45)), arr[5:45].astype(np.float32)
+    elif derived == "channel selection":
+        lazy = xr.concat([movie, movie + 1], dim="channel").isel(channel=0)
+        memory = arr.astype(np.float32)
+    else:
+        lazy, memory = xnormcorre.highpass(movie), xnormcorre.highpass(arr).values
+    kw = {"max_shifts": 4}
+    if kind == "pwrigid":
+        kw.update(strides=(24, 24), overlaps=(8, 8), max_deviation_rigid=2)
+    res = getattr(xnormcorre, kind)(lazy, **kw)  # lazy: only the template step has run
+    needed = len(memory)  # the sample and the splits: every frame of this short movie
+    assert len(reads) <= 1.5 * needed, (len(reads), needed)
+    assert len(set(reads)) == needed
+    expected = getattr(xnormcorre, kind)(memory, **kw)
+    np.testing.assert_array_equal(res.template.values, expected.template.values)
