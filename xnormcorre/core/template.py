@@ -11,6 +11,7 @@ from .. import schema as sc
 from .. import validate as vd
 from ..engine import template as _tmpl
 from ..schema import DIM_TIME, DIM_X, DIM_Y
+from .docstrings import fill_doc
 from .movie import Frames
 from .options import Options, rigid_options, with_aliases
 from .result import template_da
@@ -18,6 +19,7 @@ from .result import template_da
 __all__ = ["calibrate_for", "estimate_for", "estimate_template", "template_for_run"]
 
 
+@fill_doc
 def estimate_template(
     movie: xr.DataArray | np.ndarray,
     *,
@@ -48,7 +50,21 @@ def estimate_template(
     step the template is moved to the centre of the range of frame positions.
     Frames are read one batch at a time, so memory stays bounded for lazy movies.
 
-    Parameters are as in :func:`rigid` (including its CaImAn/jnormcorre ``**aliases``).
+    Parameters
+    ----------
+    %(movie)s
+    %(max_shifts)s
+    %(upsample_factor)s
+    %(frames_per_split)s
+    %(num_splits_to_process)s
+    %(niter)s
+    %(seed)s
+    %(phase_corr)s
+    %(smooth_sigma)s
+    %(taper)s
+    %(batch_size)s
+    %(max_template_frames)s
+    %(aliases)s
 
     Returns
     -------
