@@ -1,8 +1,8 @@
 """One home for the text of the parameters that several public functions share.
 
-A docstring names a shared parameter block by a line holding only ``%(name)s``;
-:func:`fill_doc` replaces that line by the block of :data:`PARAMETERS`, indented as the
-line, so that ``help()``, Jupyter's Shift-Tab and the API pages show the full text.
+A docstring names shared parameter blocks by a line holding only ``%(name)s`` or
+``%(name, other, ...)s``; :func:`fill_doc` replaces that line by the blocks of
+:data:`PARAMETERS`, indented as the line, so that ``help()``, Jupyter's Shift-Tab and the API pages show the full text.
 Indented lines after the placeholder continue the block's description (one function's
 own remark, such as an alias).
 """
@@ -129,12 +129,13 @@ scan_phase : None, "auto", float or DataArray
     to write instead.""",
 }
 
-_PLACEHOLDER = re.compile(r"^([ \t]*)%\((\w+)\)s[ \t]*$", re.MULTILINE)
+_PLACEHOLDER = re.compile(r"^([ \t]*)%\(([\w, ]+)\)s[ \t]*$", re.MULTILINE)
 
 
 def fill_doc(fn: F) -> F:
-    """Replace each line ``%(name)s`` of ``fn``'s docstring by the block
-    ``PARAMETERS[name]``, indented as that line; an unknown name raises ``KeyError``.
+    """Replace each line ``%(name)s`` (or ``%(name, other, ...)s``) of ``fn``'s docstring
+    by the blocks ``PARAMETERS[name]``, indented as that line; an unknown name raises
+    ``KeyError``.
 
     Examples
     --------
@@ -142,13 +143,16 @@ def fill_doc(fn: F) -> F:
     ... def f(seed=0):
     ...     '''Parameters
     ...     ----------
-    ...     %(seed)s
+    ...     %(seed, taper)s
     ...     '''
-    >>> print(f.__doc__.splitlines()[2].strip())
-    seed : int
+    >>> [line.strip() for line in f.__doc__.splitlines() if " : " in line]
+    ['seed : int', 'taper : float, optional']
     """
     if fn.__doc__:  # None under python -OO
-        fn.__doc__ = _PLACEHOLDER.sub(
-            lambda m: textwrap.indent(PARAMETERS[m.group(2)], m.group(1)), fn.__doc__
-        )
+        fn.__doc__ = _PLACEHOLDER.sub(_blocks, fn.__doc__)
     return fn
+
+
+def _blocks(m: re.Match) -> str:
+    names = [n.strip() for n in m.group(2).split(",")]
+    return textwrap.indent("\n".join(PARAMETERS[n] for n in names), m.group(1))

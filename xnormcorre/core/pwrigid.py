@@ -107,17 +107,9 @@ def pwrigid(
         rigid: with ``num_splits_to_process_rig`` (``_els``) None, at most
         ``max(1, max_template_frames // frames_per_split)`` splits (seeded draw);
         ``None`` registers every split (jnormcorre/CaImAn).
-    %(min_mov)s
-    %(border)s
-    %(batch_size)s
-    %(seed)s
-    %(phase_corr)s
-    %(smooth_sigma)s
-    %(taper)s
-    %(defects)s
-    %(clip)s
-    %(scan_phase)s
-    %(aliases)s
+    %(min_mov, border, batch_size, seed)s
+    %(phase_corr, smooth_sigma, taper)s
+    %(defects, clip, scan_phase, aliases)s
 
     Returns
     -------

@@ -76,17 +76,9 @@ def rigid(
     %(niter)s
         Alias: ``niter_rig``.
     %(max_template_frames)s
-    %(min_mov)s
-    %(border)s
-    %(batch_size)s
-    %(seed)s
-    %(phase_corr)s
-    %(smooth_sigma)s
-    %(taper)s
-    %(defects)s
-    %(clip)s
-    %(scan_phase)s
-    %(aliases)s
+    %(min_mov, border, batch_size, seed)s
+    %(phase_corr, smooth_sigma, taper)s
+    %(defects, clip, scan_phase, aliases)s
 
     Returns
     -------
