@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+
+from .common import check_bounds, derivative
 
 __all__ = ["CramerRao", "crlb", "crlb_patches", "efficiency", "fisher_information", "rmse", "shift_errors"]
 
@@ -72,15 +73,12 @@ def _check_camera(gain, read_noise) -> tuple[float, float]:
     return gain, read_noise
 
 
-_FIVE_POINT = np.array([1.0, -8.0, 0.0, 8.0, -1.0]) / 12.0
-
-
 def _central(mu: np.ndarray, stencil: int) -> tuple[np.ndarray, np.ndarray]:
     if stencil == 3:
         gy, gx = np.gradient(mu, axis=(1, 2))
         return gy, gx
     if stencil == 5:
-        return tuple(ndimage.correlate1d(mu, _FIVE_POINT, axis=a, mode="nearest") for a in (1, 2))
+        return tuple(derivative(mu, a) for a in (1, 2))
     raise ValueError(f"stencil must be 3 or 5, got {stencil!r}")
 
 
@@ -232,8 +230,8 @@ def crlb_patches(
     """
     terms = _terms(clean, gain, read_noise, offset, gradient, stencil)
     h, w = terms[0].shape[1:]
-    yb = _bounds(y_bounds, h, "y_bounds")
-    xb = _bounds(x_bounds, w, "x_bounds")
+    yb = check_bounds(y_bounds, h, "y_bounds")
+    xb = check_bounds(x_bounds, w, "x_bounds")
     sums = []
     for term in terms:
         s = np.empty((term.shape[0], len(yb), len(xb)))
@@ -242,18 +240,6 @@ def crlb_patches(
                 s[:, i, j] = term[:, y0:y1, x0:x1].sum(axis=(1, 2))
         sums.append(s)
     return _assemble(*sums)
-
-
-def _bounds(bounds, n: int, name: str) -> list[tuple[int, int]]:
-    out = []
-    for b in bounds:
-        a, c = (int(v) for v in b)
-        if not 0 <= a < c <= n:
-            raise ValueError(f"{name} entries must satisfy 0 <= start < stop <= {n}, got {tuple(b)}")
-        out.append((a, c))
-    if not out:
-        raise ValueError(f"{name} must hold at least one (start, stop) pair")
-    return out
 
 
 def shift_errors(estimated: np.ndarray, true: np.ndarray, *, remove_offset: bool = True) -> np.ndarray:
