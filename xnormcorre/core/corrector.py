@@ -16,7 +16,6 @@ that a user need not carry the template and the parameters from call to call:
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -37,36 +36,17 @@ from .corrector_file import (
     read_corrector,
     write_atomically,
 )
-from .corrector_run import correction_comment, corrector_result, register_frames
+from .corrector_frames import SingleFrames
+from .corrector_run import PW_KEYWORDS, RIGID_KEYWORDS, correction_comment, corrector_result, register_frames
 from .loader import as_movie
 from .movie import Frames, check_reference, resolve_min_mov
 from .options import pw_options, rigid_options
-from .pwrigid import pwrigid
-from .rigid import rigid
 from .template import calibrate_for
 
 __all__ = ["FORMAT_VERSION", "Corrector"]
 
 
-#: Keywords of rigid()/pwrigid() that are not registration options of the corrector.
-_NOT_OPTIONS = ("movie", "template", "reference", "defects", "clip", "scan_phase")
-
-
-def _defaults(fn) -> dict[str, Any]:
-    return {
-        k: p.default
-        for k, p in inspect.signature(fn).parameters.items()
-        if k not in _NOT_OPTIONS and p.default is not inspect.Parameter.empty
-    }
-
-
-#: Every keyword of rigid()/pwrigid() with its default (template estimation included:
-#: recorded in the results as the batch functions record them).
-_RIGID_KW = _defaults(rigid)
-_PW_KW = _defaults(pwrigid)
-
-
-class Corrector:
+class Corrector(SingleFrames):
     """Register frames to a fixed template with fixed parameters, again and again.
 
     Parameters
@@ -174,7 +154,7 @@ class Corrector:
         self.template = vd.as_template(template, shape)
         self.shape: tuple[int, int] = shape  # type: ignore[assignment]
         self.piecewise = kw.get("strides") is not None
-        defaults = _PW_KW if self.piecewise else _RIGID_KW
+        defaults = PW_KEYWORDS if self.piecewise else RIGID_KEYWORDS
         unknown = sorted(set(kw) - set(defaults))
         if unknown:
             raise TypeError(f"Corrector got unexpected parameters {unknown}")
@@ -242,7 +222,7 @@ class Corrector:
         if method not in (sc.RIGID, sc.PWRIGID):
             raise ValueError(f"result attrs 'method' must be 'rigid' or 'pwrigid', got {method!r}")
         params = sc.parameters_from_attrs(result.attrs)
-        defaults = _PW_KW if method == sc.PWRIGID else _RIGID_KW
+        defaults = PW_KEYWORDS if method == sc.PWRIGID else RIGID_KEYWORDS
         kw = {k: v for k, v in params.items() if k in defaults}
         cal = calibration_from_attrs(result)
         tmpl = result[sc.TEMPLATE].transpose(sc.DIM_Y, sc.DIM_X)
@@ -403,62 +383,6 @@ class Corrector:
             ),
         )
         return da
-
-    # ------------------------------------------------------------------ single frames
-    def _registrar(self, frame):
-        if self._fast is None:
-            if self._cal is None or (self._opts.border == "min" and self._min_mov is None):
-                f = np.asarray(frame)
-                if f.shape != self.shape:
-                    raise ValueError(f"frame must have the template's shape {self.shape}, got {f.shape}")
-                self._ensure(self._movie(f[None], "frame"), None)
-            from ..engine.fast import FrameRegistrar
-
-            self._fast = FrameRegistrar(self._params(1), self.template)
-        return self._fast
-
-    def shift(self, frame: np.ndarray) -> np.ndarray:
-        """The displacement of one frame's content relative to the template (the fast path).
-
-        NumPy in, NumPy out: no labels and no checks beyond the frame's shape and dtype
-        (a frame holding NaN gives NaN shifts), compiled once per frame shape.
-
-        Parameters
-        ----------
-        frame : ndarray (y, x)
-            One frame of the template's shape, integer or float.
-
-        Returns
-        -------
-        ndarray
-            ``(2,)`` float32 shift ``(y, x)`` (rigid), or ``(patch_y, patch_x, 2)`` patch
-            shifts (piecewise rigid); ``frame(r) ≈ template(r - shift)``.
-        """
-        return (self._fast or self._registrar(frame)).shift(frame)
-
-    def correct_frame(
-        self, frame: np.ndarray, *, reference: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One frame registered and corrected (the fast path, as :meth:`shift`).
-
-        Parameters
-        ----------
-        frame : ndarray (y, x)
-            The frame to correct.
-        reference : ndarray (y, x), optional
-            The same frame in another channel (or filtered) to estimate the shift on;
-            the shift is then applied to ``frame``.
-
-        Returns
-        -------
-        corrected : ndarray (y, x) float32
-            The frame moved by ``-shift`` (read-only).
-        shift : ndarray
-            As returned by :meth:`shift`.
-        """
-        reg = self._fast or self._registrar(frame if reference is None else reference)
-        out, shift, _ = reg.correct(frame, reference)
-        return out, shift
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

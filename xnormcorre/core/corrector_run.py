@@ -3,6 +3,7 @@ Dataset, built as :func:`xnormcorre.rigid` / :func:`xnormcorre.pwrigid` build th
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -14,9 +15,28 @@ from ..qc.diagnose import conclude
 from .grid import patch_grid
 from .movie import register_lazily
 from .options import Options
+from .pwrigid import pwrigid
 from .result import base_dataset, finish, template_da
+from .rigid import rigid
 
-__all__ = ["correction_comment", "corrector_result", "register_frames"]
+__all__ = ["PW_KEYWORDS", "RIGID_KEYWORDS", "correction_comment", "corrector_result", "register_frames"]
+
+#: Keywords of rigid()/pwrigid() that are not registration options of the corrector.
+_NOT_OPTIONS = ("movie", "template", "reference", "defects", "clip", "scan_phase")
+
+
+def _defaults(fn) -> dict[str, Any]:
+    return {
+        k: p.default
+        for k, p in inspect.signature(fn).parameters.items()
+        if k not in _NOT_OPTIONS and p.default is not inspect.Parameter.empty
+    }
+
+
+#: Every keyword of rigid()/pwrigid() with its default (template estimation included:
+#: recorded in the results as the batch functions record them).
+RIGID_KEYWORDS = _defaults(rigid)
+PW_KEYWORDS = _defaults(pwrigid)
 
 
 def correction_comment(piecewise: bool, border: str) -> str:
