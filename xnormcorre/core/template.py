@@ -138,27 +138,28 @@ def estimate_for(source: xr.DataArray, opts: Options, pw=None, *, defects=True) 
     frames = Frames(source)
     # the rigid template step of a piecewise-rigid run reads as its pass does
     rigid = opts.rigid_params(shape, n, border="copy", batch_size=None if pw is None else pw.rigid.batch_size)
+    common = {
+        "frames_per_split": opts.frames_per_split,
+        "max_frames": opts.max_template_frames,
+        "defects": defects,
+    }
     tmpl = _tmpl.estimate_template(
         frames,
         rigid,
-        frames_per_split=opts.frames_per_split,
         num_splits_to_process=opts.num_splits_to_process,
         niter=opts.niter,
         seed=opts.seed,
-        max_frames=opts.max_template_frames,
-        defects=defects,
+        **common,
     )
     if pw is None:
         return tmpl
     return _tmpl.estimate_template(
         frames,
         pw,
-        frames_per_split=opts.frames_per_split,
         num_splits_to_process=opts.num_splits_to_process_els,
         niter=opts.niter_els,
         seed=opts.seed + 1,
         init=tmpl.template,
         calibration=tmpl.calibration,
-        max_frames=opts.max_template_frames,
-        defects=defects,
+        **common,
     )
