@@ -40,15 +40,18 @@ def resolve_min_mov(movie: xr.DataArray, min_mov: float | None) -> float:
 
 #: Bytes of whole time chunks a :class:`Frames` view keeps (template estimation).
 CHUNK_CACHE_BYTES = 2**28
+#: Pixels per time chunk of a :class:`Frames` view of a lazily opened file without dask.
+LAZY_CHUNK_PIXELS = 2**24
 
 
 class Frames:
     """Time-indexable view of a DataArray for the engine: ``frames[a:b]`` or
     ``frames[index_array]``, each read as one computation.
 
-    An in-memory or backend-lazy movie reads only the requested frames.  A dask-backed
-    movie is read by whole time chunks (dask computes a chunk of a derived movie -- a
-    slice, a channel, a filtered reference -- whole), those a read needs in one graph,
+    An in-memory movie reads only the requested frames.  A dask-backed movie -- and a
+    lazily opened file without dask, viewed in time chunks of ``LAZY_CHUNK_PIXELS``
+    pixels -- is read by whole time chunks (dask computes a chunk of a derived movie --
+    a slice, a channel, a filtered reference -- whole), those a read needs in one graph,
     kept in a least-recently-used cache of at most ``cache_bytes``, so that the template
     sample and the template iterations that follow compute each chunk once rather than
     once per read.  A sample of frames whose chunks would not fit in the cache is read
@@ -58,6 +61,10 @@ class Frames:
     """
 
     def __init__(self, movie: xr.DataArray, cache_bytes: int = CHUNK_CACHE_BYTES):
+        if movie.chunks is None and not movie.variable._in_memory and DIM_TIME in movie.dims:
+            # a lazily opened file without dask: read in time chunks, through the cache
+            frame = int(np.prod([n for d, n in movie.sizes.items() if d != DIM_TIME]))
+            movie = movie.chunk({DIM_TIME: max(1, LAZY_CHUNK_PIXELS // max(frame, 1))})
         self._movie = movie
         self.shape = tuple(movie.shape)
         self._cache: dict[int, np.ndarray] = {}
