@@ -16,8 +16,10 @@ the data.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -110,31 +112,6 @@ def _assemble(syy, syx, sxx) -> CramerRao:
     return CramerRao(fisher=fisher, trace=trace, rmse=float(rmse) if rmse.ndim == 0 else rmse)
 
 
-def fisher_information(
-    clean: np.ndarray,
-    *,
-    gain: float,
-    read_noise: float,
-    offset: float = 0.0,
-    gradient: np.ndarray | None = None,
-    stencil: int = 3,
-) -> np.ndarray:
-    """Fisher information of the 2-D shift of each frame, ``(T, 2, 2)`` in px^-2.
-
-    Parameters are those of :func:`crlb`.
-
-    Examples
-    --------
-    >>> y, x = np.mgrid[:32, :32]
-    >>> mu = 100 + 50 * np.exp(-((y - 16.0) ** 2 + (x - 16.0) ** 2) / 18)
-    >>> fisher_information(mu, gain=0.0, read_noise=1.0).shape
-    (1, 2, 2)
-    """
-    return _assemble(
-        *(t.sum(axis=(1, 2)) for t in _terms(clean, gain, read_noise, offset, gradient, stencil))
-    ).fisher
-
-
 def crlb(
     clean: np.ndarray,
     *,
@@ -188,6 +165,24 @@ def crlb(
     return _assemble(
         *(t.sum(axis=(1, 2)) for t in _terms(clean, gain, read_noise, offset, gradient, stencil))
     )
+
+
+def fisher_information(clean: np.ndarray, **camera: Any) -> np.ndarray:
+    """Fisher information of the 2-D shift of each frame, ``(T, 2, 2)`` in px^-2: the
+    ``fisher`` of :func:`crlb`, whose parameters it takes.
+
+    Examples
+    --------
+    >>> y, x = np.mgrid[:32, :32]
+    >>> mu = 100 + 50 * np.exp(-((y - 16.0) ** 2 + (x - 16.0) ** 2) / 18)
+    >>> fisher_information(mu, gain=0.0, read_noise=1.0).shape
+    (1, 2, 2)
+    """
+    return crlb(clean, **camera).fisher
+
+
+# help() and Jupyter show crlb's parameters
+fisher_information.__signature__ = inspect.signature(crlb).replace(return_annotation=np.ndarray)  # type: ignore[attr-defined]
 
 
 def crlb_patches(

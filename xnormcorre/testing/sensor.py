@@ -6,9 +6,15 @@ import numpy as np
 
 from .common import finite, nonnegative, positive
 
-__all__ = ["DEFECT_KINDS", "add_defects", "camera"]
+__all__ = ["DEFECT_KINDS", "add_defects", "camera", "camera_parameters"]
 
 DEFECT_KINDS = ("hot", "dead", "stuck", "line")
+
+
+def camera_parameters(gain, offset, read_noise) -> tuple[float, float, float]:
+    """The camera model's ``(gain, offset, read_noise)`` checked: ADU per photon > 0, a
+    finite offset (ADU) and a read noise >= 0 (ADU)."""
+    return positive(gain, "gain"), finite(offset, "offset"), nonnegative(read_noise, "read_noise")
 
 
 def camera(
@@ -30,9 +36,7 @@ def camera(
     lam = np.asarray(photons, dtype=np.float64)
     if not np.all(np.isfinite(lam)) or lam.min(initial=0.0) < 0:
         raise ValueError("photons must be finite and >= 0")
-    gain = positive(gain, "gain")
-    offset = finite(offset, "offset")
-    read_noise = nonnegative(read_noise, "read_noise")
+    gain, offset, read_noise = camera_parameters(gain, offset, read_noise)
     rng = np.random.default_rng(rng)
     adu = gain * rng.poisson(lam).astype(np.float64) + offset
     if read_noise:

@@ -40,10 +40,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .common import check_bounds, derivative, finite, integer, nonnegative, positive
+from .common import check_bounds, derivative, integer, nonnegative, positive
 from .motion import MOTIONS, nonrigid_modes, trajectory
 from .scene import block_mean, calcium_traces, render_scene
-from .sensor import DEFECT_KINDS, add_defects, camera
+from .sensor import DEFECT_KINDS, add_defects, camera, camera_parameters
 
 __all__ = [
     "DEFECT_KINDS",
@@ -192,9 +192,11 @@ class SimulatedMovie:
         """
         old_scale = self.gain * self.photons_per_px
         p = positive(self.photons_per_px if photons_per_px is None else photons_per_px, "photons_per_px")
-        g = positive(self.gain if gain is None else gain, "gain")
-        o = finite(self.offset if offset is None else offset, "offset")
-        rn = nonnegative(self.read_noise if read_noise is None else read_noise, "read_noise")
+        g, o, rn = camera_parameters(
+            self.gain if gain is None else gain,
+            self.offset if offset is None else offset,
+            self.read_noise if read_noise is None else read_noise,
+        )
         factor = g * p / old_scale
         clean = ((self.clean.astype(np.float64) - self.offset) * factor + o).astype(np.float32)
         template = ((self.template.astype(np.float64) - self.offset) * factor + o).astype(np.float32)
@@ -302,9 +304,7 @@ def simulate_movie(
     h, w = (integer(s, "shape", 8) for s in shape)
     n = integer(n_frames, "n_frames", 1)
     photons_per_px = positive(photons_per_px, "photons_per_px")
-    gain = positive(gain, "gain")
-    offset = finite(offset, "offset")
-    read_noise = nonnegative(read_noise, "read_noise")
+    gain, offset, read_noise = camera_parameters(gain, offset, read_noise)
     nonrigid = nonnegative(nonrigid, "nonrigid")
     activity = nonnegative(activity, "activity")
     cell_density = nonnegative(cell_density, "cell_density")
