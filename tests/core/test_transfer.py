@@ -39,6 +39,11 @@ def test_transfer_from_bright_channel_corrects_dim_channel(two_channels):
     again = xnormcorre.rigid(green, template=ref.template, max_shifts=6, reference=red)
     np.testing.assert_array_equal(again.shifts.values, ref.shifts.values)
     assert moved.attrs["shifts_estimated_on"] == "reference (red)"
+    # channels of one DataArray: the channel label names the reference (both share a name)
+    both = xr.concat([red, green.rename("red")], dim="channel").assign_coords(channel=["red", "green"])
+    by_label = both.sel(channel="green").normcorre.rigid(reference=both.sel(channel="red"), max_shifts=6)
+    assert by_label.attrs["shifts_estimated_on"] == "reference (channel red)"
+    np.testing.assert_array_equal(by_label.shifts.values, moved.shifts.values)
     # the dim channel is moved by the bright channel's shifts
     direct = xnormcorre.rigid(green, template=ref.template, max_shifts=6)
     assert direct.attrs["shifts_estimated_on"] == "movie"
@@ -96,6 +101,7 @@ def test_highpass_estimate_beats_raw_on_one_photon_like_movie():
     e_raw, e_hp = shift_rmse(raw.shifts, ds.true_shifts), shift_rmse(hp.shifts, ds.true_shifts)
     assert e_hp < e_raw, (e_hp, e_raw)
     assert e_hp <= 0.15, e_hp
+    assert hp.attrs["shifts_estimated_on"] == "reference (high-passed movie (gSig_filt = [3.0, 3.0]))"
     # shifts estimated on the filtered movie are applied to the raw one (background kept)
     assert float(hp.corrected.mean()) == pytest.approx(float(movie.mean()), rel=0.05)
 

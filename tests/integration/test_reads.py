@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import xarray as xr
 
 import xnormcorre
+from xnormcorre.core.movie import register_lazily
 from xnormcorre.io import tiff as tiff_mod
 
 
@@ -103,3 +106,41 @@ def test_frames_view_reads_chunks_once_within_its_memory_budget(synthetic_tiff, 
     reads.clear()
     np.testing.assert_array_equal(small[0:30], arr[0:30])
     assert sorted(reads) == list(range(40))  # the two chunks holding frames 0..29
+
+
+@pytest.mark.parametrize(
+    "derived", ["time slice", "channel selection", "highpass reference", "file opened without dask"]
+)
+@pytest.mark.parametrize("kind", ["rigid", "pwrigid"])
+def test_template_step_reads_each_needed_frame_once(synthetic_tiff, reads, monkeypatch, derived, kind):
+    """The template step (every read before the registration pass starts) reads each frame it
+    needs once -- at most 1.5 reads per needed frame -- whatever the lazy movie derives from,
+    and gives the template of the same movie in memory."""
+    p, arr = synthetic_tiff
+    movie = xnormcorre.open_movie(p, chunks={"time": 20})
+    if derived == "time slice":
+        lazy, memory = movie.isel(time=slice(5, 45)), arr[5:45].astype(np.float32)
+    elif derived == "channel selection":
+        lazy = xr.concat([movie, movie + 1], dim="channel").isel(channel=0)
+        memory = arr.astype(np.float32)
+    elif derived == "highpass reference":
+        lazy, memory = xnormcorre.highpass(movie), xnormcorre.highpass(arr).values
+    else:  # backend-lazy, no dask: the registration pass itself then runs eagerly
+        lazy, memory = xr.open_dataarray(p, engine="xnormcorre_tiff", cache=False), arr
+    module = sys.modules[f"xnormcorre.core.{kind}"]
+    before_pass: list[int] = []
+
+    def spy(*args, **kwargs):
+        before_pass.append(len(reads))
+        return register_lazily(*args, **kwargs)
+
+    monkeypatch.setattr(module, "register_lazily", spy)
+    kw = {"max_shifts": 4}
+    if kind == "pwrigid":
+        kw.update(strides=(24, 24), overlaps=(8, 8), max_deviation_rigid=2)
+    res = getattr(xnormcorre, kind)(lazy, **kw)
+    needed = len(memory)  # the sample and the splits: every frame of this short movie
+    assert before_pass[0] <= 1.5 * needed, (before_pass[0], needed)
+    assert len(set(reads[: before_pass[0]])) == needed
+    expected = getattr(xnormcorre, kind)(memory, **kw)
+    np.testing.assert_array_equal(res.template.values, expected.template.values)

@@ -54,34 +54,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number(convert: type, ok, expected: str):
+    """An argparse ``type``: ``convert(text)``, accepted where ``ok(value)``, else the error
+    "expected <expected>, got <text>"."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+_nonneg_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+_positive_float = _number(float, lambda v: v > 0 and v != float("inf"), "a positive number")
 
 
 def _channel(text: str) -> int | str:
@@ -157,6 +148,11 @@ def _add_output(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
+def _add_pair(g, flag: str, help: str, default: list[int] | None = None) -> None:
+    """An option of (y, x) pixels: one value for both axes, or Y X."""
+    g.add_argument(flag, type=int, nargs="+", default=default, metavar=("Y", "X"), help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``xnormcorre`` argument parser.
 
@@ -212,27 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(c)
     r = c.add_argument_group("registration (names follow CaImAn / jnormcorre)")
     r.add_argument("--pw-rigid", action="store_true", help="piecewise-rigid registration (default: rigid)")
-    r.add_argument(
+    _add_pair(
+        r,
         "--max-shifts",
-        type=int,
-        nargs="+",
+        "largest displacement searched, px; one value for both axes or Y X (default: 6 6)",
         default=[6, 6],
-        metavar=("Y", "X"),
-        help="largest displacement searched, px; one value for both axes or Y X (default: 6 6)",
     )
-    r.add_argument(
-        "--strides",
-        type=int,
-        nargs="+",
-        metavar=("Y", "X"),
-        help="pw-rigid: distance between patch starts, px (default: 96 96)",
-    )
-    r.add_argument(
+    _add_pair(r, "--strides", "pw-rigid: distance between patch starts, px (default: 96 96)")
+    _add_pair(
+        r,
         "--overlaps",
-        type=int,
-        nargs="+",
-        metavar=("Y", "X"),
-        help="pw-rigid: overlap added to each patch, px; patch = strides + overlaps (default: 32 32)",
+        "pw-rigid: overlap added to each patch, px; patch = strides + overlaps (default: 32 32)",
     )
     r.add_argument(
         "--max-deviation-rigid",

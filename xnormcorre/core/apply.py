@@ -18,7 +18,6 @@ A Dataset movie has the shifts applied to each of its ``(time, y, x)`` variables
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -28,156 +27,22 @@ from .. import validate as vd
 from ..engine.patches import interp_matrix
 from ..engine.pwrigid import apply_pw_shifts
 from ..engine.rigid import apply_shifts as apply_rigid_shifts
-from ..engine.runner import default_batch_size
 from .convention import shifts_from
-from .movie import resolve_min_mov
 from .scanphase import resolve_scan_phase
+from .shiftinput import (
+    as_shifts,
+    check_frame,
+    check_values,
+    clip_and_scale,
+    fill_and_batch,
+    largest,
+    match_time,
+)
 
 __all__ = ["apply_shifts"]
 
 _PATCH_DIMS = cv.PATCH_DIMS
 _RIGID_DIMS = cv.RIGID_SHIFT_DIMS
-
-
-# --------------------------------------------------------------------------- shifts input
-def _shift_kind(da: xr.DataArray) -> str:
-    dims = set(da.dims)
-    if set(_PATCH_DIMS) <= dims:
-        return "pwrigid"
-    if dims == set(_RIGID_DIMS):
-        return "rigid"
-    raise ValueError(
-        f"shifts must have dims {_RIGID_DIMS} (rigid) or (time, patch_y, patch_x, axis) "
-        f"(piecewise rigid), got {da.dims}"
-    )
-
-
-def _as_shifts(shifts: Any) -> tuple[str, xr.DataArray, dict, tuple[int, int] | None]:
-    """``(kind, shifts DataArray, attrs of the run that made them, frame size or None)``.
-
-    The frame size ``(H, W)`` the shifts were estimated on is known from a result
-    Dataset's ``y``/``x`` dims and from piecewise-rigid shifts' patch bounds
-    (``patch_y_stop``/``patch_x_stop``: the last patch ends at the frame's edge).
-    """
-    frame = None
-    if isinstance(shifts, xr.Dataset):
-        attrs = dict(shifts.attrs)
-        if cv.DIM_Y in shifts.dims and cv.DIM_X in shifts.dims:
-            frame = (int(shifts.sizes[cv.DIM_Y]), int(shifts.sizes[cv.DIM_X]))
-        pw = [k for k, v in shifts.data_vars.items() if set(_PATCH_DIMS) <= set(v.dims)]
-        if pw:
-            da = shifts[pw[0]]
-            return "pwrigid", da, attrs, frame or _pw_frame(da)
-        if "shifts" not in shifts.data_vars:
-            raise ValueError(
-                "shifts is a Dataset without a 'shifts' variable (variables: "
-                f"{sorted(map(str, shifts.data_vars))}); pass a result of xnormcorre.rigid or its shifts"
-            )
-        shifts = shifts["shifts"]
-    else:
-        attrs = {}
-    if isinstance(shifts, xr.DataArray):
-        kind = _shift_kind(shifts)
-        return kind, shifts, attrs, frame or (_pw_frame(shifts) if kind == "pwrigid" else _attr_frame(shifts))
-    if not hasattr(shifts, "shape"):
-        shifts = np.asarray(shifts)
-    if len(shifts.shape) == 2 and shifts.shape[1] == 2:
-        da = xr.DataArray(shifts, dims=_RIGID_DIMS, coords={cv.DIM_AXIS: ["y", "x"]})
-        return "rigid", da, attrs, None
-    raise ValueError(
-        "shifts must be a (time, axis) DataArray, an xnormcorre result Dataset, or an array "
-        f"of shape (n_frames, 2) [(y, x) per frame], got shape {tuple(shifts.shape)}"
-    )
-
-
-def _attr_frame(shifts: xr.DataArray) -> tuple[int, int] | None:
-    """Frame size recorded in the attributes of rigid shifts (None if not recorded)."""
-    size = shifts.attrs.get(cv.FRAME_SIZE)
-    try:
-        h, w = (int(v) for v in np.asarray(size).reshape(-1))
-    except (TypeError, ValueError):
-        return None
-    return h, w
-
-
-def _pw_frame(shifts: xr.DataArray) -> tuple[int, int] | None:
-    """Frame size of piecewise-rigid shifts from their patch bounds (None if not recorded)."""
-    stops = [f"{d}_stop" for d in _PATCH_DIMS]
-    if not all(c in shifts.coords for c in stops):
-        return None
-    return int(np.max(shifts[stops[0]].values)), int(np.max(shifts[stops[1]].values))
-
-
-def _check_frame(frame: tuple[int, int] | None, movie: xr.DataArray) -> None:
-    """Refuse shifts estimated on frames of another size."""
-    h, w = movie.sizes[cv.DIM_Y], movie.sizes[cv.DIM_X]
-    if frame is not None and tuple(frame) != (h, w):
-        raise ValueError(
-            f"the shifts were estimated on frames of {frame[0]}x{frame[1]} px but the movie's frames "
-            f"are {h}x{w} px: they belong to another movie"
-        )
-
-
-def _match_time(shifts: xr.DataArray, movie: xr.DataArray) -> xr.DataArray:
-    """Shifts in the movie's frame order: same length, or selected by ``time`` label."""
-    n = movie.sizes[cv.DIM_TIME]
-    both_labeled = cv.DIM_TIME in shifts.coords and cv.DIM_TIME in movie.coords
-    if both_labeled and not shifts.indexes[cv.DIM_TIME].is_unique:
-        raise ValueError("the time coordinate of shifts has duplicated labels; each frame needs one shift")
-    if both_labeled and not np.array_equal(shifts[cv.DIM_TIME].values, movie[cv.DIM_TIME].values):
-        if not movie.indexes[cv.DIM_TIME].is_unique:
-            raise ValueError(
-                "the movie's time coordinate has duplicated labels and differs from the shifts': "
-                "the shifts cannot be matched to its frames by label; give the movie unique times "
-                "(e.g. movie.assign_coords(time=shifts.time) if they belong to the same frames)"
-            )
-        try:
-            return shifts.sel({cv.DIM_TIME: movie[cv.DIM_TIME].values})
-        except KeyError:
-            raise ValueError(
-                "the time coordinates of shifts and movie differ and the movie's times are not all "
-                f"in the shifts' (movie: {n} frames, shifts: {shifts.sizes[cv.DIM_TIME]}); "
-                "use shifts.assign_coords(time=movie.time) if they belong to the same frames"
-            ) from None
-    if shifts.sizes[cv.DIM_TIME] != n:
-        raise ValueError(
-            f"shifts has {shifts.sizes[cv.DIM_TIME]} frames but the movie has {n}; select the same frames"
-        )
-    if both_labeled:
-        return shifts
-    return shifts.drop_vars(cv.DIM_TIME, errors="ignore")
-
-
-def _check_values(shifts: np.ndarray, frame: tuple[int, int], index: np.ndarray | None = None) -> None:
-    """Refuse NaN/Inf shifts and shifts of half the frame or more (they would wrap around).
-
-    ``shifts`` is ``(T, 2)`` (the largest patch shift per frame for piecewise-rigid
-    shifts); ``index`` the movie's frame numbers of its rows (default ``0..T-1``).
-    """
-    index = np.arange(len(shifts)) if index is None else index
-    bad = ~np.isfinite(shifts).all(axis=1)
-    if bad.any():
-        t = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"shifts contain NaN or Inf values (first at frame {int(index[t])})")
-    half = np.array(frame, dtype=np.float64) / 2
-    big = (np.abs(shifts) >= half).any(axis=1)
-    if big.any():
-        t = int(np.flatnonzero(big)[0])
-        raise ValueError(
-            f"shifts must be smaller than half the frame {frame} along each axis; "
-            f"frame {int(index[t])} has {shifts[t].tolist()}"
-        )
-
-
-def _largest(shifts: np.ndarray) -> np.ndarray:
-    """``(T, 2)``: the largest absolute shift of each frame (over patches; NaN propagates)."""
-    flat = np.abs(np.asarray(shifts, np.float64)).reshape(shifts.shape[0], -1, 2)
-    return flat.max(axis=1) if flat.shape[1] else np.zeros((shifts.shape[0], 2))
-
-
-# --------------------------------------------------------------------------- appliers
-def _corrected_attrs(movie: xr.DataArray, comment: str) -> dict:
-    return cv.corrected_attrs(movie.attrs.get("units", "a.u."), comment)
 
 
 def _loop_leading(block: np.ndarray, shifts: np.ndarray, core: int, fn, index, frame) -> np.ndarray:
@@ -191,7 +56,7 @@ def _loop_leading(block: np.ndarray, shifts: np.ndarray, core: int, fn, index, f
     index = np.asarray(index).reshape(-1)[:t]
     sh = np.broadcast_to(shifts, lead + shifts.shape[-core:])
     for idx in np.ndindex(*lead):
-        _check_values(_largest(sh[idx]), frame, index)
+        check_values(largest(sh[idx]), frame, index)
         out[idx] = fn(block[idx], sh[idx])
     return out
 
@@ -201,83 +66,14 @@ def _origin(index: np.ndarray) -> int | None:
     return int(index[0]) if index.size else None
 
 
-def _rigid_block(
-    block: np.ndarray,
-    shifts: np.ndarray,
-    index: np.ndarray,
-    *,
-    border: str,
-    fill_min: float,
-    batch_size: int,
-    clip: bool,
-    scale: float,
-):
-    """apply_ufunc kernel: frames ``(..., T, H, W)``, shifts ``(..., T, 2)`` and the frames'
-    numbers ``(T,)`` -> corrected."""
-
-    def fn(frames, sh):
-        return apply_rigid_shifts(
-            frames,
-            sh,
-            border=border,
-            fill_min=fill_min,
-            batch_size=batch_size,
-            clip=clip,
-            scale=scale,
-            origin=_origin(index),
-        )
-
-    return _loop_leading(block, shifts, 2, fn, index, block.shape[-2:])
-
-
-def _pw_block(
-    block, shifts, index, *, wy, wx, border: str, fill_min: float, batch_size: int, clip: bool, scale: float
-):
-    """apply_ufunc kernel: frames ``(..., T, H, W)``, patch shifts ``(..., T, Ny, Nx, 2)`` and
-    the frames' numbers ``(T,)``."""
-
-    def fn(frames, sh):
-        return apply_pw_shifts(
-            frames,
-            sh,
-            wy,
-            wx,
-            border=border,
-            fill_min=fill_min,
-            batch_size=batch_size,
-            clip=clip,
-            origin=_origin(index),
-        )
-
-    return _loop_leading(block, shifts, 4, fn, index, block.shape[-2:])
-
-
-def _clip_and_scale(attrs: dict, clip: bool | None) -> tuple[bool, float]:
-    """``clip`` (default: the run's ``clip`` attribute, else True) and the run's intensity scale."""
-    if clip is None:
-        clip = bool(_scalar(attrs.get("clip", 1)))
-    scale = float(_scalar(attrs.get("intensity_scale", 1.0)))
-    if not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"the intensity_scale attribute of the shifts must be > 0, got {scale!r}")
-    return bool(clip), scale
-
-
-def _fill_and_batch(movie, attrs, border, min_mov, batch_size):
-    fill = 0.0
-    if border == "min":
-        if min_mov is None and "min_mov" in attrs:  # the run's floor (recorded for border="min")
-            min_mov = vd.finite_number(attrs["min_mov"], "min_mov (attribute of the shifts)")
-        fill = resolve_min_mov(movie, min_mov)
-    if batch_size is None and "batch_size" in attrs:  # the run's batching, validated like the parameter
-        batch_size = vd.integer(_scalar(attrs["batch_size"]), "batch_size (attribute of the shifts)")
-    n, h, w = (movie.sizes[d] for d in cv.MOVIE_DIMS)
-    return float(fill), int(batch_size or default_batch_size((h, w), n))
-
-
-def _scalar(value: Any) -> Any:
-    """A one-element attribute (NetCDF may store a scalar as a 1-element array) as a scalar."""
-    arr = np.asarray(value)
-    return arr.reshape(-1)[0].item() if arr.dtype.kind in "iuf" and arr.size == 1 else value
+def _block(block: np.ndarray, shifts: np.ndarray, index: np.ndarray, *, warp: Callable, ndim: int, **kw):
+    """apply_ufunc kernel: frames ``(..., T, H, W)``, shifts ``(..., T, ...)`` (``ndim`` dims
+    from ``T`` on) and the frames' numbers ``(T,)`` -> corrected, by the engine's
+    ``warp(frames, shifts, **kw, origin=...)``."""
+    origin = _origin(index)
+    return _loop_leading(
+        block, shifts, ndim, lambda frames, sh: warp(frames, sh, **kw, origin=origin), index, block.shape[-2:]
+    )
 
 
 def _aligned(
@@ -300,16 +96,57 @@ def _aligned(
     return data, sh, index
 
 
-def _apply_rigid(
+def _warp(
     movie: xr.DataArray,
     shifts: xr.DataArray,
+    core: list[str],
+    warp: Callable,
     *,
     border: str,
     min_mov: float | None,
     batch_size: int | None,
     attrs: dict,
-    clip: bool | None = None,
+    clip: bool | None,
+    comment: str,
+    scaled: bool = False,
+    **kw,
 ) -> xr.DataArray:
+    """``movie`` moved by ``shifts`` (time-matched; ``core`` their dims per frame) with the
+    engine's ``warp`` (rigid or piecewise rigid; ``kw``: its own arguments; ``scaled``: it
+    takes the run's intensity ``scale``), lazily on lazy input: the corrected DataArray."""
+    h, w = movie.sizes[cv.DIM_Y], movie.sizes[cv.DIM_X]
+    if shifts.chunks is None:  # checked now; lazy shifts are checked chunk by chunk
+        shifts = shifts.astype(np.float32).load()
+        check_values(shifts.values if len(core) == 1 else largest(shifts.values), (h, w))
+    fill, bs = fill_and_batch(movie, attrs, border, min_mov, batch_size)
+    clip, scale = clip_and_scale(attrs, clip)
+    if scaled:
+        kw["scale"] = scale
+    data, sh, index = _aligned(movie, shifts, core)
+    out = xr.apply_ufunc(
+        _block,
+        data,
+        sh,
+        index,
+        input_core_dims=[[cv.DIM_Y, cv.DIM_X], core, []],
+        output_core_dims=[[cv.DIM_Y, cv.DIM_X]],
+        kwargs={
+            "warp": warp,
+            "ndim": 1 + len(core),
+            **kw,
+            "border": border,
+            "fill_min": float(fill),
+            "batch_size": int(bs),
+            "clip": clip,
+        },
+        dask="parallelized",
+        output_dtypes=[np.float32],
+    )
+    attrs_out = cv.corrected_attrs(movie.attrs.get("units", "a.u."), comment + border)
+    return xr.DataArray(out, coords=movie.coords, name=cv.CORRECTED, attrs=attrs_out)
+
+
+def _apply_rigid(movie: xr.DataArray, shifts: xr.DataArray, **kw) -> xr.DataArray:
     if cv.DIM_AXIS in shifts.coords:
         try:
             shifts = shifts.sel({cv.DIM_AXIS: ["y", "x"]})
@@ -319,46 +156,13 @@ def _apply_rigid(
             ) from None
     elif shifts.sizes[cv.DIM_AXIS] != 2:
         raise ValueError(f"shifts must have 2 components (y, x) along axis, got {shifts.sizes[cv.DIM_AXIS]}")
-    shifts = _match_time(shifts.transpose(*_RIGID_DIMS), movie)
-    h, w = movie.sizes[cv.DIM_Y], movie.sizes[cv.DIM_X]
-    if shifts.chunks is None:  # checked now; lazy shifts are checked chunk by chunk
-        shifts = shifts.astype(np.float32).load()
-        _check_values(shifts.values, (h, w))
-    fill, bs = _fill_and_batch(movie, attrs, border, min_mov, batch_size)
-    clip, scale = _clip_and_scale(attrs, clip)
-    data, sh, index = _aligned(movie, shifts, [cv.DIM_AXIS])
-    out = xr.apply_ufunc(
-        _rigid_block,
-        data,
-        sh,
-        index,
-        input_core_dims=[[cv.DIM_Y, cv.DIM_X], [cv.DIM_AXIS], []],
-        output_core_dims=[[cv.DIM_Y, cv.DIM_X]],
-        kwargs={
-            "border": border,
-            "fill_min": float(fill),
-            "batch_size": int(bs),
-            "clip": clip,
-            "scale": scale,
-        },
-        dask="parallelized",
-        output_dtypes=[np.float32],
-    )
-    return xr.DataArray(
-        out, coords=movie.coords, name=cv.CORRECTED, attrs=_corrected_attrs(movie, cv.RIGID_COMMENT + border)
+    shifts = match_time(shifts.transpose(*_RIGID_DIMS), movie)
+    return _warp(
+        movie, shifts, [cv.DIM_AXIS], apply_rigid_shifts, comment=cv.RIGID_COMMENT, scaled=True, **kw
     )
 
 
-def _apply_pwrigid(
-    movie: xr.DataArray,
-    shifts: xr.DataArray,
-    *,
-    border: str,
-    min_mov: float | None,
-    batch_size: int | None,
-    attrs: dict,
-    clip: bool | None = None,
-) -> xr.DataArray:
+def _apply_pwrigid(movie: xr.DataArray, shifts: xr.DataArray, **kw) -> xr.DataArray:
     dims = cv.PW_SHIFT_DIMS
     if set(shifts.dims) != set(dims):
         raise ValueError(f"piecewise-rigid shifts must have dims {dims}, got {shifts.dims}")
@@ -371,43 +175,18 @@ def _apply_pwrigid(
         if not shifts.indexes[d].is_unique:
             raise ValueError(f"the patch-centre coordinate {d!r} of the shifts has duplicated values")
     shifts = shifts.sortby(list(_PATCH_DIMS))  # the field is interpolated between ascending centres
-    shifts = _match_time(shifts.transpose(*dims), movie)
+    shifts = match_time(shifts.transpose(*dims), movie)
     h, w = movie.sizes[cv.DIM_Y], movie.sizes[cv.DIM_X]
     cy = np.asarray(shifts["patch_y"].values, np.float64)
     cx = np.asarray(shifts["patch_x"].values, np.float64)
     if cy.min() < 0 or cy.max() > h - 1 or cx.min() < 0 or cx.max() > w - 1:
         raise ValueError(f"patch centres lie outside the {h}x{w} frame: the shifts belong to another movie")
-    if shifts.chunks is None:  # checked now; lazy shifts are checked chunk by chunk
-        shifts = shifts.astype(np.float32).load()
-        _check_values(_largest(shifts.values), (h, w))
-    fill, bs = _fill_and_batch(movie, attrs, border, min_mov, batch_size)
-    clip, scale = _clip_and_scale(attrs, clip)
+    wy, wx = interp_matrix(h, cy), interp_matrix(w, cx)
     core = [*_PATCH_DIMS, cv.DIM_AXIS]
-    data, sh, index = _aligned(movie, shifts, core)
-    out = xr.apply_ufunc(
-        _pw_block,
-        data,
-        sh,
-        index,
-        input_core_dims=[[cv.DIM_Y, cv.DIM_X], core, []],
-        output_core_dims=[[cv.DIM_Y, cv.DIM_X]],
-        kwargs={
-            "wy": interp_matrix(h, cy),
-            "wx": interp_matrix(w, cx),
-            "border": border,
-            "fill_min": fill,
-            "batch_size": bs,
-            "clip": clip,
-            "scale": scale,
-        },
-        dask="parallelized",
-        output_dtypes=[np.float32],
-    )
-    attrs_out = _corrected_attrs(movie, cv.PW_COMMENT + border)
-    return xr.DataArray(out, coords=movie.coords, name=cv.CORRECTED, attrs=attrs_out)
+    return _warp(movie, shifts, core, apply_pw_shifts, comment=cv.PW_COMMENT, wy=wy, wx=wx, **kw)
 
 
-#: Appliers by kind of shifts (see ``_shift_kind``); each takes
+#: Appliers by kind of shifts (see ``shift_kind``); each takes
 #: ``(movie, shifts, *, border, min_mov, batch_size, attrs)`` and returns the corrected DataArray.
 _APPLIERS: dict[str, Callable[..., xr.DataArray]] = {"rigid": _apply_rigid, "pwrigid": _apply_pwrigid}
 
@@ -501,11 +280,11 @@ def apply_shifts(
     min_mov = None if min_mov is None else vd.finite_number(min_mov, "min_mov")
     if convention != "xnormcorre":
         shifts = shifts_from(shifts, convention)
-    kind, sh, attrs, frame = _as_shifts(shifts)
+    kind, sh, attrs, frame = as_shifts(shifts)
 
     def one(da: xr.DataArray) -> xr.DataArray:
         da = vd.as_movie(da)
-        _check_frame(frame, da)
+        check_frame(frame, da)
         if scan_phase is not None and not isinstance(movie, xr.Dataset):
             da = resolve_scan_phase(da, scan_phase)[0]
         return _APPLIERS[kind](

@@ -16,10 +16,7 @@ that a user need not carry the template and the parameters from call to call:
 
 from __future__ import annotations
 
-import inspect
-import json
 import os
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,61 +27,26 @@ import xarray as xr
 from .. import schema as sc
 from .. import validate as vd
 from ..engine.config import Calibration
-from ..engine.noise import UNIFORM, NoiseModel
 from ..engine.runner import kernel_batch
 from ..engine.template import initial_template
-from ..qc.diagnose import conclude
-from .grid import patch_grid
+from .corrector_file import (
+    FORMAT_VERSION,
+    calibration_from_attrs,
+    corrector_dataset,
+    read_corrector,
+    write_atomically,
+)
+from .corrector_frames import SingleFrames
+from .corrector_run import PW_KEYWORDS, RIGID_KEYWORDS, correction_comment, corrector_result, register_frames
 from .loader import as_movie
-from .movie import Frames, check_reference, register_block, registration_inputs, resolve_min_mov
+from .movie import Frames, check_reference, resolve_min_mov
 from .options import pw_options, rigid_options
-from .pwrigid import pwrigid
-from .result import base_dataset, finish, template_da
-from .rigid import rigid
 from .template import calibrate_for
 
 __all__ = ["FORMAT_VERSION", "Corrector"]
 
-#: Version of the file layout written by :meth:`Corrector.save`; a file of another
-#: version is refused by :meth:`Corrector.load`.
-FORMAT_VERSION = 1
-_FORMAT_ATTR = "xnormcorre_corrector_format"
 
-#: Keywords of rigid()/pwrigid() that are not registration options of the corrector.
-_NOT_OPTIONS = ("movie", "template", "reference", "defects", "clip", "scan_phase")
-
-
-def _defaults(fn) -> dict[str, Any]:
-    return {
-        k: p.default
-        for k, p in inspect.signature(fn).parameters.items()
-        if k not in _NOT_OPTIONS and p.default is not inspect.Parameter.empty
-    }
-
-
-#: Every keyword of rigid()/pwrigid() with its default (template estimation included:
-#: recorded in the results as the batch functions record them).
-_RIGID_KW = _defaults(rigid)
-_PW_KW = _defaults(pwrigid)
-
-
-def _calibration_from_attrs(ds: xr.Dataset) -> Calibration | None:
-    """The calibration a result (or a saved corrector) recorded, or None if it has none."""
-    attrs = ds.attrs
-    if "intensity_scale" not in attrs or "noise_model" not in attrs:
-        return None
-    mask = None
-    if sc.DEFECT_MASK in ds:
-        m = np.asarray(ds[sc.DEFECT_MASK].transpose(sc.DIM_Y, sc.DIM_X).values).astype(bool)
-        mask = m if m.any() else None
-    fitted = str(attrs["noise_model"]) == "poisson-gaussian"
-    noise = (
-        NoiseModel(float(attrs["noise_gain"]), float(attrs["noise_intercept"]), fitted) if fitted else UNIFORM
-    )
-    return Calibration(mask, noise, float(attrs["intensity_scale"]))
-
-
-class Corrector:
+class Corrector(SingleFrames):
     """Register frames to a fixed template with fixed parameters, again and again.
 
     Parameters
@@ -192,7 +154,7 @@ class Corrector:
         self.template = vd.as_template(template, shape)
         self.shape: tuple[int, int] = shape  # type: ignore[assignment]
         self.piecewise = kw.get("strides") is not None
-        defaults = _PW_KW if self.piecewise else _RIGID_KW
+        defaults = PW_KEYWORDS if self.piecewise else RIGID_KEYWORDS
         unknown = sorted(set(kw) - set(defaults))
         if unknown:
             raise TypeError(f"Corrector got unexpected parameters {unknown}")
@@ -260,9 +222,9 @@ class Corrector:
         if method not in (sc.RIGID, sc.PWRIGID):
             raise ValueError(f"result attrs 'method' must be 'rigid' or 'pwrigid', got {method!r}")
         params = sc.parameters_from_attrs(result.attrs)
-        defaults = _PW_KW if method == sc.PWRIGID else _RIGID_KW
+        defaults = PW_KEYWORDS if method == sc.PWRIGID else RIGID_KEYWORDS
         kw = {k: v for k, v in params.items() if k in defaults}
-        cal = _calibration_from_attrs(result)
+        cal = calibration_from_attrs(result)
         tmpl = result[sc.TEMPLATE].transpose(sc.DIM_Y, sc.DIM_X)
         self = cls.__new__(cls)
         defects = True if cal is None else (cal.defects if cal.defects is not None else False)
@@ -377,7 +339,10 @@ class Corrector:
         vd.check_finite(movie, "frames")
         ref = check_reference(reference, movie)
         self._ensure(movie, ref)
-        return _result(self, movie, ref)
+        params = self._params(movie.sizes[sc.DIM_TIME])
+        return corrector_result(
+            movie, ref, self.template, self._opts, params, self._cal, self._min_mov, self.piecewise
+        )
 
     def lazy(self, movie, *, reference=None, chunks: int | None = None) -> xr.DataArray:
         """The corrected movie, dask-backed: each time chunk is registered when it is read.
@@ -408,70 +373,16 @@ class Corrector:
             mv = mv.chunk({sc.DIM_TIME: t})
             ref = None if ref is None else ref.chunk({sc.DIM_TIME: t})
         params = self._params(mv.sizes[sc.DIM_TIME])
-        out = _apply(self, mv, ref, params)[0]
+        out = register_frames(mv, ref, self.template, params, self.piecewise)[0]
         da = xr.DataArray(
             out,
             coords=dict(mv.coords),
             name=sc.CORRECTED,
-            attrs=sc.corrected_attrs(mv.attrs.get("units", "a.u."), _comment(self)),
+            attrs=sc.corrected_attrs(
+                mv.attrs.get("units", "a.u."), correction_comment(self.piecewise, self._opts.border)
+            ),
         )
         return da
-
-    # ------------------------------------------------------------------ single frames
-    def _registrar(self, frame):
-        if self._fast is None:
-            if self._cal is None or (self._opts.border == "min" and self._min_mov is None):
-                f = np.asarray(frame)
-                if f.shape != self.shape:
-                    raise ValueError(f"frame must have the template's shape {self.shape}, got {f.shape}")
-                self._ensure(self._movie(f[None], "frame"), None)
-            from ..engine.fast import FrameRegistrar
-
-            self._fast = FrameRegistrar(self._params(1), self.template)
-        return self._fast
-
-    def shift(self, frame: np.ndarray) -> np.ndarray:
-        """The displacement of one frame's content relative to the template (the fast path).
-
-        NumPy in, NumPy out: no labels and no checks beyond the frame's shape and dtype
-        (a frame holding NaN gives NaN shifts), compiled once per frame shape.
-
-        Parameters
-        ----------
-        frame : ndarray (y, x)
-            One frame of the template's shape, integer or float.
-
-        Returns
-        -------
-        ndarray
-            ``(2,)`` float32 shift ``(y, x)`` (rigid), or ``(patch_y, patch_x, 2)`` patch
-            shifts (piecewise rigid); ``frame(r) ≈ template(r - shift)``.
-        """
-        return (self._fast or self._registrar(frame)).shift(frame)
-
-    def correct_frame(
-        self, frame: np.ndarray, *, reference: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """One frame registered and corrected (the fast path, as :meth:`shift`).
-
-        Parameters
-        ----------
-        frame : ndarray (y, x)
-            The frame to correct.
-        reference : ndarray (y, x), optional
-            The same frame in another channel (or filtered) to estimate the shift on;
-            the shift is then applied to ``frame``.
-
-        Returns
-        -------
-        corrected : ndarray (y, x) float32
-            The frame moved by ``-shift`` (read-only).
-        shift : ndarray
-            As returned by :meth:`shift`.
-        """
-        reg = self._fast or self._registrar(frame if reference is None else reference)
-        out, shift, _ = reg.correct(frame, reference)
-        return out, shift
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -481,59 +392,8 @@ class Corrector:
         so a failed write leaves no partial file.  An existing file is replaced only
         with ``overwrite=True``.  Returns the path.
         """
-        target = Path(path)
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-        ds = self._to_dataset()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-        os.close(fd)
-        try:
-            ds.to_netcdf(tmp)
-            if overwrite:
-                os.replace(tmp, target)
-            else:
-                os.link(tmp, target)  # fails if the target appeared meanwhile: never overwritten
-                os.unlink(tmp)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return target
-
-    def _to_dataset(self) -> xr.Dataset:
-        ds = xr.Dataset()
-        ds[sc.TEMPLATE] = xr.DataArray(
-            self.template, dims=(sc.DIM_Y, sc.DIM_X), attrs=sc.template_attrs("a.u.", "user")
-        )
-        attrs: dict[str, Any] = {
-            _FORMAT_ATTR: FORMAT_VERSION,
-            "method": self.method,
-            "parameters": json.dumps(
-                {k: sc.netcdf_safe(v) for k, v in self.parameters.items()}, sort_keys=True
-            ),
-            "calibrated": int(self.calibrated),
-            "defects": "mask"
-            if isinstance(self._defects, np.ndarray)
-            else ("find" if self._defects else "none"),
-        }
-        mask = self._defects if isinstance(self._defects, np.ndarray) else None
-        if self._cal is not None:
-            mask = self._cal.defects
-            attrs.update(
-                noise_model="poisson-gaussian" if self._cal.noise.fitted else "uniform",
-                noise_gain=float(self._cal.noise.gain),
-                noise_intercept=float(self._cal.noise.intercept),
-                intensity_scale=float(self._cal.scale),
-                n_defects=self._cal.n_defects,
-            )
-        if mask is not None or self._cal is not None:
-            m = np.zeros(self.shape, np.int8)
-            if mask is not None:
-                m[np.asarray(mask, bool)] = 1
-            ds[sc.DEFECT_MASK] = xr.DataArray(m, dims=(sc.DIM_Y, sc.DIM_X), attrs=dict(sc.DEFECT_MASK_ATTRS))
-        attrs.update(sc.package_versions())
-        ds.attrs = attrs
-        return ds
+        ds = corrector_dataset(self.template, self.method, self.parameters, self._defects, self._cal)
+        return write_atomically(ds, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Corrector:
@@ -542,100 +402,7 @@ class Corrector:
         A file of another format version (or not written by :meth:`save`) raises one
         ``ValueError`` saying so.
         """
-        with xr.open_dataset(path) as f:
-            ds = f.load()
-        version = ds.attrs.get(_FORMAT_ATTR)
-        if version is None:
-            raise ValueError(f"{path} is not a saved xnormcorre Corrector (no {_FORMAT_ATTR!r} attribute)")
-        if int(version) != FORMAT_VERSION:
-            raise ValueError(
-                f"{path} was saved in Corrector format version {int(version)} (xnormcorre "
-                f"{ds.attrs.get('xnormcorre_version', 'unknown')}); this xnormcorre reads version "
-                f"{FORMAT_VERSION}: make it again with Corrector.from_result(result) or Corrector(template, ...)"
-            )
-        params = sc.parameters_from_attrs(ds.attrs)
-        clip = bool(params.pop("clip", True))
-        how = ds.attrs.get("defects", "find")
-        cal = _calibration_from_attrs(ds) if int(ds.attrs.get("calibrated", 0)) else None
-        defects = np.asarray(ds[sc.DEFECT_MASK].values, bool) if how == "mask" else how == "find"
+        template, params, defects, clip, cal = read_corrector(path)
         self = cls.__new__(cls)
-        self._setup(ds[sc.TEMPLATE].values, params, defects=defects, clip=clip, calibration=cal)
+        self._setup(template, params, defects=defects, clip=clip, calibration=cal)
         return self
-
-
-# ---------------------------------------------------------------------- the result Dataset
-def _comment(corr: Corrector) -> str:
-    return (sc.PW_COMMENT if corr.piecewise else sc.RIGID_COMMENT) + corr._opts.border
-
-
-def _apply(corr: Corrector, movie: xr.DataArray, ref: xr.DataArray | None, params):
-    """``apply_ufunc`` of the registration over time chunks, as the batch functions run it."""
-    if corr.piecewise:
-        ny, nx = params.grid_shape
-        shift_dims = [[sc.DIM_AXIS], [*sc.PATCH_DIMS, sc.DIM_AXIS]]
-        shapes = [(2,), (ny, nx, 2)]
-        sizes = {sc.DIM_AXIS: 2, "patch_y": ny, "patch_x": nx}
-    else:
-        shift_dims, shapes, sizes = [[sc.DIM_AXIS]], [(2,)], {sc.DIM_AXIS: 2}
-    return xr.apply_ufunc(
-        register_block,
-        *registration_inputs(movie, ref),
-        input_core_dims=[[sc.DIM_Y, sc.DIM_X], [], *([[sc.DIM_Y, sc.DIM_X]] * (0 if ref is None else 1))],
-        output_core_dims=[[sc.DIM_Y, sc.DIM_X], *shift_dims, []],
-        kwargs={"template": corr.template, "params": params, "shift_shapes": shapes},
-        dask="parallelized",
-        output_dtypes=[np.float32] * (2 + len(shapes)),
-        dask_gufunc_kwargs={"output_sizes": sizes},
-    )
-
-
-def _result(corr: Corrector, movie: xr.DataArray, ref: xr.DataArray | None) -> xr.Dataset:
-    """The result Dataset of :meth:`Corrector.correct`, built as rigid()/pwrigid() build theirs."""
-    opts = corr._opts
-    params = corr._params(movie.sizes[sc.DIM_TIME])
-    tmpl_da = template_da(movie, corr.template, "user")
-    outputs = _apply(corr, movie, ref, params)
-    min_mov = corr._min_mov if opts.border == "min" else opts.min_mov
-    ds = base_dataset(movie, outputs[0], outputs[-1], tmpl_da, _comment(corr))
-    run: dict[str, Any] = {"max_shifts": opts.max_shifts}
-    if corr.piecewise:
-        rigid_shifts, pshifts = outputs[1], outputs[2]
-        ds = ds.assign_coords(patch_grid(corr.shape, opts.strides, opts.overlaps).coords)
-        ds[sc.SHIFTS] = xr.DataArray(pshifts, attrs=dict(sc.PW_SHIFT_ATTRS))
-        ds[sc.RIGID_SHIFTS] = xr.DataArray(
-            rigid_shifts, attrs=sc.with_frame_size(sc.RIGID_SHIFTS_ATTRS, corr.shape)
-        )
-        run.update(
-            strides=opts.strides,
-            overlaps=opts.overlaps,
-            max_deviation_rigid=opts.max_deviation_rigid,
-            upsample_factor=opts.upsample_factor,
-            upsample_factor_grid=opts.upsample_factor_grid,
-            frames_per_split=opts.frames_per_split,
-            num_splits_to_process_rig=opts.num_splits_to_process,
-            niter_rig=opts.niter,
-            num_splits_to_process_els=opts.num_splits_to_process_els,
-            niter_els=opts.niter_els,
-        )
-        clip = params.rigid.clip
-    else:
-        ds[sc.SHIFTS] = xr.DataArray(outputs[1], attrs=sc.with_frame_size(sc.SHIFT_ATTRS, corr.shape))
-        run.update(
-            upsample_factor=opts.upsample_factor,
-            frames_per_split=opts.frames_per_split,
-            num_splits_to_process=opts.num_splits_to_process,
-            niter=opts.niter,
-        )
-        clip = params.clip
-    run.update(
-        max_template_frames=opts.max_template_frames,
-        min_mov=min_mov,
-        border=opts.border,
-        batch_size=params.batch_size,
-        seed=opts.seed,
-        clip=clip,
-        scan_phase=None,  # a corrector takes frames as they are (correct the scan phase first)
-        **opts.estimator(),
-    )
-    ds = finish(ds, corr.method, run, movie, ref, tmpl_da, opts.max_shifts)
-    return conclude(ds, corr._cal, None, opts.max_shifts)

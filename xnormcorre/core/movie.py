@@ -40,15 +40,18 @@ def resolve_min_mov(movie: xr.DataArray, min_mov: float | None) -> float:
 
 #: Bytes of whole time chunks a :class:`Frames` view keeps (template estimation).
 CHUNK_CACHE_BYTES = 2**28
+#: Pixels per time chunk of a :class:`Frames` view of a lazily opened file without dask.
+LAZY_CHUNK_PIXELS = 2**24
 
 
 class Frames:
     """Time-indexable view of a DataArray for the engine: ``frames[a:b]`` or
     ``frames[index_array]``, each read as one computation.
 
-    An in-memory or backend-lazy movie reads only the requested frames.  A dask-backed
-    movie is read by whole time chunks (dask computes a chunk of a derived movie -- a
-    slice, a channel, a filtered reference -- whole), those a read needs in one graph,
+    An in-memory movie reads only the requested frames.  A dask-backed movie -- and a
+    lazily opened file without dask, viewed in time chunks of ``LAZY_CHUNK_PIXELS``
+    pixels -- is read by whole time chunks (dask computes a chunk of a derived movie --
+    a slice, a channel, a filtered reference -- whole), those a read needs in one graph,
     kept in a least-recently-used cache of at most ``cache_bytes``, so that the template
     sample and the template iterations that follow compute each chunk once rather than
     once per read.  A sample of frames whose chunks would not fit in the cache is read
@@ -58,6 +61,10 @@ class Frames:
     """
 
     def __init__(self, movie: xr.DataArray, cache_bytes: int = CHUNK_CACHE_BYTES):
+        if movie.chunks is None and not movie.variable._in_memory and DIM_TIME in movie.dims:
+            # a lazily opened file without dask: read in time chunks, through the cache
+            frame = int(np.prod([n for d, n in movie.sizes.items() if d != DIM_TIME]))
+            movie = movie.chunk({DIM_TIME: max(1, LAZY_CHUNK_PIXELS // max(frame, 1))})
         self._movie = movie
         self.shape = tuple(movie.shape)
         self._cache: dict[int, np.ndarray] = {}
@@ -139,6 +146,7 @@ def check_reference(reference, movie: xr.DataArray) -> xr.DataArray | None:
         raise ValueError(f"reference must have the movie's sizes {dict(movie.sizes)}, got {dict(ref.sizes)}")
     if not isinstance(reference, xr.DataArray):
         ref = ref.assign_coords({d: movie[d] for d in (DIM_TIME, DIM_Y, DIM_X) if d in movie.coords})
+        ref.name = None  # an unlabeled array: nothing names it (see estimated_on)
     ref = _align_labels(ref, movie)
     vd.check_finite(ref, "reference")
     return ref
@@ -161,11 +169,41 @@ def _align_labels(ref: xr.DataArray, movie: xr.DataArray) -> xr.DataArray:
     return ref
 
 
-def estimated_on(ref: xr.DataArray | None) -> str:
-    """The ``shifts_estimated_on`` attribute."""
+def estimated_on(ref: xr.DataArray | None, movie: xr.DataArray | None = None) -> str:
+    """The ``shifts_estimated_on`` attribute: ``"movie"``, or ``"reference"`` followed by
+    what tells the reference apart from the movie, the first of: its channel label
+    (``"reference (channel red)"``), its name (``"reference (red)"``), its ``long_name``
+    (a filtered copy: ``"reference (high-passed movie (gSig_filt = [3.0, 3.0]))"``).
+
+    Examples
+    --------
+    >>> movie = xr.DataArray(np.zeros((2, 4, 4)), dims=("time", "y", "x"), name="movie")
+    >>> estimated_on(None), estimated_on(movie.rename("red"), movie)
+    ('movie', 'reference (red)')
+    >>> estimated_on(movie.assign_coords(channel="red"), movie)
+    'reference (channel red)'
+    >>> estimated_on(movie.assign_attrs(long_name="filtered movie"), movie)
+    'reference (filtered movie)'
+    """
     if ref is None:
         return "movie"
-    return f"reference ({ref.name})" if ref.name else "reference"
+
+    def label(da: xr.DataArray | None) -> object:
+        return (
+            da["channel"].item()
+            if da is not None and "channel" in da.coords and da["channel"].ndim == 0
+            else None
+        )
+
+    name = None if movie is None else movie.name
+    long_name = None if movie is None else movie.attrs.get("long_name")
+    if label(ref) is not None and label(ref) != label(movie):
+        return f"reference (channel {label(ref)})"
+    if ref.name is not None and ref.name != name:
+        return f"reference ({ref.name})"
+    if ref.attrs.get("long_name") and ref.attrs["long_name"] != long_name:
+        return f"reference ({ref.attrs['long_name']})"
+    return "reference"
 
 
 def chunked_inputs(movie: xr.DataArray, ref: xr.DataArray | None) -> list[xr.Variable]:

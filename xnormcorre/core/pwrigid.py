@@ -13,6 +13,7 @@ import xarray as xr
 from .. import schema as sc
 from .. import validate as vd
 from ..qc.diagnose import conclude
+from .docstrings import fill_doc
 from .grid import patch_grid
 from .movie import register_lazily, run_inputs
 from .options import pw_options, with_aliases
@@ -24,6 +25,7 @@ from .template import template_for_run
 __all__ = ["pwrigid"]
 
 
+@fill_doc
 def pwrigid(
     movie: xr.DataArray | np.ndarray,
     *,
@@ -79,10 +81,10 @@ def pwrigid(
 
     Parameters
     ----------
-    movie, template, reference, max_shifts, upsample_factor, frames_per_split, min_mov,
-    border, batch_size, seed, phase_corr, smooth_sigma, taper
-        As in :func:`xnormcorre.rigid` (``reference``: estimate on it, apply to
-        ``movie``; jnormcorre's ``register_to_template_and_transfer_pwrigid``).
+    %(movie)s
+    %(template)s
+    %(reference)s
+    %(max_shifts)s
     strides : int or (int, int)
         Distance between patch starts (NoRMCorre ``grid_size``), pixels.
     overlaps : int or (int, int)
@@ -90,9 +92,11 @@ def pwrigid(
         ``overlap_pre`` is half of it on each side); ``0 <= overlaps < strides``.
     max_deviation_rigid : int or (int, int)
         Largest deviation of a patch shift from the frame's rigid shift, pixels.
+    %(upsample_factor)s
     upsample_factor_grid : int
         Recorded for compatibility (see above); must be ``>= 1``.  A value other than
         the default 4 warns that it has no effect.
+    %(frames_per_split)s
     num_splits_to_process_rig, niter_rig : int
         Rigid template estimation (as ``num_splits_to_process``/``niter`` of rigid).
     num_splits_to_process_els, niter_els : int
@@ -103,51 +107,13 @@ def pwrigid(
         shift: an averaged template otherwise keeps the rigid template's local
         geometry, which is off the mean deformation where the deformation is skewed.
     max_template_frames : int or None
-        Bound on the frames registered per template iteration (rigid and pw), as in
-        :func:`xnormcorre.rigid`.
-
-    **aliases
-        CaImAn/jnormcorre names with the same meaning are accepted: ``border_nan=True``
-        (``border="nan"``), ``border_nan="copy"``, ``num_frames_split``
-        (``frames_per_split``), ``splits_rig``/``splits_els`` (a number of splits:
-        ``frames_per_split = ceil(n_frames / splits)``).  Other unknown keywords raise
-        ``TypeError`` naming the closest valid one, or for a CaImAn/jnormcorre/NoRMCorre
-        name (``gSig_filt``, ``pw_rigid``, ``shifts_opencv``, ``nonneg_movie``, ...) what
-        to write instead.
-
-    defects : bool or array (y, x), optional
-        Sensor defects (stuck, hot or dead pixels and lines, fixed on the sensor while
-        the tissue moves) are found from the movie's temporal statistics and left out
-        of the estimate (default True); the corrected movie keeps their values.
-        ``False`` uses every pixel; a boolean mask gives them explicitly.  The mask
-        used is returned as ``defect_mask``.
-    clip : bool
-        Limit each corrected frame to its raw frame's range (default True, as
-        NoRMCorre): Fourier or cubic interpolation would otherwise ring below the
-        data's minimum and above its maximum next to sharp features (e.g. negative
-        values in a uint16 movie).  ``False`` keeps the unclipped interpolation.
-    scan_phase : None, "auto", float or DataArray
-        Bidirectional scan phase removed before everything else (default None: none).
-        The phase is the displacement along x of the odd scan lines' content (rows 1,
-        3, 5, ...) relative to the even lines, in px; the correction moves the odd lines
-        by ``-phase`` (NoRMCorre's ``col_shift`` and suite2p's ``bidiphase`` are
-        ``-phase``).  ``"auto"`` estimates it with :func:`xnormcorre.scan_phase` -- on
-        ``reference`` when given, and applies it to both; a number or a DataArray from
-        :func:`xnormcorre.scan_phase` (one value, or one per frame) is applied as given.
-        The movie is then registered as float32; the correction stays lazy on lazy
-        input.  The phase used is returned as ``scan_phase`` (with its method in attrs).
-    store : str or path, optional
-        Zarr store (a folder) that receives the per-frame results (shifts, correlation,
-        flags), the template and the parameters one time chunk at a time, as each chunk
-        is registered; an in-memory movie is cut into time chunks.  The result is then
-        returned with ``corrected`` lazy (the movie moved by the stored shifts, chunk by
-        chunk) and everything else in memory.  See "Saving results" in the user guide.
-    resume : bool
-        Continue the store of an interrupted run (default False: the store must not
-        exist): the stored template is used, the movie, template and parameters are
-        checked against the store (``ValueError`` naming what differs; the store is
-        left untouched) and only the chunks not done are registered.  The result is
-        the same, bit for bit, as that of an uninterrupted run.
+        Bound on the frames registered per template iteration, rigid and piecewise
+        rigid: with ``num_splits_to_process_rig`` (``_els``) None, at most
+        ``max(1, max_template_frames // frames_per_split)`` splits (seeded draw);
+        ``None`` registers every split (jnormcorre/CaImAn).
+    %(min_mov, border, batch_size, seed)s
+    %(phase_corr, smooth_sigma, taper)s
+    %(defects, clip, scan_phase, store, resume, aliases)s
 
     Returns
     -------

@@ -52,6 +52,6 @@ def finish(
         quality_flags(ds, max_shifts=max_shifts, max_deviation_rigid=run_params.get("max_deviation_rigid"))
     )
     ds.attrs = sc.provenance_attrs(method, run_params, source_of(movie))
-    ds.attrs["shifts_estimated_on"] = estimated_on(ref)
+    ds.attrs["shifts_estimated_on"] = estimated_on(ref, movie)
     ds.attrs["template_source"] = tmpl_da.attrs["template_source"]
     return ds

@@ -11,6 +11,7 @@ from .. import schema as sc
 from .. import validate as vd
 from ..engine import template as _tmpl
 from ..schema import DIM_TIME, DIM_X, DIM_Y
+from .docstrings import fill_doc
 from .movie import Frames
 from .options import Options, rigid_options, with_aliases
 from .result import template_da
@@ -18,6 +19,7 @@ from .result import template_da
 __all__ = ["calibrate_for", "estimate_for", "estimate_template", "template_for_run"]
 
 
+@fill_doc
 def estimate_template(
     movie: xr.DataArray | np.ndarray,
     *,
@@ -48,7 +50,21 @@ def estimate_template(
     step the template is moved to the centre of the range of frame positions.
     Frames are read one batch at a time, so memory stays bounded for lazy movies.
 
-    Parameters are as in :func:`rigid` (including its CaImAn/jnormcorre ``**aliases``).
+    Parameters
+    ----------
+    %(movie)s
+    %(max_shifts)s
+    %(upsample_factor)s
+    %(frames_per_split)s
+    %(num_splits_to_process)s
+    %(niter)s
+    %(seed)s
+    %(phase_corr)s
+    %(smooth_sigma)s
+    %(taper)s
+    %(batch_size)s
+    %(max_template_frames)s
+    %(aliases)s
 
     Returns
     -------
@@ -122,27 +138,28 @@ def estimate_for(source: xr.DataArray, opts: Options, pw=None, *, defects=True) 
     frames = Frames(source)
     # the rigid template step of a piecewise-rigid run reads as its pass does
     rigid = opts.rigid_params(shape, n, border="copy", batch_size=None if pw is None else pw.rigid.batch_size)
+    common = {
+        "frames_per_split": opts.frames_per_split,
+        "max_frames": opts.max_template_frames,
+        "defects": defects,
+    }
     tmpl = _tmpl.estimate_template(
         frames,
         rigid,
-        frames_per_split=opts.frames_per_split,
         num_splits_to_process=opts.num_splits_to_process,
         niter=opts.niter,
         seed=opts.seed,
-        max_frames=opts.max_template_frames,
-        defects=defects,
+        **common,
     )
     if pw is None:
         return tmpl
     return _tmpl.estimate_template(
         frames,
         pw,
-        frames_per_split=opts.frames_per_split,
         num_splits_to_process=opts.num_splits_to_process_els,
         niter=opts.niter_els,
         seed=opts.seed + 1,
         init=tmpl.template,
         calibration=tmpl.calibration,
-        max_frames=opts.max_template_frames,
-        defects=defects,
+        **common,
     )

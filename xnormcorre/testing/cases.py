@@ -195,6 +195,30 @@ def caiman_lfw_pair(true_shifts: tuple[int, int] = (2, 4)) -> ExternalCase:
     )
 
 
+def _check_shift(shift, axes: str) -> np.ndarray:
+    """``shift`` as finite float64 numbers, one per axis named in ``axes`` (e.g. "(y, x)")."""
+    s = np.asarray(shift, dtype=np.float64)
+    n = axes.count(",") + 1
+    if s.shape != (n,) or not np.all(np.isfinite(s)):
+        raise ValueError(f"shift must be {n} finite numbers {axes}, got {shift!r}")
+    return s
+
+
+def _skimage_case(name: str, ref: np.ndarray, s: np.ndarray, criterion: str) -> ExternalCase:
+    """A case of scikit-image's ``phase_cross_correlation`` tests: ``ref`` moved by ``s``
+    (:func:`_fourier_shift_real`), tolerance 0.05 px per axis."""
+    return ExternalCase(
+        name=name,
+        frames=_fourier_shift_real(ref, s)[None].astype(np.float32),
+        shifts=s[None].copy(),
+        template=ref.astype(np.float32),
+        tolerance=0.05,
+        criterion=criterion,
+        source="scikit-image/scikit-image:skimage/registration/tests/test_phase_cross_correlation.py",
+        max_shifts=tuple(int(np.ceil(abs(v))) + 1 for v in s),
+    )
+
+
 def skimage_camera(shift: tuple[float, float] = (-2.4, 1.32)) -> ExternalCase:
     """scikit-image's sub-pixel ``phase_cross_correlation`` test: ``camera`` moved by (-2.4, 1.32).
 
@@ -215,24 +239,10 @@ def skimage_camera(shift: tuple[float, float] = (-2.4, 1.32)) -> ExternalCase:
     """
     from skimage.data import camera
 
-    ref = camera().astype(np.float64)
-    s = np.asarray(shift, dtype=np.float64)
-    if s.shape != (2,) or not np.all(np.isfinite(s)):
-        raise ValueError(f"shift must be 2 finite numbers (y, x), got {shift!r}")
-    frame = _fourier_shift_real(ref, s)
+    s = _check_shift(shift, "(y, x)")
     integer = bool(np.all(s == np.round(s)))
-    return ExternalCase(
-        name="skimage_camera",
-        frames=frame[None].astype(np.float32),
-        shifts=s[None].copy(),
-        template=ref.astype(np.float32),
-        tolerance=0.05,
-        criterion=(
-            "assert_allclose(result, -shift)" if integer else "assert_allclose(result, -shift, atol=0.05)"
-        ),
-        source="scikit-image/scikit-image:skimage/registration/tests/test_phase_cross_correlation.py",
-        max_shifts=tuple(int(np.ceil(abs(v))) + 1 for v in s),
-    )
+    criterion = "assert_allclose(result, -shift)" if integer else "assert_allclose(result, -shift, atol=0.05)"
+    return _skimage_case("skimage_camera", camera().astype(np.float64), s, criterion)
 
 
 def skimage_blobs_3d(shift: tuple[float, float, float] = (-2.3, 1.7, 5.4), *, seed: int = 0) -> ExternalCase:
@@ -253,21 +263,9 @@ def skimage_blobs_3d(shift: tuple[float, float, float] = (-2.3, 1.7, 5.4), *, se
     """
     from skimage.data import binary_blobs
 
-    s = np.asarray(shift, dtype=np.float64)
-    if s.shape != (3,) or not np.all(np.isfinite(s)):
-        raise ValueError(f"shift must be 3 finite numbers (z, y, x), got {shift!r}")
+    s = _check_shift(shift, "(z, y, x)")
     vol = binary_blobs(length=32, n_dim=3, rng=int(seed)).astype(np.float64)
-    frame = _fourier_shift_real(vol, s)
-    return ExternalCase(
-        name="skimage_blobs_3d",
-        frames=frame[None].astype(np.float32),
-        shifts=s[None].copy(),
-        template=vol.astype(np.float32),
-        tolerance=0.05,
-        criterion="assert_allclose(result, -shift, atol=0.05)",
-        source="scikit-image/scikit-image:skimage/registration/tests/test_phase_cross_correlation.py",
-        max_shifts=tuple(int(np.ceil(abs(v))) + 1 for v in s),
-    )
+    return _skimage_case("skimage_blobs_3d", vol, s, "assert_allclose(result, -shift, atol=0.05)")
 
 
 def image_registration_blob(

@@ -16,11 +16,14 @@ the data.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from scipy import ndimage
+
+from .common import check_bounds, derivative
 
 __all__ = ["CramerRao", "crlb", "crlb_patches", "efficiency", "fisher_information", "rmse", "shift_errors"]
 
@@ -72,15 +75,12 @@ def _check_camera(gain, read_noise) -> tuple[float, float]:
     return gain, read_noise
 
 
-_FIVE_POINT = np.array([1.0, -8.0, 0.0, 8.0, -1.0]) / 12.0
-
-
 def _central(mu: np.ndarray, stencil: int) -> tuple[np.ndarray, np.ndarray]:
     if stencil == 3:
         gy, gx = np.gradient(mu, axis=(1, 2))
         return gy, gx
     if stencil == 5:
-        return tuple(ndimage.correlate1d(mu, _FIVE_POINT, axis=a, mode="nearest") for a in (1, 2))
+        return tuple(derivative(mu, a) for a in (1, 2))
     raise ValueError(f"stencil must be 3 or 5, got {stencil!r}")
 
 
@@ -110,31 +110,6 @@ def _assemble(syy, syx, sxx) -> CramerRao:
         trace = np.where(det > 0, (syy + sxx) / np.where(det > 0, det, 1.0), np.inf)
     rmse = np.sqrt(np.mean(trace, axis=0))
     return CramerRao(fisher=fisher, trace=trace, rmse=float(rmse) if rmse.ndim == 0 else rmse)
-
-
-def fisher_information(
-    clean: np.ndarray,
-    *,
-    gain: float,
-    read_noise: float,
-    offset: float = 0.0,
-    gradient: np.ndarray | None = None,
-    stencil: int = 3,
-) -> np.ndarray:
-    """Fisher information of the 2-D shift of each frame, ``(T, 2, 2)`` in px^-2.
-
-    Parameters are those of :func:`crlb`.
-
-    Examples
-    --------
-    >>> y, x = np.mgrid[:32, :32]
-    >>> mu = 100 + 50 * np.exp(-((y - 16.0) ** 2 + (x - 16.0) ** 2) / 18)
-    >>> fisher_information(mu, gain=0.0, read_noise=1.0).shape
-    (1, 2, 2)
-    """
-    return _assemble(
-        *(t.sum(axis=(1, 2)) for t in _terms(clean, gain, read_noise, offset, gradient, stencil))
-    ).fisher
 
 
 def crlb(
@@ -192,6 +167,24 @@ def crlb(
     )
 
 
+def fisher_information(clean: np.ndarray, **camera: Any) -> np.ndarray:
+    """Fisher information of the 2-D shift of each frame, ``(T, 2, 2)`` in px^-2: the
+    ``fisher`` of :func:`crlb`, whose parameters it takes.
+
+    Examples
+    --------
+    >>> y, x = np.mgrid[:32, :32]
+    >>> mu = 100 + 50 * np.exp(-((y - 16.0) ** 2 + (x - 16.0) ** 2) / 18)
+    >>> fisher_information(mu, gain=0.0, read_noise=1.0).shape
+    (1, 2, 2)
+    """
+    return crlb(clean, **camera).fisher
+
+
+# help() and Jupyter show crlb's parameters
+fisher_information.__signature__ = inspect.signature(crlb).replace(return_annotation=np.ndarray)  # type: ignore[attr-defined]
+
+
 def crlb_patches(
     clean: np.ndarray,
     y_bounds: Sequence[tuple[int, int]],
@@ -232,8 +225,8 @@ def crlb_patches(
     """
     terms = _terms(clean, gain, read_noise, offset, gradient, stencil)
     h, w = terms[0].shape[1:]
-    yb = _bounds(y_bounds, h, "y_bounds")
-    xb = _bounds(x_bounds, w, "x_bounds")
+    yb = check_bounds(y_bounds, h, "y_bounds")
+    xb = check_bounds(x_bounds, w, "x_bounds")
     sums = []
     for term in terms:
         s = np.empty((term.shape[0], len(yb), len(xb)))
@@ -242,18 +235,6 @@ def crlb_patches(
                 s[:, i, j] = term[:, y0:y1, x0:x1].sum(axis=(1, 2))
         sums.append(s)
     return _assemble(*sums)
-
-
-def _bounds(bounds, n: int, name: str) -> list[tuple[int, int]]:
-    out = []
-    for b in bounds:
-        a, c = (int(v) for v in b)
-        if not 0 <= a < c <= n:
-            raise ValueError(f"{name} entries must satisfy 0 <= start < stop <= {n}, got {tuple(b)}")
-        out.append((a, c))
-    if not out:
-        raise ValueError(f"{name} must hold at least one (start, stop) pair")
-    return out
 
 
 def shift_errors(estimated: np.ndarray, true: np.ndarray, *, remove_offset: bool = True) -> np.ndarray:

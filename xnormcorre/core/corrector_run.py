@@ -1,0 +1,118 @@
+"""The registration pass of a :class:`xnormcorre.Corrector` over a movie, and its result
+Dataset, built as :func:`xnormcorre.rigid` / :func:`xnormcorre.pwrigid` build theirs."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .. import schema as sc
+from ..engine.config import Calibration
+from ..qc.diagnose import conclude
+from .grid import patch_grid
+from .movie import register_lazily
+from .options import Options
+from .pwrigid import pwrigid
+from .result import base_dataset, finish, template_da
+from .rigid import rigid
+
+__all__ = ["PW_KEYWORDS", "RIGID_KEYWORDS", "correction_comment", "corrector_result", "register_frames"]
+
+#: Keywords of rigid()/pwrigid() that are not registration options of the corrector.
+_NOT_OPTIONS = ("movie", "template", "reference", "defects", "clip", "scan_phase")
+
+
+def _defaults(fn) -> dict[str, Any]:
+    return {
+        k: p.default
+        for k, p in inspect.signature(fn).parameters.items()
+        if k not in _NOT_OPTIONS and p.default is not inspect.Parameter.empty
+    }
+
+
+#: Every keyword of rigid()/pwrigid() with its default (template estimation included:
+#: recorded in the results as the batch functions record them).
+RIGID_KEYWORDS = _defaults(rigid)
+PW_KEYWORDS = _defaults(pwrigid)
+
+
+def correction_comment(piecewise: bool, border: str) -> str:
+    """The ``comment`` of the corrected movie."""
+    return (sc.PW_COMMENT if piecewise else sc.RIGID_COMMENT) + border
+
+
+def register_frames(
+    movie: xr.DataArray, ref: xr.DataArray | None, template: np.ndarray, params, piecewise: bool
+):
+    """The registration over time chunks, as the batch functions run it:
+    ``(corrected, shifts, correlation)``, piecewise rigid ``(corrected, rigid shifts,
+    patch shifts, correlation)``."""
+    shifts: dict[tuple[str, ...], tuple[int, ...]] = {(sc.DIM_AXIS,): (2,)}
+    if piecewise:
+        ny, nx = params.grid_shape
+        shifts[(*sc.PATCH_DIMS, sc.DIM_AXIS)] = (ny, nx, 2)
+    return register_lazily(movie, ref, template, params, shifts)
+
+
+def corrector_result(
+    movie: xr.DataArray,
+    ref: xr.DataArray | None,
+    template: np.ndarray,
+    opts: Options,
+    params,
+    cal: Calibration | None,
+    min_mov: float | None,
+    piecewise: bool,
+) -> xr.Dataset:
+    """The result Dataset of :meth:`xnormcorre.Corrector.correct`: ``movie`` registered to
+    ``template`` with the calibrated engine ``params`` of the options ``opts``."""
+    tmpl_da = template_da(movie, template, "user")
+    outputs = register_frames(movie, ref, template, params, piecewise)
+    min_mov = min_mov if opts.border == "min" else opts.min_mov
+    ds = base_dataset(movie, outputs[0], outputs[-1], tmpl_da, correction_comment(piecewise, opts.border))
+    run: dict[str, Any] = {"max_shifts": opts.max_shifts}
+    if piecewise:
+        rigid_shifts, pshifts = outputs[1], outputs[2]
+        ds = ds.assign_coords(patch_grid(template.shape, opts.strides, opts.overlaps).coords)
+        ds[sc.SHIFTS] = xr.DataArray(pshifts, attrs=dict(sc.PW_SHIFT_ATTRS))
+        ds[sc.RIGID_SHIFTS] = xr.DataArray(
+            rigid_shifts, attrs=sc.with_frame_size(sc.RIGID_SHIFTS_ATTRS, template.shape)
+        )
+        run.update(
+            strides=opts.strides,
+            overlaps=opts.overlaps,
+            max_deviation_rigid=opts.max_deviation_rigid,
+            upsample_factor=opts.upsample_factor,
+            upsample_factor_grid=opts.upsample_factor_grid,
+            frames_per_split=opts.frames_per_split,
+            num_splits_to_process_rig=opts.num_splits_to_process,
+            niter_rig=opts.niter,
+            num_splits_to_process_els=opts.num_splits_to_process_els,
+            niter_els=opts.niter_els,
+        )
+        clip = params.rigid.clip
+    else:
+        ds[sc.SHIFTS] = xr.DataArray(outputs[1], attrs=sc.with_frame_size(sc.SHIFT_ATTRS, template.shape))
+        run.update(
+            upsample_factor=opts.upsample_factor,
+            frames_per_split=opts.frames_per_split,
+            num_splits_to_process=opts.num_splits_to_process,
+            niter=opts.niter,
+        )
+        clip = params.clip
+    run.update(
+        max_template_frames=opts.max_template_frames,
+        min_mov=min_mov,
+        border=opts.border,
+        batch_size=params.batch_size,
+        seed=opts.seed,
+        clip=clip,
+        scan_phase=None,  # a corrector takes frames as they are (correct the scan phase first)
+        **opts.estimator(),
+    )
+    method = sc.PWRIGID if piecewise else sc.RIGID
+    ds = finish(ds, method, run, movie, ref, tmpl_da, opts.max_shifts)
+    return conclude(ds, cal, None, opts.max_shifts)
