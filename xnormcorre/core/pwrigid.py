@@ -15,6 +15,7 @@ from ..qc.diagnose import conclude
 from .grid import patch_grid
 from .movie import register_lazily, run_inputs
 from .options import pw_options, with_aliases
+from .planes import by_plane, wants_planes
 from .result import base_dataset, finish
 from .scanphase import record_scan_phase, scan_phase_inputs, scan_phase_parameter
 from .template import template_for_run
@@ -49,6 +50,8 @@ def pwrigid(
     defects: bool | xr.DataArray | np.ndarray = True,
     clip: bool = True,
     scan_phase: None | str | float | xr.DataArray = None,
+    planes: str | None = None,
+    plane_dim: str = "z",
     **aliases: Any,
 ) -> xr.Dataset:
     """Piecewise-rigid motion correction (NoRMCorre) of a movie.
@@ -102,6 +105,16 @@ def pwrigid(
         Bound on the frames registered per template iteration (rigid and pw), as in
         :func:`xnormcorre.rigid`.
 
+    planes : {None, "independent", "volume"}
+        How a multi-plane movie ``(time, z, y, x)`` is registered: ``"independent"``
+        registers each plane in 2-D to its own template (multi-plane rigs whose planes
+        are not a contiguous volume), equal to a loop over the planes; every result
+        variable then has the plane dim (``shifts (time, z, axis)``, ``template (z, y,
+        x)``).  ``"volume"`` (3-D registration) is not available yet.  None: a 2-D movie
+        is registered as usual.
+    plane_dim : str
+        Name of the plane dim of a multi-plane movie (default ``"z"``).
+
     **aliases
         CaImAn/jnormcorre names with the same meaning are accepted: ``border_nan=True``
         (``border="nan"``), ``border_nan="copy"``, ``num_frames_split``
@@ -152,6 +165,8 @@ def pwrigid(
     >>> res.shifts.sel(patch_y=40, patch_x=40, method="nearest").dims
     ('time', 'axis')
     """
+    if wants_planes(movie, planes, plane_dim):
+        return by_plane(pwrigid, movie, planes, plane_dim, locals())
     movie = vd.as_movie(movie)
     shape = (movie.sizes[sc.DIM_Y], movie.sizes[sc.DIM_X])
     given = dict(

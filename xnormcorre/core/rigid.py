@@ -13,6 +13,7 @@ from .. import validate as vd
 from ..qc.diagnose import conclude
 from .movie import register_lazily, run_inputs
 from .options import rigid_options, with_aliases
+from .planes import by_plane, wants_planes
 from .result import base_dataset, finish
 from .scanphase import record_scan_phase, scan_phase_inputs, scan_phase_parameter
 from .template import template_for_run
@@ -43,6 +44,8 @@ def rigid(
     defects: bool | xr.DataArray | np.ndarray = True,
     clip: bool = True,
     scan_phase: None | str | float | xr.DataArray = None,
+    planes: str | None = None,
+    plane_dim: str = "z",
     **aliases: Any,
 ) -> xr.Dataset:
     """Rigid subpixel motion correction (NoRMCorre's rigid step) of a movie.
@@ -120,6 +123,16 @@ def rigid(
         the estimate (default ``2·max_shift + 2``, at least 4); it keeps the frame
         border from pulling the peak towards zero shift.  0 disables it.
 
+    planes : {None, "independent", "volume"}
+        How a multi-plane movie ``(time, z, y, x)`` is registered: ``"independent"``
+        registers each plane in 2-D to its own template (multi-plane rigs whose planes
+        are not a contiguous volume), equal to a loop over the planes; every result
+        variable then has the plane dim (``shifts (time, z, axis)``, ``template (z, y,
+        x)``).  ``"volume"`` (3-D registration) is not available yet.  None: a 2-D movie
+        is registered as usual.
+    plane_dim : str
+        Name of the plane dim of a multi-plane movie (default ``"z"``).
+
     **aliases
         CaImAn/jnormcorre names with the same meaning are accepted: ``border_nan=True``
         (``border="nan"``), ``border_nan="copy"``, ``num_frames_split``
@@ -173,6 +186,8 @@ def rigid(
     >>> float(abs(err - err.median()).max()) < 0.3
     True
     """
+    if wants_planes(movie, planes, plane_dim):
+        return by_plane(rigid, movie, planes, plane_dim, locals())
     movie = vd.as_movie(movie)
     shape = (movie.sizes[sc.DIM_Y], movie.sizes[sc.DIM_X])
     given = dict(
