@@ -111,6 +111,6 @@ def test_bad_planes_input(vol):
     with pytest.raises(ValueError, match="plane dim 'depth'"):
         xnormcorre.rigid(movie, planes="independent", plane_dim="depth")
     with pytest.raises(ValueError, match="planes='independent'"):
-        xnormcorre.rigid(movie)  # a volume: 3-D registration is not available
+        xnormcorre.pwrigid(movie)  # a volume: 3-D piecewise-rigid registration is not available
     with pytest.raises(ValueError, match="template has 2 planes"):
         xnormcorre.rigid(movie, planes="independent", template=np.zeros((2, H, W), np.float32))

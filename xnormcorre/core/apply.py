@@ -33,6 +33,7 @@ from .convention import shifts_from
 from .movie import resolve_min_mov
 from .planes import apply_shifts_by_plane, plane_dim_of
 from .scanphase import resolve_scan_phase
+from .volume import apply_volume_shifts, is_volume_shifts
 
 __all__ = ["apply_shifts"]
 
@@ -433,7 +434,8 @@ def apply_shifts(
         a result of :func:`xnormcorre.pwrigid`) are applied as a dense field.
         Multi-plane shifts (a result of ``planes="independent"``, or shifts with one
         more dim than these, e.g. ``(time, z, axis)``) are applied plane by plane to a
-        ``(time, z, y, x)`` movie.
+        ``(time, z, y, x)`` movie; 3-D rigid shifts of a volume (``(time, axis)`` with
+        ``axis = [z, y, x]``, a result of :func:`rigid` on a volume) move each volume.
     border : {"copy", "nan", "zero", "min"}
         Fill of pixels that moved in from outside the frame (as in :func:`rigid`).
     min_mov : float, optional
@@ -483,6 +485,10 @@ def apply_shifts(
     >>> bool((xnormcorre.apply_shifts(movie, bidi, scan_phase=bidi.scan_phase) == bidi.corrected).all())
     True
     """
+    if is_volume_shifts(shifts) and not isinstance(movie, xr.Dataset):
+        return apply_volume_shifts(
+            movie, shifts, border=border, min_mov=min_mov, batch_size=batch_size, clip=clip
+        )
     plane_dim = plane_dim_of(shifts)
     if plane_dim is not None and not isinstance(movie, xr.Dataset):
         kwargs = dict(border=border, min_mov=min_mov, batch_size=batch_size, clip=clip, convention=convention)

@@ -106,12 +106,12 @@ def pwrigid(
         :func:`xnormcorre.rigid`.
 
     planes : {None, "independent", "volume"}
-        How a multi-plane movie ``(time, z, y, x)`` is registered: ``"independent"``
-        registers each plane in 2-D to its own template (multi-plane rigs whose planes
-        are not a contiguous volume), equal to a loop over the planes; every result
-        variable then has the plane dim (``shifts (time, z, axis)``, ``template (z, y,
-        x)``).  ``"volume"`` (3-D registration) is not available yet.  None: a 2-D movie
-        is registered as usual.
+        How a movie with a plane dim ``(time, z, y, x)`` is registered:
+        ``"independent"`` registers each plane in 2-D to its own template (multi-plane
+        rigs whose planes are not a contiguous volume), equal to a loop over the planes;
+        every result variable then has the plane dim (``shifts (time, z, patch_y,
+        patch_x, axis)``, ``template (z, y, x)``).  3-D piecewise-rigid registration of
+        a volume (``"volume"``, the default for such a movie) is not available yet.
     plane_dim : str
         Name of the plane dim of a multi-plane movie (default ``"z"``).
 

@@ -124,12 +124,15 @@ def rigid(
         border from pulling the peak towards zero shift.  0 disables it.
 
     planes : {None, "independent", "volume"}
-        How a multi-plane movie ``(time, z, y, x)`` is registered: ``"independent"``
-        registers each plane in 2-D to its own template (multi-plane rigs whose planes
-        are not a contiguous volume), equal to a loop over the planes; every result
-        variable then has the plane dim (``shifts (time, z, axis)``, ``template (z, y,
-        x)``).  ``"volume"`` (3-D registration) is not available yet.  None: a 2-D movie
-        is registered as usual.
+        How a movie with a plane dim ``(time, z, y, x)`` is registered.  ``"volume"``
+        (the default for such a movie, as NoRMCorre and CaImAn treat a 4-D movie): 3-D
+        rigid registration of each volume to a volume template, ``max_shifts`` then has
+        3 entries ``(z, y, x)``; ``shifts (time, axis)`` with ``axis = ["z", "y", "x"]``,
+        ``template (z, y, x)``.  ``reference``, ``scan_phase`` and a ``defects`` mask are
+        not available for volumes.  ``"independent"``: each plane registered in 2-D to
+        its own template (multi-plane rigs whose planes are not a contiguous volume),
+        equal to a loop over the planes; every result variable then has the plane dim
+        (``shifts (time, z, axis)``, ``template (z, y, x)``).
     plane_dim : str
         Name of the plane dim of a multi-plane movie (default ``"z"``).
 
