@@ -118,3 +118,16 @@ def test_accuracy_acceptance_16x64x64():
     err -= np.median(err, axis=0)
     rmse = np.sqrt((err**2).mean(axis=0))
     assert rmse[0] <= 0.1 and rmse[1:].max() <= 0.05, rmse
+
+
+def test_open_tzyx_tiff_and_register_lazily(tmp_path, vol, sim, res):
+    """An ImageJ TZYX hyperstack opens as (time, z, y, x) and registers chunk by chunk."""
+    import tifffile
+
+    p = tmp_path / "volume.tif"
+    tifffile.imwrite(p, sim.frames, imagej=True, metadata={"axes": "TZYX"})
+    movie = xnormcorre.open_movie(p, chunks={"time": 5})
+    assert movie.dims == ("time", "z", "y", "x")
+    out = movie.normcorre.rigid(max_shifts=(2, 4, 4), template=sim.template)
+    np.testing.assert_array_equal(out.shifts.values, res.shifts.values)
+    np.testing.assert_array_equal(out.corrected.values, res.corrected.values)

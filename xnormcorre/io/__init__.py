@@ -168,7 +168,8 @@ def open_movie(
     Returns
     -------
     xarray.DataArray
-        ``movie (time, y, x)`` -- or ``(time, channel, y, x)`` -- in the file's dtype,
+        ``movie (time, y, x)`` -- or ``(time, channel, y, x)``, or a volumetric
+        ``(time, z, y, x)`` (ImageJ ``TZYX`` hyperstack, 4-D HDF5 dataset) -- in the file's dtype,
         with ``time``, ``y``, ``x`` coordinates (``long_name``/``units``), the
         acquisition metadata in attrs and ``encoding["source"]``.
 
@@ -177,7 +178,7 @@ def open_movie(
     FileNotFoundError, IsADirectoryError
         Missing file (or a glob matching nothing, or a Scanbox ``.mat``); a directory.
     ValueError
-        Empty, corrupt, truncated or unsupported file (volumes), inconsistent
+        Empty, corrupt, truncated or unsupported file (multi-channel volumes), inconsistent
         metadata, pages or files of different frame shapes, a missing or non-3-D HDF5
         dataset, a parameter for another format, an unknown channel.
 
