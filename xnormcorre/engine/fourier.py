@@ -163,4 +163,4 @@ def fourier_shift_nd(spec: jax.Array, shift: tuple[jax.Array, ...], shape: tuple
     for ax, (k, s, n) in enumerate(zip(ks, shift, shape, strict=True)):
         ramp = jnp.exp((2j * jnp.pi / n) * (k * s))
         out = out * ramp.reshape((-1,) + (1,) * (nd - 1 - ax))
-    return jnp.fft.irfftn(out, s=shape)
+    return jnp.fft.irfftn(out, s=shape, axes=tuple(range(nd)))
