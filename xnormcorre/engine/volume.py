@@ -30,6 +30,7 @@ from .borders import apply_border_nd, border_limits_nd, fill_invalid, valid_nd
 from .config import PEAK_FIT_MIN_SIGMA, edge_taper
 from .estimate import estimate_shift_nd
 from .fourier import fourier_shift_nd
+from .refine import gradient
 from .runner import default_batch_size, run_kernels
 
 compile_cache.enable()
@@ -129,9 +130,9 @@ def make_volume_params(
 
 # ----------------------------------------------------------------------- kernels
 def _gradients(template: np.ndarray) -> np.ndarray:
-    """Central-difference gradient of the template along each axis ``(ndim, *shape)``."""
-    t = np.asarray(template, np.float64)
-    return np.stack(np.gradient(t)).astype(np.float32)
+    """Gradient of the template along each axis ``(ndim, *shape)`` (fourth-order central
+    differences, :func:`xnormcorre.engine.refine.gradient`)."""
+    return np.stack(gradient(template)).astype(np.float32)
 
 
 def gauss_newton_nd(moved: jax.Array, template: jax.Array, grads: jax.Array, lo, hi) -> jax.Array:
