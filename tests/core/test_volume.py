@@ -75,6 +75,11 @@ def test_volume_result_labels_and_accuracy(vol, sim, res):
     rmse = np.sqrt((err**2).mean(axis=0))
     assert rmse[0] <= 0.1 and rmse[1:].max() <= 0.05, rmse
     assert float(res.correlation.min()) > 0.7  # noisy volumes (20 photons per voxel)
+    assert res.low_correlation.dims == ("time",) and int(res.low_correlation.sum()) == 0
+    # a search bound of 1 plane: volumes moved by about a plane are flagged
+    tight = vol.normcorre.rigid(max_shifts=(1, 4, 4), template=sim.template)
+    at_z = np.abs(tight.shifts.sel(axis="z").values) >= 0.5
+    np.testing.assert_array_equal(tight.at_max_shift.values.astype(bool), at_z)
 
 
 def test_lazy_equals_eager_and_apply_shifts(vol, sim, res):

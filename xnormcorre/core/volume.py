@@ -91,6 +91,26 @@ def _check_unused(kwargs: dict) -> None:
         raise TypeError(f"unexpected keyword arguments for a volume: {sorted(kwargs['aliases'])}")
 
 
+def _flags(ds: xr.Dataset, max_shifts: tuple[int, ...], plane_dim: str) -> xr.Dataset:
+    """The quality flags of :func:`xnormcorre.qc.flags.quality_flags` (``at_max_shift``,
+    ``low_correlation``), ``at_max_shift`` also along the plane dim."""
+    from ..qc.flags import quality_flags
+
+    inplane = ds[[sc.SHIFTS, sc.CORRELATION]].sel({sc.DIM_AXIS: [sc.DIM_Y, sc.DIM_X]})
+    flags = quality_flags(inplane, max_shifts=max_shifts[1:])
+    at = flags["at_max_shift"]
+    attrs = dict(at.attrs)
+    attrs["comment"] = (
+        f"1 where |shifts| >= max_shifts - 0.5 along {plane_dim}, y or x (max_shifts = {list(max_shifts)}); "
+        "the true motion may exceed the search range"
+    )
+    if max_shifts[0] > 0:
+        z = abs(ds[sc.SHIFTS].sel({sc.DIM_AXIS: plane_dim})) >= max_shifts[0] - 0.5
+        at = (at.astype(bool) | z.drop_vars(sc.DIM_AXIS)).astype(np.int8)
+    flags["at_max_shift"] = at.assign_attrs(attrs)
+    return flags
+
+
 def _register_block(block, index, *, template, params):
     """apply_ufunc kernel: volumes ``(T, D, H, W)`` -> ``(corrected, shifts, corr)``."""
     if block.shape[0] == 0:  # dask meta probing
@@ -200,6 +220,7 @@ def rigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
         "taper": taper,
         "refine_steps": params.refine_steps,
     }
+    ds = ds.assign(_flags(ds, max_shifts, plane_dim))
     ds.attrs = sc.provenance_attrs(sc.RIGID, run_params, source_of(movie))
     ds.attrs["planes"] = "volume"
     ds.attrs["plane_dim"] = plane_dim
