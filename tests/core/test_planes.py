@@ -114,3 +114,13 @@ def test_bad_planes_input(vol):
         xnormcorre.pwrigid(movie)  # a volume: 3-D piecewise-rigid registration is not available
     with pytest.raises(ValueError, match="template has 2 planes"):
         xnormcorre.rigid(movie, planes="independent", template=np.zeros((2, H, W), np.float32))
+
+
+def test_reference_per_plane(vol):
+    """A (time, z, y, x) reference is split per plane: shifts from it, applied to the movie."""
+    movie, _ = vol
+    ref = movie * 2.0 + 5.0
+    out = movie.normcorre.rigid(planes="independent", reference=ref, max_shifts=4)
+    one = xnormcorre.rigid(movie.isel(z=1), reference=ref.isel(z=1), max_shifts=4)
+    np.testing.assert_array_equal(out.shifts.isel(z=1).values, one.shifts.values)
+    np.testing.assert_array_equal(out.corrected.isel(z=1).values, one.corrected.values)
