@@ -38,7 +38,7 @@ def volume_max_shifts(value: Any, shape: tuple[int, int, int], dims: tuple[str, 
     """``max_shifts`` of a volume: 3 integers ``>= 0`` (z, y, x), each below half the axis."""
     if np.isscalar(value) or len(value) != 3:
         raise ValueError(
-            f"max_shifts must have 3 entries {dims} for a volume, got {value!r}; "
+            f"max_shifts must have 3 entries {dims} for 3-D registration of a volume, got {value!r}; "
             f"e.g. max_shifts=(2, 8, 8), or register each plane alone with planes='independent'"
         )
     out = []
