@@ -136,3 +136,14 @@ def test_open_tzyx_tiff_and_register_lazily(tmp_path, vol, sim, res):
     out = movie.normcorre.rigid(max_shifts=(2, 4, 4), template=sim.template)
     np.testing.assert_array_equal(out.shifts.values, res.shifts.values)
     np.testing.assert_array_equal(out.corrected.values, res.corrected.values)
+
+
+@pytest.mark.slow
+def test_few_planes_estimated_template():
+    """Six planes (padded along z, not tapered), template estimated: z RMSE <= 0.1 plane, xy <= 0.05 px."""
+    sim = simulate_volume((6, 48, 48), 20, max_shift=(0.8, 2.0, 2.0), n_cells=30, os=(2, 2, 2), seed=1)
+    out = xnormcorre.rigid(sim.frames, max_shifts=(2, 4, 4))
+    err = out.shifts.values - sim.shifts
+    err -= np.median(err, axis=0)
+    rmse = np.sqrt((err**2).mean(axis=0))
+    assert rmse[0] <= 0.1 and rmse[1:].max() <= 0.05, rmse

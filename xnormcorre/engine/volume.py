@@ -10,10 +10,11 @@ warp (:func:`xnormcorre.engine.fourier.fourier_shift_nd`) and the border fill
 shift is the displacement of a volume's content relative to the template; the corrected
 volume is the volume moved by ``-shift``.
 
-A z axis is often short (4-30 planes) and sampled more coarsely than y/x: the template's
-edge taper is sized to each axis (none on an axis shorter than 16 planes, where it would
-remove most of the content; the search bound then keeps the peak in place), and the
-Gauss-Newton margin too.
+A z axis is often short (4-30 planes) and sampled more coarsely than y/x.  The template's
+edge taper is sized to each axis; an axis shorter than 16 planes, which a taper would
+mostly erase, is edge-padded instead (:func:`pad_width`) and tapered over the padding
+only, so that the periodic Fourier steps never wrap one end of the stack onto the other;
+the Gauss-Newton margin is sized per axis too.
 """
 
 from __future__ import annotations
@@ -56,6 +57,35 @@ def _taper_width(n: int, max_shift: int) -> float:
     return float(max(4.0, min(2.0 * max_shift + 2.0, n / 6.0)))
 
 
+def pad_width(n: int) -> int:
+    """Edge padding (samples on each side) of an axis shorter than :data:`MIN_TAPERED`.
+
+    The Fourier steps treat every axis as periodic: along a long axis the template's
+    taper hides the wrap-around, but a short axis (a few planes) cannot be tapered.  It
+    is padded instead, by repeating its end planes, with the taper over the padding only,
+    so that content moving in or out at one end never meets the other end.
+
+    Examples
+    --------
+    >>> pad_width(4), pad_width(10), pad_width(16)
+    (4, 5, 0)
+    """
+    return 0 if n >= MIN_TAPERED else max(4, -(-n // 2))
+
+
+def _pad(x, pads: tuple[int, ...]):
+    """``x`` (an image or volume) edge-padded by ``pads`` on both sides of each axis."""
+    if not any(pads):
+        return x
+    return jnp.pad(x, [(p, p) for p in pads], mode="edge")
+
+
+def _crop(x, pads: tuple[int, ...], shape: tuple[int, ...]):
+    if not any(pads):
+        return x
+    return x[tuple(slice(p, p + n) for p, n in zip(pads, shape, strict=True))]
+
+
 def _margin(n: int) -> int:
     """Samples left out next to the valid box in the Gauss-Newton sums (ringing)."""
     return 2 if n >= 32 else (1 if n >= 8 else 0)
@@ -76,9 +106,12 @@ class VolumeParams:
     clip: bool = True
     window: np.ndarray = field(default=None, repr=False)
     weight: np.ndarray = field(default=None, repr=False)
+    #: samples of edge padding on each side of each axis (short axes, see :func:`pad_width`)
+    pads: tuple[int, ...] = ()
 
     def kernel_kwargs(self) -> dict:
         return dict(
+            pads=self.pads,
             max_shifts=self.max_shifts,
             upsample_factor=self.upsample_factor,
             whiten=self.whiten,
@@ -101,15 +134,21 @@ def make_volume_params(
     taper: float | None = None,
     clip: bool = True,
 ) -> VolumeParams:
-    """Parameters of a volume registration: the template's edge taper (per axis, see
-    :func:`_taper_width`; ``taper`` overrides y/x and z when it is at least 16 planes)
-    and the Gaussian spectral weight ``exp(-2π²σ²|k|²)`` of ``smooth_sigma`` voxels."""
-    window = np.ones(shape, np.float32)
-    for ax, (n, m) in enumerate(zip(shape, max_shifts, strict=True)):
-        t = _taper_width(n, m) if taper is None or n < MIN_TAPERED else float(taper)
-        if t > 0:
-            window = window * edge_taper(n, t).reshape((-1,) + (1,) * (len(shape) - 1 - ax))
-    grids = np.meshgrid(*[np.fft.fftfreq(n) for n in shape[:-1]], np.fft.rfftfreq(shape[-1]), indexing="ij")
+    """Parameters of a volume registration: the padding of short axes (:func:`pad_width`),
+    the template's edge taper (per axis, see :func:`_taper_width`; ``taper`` overrides it
+    on the axes that are not padded) and the Gaussian spectral weight
+    ``exp(-2π²σ²|k|²)`` of ``smooth_sigma`` voxels, on the padded shape."""
+    pads = tuple(pad_width(n) for n in shape)
+    padded = tuple(n + 2 * p for n, p in zip(shape, pads, strict=True))
+    window = np.ones(padded, np.float32)
+    for ax, (n, m, p) in enumerate(zip(shape, max_shifts, pads, strict=True)):
+        if p:  # a padded short axis: tapered over the padding only
+            taper_ax = edge_taper(n + 2 * p, p / 2.0)
+        else:
+            t = _taper_width(n, m) if taper is None else float(taper)
+            taper_ax = edge_taper(n, t) if t > 0 else np.ones(n, np.float32)
+        window = window * taper_ax.reshape((-1,) + (1,) * (len(shape) - 1 - ax))
+    grids = np.meshgrid(*[np.fft.fftfreq(n) for n in padded[:-1]], np.fft.rfftfreq(padded[-1]), indexing="ij")
     k2 = sum(g**2 for g in grids)
     sigma = float(smooth_sigma or 0.0)
     weight = np.exp(-2 * np.pi**2 * sigma**2 * k2).astype(np.float32)
@@ -125,6 +164,7 @@ def make_volume_params(
         clip=bool(clip),
         window=window,
         weight=weight,
+        pads=pads,
     )
 
 
@@ -135,13 +175,15 @@ def _gradients(template: np.ndarray) -> np.ndarray:
     return np.stack(gradient(template)).astype(np.float32)
 
 
-def gauss_newton_nd(moved: jax.Array, template: jax.Array, grads: jax.Array, lo, hi) -> jax.Array:
+def gauss_newton_nd(
+    moved: jax.Array, template: jax.Array, grads: jax.Array, lo, hi, margin: tuple[int, ...] | None = None
+) -> jax.Array:
     """One Gauss-Newton step ``δ`` (clipped to ±0.5 voxel) of a volume already moved by
     ``-s0`` towards the template: least squares of ``moved ≈ a·T + b - c·∇T`` over the
     voxels that stayed in view (less a margin per axis), ``δ = c / a``.  The gain and
     offset are free."""
     shape = moved.shape
-    margin = jnp.asarray([_margin(n) for n in shape], jnp.int32)
+    margin = jnp.asarray([_margin(n) for n in shape] if margin is None else margin, jnp.int32)
     valid = valid_nd(lo + margin, hi - margin, shape).astype(jnp.float32)
     cols = [template, jnp.ones_like(template), *(-g for g in grads)]
     x = jnp.stack([c.ravel() for c in cols], axis=1)  # (N, 2 + ndim)
@@ -155,14 +197,16 @@ def gauss_newton_nd(moved: jax.Array, template: jax.Array, grads: jax.Array, lo,
     return jnp.where(ok, jnp.clip(step, -0.5, 0.5), 0.0)
 
 
-def _register_one(vol, tmpl_spec, template, grads, weight, fill_min, *, kw, border, clip, apply):
+def _register_one(vol, tmpl_spec, template, tmpl_p, grads, weight, fill_min, *, kw, border, clip, apply):
     shape = vol.shape
-    spec = jnp.fft.rfftn(vol)
+    pads = kw["pads"]
+    shape_p = tuple(n + 2 * p for n, p in zip(shape, pads, strict=True))
+    spec = jnp.fft.rfftn(_pad(vol, pads))
     shift = estimate_shift_nd(
         spec,
         tmpl_spec,
         weight,
-        shape,
+        shape_p,
         radius=kw["max_shifts"],
         upsample_factor=kw["upsample_factor"],
         whiten=kw["whiten"],
@@ -170,20 +214,27 @@ def _register_one(vol, tmpl_spec, template, grads, weight, fill_min, *, kw, bord
         grid=kw["refine_steps"] == 0,
     )
     lim = jnp.asarray(kw["max_shifts"], jnp.float32)
+    offset = jnp.asarray(pads, jnp.int32)
+    margin = tuple(0 if p else _margin(n) for n, p in zip(shape, pads, strict=True))
     for _ in range(kw["refine_steps"]):
-        moved = fourier_shift_nd(spec, tuple(shift), shape)
-        lo, hi = border_limits_nd(shift, shape)
-        shift = jnp.clip(shift + gauss_newton_nd(moved, template, grads, lo, hi), -lim, lim)
+        moved = fourier_shift_nd(spec, tuple(shift), shape_p)
+        lo, hi = border_limits_nd(shift, shape)  # the volume's own samples that stayed in view
+        shift = jnp.clip(
+            shift + gauss_newton_nd(moved, tmpl_p, grads, lo + offset, hi + offset, margin), -lim, lim
+        )
     if not apply:
         return shift
-    out = _move(vol, spec, shift, fill_min, border=border, clip=clip)
+    out = _move(vol, spec, shift, fill_min, pads=pads, border=border, clip=clip)
     lo, hi = border_limits_nd(shift, shape)
     valid = valid_nd(lo, hi, shape)
     return shift, out, _corr(out, template, valid)
 
 
-def _move(vol, spec, shift, fill_min, *, border, clip):
-    out = fourier_shift_nd(spec, tuple(shift), vol.shape)
+def _move(vol, spec, shift, fill_min, *, pads, border, clip):
+    """``vol`` (whose padded ``rfftn`` is ``spec``) moved by ``-shift``, cropped, clipped
+    to its range, border filled."""
+    shape_p = tuple(n + 2 * p for n, p in zip(vol.shape, pads, strict=True))
+    out = _crop(fourier_shift_nd(spec, tuple(shift), shape_p), pads, vol.shape)
     if clip:
         out = jnp.clip(out, jnp.min(vol), jnp.max(vol))
     return apply_border_nd(out, shift, border, fill_min)[0]
@@ -198,7 +249,17 @@ def _corr(out, template, valid):
     return (a * b * v).sum() / jnp.sqrt((a * a * v).sum() * (b * b * v).sum() + 1e-30)
 
 
-_STATIC = ("max_shifts", "upsample_factor", "whiten", "peak_fit", "refine_steps", "border", "clip", "apply")
+_STATIC = (
+    "max_shifts",
+    "upsample_factor",
+    "whiten",
+    "peak_fit",
+    "refine_steps",
+    "pads",
+    "border",
+    "clip",
+    "apply",
+)
 
 
 @partial(jax.jit, static_argnames=_STATIC)
@@ -215,33 +276,41 @@ def register_volume_batch(
     whiten,
     peak_fit,
     refine_steps,
+    pads=(),
     border="copy",
     clip=True,
     apply=True,
 ):
     """Register a batch of volumes ``(B, D, H, W)`` to ``template`` ``(D, H, W)``:
-    ``shifts (B, 3)`` and, if ``apply``, the corrected volumes and their correlation."""
-    tmpl_spec = jnp.fft.rfftn((template - template.mean()) * window)
+    ``shifts (B, 3)`` and, if ``apply``, the corrected volumes and their correlation.
+    ``window``, ``weight`` and ``grads`` are on the padded shape (``pads``)."""
+    pads = tuple(pads) or (0,) * template.ndim
+    tmpl_p = _pad(template, pads)
+    tmpl_spec = jnp.fft.rfftn((tmpl_p - template.mean()) * window)
     kw = dict(
         max_shifts=max_shifts,
         upsample_factor=upsample_factor,
         whiten=whiten,
         peak_fit=peak_fit,
         refine_steps=refine_steps,
+        pads=pads,
     )
     fn = partial(_register_one, kw=kw, border=border, clip=clip, apply=apply)
-    return jax.vmap(fn, in_axes=(0, None, None, None, None, None))(
-        vols, tmpl_spec, template, grads, weight, fill_min
+    return jax.vmap(fn, in_axes=(0, None, None, None, None, None, None))(
+        vols, tmpl_spec, template, tmpl_p, grads, weight, fill_min
     )
 
 
 @partial(jax.jit, static_argnames=("border", "clip"))
 def shift_volume_batch(vols, shifts, fill_min, *, border="copy", clip=True):
     """Move each volume ``(B, D, H, W)`` by ``-shifts[b]``, as :func:`register_volume_batch`
-    does (the same bits for the same shift)."""
-    return jax.vmap(lambda v, s: _move(v, jnp.fft.rfftn(v), s, fill_min, border=border, clip=clip))(
-        vols, shifts
-    )
+    does (short axes padded the same way: the same bits for the same shift)."""
+    pads = tuple(pad_width(n) for n in vols.shape[1:])
+
+    def one(v, s):
+        return _move(v, jnp.fft.rfftn(_pad(v, pads)), s, fill_min, pads=pads, border=border, clip=clip)
+
+    return jax.vmap(one)(vols, shifts)
 
 
 # ----------------------------------------------------------------------- NumPy drivers
@@ -251,7 +320,7 @@ def register_volumes(movie, template: np.ndarray, params: VolumeParams, *, apply
     the number of ``movie[0]`` in the whole movie (same kernel lane whatever the chunking)."""
     n = len(movie)
     tmpl = np.asarray(template, np.float32)
-    grads = _gradients(tmpl)
+    grads = _gradients(np.pad(tmpl, [(p, p) for p in params.pads], mode="edge"))
     fill = np.float32(params.fill_min)
     shifts = np.empty((n, len(tmpl.shape)), np.float32)
     corrected = np.empty((n, *tmpl.shape), np.float32) if apply else None
