@@ -190,3 +190,63 @@ def test_hdf5_from_real_movies(sima_path, neurofinder_path, tmp_path):
         np.testing.assert_array_equal(movie.isel(time=[0, ref.shape[0] - 1]).values, ref[[0, -1]])
         np.testing.assert_array_equal(movie.values, ref)
         movie.close()
+
+
+# ------------------------------------------------------------------ axis order and volumes
+def test_time_last_movie_needs_dims(tmp_path):
+    """A (y, x, time) dataset (e.g. MATLAB) is not silently read as frames of the wrong axes."""
+    mov = np.random.default_rng(1).integers(0, 1000, (20, 128, 256)).astype(np.uint16)
+    p = _write(tmp_path / "yxt.h5", mov.transpose(1, 2, 0))  # (128, 256, 20)
+    with pytest.raises(ValueError, match=r"cannot tell which axis .* dims=\('y', 'x', 'time'\)"):
+        xnormcorre.open_movie(p)
+    movie = xnormcorre.open_movie(p, dims=("y", "x", "time"))
+    assert movie.dims == ("time", "y", "x") and movie.shape == (20, 128, 256)
+    np.testing.assert_array_equal(movie.isel(time=[3, 7], y=5).values, mov[[3, 7], 5])
+    np.testing.assert_array_equal(movie.isel(time=4).values, mov[4])
+    np.testing.assert_array_equal(movie.values, mov)
+    chunked = _write(tmp_path / "c.h5", mov.transpose(1, 2, 0), chunks=(128, 256, 1))
+    with pytest.raises(ValueError, match="cannot tell which axis"):
+        xnormcorre.open_movie(chunked)
+    with pytest.raises(ValueError, match="dims must name the 3 axes"):
+        xnormcorre.open_movie(p, dims=("y", "x"))
+    with pytest.raises(ValueError, match="dims must name the 3 axes"):
+        xnormcorre.open_movie(p, dims=("y", "y", "time"))
+
+
+def test_time_first_movies_unchanged(tmp_path):
+    """Unambiguous time-first datasets open without dims (short movies, long movies, whole-frame chunks)."""
+    for shape, kw in (((20, 32, 32), {}), ((500, 64, 32), {}), ((10, 128, 20), {"chunks": (1, 128, 20)})):
+        arr = np.zeros(shape, np.uint16)
+        movie = xnormcorre.open_movie(_write(tmp_path / f"{shape[0]}.h5", arr, **kw))
+        assert movie.shape == shape
+
+
+def test_matlab_v73_movie_is_read_as_y_x_time(tmp_path):
+    """MATLAB stores Y(y, x, t) column-major: h5py sees (t, x, y); the movie comes back (time, y, x)."""
+    mov = np.random.default_rng(2).integers(0, 1000, (12, 16, 20)).astype(np.uint16)
+    p = tmp_path / "m.mat"
+    with h5py.File(p, "w", userblock_size=512) as f:
+        dset = f.create_dataset("Y", data=mov.transpose(0, 2, 1))
+        dset.attrs["MATLAB_class"] = np.bytes_("uint16")
+    movie = xnormcorre.open_movie(p)
+    assert movie.attrs["hdf5_dims"] == ["time", "x", "y"]
+    np.testing.assert_array_equal(movie.values, mov)
+
+
+def test_volumetric_4d_dataset(tmp_path):
+    vol = np.random.default_rng(3).integers(0, 1000, (6, 5, 16, 20)).astype(np.uint16)
+    p = _write(tmp_path / "vol.h5", vol, name="vol", chunks=(1, 5, 16, 20))
+    movie = xnormcorre.open_movie(p)
+    assert movie.dims == ("time", "z", "y", "x") and movie.chunks[1] == (5,)
+    np.testing.assert_array_equal(movie.values, vol)
+    np.testing.assert_array_equal(movie.isel(time=2, z=[1, 3]).values, vol[2, [1, 3]])
+    # another layout: (z, y, x, time), and a 4th axis that is a channel
+    q = _write(tmp_path / "zyxt.h5", vol.transpose(1, 2, 3, 0), name="vol")
+    again = xnormcorre.open_movie(q, dims=("z", "y", "x", "time"))
+    np.testing.assert_array_equal(again.values, vol)
+    chan = xnormcorre.open_movie(p, dims=("time", "channel", "y", "x"))
+    assert chan.dims == ("time", "channel", "y", "x")
+    with pytest.raises(ValueError, match="applies to HDF5 files only"):
+        tif = tmp_path / "m.tif"
+        tifffile.imwrite(tif, np.zeros((3, 8, 8), np.uint16), photometric="minisblack")
+        xnormcorre.open_movie(tif, dims=("time", "y", "x"))

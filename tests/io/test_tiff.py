@@ -430,3 +430,16 @@ def test_real_neurofinder_compressed_movie(neurofinder_path, tiff_reads):
     assert sorted(tiff_reads["pages"]) == [5, 477]
     ds.close()
     movie.close()
+
+
+def test_imagej_tzyx_hyperstack_is_a_volumetric_movie(tmp_path):
+    vol = np.random.default_rng(4).integers(0, 1000, (7, 5, 16, 20)).astype(np.uint16)
+    p = tmp_path / "volume.tif"
+    tifffile.imwrite(p, vol, imagej=True, metadata={"axes": "TZYX", "finterval": 0.5})
+    movie = xnormcorre.open_movie(p)
+    assert movie.dims == ("time", "z", "y", "x") and movie.chunks[1] == (5,)
+    assert movie.attrs["fps"] == pytest.approx(2.0)
+    np.testing.assert_array_equal(movie.values, vol)
+    np.testing.assert_array_equal(movie.isel(time=[1, 5], z=[0, 3]).values, vol[[1, 5]][:, [0, 3]])
+    ds = xr.open_dataset(p, engine=ENGINE)
+    assert ds.movie.dims == ("time", "z", "y", "x") and list(ds.z.values) == [0, 1, 2, 3, 4]

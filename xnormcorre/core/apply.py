@@ -28,6 +28,7 @@ from ..engine.patches import interp_matrix
 from ..engine.pwrigid import apply_pw_shifts
 from ..engine.rigid import apply_shifts as apply_rigid_shifts
 from .convention import shifts_from
+from .planes import apply_shifts_by_plane, plane_dim_of
 from .scanphase import resolve_scan_phase
 from .shiftinput import (
     as_shifts,
@@ -38,6 +39,7 @@ from .shiftinput import (
     largest,
     match_time,
 )
+from .volume import apply_volume_shifts, is_volume_shifts
 
 __all__ = ["apply_shifts"]
 
@@ -225,6 +227,10 @@ def apply_shifts(
         movie's times are selected.  Piecewise-rigid shifts
         ``(time, patch_y, patch_x, axis)`` (with their patch-centre coordinates, e.g.
         a result of :func:`xnormcorre.pwrigid`) are applied as a dense field.
+        Multi-plane shifts (a result of ``planes="independent"``, or shifts with one
+        more dim than these, e.g. ``(time, z, axis)``) are applied plane by plane to a
+        ``(time, z, y, x)`` movie; 3-D rigid shifts of a volume (``(time, axis)`` with
+        ``axis = [z, y, x]``, a result of :func:`rigid` on a volume) move each volume.
     border : {"copy", "nan", "zero", "min"}
         Fill of pixels that moved in from outside the frame (as in :func:`rigid`).
     min_mov : float, optional
@@ -274,6 +280,16 @@ def apply_shifts(
     >>> bool((xnormcorre.apply_shifts(movie, bidi, scan_phase=bidi.scan_phase) == bidi.corrected).all())
     True
     """
+    if is_volume_shifts(shifts) and not isinstance(movie, xr.Dataset):
+        return apply_volume_shifts(
+            movie, shifts, border=border, min_mov=min_mov, batch_size=batch_size, clip=clip
+        )
+    plane_dim = plane_dim_of(shifts)
+    if plane_dim is not None and not isinstance(movie, xr.Dataset):
+        kwargs = dict(border=border, min_mov=min_mov, batch_size=batch_size, clip=clip, convention=convention)
+        return apply_shifts_by_plane(
+            apply_shifts, movie, shifts, plane_dim, kwargs | {"scan_phase": scan_phase}
+        )
     border = vd.check_border(border)
     batch_size = vd.integer(batch_size, "batch_size", allow_none=True)
     clip = None if clip is None else vd.check_bool(clip, "clip")

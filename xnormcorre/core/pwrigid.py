@@ -17,6 +17,7 @@ from .docstrings import fill_doc
 from .grid import patch_grid
 from .movie import register_lazily, run_inputs
 from .options import pw_options, with_aliases
+from .planes import by_plane, wants_planes
 from .result import base_dataset, finish
 from .resume import run_with_store, wants_store
 from .scanphase import record_scan_phase, scan_phase_inputs, scan_phase_parameter
@@ -55,6 +56,8 @@ def pwrigid(
     scan_phase: None | str | float | xr.DataArray = None,
     store: str | os.PathLike | None = None,
     resume: bool = False,
+    planes: str | None = None,
+    plane_dim: str = "z",
     **aliases: Any,
 ) -> xr.Dataset:
     """Piecewise-rigid motion correction (NoRMCorre) of a movie.
@@ -113,7 +116,17 @@ def pwrigid(
         ``None`` registers every split (jnormcorre/CaImAn).
     %(min_mov, border, batch_size, seed)s
     %(phase_corr, smooth_sigma, taper)s
-    %(defects, clip, scan_phase, store, resume, aliases)s
+    %(defects, clip, scan_phase, store, resume)s
+    planes : {None, "independent", "volume"}
+        How a movie with a plane dim ``(time, z, y, x)`` is registered:
+        ``"independent"`` registers each plane in 2-D to its own template (multi-plane
+        rigs whose planes are not a contiguous volume), equal to a loop over the planes;
+        every result variable then has the plane dim (``shifts (time, z, patch_y,
+        patch_x, axis)``, ``template (z, y, x)``).  3-D piecewise-rigid registration of
+        a volume (``"volume"``, the default for such a movie) is not available yet.
+    plane_dim : str
+        Name of the plane dim of a multi-plane movie (default ``"z"``).
+    %(aliases)s
 
     Returns
     -------
@@ -134,6 +147,13 @@ def pwrigid(
     >>> res.shifts.sel(patch_y=40, patch_x=40, method="nearest").dims
     ('time', 'axis')
     """
+    if wants_planes(movie, planes, plane_dim):
+        if store is not None:
+            raise ValueError(
+                "store= is not available yet for multi-plane or volume movies; register without a store "
+                "(or save each plane's result with to_netcdf)"
+            )
+        return by_plane(pwrigid, movie, planes, plane_dim, locals())
     if wants_store(store, resume):
         return run_with_store(pwrigid, locals())
     movie = vd.as_movie(movie)

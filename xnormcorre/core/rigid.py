@@ -15,6 +15,7 @@ from ..qc.diagnose import conclude
 from .docstrings import fill_doc
 from .movie import register_lazily, run_inputs
 from .options import rigid_options, with_aliases
+from .planes import by_plane, wants_planes
 from .result import base_dataset, finish
 from .resume import run_with_store, wants_store
 from .scanphase import record_scan_phase, scan_phase_inputs, scan_phase_parameter
@@ -49,6 +50,8 @@ def rigid(
     scan_phase: None | str | float | xr.DataArray = None,
     store: str | os.PathLike | None = None,
     resume: bool = False,
+    planes: str | None = None,
+    plane_dim: str = "z",
     **aliases: Any,
 ) -> xr.Dataset:
     """Rigid subpixel motion correction (NoRMCorre's rigid step) of a movie.
@@ -82,7 +85,20 @@ def rigid(
     %(max_template_frames)s
     %(min_mov, border, batch_size, seed)s
     %(phase_corr, smooth_sigma, taper)s
-    %(defects, clip, scan_phase, store, resume, aliases)s
+    %(defects, clip, scan_phase, store, resume)s
+    planes : {None, "independent", "volume"}
+        How a movie with a plane dim ``(time, z, y, x)`` is registered.  ``"volume"``
+        (the default for such a movie, as NoRMCorre and CaImAn treat a 4-D movie): 3-D
+        rigid registration of each volume to a volume template, ``max_shifts`` then has
+        3 entries ``(z, y, x)``; ``shifts (time, axis)`` with ``axis = ["z", "y", "x"]``,
+        ``template (z, y, x)``.  ``reference``, ``scan_phase`` and a ``defects`` mask are
+        not available for volumes.  ``"independent"``: each plane registered in 2-D to
+        its own template (multi-plane rigs whose planes are not a contiguous volume),
+        equal to a loop over the planes; every result variable then has the plane dim
+        (``shifts (time, z, axis)``, ``template (z, y, x)``).
+    plane_dim : str
+        Name of the plane dim of a multi-plane movie (default ``"z"``).
+    %(aliases)s
 
     Returns
     -------
@@ -106,6 +122,13 @@ def rigid(
     >>> float(abs(err - err.median()).max()) < 0.3
     True
     """
+    if wants_planes(movie, planes, plane_dim):
+        if store is not None:
+            raise ValueError(
+                "store= is not available yet for multi-plane or volume movies; register without a store "
+                "(or save each plane's result with to_netcdf)"
+            )
+        return by_plane(rigid, movie, planes, plane_dim, locals())
     if wants_store(store, resume):
         return run_with_store(rigid, locals())
     movie = vd.as_movie(movie)

@@ -13,7 +13,17 @@ import numpy as np
 
 from ..schema import BORDERS
 
-__all__ = ["BORDERS", "apply_border", "border_limits", "fill_edges", "fill_invalid", "fill_outside"]
+__all__ = [
+    "BORDERS",
+    "apply_border",
+    "apply_border_nd",
+    "border_limits",
+    "border_limits_nd",
+    "fill_edges",
+    "fill_invalid",
+    "fill_outside",
+    "valid_nd",
+]
 
 
 def border_limits(dy: jax.Array, dx: jax.Array, h: int, w: int):
@@ -106,5 +116,43 @@ def fill_invalid(img: np.ndarray) -> np.ndarray:
         return out
     if bad.all():
         return np.zeros_like(out)
-    _, (iy, ix) = ndimage.distance_transform_edt(bad, return_indices=True)
-    return out[iy, ix]
+    _, idx = ndimage.distance_transform_edt(bad, return_indices=True)  # any number of axes
+    return out[tuple(idx)]
+
+
+# --------------------------------------------------------------------------- n dimensions
+def border_limits_nd(shift: jax.Array, shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    """:func:`border_limits` for any number of axes: the first and last valid index along
+    each axis ``(lo, hi)`` (int32 vectors) after moving the image by ``-shift``."""
+    n = jnp.asarray(shape, jnp.int32)
+    lo = jnp.ceil(jnp.maximum(-shift, 0.0)).astype(jnp.int32)
+    hi = n - 1 - jnp.ceil(jnp.maximum(shift, 0.0)).astype(jnp.int32)
+    return lo, jnp.maximum(hi, lo)
+
+
+def valid_nd(lo: jax.Array, hi: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Boolean mask of the box ``lo <= index <= hi`` (per axis) in an image of ``shape``."""
+    valid = jnp.ones(shape, bool)
+    for ax, n in enumerate(shape):
+        i = jnp.arange(n).reshape((-1,) + (1,) * (len(shape) - 1 - ax))
+        valid = valid & (i >= lo[ax]) & (i <= hi[ax])
+    return valid
+
+
+def apply_border_nd(
+    img: jax.Array, shift: jax.Array, border: str, fill_min: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """:func:`apply_border` for any number of axes (e.g. a volume moved by ``-shift``):
+    the filled image (``"copy"``: nearest valid value, one axis after the other) and the
+    validity mask."""
+    shape = img.shape
+    lo, hi = border_limits_nd(shift, shape)
+    valid = valid_nd(lo, hi, shape)
+    if border != "copy":
+        return fill_outside(img, valid, border, fill_min), valid
+    for ax, n in enumerate(shape):
+        i = jnp.arange(n).reshape((-1,) + (1,) * (len(shape) - 1 - ax))
+        first = jax.lax.dynamic_slice_in_dim(img, lo[ax], 1, axis=ax)
+        last = jax.lax.dynamic_slice_in_dim(img, hi[ax], 1, axis=ax)
+        img = jnp.where(i < lo[ax], first, jnp.where(i > hi[ax], last, img))
+    return img, valid

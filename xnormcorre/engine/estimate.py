@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .fourier import dft_at
+from .fourier import dft_at, dft_at_nd
 
-__all__ = ["cross_power", "estimate_shift"]
+__all__ = ["cross_power", "estimate_shift", "estimate_shift_nd"]
 
 
 def _window(
@@ -218,3 +218,76 @@ def _parabolic(left: jax.Array, centre: jax.Array, right: jax.Array) -> jax.Arra
     denom = left - 2.0 * centre + right
     off = jnp.where(denom < 0, 0.5 * (left - right) / jnp.where(denom < 0, denom, -1.0), 0.0)
     return jnp.clip(off, -0.5, 0.5)
+
+
+# --------------------------------------------------------------------------- n dimensions
+def _argmax_centred_nd(win: jax.Array) -> tuple[jax.Array, ...]:
+    """Index of the maximum of ``win`` (any number of axes); ties resolve to the centre."""
+    k = jnp.argmax(win)
+    k0 = int(np.ravel_multi_index(tuple(n // 2 for n in win.shape), win.shape))
+    k = jnp.where(win.ravel()[k0] >= win.ravel()[k], k0, k)
+    return jnp.unravel_index(k, win.shape)
+
+
+def _neighbours(win: jax.Array, idx: tuple[jax.Array, ...], ax: int) -> tuple[jax.Array, ...]:
+    """``win`` at ``idx`` and its two neighbours along axis ``ax`` (clamped to the window)."""
+    n = win.shape[ax]
+    out = []
+    for d in (-1, 0, 1):
+        at = list(idx)
+        at[ax] = jnp.clip(idx[ax] + d, 0, n - 1)
+        out.append(win[tuple(at)])
+    return tuple(out)
+
+
+def estimate_shift_nd(
+    est_spec: jax.Array,
+    tmpl_spec: jax.Array,
+    weight: jax.Array,
+    shape: tuple[int, ...],
+    *,
+    radius: tuple[int, ...],
+    upsample_factor: int,
+    whiten: bool,
+    peak_fit: bool = False,
+    grid: bool = True,
+) -> jax.Array:
+    """:func:`estimate_shift` for images of any number of axes (``rfftn`` spectra), e.g.
+    volumes ``(z, y, x)``: the integer peak within ``±radius`` (a Gaussian log-parabola
+    fit per axis with ``peak_fit``), refined on a ``1/upsample_factor`` upsampled-DFT
+    grid plus a parabolic fit per axis (unless ``grid=False`` after a Gaussian fit, or
+    ``upsample_factor == 1``), clipped to ``±radius``.  Returns the shift ``(ndim,)``.
+    """
+    nd = len(shape)
+    p = cross_power(est_spec, tmpl_spec, weight, whiten)
+    wide = 1 if (upsample_factor > 1 and peak_fit) else 0
+    offsets = tuple(jnp.arange(-(m + wide), m + wide + 1, dtype=jnp.float32) for m in radius)
+    win = dft_at_nd(p, offsets, shape)
+    inner = win[tuple(slice(wide, n - wide) for n in win.shape)]
+    idx = tuple(i + wide for i in _argmax_centred_nd(inner))
+    shift = jnp.stack([offsets[ax][idx[ax]] for ax in range(nd)])
+    if upsample_factor > 1 and peak_fit:
+        shift = shift + jnp.stack([_log_parabolic(*_neighbours(win, idx, ax)) for ax in range(nd)])
+        if grid:
+            shift = _refine_nd(p, shift, upsample_factor, shape, _fit_region(upsample_factor))
+    elif upsample_factor > 1:
+        shift = _refine_nd(p, shift, upsample_factor, shape, int(math.ceil(upsample_factor * 1.5)))
+    lim = jnp.asarray(radius, jnp.float32)
+    return jnp.clip(shift, -lim, lim)
+
+
+def _refine_nd(p: jax.Array, shift0: jax.Array, upsample_factor: int, shape: tuple[int, ...], region: int):
+    """:func:`_refine` in any number of axes: the peak on a ``1/upsample_factor`` grid of
+    ``region`` points per axis around ``shift0``, then a parabolic fit per axis."""
+    nd = len(shape)
+    us = float(upsample_factor)
+    off = region // 2
+    g = jnp.asarray((np.arange(region, dtype=np.float32) - off) / np.float32(us))
+    up = dft_at_nd(p, (g,) * nd, shape, tuple(shift0[ax] for ax in range(nd)))
+    idx = _argmax_centred_nd(up)
+    out = []
+    for ax in range(nd):
+        frac = _parabolic(*_neighbours(up, idx, ax))
+        edge = (idx[ax] == 0) | (idx[ax] == region - 1)
+        out.append(shift0[ax] + g[idx[ax]] + jnp.where(edge, 0.0, frac) / us)
+    return jnp.stack(out)

@@ -40,8 +40,9 @@ for _n, (_i, _k) in enumerate(_TRIU):
     _IDX[_i, _k] = _IDX[_k, _i] = _n
 
 
-def gradient(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fourth-order central differences of ``img`` along y and x (float64).
+def gradient(img: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Fourth-order central differences of ``img`` along each axis (float64): y and x of
+    a frame, z, y and x of a volume.
 
     The two outer rows/columns take the nearest interior value; axes shorter than 5
     pixels use second-order differences.
@@ -54,7 +55,7 @@ def gradient(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     t = np.asarray(img, np.float64)
     out = []
-    for axis in (0, 1):
+    for axis in range(t.ndim):
         if t.shape[axis] < 5:
             out.append(np.gradient(t, axis=axis))
             continue
@@ -63,7 +64,7 @@ def gradient(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d[2:-2] = (-a[4:] + 8 * a[3:-1] - 8 * a[1:-3] + a[:-4]) / 12.0
         d[:2], d[-2:] = d[2], d[-3]
         out.append(np.moveaxis(d, 0, axis))
-    return out[0], out[1]
+    return tuple(out)
 
 
 def refine_constants(template: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:

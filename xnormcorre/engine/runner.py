@@ -82,14 +82,13 @@ def kernel_batch(shape: tuple[int, int]) -> int:
     >>> kernel_batch((128, 128)), kernel_batch((512, 512)), kernel_batch((2048, 2048))
     (64, 4, 1)
     """
-    h, w = shape
-    b = max(1, _PIXELS_PER_KERNEL // (h * w))
+    b = max(1, _PIXELS_PER_KERNEL // int(np.prod(shape)))  # a frame (H, W) or a volume (D, H, W)
     return min(1 << (b.bit_length() - 1), 64)
 
 
 def kernel_calls(block: np.ndarray, *others: np.ndarray) -> Iterator[tuple[int, int, list[np.ndarray]]]:
     """Split a read batch into padded kernel batches: ``(start, stop, [padded arrays])``."""
-    m = kernel_batch(block.shape[1:3])
+    m = kernel_batch(block.shape[1:])
     for a, b in iter_batches(block.shape[0], m):
         yield a, b, [pad_batch(x[a:b], m) for x in (block, *others)]
 
@@ -226,7 +225,7 @@ def lane_batches(origin: int, n: int, m: int, batch_size: int) -> Iterator[tuple
 
 def _run_aligned(kernel, movie, start, stop, batch_size, others, origin):
     n = stop - start
-    m = kernel_batch(tuple(movie.shape[1:3]))
+    m = kernel_batch(tuple(movie.shape[1:]))
 
     def calls():
         for a0, b0 in lane_batches(origin, n, m, batch_size):

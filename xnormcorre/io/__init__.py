@@ -160,6 +160,7 @@ def open_movie(
     dataset: str | None = None,
     series: int | None = None,
     channel: int | str | None = None,
+    dims: tuple[str, ...] | None = None,
 ) -> xr.DataArray:
     """Open a TIFF, HDF5 or Scanbox movie lazily as a dask-backed ``(time, [channel,] y, x)`` DataArray.
 
@@ -187,7 +188,13 @@ def open_movie(
         keeps the index.  Default: the frame rate in the file's metadata (ScanImage,
         ImageJ, OME, Scanbox), if any; otherwise ``time`` is the frame index.
     dataset : str, optional
-        HDF5 only: the dataset holding the movie (default: the only 3-D one).
+        HDF5 only: the dataset holding the movie (default: the only 3-D one, or the
+        only 4-D one, a volumetric movie ``(time, z, y, x)``).
+    dims : tuple of str, optional
+        HDF5 only: the dataset's axes in file order, e.g. ``("y", "x", "time")`` for a
+        movie stored time-last (MATLAB) or ``("time", "channel", "y", "x")``.  Default:
+        read from the file when unambiguous (dimension labels, a MATLAB v7.3 variable
+        -- ``Y(y, x, t)`` -- , chunk layout, shape); otherwise ``ValueError`` asks for it.
     series : int, optional
         TIFF only: the tifffile series (default: the first; a plain TIFF whose pages
         have different shapes raises ``ValueError``).
@@ -200,7 +207,8 @@ def open_movie(
     Returns
     -------
     xarray.DataArray
-        ``movie (time, y, x)`` -- or ``(time, channel, y, x)`` -- in the file's dtype,
+        ``movie (time, y, x)`` -- or ``(time, channel, y, x)``, or a volumetric
+        ``(time, z, y, x)`` (ImageJ ``TZYX`` hyperstack, 4-D HDF5 dataset) -- in the file's dtype,
         with ``time``, ``y``, ``x`` coordinates (``long_name``/``units``), the
         acquisition metadata in attrs and ``encoding["source"]``.
 
@@ -209,7 +217,7 @@ def open_movie(
     FileNotFoundError, IsADirectoryError
         Missing file (or a glob matching nothing, or a Scanbox ``.mat``); a directory.
     ValueError
-        Empty, corrupt, truncated or unsupported file (volumes), inconsistent
+        Empty, corrupt, truncated or unsupported file (multi-channel volumes), inconsistent
         metadata, pages or files of different frame shapes, a missing or non-3-D HDF5
         dataset, a parameter for another format, an unknown channel.
 
@@ -232,32 +240,37 @@ def open_movie(
     engine, target = _engine_for(path_or_paths)
     kwargs: dict[str, Any] = {"fps": fps}
     if engine is TiffBackendEntrypoint:
-        if dataset is not None:
-            raise ValueError(f"dataset={dataset!r} applies to HDF5 files only; this is a TIFF movie")
+        if dataset is not None or dims is not None:
+            what = f"dataset={dataset!r}" if dataset is not None else f"dims={dims!r}"
+            raise ValueError(f"{what} applies to HDF5 files only; this is a TIFF movie")
         kwargs["series"] = series
     elif engine is H5BackendEntrypoint:
         if series is not None:
             raise ValueError(f"series={series!r} applies to TIFF files only; this is an HDF5 file")
         kwargs["dataset"] = dataset
+        kwargs["dims"] = dims
     else:
-        for name, value in (("dataset", dataset), ("series", series)):
+        for name, value in (("dataset", dataset), ("series", series), ("dims", dims)):
             if value is not None:
                 raise ValueError(f"{name}={value!r} does not apply to a Scanbox .sbx file")
     if chunks is None:
         opened = xr.open_dataarray(target, engine=engine, cache=False, **kwargs)
         movie = opened if channel is None else _select_channel(opened, channel, target)
         preferred = opened.encoding.get("preferred_chunks", {}).get("time", 1)
-        tc = default_time_chunk((movie.shape[0], *movie.shape[-2:]), preferred)
+        planes = movie.sizes.get("z", 1)  # a volume's chunks hold whole volumes
+        tc = default_time_chunk((movie.shape[0], planes * movie.shape[-2], movie.shape[-1]), preferred)
         spec = {"time": tc, "y": -1, "x": -1}
+        if "z" in movie.dims:
+            spec["z"] = -1
         if "channel" in movie.dims:
             spec["channel"] = 1
         movie = movie.chunk(spec)
         movie.set_close(opened.close)
         return movie
     if isinstance(chunks, Mapping):
-        chunks = {"y": -1, "x": -1, "channel": 1, **chunks}
+        chunks = {"y": -1, "x": -1, "channel": 1, "z": -1, **chunks}
     elif isinstance(chunks, (int, str)) and not isinstance(chunks, bool):
-        chunks = {"time": chunks, "y": -1, "x": -1, "channel": 1}  # a number or "auto" applies to time only
+        chunks = {"time": chunks, "y": -1, "x": -1, "channel": 1, "z": -1}  # a number or "auto": time only
     movie = xr.open_dataarray(target, engine=engine, chunks=chunks, **kwargs)
     if channel is None:
         return movie

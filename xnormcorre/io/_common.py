@@ -183,15 +183,17 @@ def movie_dataset(
     encoding: Mapping[str, Any],
     drop_variables: set[str],
     channels: Mapping[str, Any] | None = None,
+    planes: int | None = None,
 ) -> xr.Dataset:
     """Dataset with one ``(time, y, x)`` variable ``"movie"`` and labeled coordinates.
 
     ``time`` is the frame index (int64, units "1"), or seconds (float64, units "s")
     when ``fps`` is given, in which case a ``frame`` coordinate keeps the index.
     With ``channels`` (the ``channel`` coordinates), ``shape`` is ``(time, channel,
-    y, x)`` and so are the movie's dims.
+    y, x)`` and so are the movie's dims; with ``planes`` (their number), ``(time, z, y, x)``
+    with a plane-index coordinate ``z``.
     """
-    if channels is not None:
+    if channels is not None or planes is not None:
         n, _, h, w = shape
     else:
         n, h, w = shape
@@ -220,6 +222,13 @@ def movie_dataset(
     if channels is not None:
         coords.update(channels)
         dims = (MOVIE_DIMS[0], "channel", *MOVIE_DIMS[1:])
+    elif planes is not None:
+        coords["z"] = (
+            "z",
+            np.arange(planes, dtype=np.int64),
+            {"long_name": "plane index", "units": "1", "axis": "Z"},
+        )
+        dims = (MOVIE_DIMS[0], "z", *MOVIE_DIMS[1:])
     coords = {k: v for k, v in coords.items() if k not in drop_variables}
     data_vars = {}
     if MOVIE_NAME not in drop_variables:

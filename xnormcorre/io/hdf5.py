@@ -26,8 +26,16 @@ from ._lazy import (
     lazily_indexed,
     outer_1vector_getitem,
 )
+from ._meta import channel_coords
 
-__all__ = ["H5BackendArray", "H5BackendEntrypoint", "list_datasets"]
+__all__ = [
+    "H5BackendArray",
+    "H5BackendEntrypoint",
+    "canonical_order",
+    "check_dims",
+    "guess_dims",
+    "list_datasets",
+]
 
 #: h5py, imported on first use (listing xarray's engines stays light).
 h5py = cm.LazyModule("h5py")
@@ -69,8 +77,9 @@ def _describe(datasets: dict[str, tuple[tuple[int, ...], str]]) -> str:
     return "available: " + ", ".join(f"{k!r} {shape} {dt}" for k, (shape, dt) in datasets.items())
 
 
-def _pick_dataset(f: h5py.File, path: str, dataset: str | None) -> str:
-    """Name of the movie dataset: the one asked for, or the only 3-D one."""
+def _pick_dataset(f: h5py.File, path: str, dataset: str | None, ndim: int = 3) -> str:
+    """Name of the movie dataset: the one asked for, or the only ``ndim``-D one (3-D by
+    default; 4-D for a volumetric movie, when ``dims`` names 4 axes)."""
     if dataset is not None:
         if not isinstance(dataset, str):
             raise TypeError(f"dataset must be the name of an HDF5 dataset (str), got {dataset!r}")
@@ -80,11 +89,102 @@ def _pick_dataset(f: h5py.File, path: str, dataset: str | None) -> str:
             raise ValueError(f"HDF5 file {path!r} has no dataset {dataset!r}; {_describe(list_datasets(f))}")
         return name
     found = list_datasets(f)
-    movies = [k for k, (shape, _) in found.items() if len(shape) == 3]
+    movies = [k for k, (shape, _) in found.items() if len(shape) == ndim]
+    if not movies and ndim == 3:  # a file holding one 4-D (volumetric) movie
+        movies = [k for k, (shape, _) in found.items() if len(shape) == 4]
+        ndim = 4
     if len(movies) == 1:
         return movies[0]
-    what = "no 3-D dataset" if not movies else f"{len(movies)} 3-D datasets"
+    what = f"no {ndim}-D dataset" if not movies else f"{len(movies)} {ndim}-D datasets"
     raise ValueError(f"HDF5 file {path!r} has {what}; pass dataset=<name> ({_describe(found)})")
+
+
+#: Names a dataset axis may take in ``dims=``.
+AXIS_NAMES = ("time", "z", "channel", "y", "x")
+_TIME_LABELS = ("t", "time", "frame", "frames", "timepoint")
+
+
+def _labels(dset: h5py.Dataset) -> tuple[str, ...] | None:
+    """The dataset's HDF5 dimension labels mapped to ``AXIS_NAMES`` (None unless every axis
+    has a recognised label)."""
+    try:
+        raw = [str(dset.dims[i].label).strip().lower() for i in range(dset.ndim)]
+    except Exception:  # noqa: BLE001 - no dimension scales
+        return None
+    out = []
+    for lab in raw:
+        name = "time" if lab in _TIME_LABELS else lab
+        if name not in AXIS_NAMES:
+            return None
+        out.append(name)
+    return tuple(out) if len(set(out)) == len(out) else None
+
+
+def check_dims(dims: Any, ndim: int, where: str) -> tuple[str, ...]:
+    """Validate ``dims=``: one distinct name per axis of the dataset, ``time``, ``y``, ``x``
+    among them, the fourth (if any) ``z`` or ``channel``."""
+    if isinstance(dims, str) or not isinstance(dims, tuple | list):
+        raise TypeError(f"dims must be a tuple of axis names such as ('y', 'x', 'time'), got {dims!r}")
+    dims = tuple(str(d) for d in dims)
+    ok = (
+        len(dims) == ndim
+        and len(set(dims)) == ndim
+        and set(dims) <= set(AXIS_NAMES)
+        and {"time", "y", "x"} <= set(dims)
+        and not {"z", "channel"} <= set(dims)
+    )
+    if not ok:
+        raise ValueError(
+            f"dims must name the {ndim} axes of {where} in file order, each once, with 'time', 'y' "
+            f"and 'x' (and 'z' or 'channel' for a 4-D dataset), e.g. ('y', 'x', 'time'); got {dims!r}"
+        )
+    return dims
+
+
+def guess_dims(dset: h5py.Dataset, where: str) -> tuple[str, ...]:
+    """The axes of a movie dataset in file order, when the file tells them unambiguously.
+
+    In order: HDF5 dimension labels (``t``/``time``/``frame``, ``z``, ``channel``, ``y``,
+    ``x``); a MATLAB v7.3 variable (``MATLAB_class`` attribute), stored transposed, so
+    NoRMCorre's ``Y(y, x, t)`` reads as ``(time, x, y)``; a 4-D dataset is ``(time, z, y,
+    x)``; a 3-D dataset is ``(time, y, x)`` unless its chunks or its shape say time may
+    be last: chunks holding whole ``(y, x)`` planes of the first two axes, or a last axis
+    shorter than the other two while the first is not the longest (e.g. ``(128, 256, 20)``,
+    a ``(y, x, time)`` movie of 20 frames) -- then ``ValueError`` asks for ``dims=``.
+    """
+    labels = _labels(dset)
+    if labels is not None and {"time", "y", "x"} <= set(labels):
+        return labels
+    shape = tuple(dset.shape)
+    if "MATLAB_class" in dset.attrs and dset.ndim == 3:
+        return ("time", "x", "y")
+    if dset.ndim == 4:
+        return ("time", "z", "y", "x")
+    chunks = dset.chunks
+    time_last = False
+    if chunks is not None and chunks[1:] != shape[1:] and chunks[:2] == shape[:2]:
+        time_last = True
+    elif chunks is None or chunks[1:] != shape[1:]:
+        time_last = shape[2] < min(shape[0], shape[1]) and shape[0] < max(shape[1], shape[2])
+    if time_last:
+        raise ValueError(
+            f"cannot tell which axis of {where} (shape {shape}) is time: it may be stored "
+            "(y, x, time), e.g. by MATLAB; pass dims= with the axes in file order, e.g. "
+            f"open_movie(path, dims=('y', 'x', 'time')) or dims=('time', 'y', 'x')"
+        )
+    return ("time", "y", "x")
+
+
+def canonical_order(dims: tuple[str, ...]) -> tuple[int, ...]:
+    """File axes in the movie's order ``(time, [z | channel,] y, x)``.
+
+    Examples
+    --------
+    >>> canonical_order(("y", "x", "time")), canonical_order(("time", "z", "y", "x"))
+    ((2, 0, 1), (0, 1, 2, 3))
+    """
+    want = [d for d in ("time", "z", "channel", "y", "x") if d in dims]
+    return tuple(dims.index(d) for d in want)
 
 
 class H5BackendArray(BackendArray):
@@ -96,12 +196,21 @@ class H5BackendArray(BackendArray):
     """
 
     def __init__(
-        self, *, manager: CachingFileManager, lock: Any, dataset: str, shape: tuple, dtype: Any
+        self,
+        *,
+        manager: CachingFileManager,
+        lock: Any,
+        dataset: str,
+        shape: tuple,
+        dtype: Any,
+        order: tuple[int, ...] | None = None,
     ) -> None:
         self.manager = manager
         self.lock = lock
         self.dataset = dataset
-        self.shape = tuple(int(n) for n in shape)
+        #: the file axis of each of the array's axes (identity: stored in the movie's order)
+        self.order = tuple(range(len(shape))) if order is None else tuple(int(a) for a in order)
+        self.shape = tuple(int(shape[a]) for a in self.order)
         self.dtype = np.dtype(dtype)
 
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -116,8 +225,19 @@ class H5BackendArray(BackendArray):
                 sizes.append(k.size)
         if 0 in sizes:  # h5py refuses empty selections
             return np.empty(tuple(sizes), self.dtype)
+        if self.order == tuple(range(len(self.order))):
+            with self.manager.acquire_context() as f, self.lock:
+                return np.asarray(f[self.dataset][key])
+        # a transposed layout: read the hyperslab in file order, then reorder its axes
+        dropped = [i for i, k in enumerate(key) if not isinstance(k, slice | np.ndarray)]
+        full = tuple(slice(int(k), int(k) + 1) if i in dropped else k for i, k in enumerate(key))
+        file_key = [slice(None)] * len(full)
+        for i, a in enumerate(self.order):
+            file_key[a] = full[i]
         with self.manager.acquire_context() as f, self.lock:
-            return np.asarray(f[self.dataset][key])
+            raw = np.asarray(f[self.dataset][tuple(file_key)])
+        out = np.transpose(raw, self.order)
+        return out[tuple(0 if i in dropped else slice(None) for i in range(len(full)))]
 
     def close(self) -> None:
         """Close the file (it re-opens on the next read)."""
@@ -133,7 +253,14 @@ class H5BackendEntrypoint(BackendEntrypoint):
         The HDF5 file (``.h5``, ``.hdf5``, MATLAB v7.3 ``.mat``, ...).
     dataset : str, optional
         Path of the movie inside the file (e.g. ``"mov"`` or ``"/data/imaging"``),
-        shaped ``(time, y, x)``.  Default: the file's only 3-D dataset.
+        shaped ``(time, y, x)`` or, volumetric, ``(time, z, y, x)``.  Default: the
+        file's only 3-D dataset (or its only 4-D one).
+    dims : tuple of str, optional
+        The dataset's axes in file order, from ``time``, ``y``, ``x`` and for a 4-D
+        dataset ``z`` or ``channel``, e.g. ``("y", "x", "time")`` for a movie stored
+        time-last; the movie is then read in ``(time, [z | channel,] y, x)`` order.
+        Default: from the file when it is unambiguous (see :func:`guess_dims`),
+        otherwise ``ValueError`` asks for it.
     fps : float, optional
         Frame rate (Hz).  If given, ``time`` is in seconds (``frame / fps``) and a
         ``frame`` coordinate holds the index; otherwise ``time`` is the frame index.
@@ -168,6 +295,7 @@ class H5BackendEntrypoint(BackendEntrypoint):
         "dataset",
         "fps",
         "lock",
+        "dims",
     )
 
     def open_dataset(  # type: ignore[override]
@@ -178,9 +306,13 @@ class H5BackendEntrypoint(BackendEntrypoint):
         dataset: str | None = None,
         fps: float | None = None,
         lock: Any = None,
+        dims: tuple[str, ...] | None = None,
     ) -> xr.Dataset:
         """Open an HDF5 movie lazily; see the class docstring for the parameters."""
         fps = cm.check_fps(fps)
+        if dims is not None:
+            n = len(dims) if isinstance(dims, tuple | list) and len(dims) in (3, 4) else 3
+            dims = check_dims(dims, n, "an HDF5 movie")
         path = cm.as_path_or_none(filename_or_obj)
         if path is None:
             raise TypeError(
@@ -191,29 +323,39 @@ class H5BackendEntrypoint(BackendEntrypoint):
         manager = CachingFileManager(_open_h5, path, mode="r")
         try:
             with manager.acquire_context() as f:
-                name = _pick_dataset(f, path, dataset)
+                name = _pick_dataset(f, path, dataset, 3 if dims is None else len(dims))
                 dset = f[name]
-                if dset.ndim != 3:
+                where = f"HDF5 dataset {name!r} of {path!r}"
+                if dset.ndim not in (3, 4):
                     raise ValueError(
-                        f"HDF5 dataset {name!r} of {path!r} has shape {dset.shape}; a movie needs 3 dims "
-                        f"(time, y, x) ({_describe(list_datasets(f))})"
+                        f"{where} has shape {dset.shape}; a movie needs 3 dims (time, y, x) or 4 "
+                        f"(time, z, y, x) ({_describe(list_datasets(f))})"
                     )
                 if dset.dtype.kind not in "iuf":
-                    raise TypeError(f"HDF5 dataset {name!r} of {path!r} has non-numeric dtype {dset.dtype}")
+                    raise TypeError(f"{where} has non-numeric dtype {dset.dtype}")
+                dims = guess_dims(dset, where) if dims is None else check_dims(dims, dset.ndim, where)
                 shape, dtype, chunks = tuple(dset.shape), dset.dtype, dset.chunks
         except BaseException:
             manager.close()
             raise
+        order = canonical_order(dims)
         array = H5BackendArray(
-            manager=manager, lock=HDF5_LOCK if lock is None else lock, dataset=name, shape=shape, dtype=dtype
+            manager=manager,
+            lock=HDF5_LOCK if lock is None else lock,
+            dataset=name,
+            shape=shape,
+            dtype=dtype,
+            order=order,
         )
-        preferred = dict(zip(("time", "y", "x"), chunks, strict=True)) if chunks else {"time": 1}
+        names = tuple(dims[a] for a in order)
+        preferred = {n: chunks[a] for n, a in zip(names, order, strict=True)} if chunks else {"time": 1}
         attrs = {
             "long_name": "fluorescence",
             "units": "a.u.",
             "source": path,
             "source_format": "HDF5",
             "hdf5_dataset": "/" + name,
+            "hdf5_dims": list(dims),
         }
         encoding = {"preferred_chunks": preferred, "source": path, "dtype": array.dtype}
         ds = cm.movie_dataset(
@@ -223,6 +365,8 @@ class H5BackendEntrypoint(BackendEntrypoint):
             attrs=attrs,
             encoding=encoding,
             drop_variables=cm.drop_names(drop_variables),
+            planes=array.shape[1] if "z" in names else None,
+            channels=channel_coords(array.shape[1], None) if "channel" in names else None,
         )
         ds.set_close(array.close)
         return ds

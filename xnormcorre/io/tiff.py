@@ -127,6 +127,9 @@ class _TiffPart:
     n_channels: int = 1
     stride_t: int = 1
     stride_c: int = 0
+    #: what the second axis (``n_channels`` planes per frame) is: channels, or ``"z"``
+    #: planes of a volume (ImageJ ``TZYX``)
+    second: str = "channel"
 
     def read(self, idx: np.ndarray, channels: np.ndarray | None = None) -> np.ndarray:
         """Frames ``idx`` (local frame numbers): ``(len(idx), H, W)``, or ``(len(idx), len(channels), H, W)``."""
@@ -249,26 +252,32 @@ def _volume_error(path: str, what: str, n_z: int) -> ValueError:
 
 def _hyperstack_layout(
     path: str, series: int, shape: tuple[int, ...], axes: str
-) -> tuple[int, int, int, int]:
-    """``(n_frames, n_channels, stride_t, stride_c)`` of a series with a time and a channel axis.
+) -> tuple[int, int, int, int, str]:
+    """``(n_frames, n_second, stride_t, stride_second, second)`` of a series with a time
+    axis and a channel (``second="channel"``) or a z axis (``second="z"``: an ImageJ
+    ``TZYX`` hyperstack, a volumetric movie).
 
     ``shape``/``axes`` are tifffile's (squeezed: size-1 axes are gone); the planes are
     stored in C order of the axes before ``YX``.
     """
     lead, lead_shape = axes[:-2], shape[:-2]
-    if "Z" in lead:
-        raise _volume_error(
-            path, f"series {series} has axes {axes!r}, shape {shape}", lead_shape[lead.index("Z")]
+    if "Z" in lead and ("C" in lead or len(lead) != 2):
+        raise ValueError(
+            f"TIFF file {path!r} holds a multi-channel volume (series {series} has axes {axes!r}, shape "
+            f"{shape}: {lead_shape[lead.index('Z')]} z planes); volumes with channels are not supported "
+            "yet: save each channel as a (time, z, y, x) file (ImageJ TZYX)"
         )
-    if "C" not in lead or len(lead) != 2:
+    if ("C" not in lead and "Z" not in lead) or len(lead) != 2:
         raise ValueError(
             f"TIFF series {series} of {path!r} has shape {shape} and axes {axes!r}; a movie has one time "
-            "axis and at most one channel axis (C) besides y and x"
+            "axis and at most one channel axis (C) or z axis (Z) besides y and x"
         )
     strides = [int(np.prod(lead_shape[i + 1 :], dtype=np.int64)) for i in range(len(lead))]
-    c_axis = lead.index("C")
+    second = "Z" if "Z" in lead else "C"
+    c_axis = lead.index(second)
     t_axis = 1 - c_axis
-    return int(lead_shape[t_axis]), int(lead_shape[c_axis]), strides[t_axis], strides[c_axis]
+    name = "z" if second == "Z" else "channel"
+    return int(lead_shape[t_axis]), int(lead_shape[c_axis]), strides[t_axis], strides[c_axis], name
 
 
 def _inspect_layout(path: str, series: int | None, lock: Any) -> tuple[_TiffPart, Acquisition]:
@@ -317,10 +326,11 @@ def _inspect_layout(path: str, series: int | None, lock: Any) -> tuple[_TiffPart
                     "single-channel (time, y, x) stacks and (time, channel, y, x) hyperstacks can be "
                     "opened as a movie (S = RGB samples)"
                 )
+            second = "channel"
             if len(shape) == 3:
                 n, n_channels, stride_t, stride_c = shape[0], 1, 1, 0
             else:
-                n, n_channels, stride_t, stride_c = _hyperstack_layout(path, int(series), shape, axes)
+                n, n_channels, stride_t, stride_c, second = _hyperstack_layout(path, int(series), shape, axes)
             h, w = shape[-2:]
             n_planes = int(np.prod(shape[:-2], dtype=np.int64))
             dataoffset = s.dataoffset
@@ -341,8 +351,9 @@ def _inspect_layout(path: str, series: int | None, lock: Any) -> tuple[_TiffPart
                 n_channels=n_channels,
                 stride_t=stride_t,
                 stride_c=stride_c,
+                second=second,
             )
-            return part, file_acquisition(tif, int(series), n_channels)
+            return part, file_acquisition(tif, int(series), 1 if second == "z" else n_channels)
     except BaseException:
         manager.close()
         raise
@@ -724,7 +735,7 @@ class TiffBackendEntrypoint(BackendEntrypoint):
                         f"{first.path!r} has {first.frame_shape} {first.dtype}, "
                         f"{part.path!r} has {part.frame_shape} {part.dtype}"
                     )
-                if part.n_channels != first.n_channels:
+                if part.n_channels != first.n_channels or part.second != first.second:
                     raise ValueError(
                         "TIFF files of one movie must have the same channels: "
                         f"{first.path!r} has {first.n_channels}, {part.path!r} has {part.n_channels}"
@@ -744,11 +755,14 @@ class TiffBackendEntrypoint(BackendEntrypoint):
         }
         if first.series >= 0:
             attrs["tiff_series"] = first.series
-        multi = array.n_channels > 1
+        volume = first.second == "z"
+        multi = array.n_channels > 1 and not volume
         if not multi and first_acq.channel_names:
             attrs["channel_name"] = first_acq.channel_names[0]
         encoding = {
-            "preferred_chunks": {"time": 1, "channel": 1} if multi else {"time": 1},
+            "preferred_chunks": {"time": 1, "channel": 1}
+            if multi
+            else ({"time": 1, "z": array.n_channels} if volume else {"time": 1}),
             "source": paths[0],
             "dtype": array.dtype,
         }
@@ -760,6 +774,7 @@ class TiffBackendEntrypoint(BackendEntrypoint):
             encoding=encoding,
             drop_variables=cm.drop_names(drop_variables),
             channels=channel_coords(array.n_channels, first_acq.channel_names) if multi else None,
+            planes=array.n_channels if volume else None,
         )
         ds = apply_acquisition(ds, first_acq, user_fps=fps, var=cm.MOVIE_NAME)
         ds.set_close(array.close)

@@ -1,0 +1,149 @@
+"""3-D rigid registration of volumetric movies (time, z, y, x)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import xnormcorre
+from xnormcorre.testing import cases
+from xnormcorre.testing.volume import simulate_volume
+
+SHAPE = (8, 32, 32)  # (z, y, x) of the small movie; few shapes keep the compile count low
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_volume(SHAPE, 12, max_shift=(1.0, 2.0, 2.0), n_cells=25, os=(2, 2, 2), seed=3)
+
+
+@pytest.fixture(scope="module")
+def vol(sim):
+    return xr.DataArray(sim.frames, dims=("time", "z", "y", "x"), name="movie").assign_coords(
+        z=np.arange(SHAPE[0]) * 5.0
+    )
+
+
+@pytest.fixture(scope="module")
+def res(vol, sim):
+    return vol.normcorre.rigid(max_shifts=(2, 4, 4), template=sim.template)
+
+
+def test_skimage_3d_phase_correlation_case():
+    """scikit-image's 3-D test: a 32^3 blob volume moved by (-2.3, 1.7, 5.4), atol 0.05."""
+    pytest.importorskip("skimage")
+    for shift in ((-2.3, 1.7, 5.4), (-2.0, 1.0, 5.0)):
+        case = cases.skimage_blobs_3d(shift)
+        out = xnormcorre.rigid(case.frames, max_shifts=case.max_shifts, template=case.template)
+        assert out.shifts.dims == ("time", "axis")
+        assert list(out.shifts.axis.values) == ["z", "y", "x"]
+        np.testing.assert_allclose(out.shifts.values[0], case.shifts[0], atol=0.05)
+
+
+def test_caiman_lfw_stack_2_4_1():
+    """CaImAn's 3-D register-and-apply test: a 16x20x4 stack of faces moved by (2, 4, 1)
+    (y, x, z); the integer shift is exact, the corrected stack equals the template where
+    it stayed in view, and the NaN border is where CaImAn's is."""
+    pytest.importorskip("skimage")
+    from skimage.data import lfw_subset
+
+    img = lfw_subset()[np.array([0, 10, 25, 40, 50])].transpose(1, 2, 0).astype(np.float32)
+    sy, sx, sz = 2, 4, 1
+    templ = img[4:20, 4:24, 1:5]
+    frame = img[4 - sy : 20 - sy, 4 - sx : 24 - sx, 1 - sz : 5 - sz]
+    nans = np.ones((16, 20, 4), dtype=bool)
+    nans[:-sy, :-sx, :-sz] = False
+    t, f, nans = (a.transpose(2, 0, 1) for a in (templ, frame, nans))  # (z, y, x)
+    out = xnormcorre.rigid(f[None], max_shifts=(1, 4, 4), template=t, upsample_factor=1, border="nan")
+    np.testing.assert_array_equal(out.shifts.values[0], [sz, sy, sx])
+    cor = out.corrected.values[0]
+    np.testing.assert_array_equal(np.isnan(cor), nans)
+    np.testing.assert_allclose(cor[~nans], t[~nans], rtol=1e-5)
+    sub = xnormcorre.rigid(f[None], max_shifts=(1, 4, 4), template=t)  # subpixel default
+    np.testing.assert_allclose(sub.shifts.values[0], [sz, sy, sx], atol=0.05)
+
+
+def test_volume_result_labels_and_accuracy(vol, sim, res):
+    assert res.attrs["planes"] == "volume" and res.attrs["max_shifts"] == [2, 4, 4]
+    assert res.corrected.dims == ("time", "z", "y", "x")
+    assert res.template.dims == ("z", "y", "x")
+    np.testing.assert_array_equal(res.z.values, vol.z.values)
+    for name in ("corrected", "template", "correlation", "shifts"):
+        assert "long_name" in res[name].attrs and "units" in res[name].attrs
+    err = res.shifts.values - sim.shifts
+    rmse = np.sqrt((err**2).mean(axis=0))
+    assert rmse[0] <= 0.1 and rmse[1:].max() <= 0.05, rmse
+    assert float(res.correlation.min()) > 0.7  # noisy volumes (20 photons per voxel)
+    assert res.low_correlation.dims == ("time",) and int(res.low_correlation.sum()) == 0
+    # a search bound of 1 plane: volumes moved by about a plane are flagged
+    tight = vol.normcorre.rigid(max_shifts=(1, 4, 4), template=sim.template)
+    at_z = np.abs(tight.shifts.sel(axis="z").values) >= 0.5
+    np.testing.assert_array_equal(tight.at_max_shift.values.astype(bool), at_z)
+
+
+def test_lazy_equals_eager_and_apply_shifts(vol, sim, res):
+    lazy = vol.chunk({"time": 5}).normcorre.rigid(max_shifts=(2, 4, 4), template=sim.template)
+    assert lazy.corrected.chunks is not None
+    np.testing.assert_array_equal(lazy.shifts.values, res.shifts.values)
+    np.testing.assert_array_equal(lazy.corrected.values, res.corrected.values)
+    again = xnormcorre.apply_shifts(vol, res)
+    np.testing.assert_array_equal(again.values, res.corrected.values)
+    lazy_again = xnormcorre.apply_shifts(vol.chunk({"time": 4}), res.shifts)
+    assert lazy_again.chunks is not None
+    np.testing.assert_array_equal(lazy_again.values, res.corrected.values)
+
+
+def test_estimated_template_recovers_motion(vol, sim):
+    out = vol.normcorre.rigid(max_shifts=(2, 4, 4))
+    err = out.shifts.values - sim.shifts
+    err -= np.median(err, axis=0)  # an estimated template is centred on the movie, not on zero
+    assert np.abs(err).max() < 0.15, np.abs(err).max(axis=0)
+
+
+def test_volume_bad_input(vol):
+    with pytest.raises(ValueError, match="max_shifts must have 3 entries"):
+        vol.normcorre.rigid(max_shifts=(4, 4))
+    with pytest.raises(ValueError, match="below half"):
+        vol.normcorre.rigid(max_shifts=(4, 4, 4))
+    with pytest.raises(ValueError, match="reference= is not available"):
+        vol.normcorre.rigid(max_shifts=(1, 4, 4), reference=vol)
+    with pytest.raises(ValueError, match="pwrigid registration of a volume is not available"):
+        vol.normcorre.pwrigid()
+    with pytest.raises(ValueError, match="template must have the volume's shape"):
+        vol.normcorre.rigid(max_shifts=(1, 4, 4), template=np.zeros((2, 32, 32), np.float32))
+
+
+@pytest.mark.slow
+def test_accuracy_acceptance_16x64x64():
+    """Pixel-integrated volumes with known subpixel 3-D motion: z RMSE <= 0.1 plane, xy <= 0.05 px."""
+    sim = simulate_volume((16, 64, 64), 40, seed=0)
+    out = xnormcorre.rigid(sim.frames, max_shifts=(3, 6, 6))
+    err = out.shifts.values - sim.shifts
+    err -= np.median(err, axis=0)
+    rmse = np.sqrt((err**2).mean(axis=0))
+    assert rmse[0] <= 0.1 and rmse[1:].max() <= 0.05, rmse
+
+
+def test_open_tzyx_tiff_and_register_lazily(tmp_path, vol, sim, res):
+    """An ImageJ TZYX hyperstack opens as (time, z, y, x) and registers chunk by chunk."""
+    import tifffile
+
+    p = tmp_path / "volume.tif"
+    tifffile.imwrite(p, sim.frames, imagej=True, metadata={"axes": "TZYX"})
+    movie = xnormcorre.open_movie(p, chunks={"time": 5})
+    assert movie.dims == ("time", "z", "y", "x")
+    out = movie.normcorre.rigid(max_shifts=(2, 4, 4), template=sim.template)
+    np.testing.assert_array_equal(out.shifts.values, res.shifts.values)
+    np.testing.assert_array_equal(out.corrected.values, res.corrected.values)
+
+
+@pytest.mark.slow
+def test_few_planes_estimated_template():
+    """Six planes (padded along z, not tapered), template estimated: z RMSE <= 0.1 plane, xy <= 0.05 px."""
+    sim = simulate_volume((6, 48, 48), 20, max_shift=(0.8, 2.0, 2.0), n_cells=30, os=(2, 2, 2), seed=1)
+    out = xnormcorre.rigid(sim.frames, max_shifts=(2, 4, 4))
+    err = out.shifts.values - sim.shifts
+    err -= np.median(err, axis=0)
+    rmse = np.sqrt((err**2).mean(axis=0))
+    assert rmse[0] <= 0.1 and rmse[1:].max() <= 0.05, rmse

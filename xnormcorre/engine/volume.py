@@ -1,0 +1,410 @@
+"""Rigid registration of volumes ``(z, y, x)`` (JAX kernels and NumPy drivers; never
+imports xarray).
+
+The steps are the n-dimensional forms of the 2-D ones: the cross-power spectrum
+(:func:`xnormcorre.engine.estimate.cross_power`), the peak within ``±max_shifts`` and its
+subpixel refinement (:func:`xnormcorre.engine.estimate.estimate_shift_nd`), a
+Gauss-Newton step against the template (:func:`gauss_newton_nd`), the Fourier-shift
+warp (:func:`xnormcorre.engine.fourier.fourier_shift_nd`) and the border fill
+(:func:`xnormcorre.engine.borders.apply_border_nd`), with the same sign convention: a
+shift is the displacement of a volume's content relative to the template; the corrected
+volume is the volume moved by ``-shift``.
+
+A z axis is often short (4-30 planes) and sampled more coarsely than y/x.  The template's
+edge taper is sized to each axis; an axis shorter than 16 planes, which a taper would
+mostly erase, is edge-padded instead (:func:`pad_width`) and tapered over the padding
+only, so that the periodic Fourier steps never wrap one end of the stack onto the other;
+the Gauss-Newton margin is sized per axis too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import compile_cache
+from .borders import apply_border_nd, border_limits_nd, fill_invalid, valid_nd
+from .config import PEAK_FIT_MIN_SIGMA, edge_taper
+from .estimate import estimate_shift_nd
+from .fourier import fourier_shift_nd
+from .refine import gradient
+from .runner import default_batch_size, run_kernels
+
+compile_cache.enable()
+
+__all__ = [
+    "VolumeParams",
+    "apply_volume_shifts",
+    "estimate_volume_template",
+    "gauss_newton_nd",
+    "make_volume_params",
+    "register_volumes",
+]
+
+#: Axes shorter than this get no edge taper.
+MIN_TAPERED = 16
+
+
+def _taper_width(n: int, max_shift: int) -> float:
+    """Edge taper (px) of one axis: ``2·max_shift + 2``, at least 4, at most ``n / 6``;
+    none on an axis shorter than :data:`MIN_TAPERED`."""
+    if n < MIN_TAPERED:
+        return 0.0
+    return float(max(4.0, min(2.0 * max_shift + 2.0, n / 6.0)))
+
+
+def pad_width(n: int) -> int:
+    """Edge padding (samples on each side) of an axis shorter than :data:`MIN_TAPERED`.
+
+    The Fourier steps treat every axis as periodic: along a long axis the template's
+    taper hides the wrap-around, but a short axis (a few planes) cannot be tapered.  It
+    is padded instead, by repeating its end planes, with the taper over the padding only,
+    so that content moving in or out at one end never meets the other end.
+
+    Examples
+    --------
+    >>> pad_width(4), pad_width(10), pad_width(16)
+    (4, 5, 0)
+    """
+    return 0 if n >= MIN_TAPERED else max(4, -(-n // 2))
+
+
+def _pad(x, pads: tuple[int, ...]):
+    """``x`` (an image or volume) edge-padded by ``pads`` on both sides of each axis."""
+    if not any(pads):
+        return x
+    return jnp.pad(x, [(p, p) for p in pads], mode="edge")
+
+
+def _crop(x, pads: tuple[int, ...], shape: tuple[int, ...]):
+    if not any(pads):
+        return x
+    return x[tuple(slice(p, p + n) for p, n in zip(pads, shape, strict=True))]
+
+
+def _margin(n: int) -> int:
+    """Samples left out next to the valid box in the Gauss-Newton sums (ringing)."""
+    return 2 if n >= 32 else (1 if n >= 8 else 0)
+
+
+@dataclass(frozen=True)
+class VolumeParams:
+    """Static parameters of a rigid volume registration."""
+
+    max_shifts: tuple[int, ...]
+    upsample_factor: int
+    border: str
+    batch_size: int
+    fill_min: float = 0.0
+    whiten: bool = True
+    peak_fit: bool = True
+    refine_steps: int = 1
+    clip: bool = True
+    window: np.ndarray = field(default=None, repr=False)
+    weight: np.ndarray = field(default=None, repr=False)
+    #: samples of edge padding on each side of each axis (short axes, see :func:`pad_width`)
+    pads: tuple[int, ...] = ()
+
+    def kernel_kwargs(self) -> dict:
+        return dict(
+            pads=self.pads,
+            max_shifts=self.max_shifts,
+            upsample_factor=self.upsample_factor,
+            whiten=self.whiten,
+            peak_fit=self.peak_fit,
+            refine_steps=self.refine_steps if self.upsample_factor > 1 else 0,
+        )
+
+
+def make_volume_params(
+    shape: tuple[int, ...],
+    *,
+    max_shifts: tuple[int, ...],
+    upsample_factor: int = 10,
+    border: str = "copy",
+    batch_size: int | None = None,
+    n_frames: int | None = None,
+    fill_min: float = 0.0,
+    phase_corr: bool = True,
+    smooth_sigma: float = 1.15,
+    taper: float | None = None,
+    clip: bool = True,
+) -> VolumeParams:
+    """Parameters of a volume registration: the padding of short axes (:func:`pad_width`),
+    the template's edge taper (per axis, see :func:`_taper_width`; ``taper`` overrides it
+    on the axes that are not padded) and the Gaussian spectral weight
+    ``exp(-2π²σ²|k|²)`` of ``smooth_sigma`` voxels, on the padded shape."""
+    pads = tuple(pad_width(n) for n in shape)
+    padded = tuple(n + 2 * p for n, p in zip(shape, pads, strict=True))
+    window = np.ones(padded, np.float32)
+    for ax, (n, m, p) in enumerate(zip(shape, max_shifts, pads, strict=True)):
+        if p:  # a padded short axis: tapered over the padding only
+            taper_ax = edge_taper(n + 2 * p, p / 2.0)
+        else:
+            t = _taper_width(n, m) if taper is None else float(taper)
+            taper_ax = edge_taper(n, t) if t > 0 else np.ones(n, np.float32)
+        window = window * taper_ax.reshape((-1,) + (1,) * (len(shape) - 1 - ax))
+    grids = np.meshgrid(*[np.fft.fftfreq(n) for n in padded[:-1]], np.fft.rfftfreq(padded[-1]), indexing="ij")
+    k2 = sum(g**2 for g in grids)
+    sigma = float(smooth_sigma or 0.0)
+    weight = np.exp(-2 * np.pi**2 * sigma**2 * k2).astype(np.float32)
+    bs = batch_size or max(1, default_batch_size(shape[1:], n_frames) // shape[0])
+    return VolumeParams(
+        max_shifts=tuple(int(m) for m in max_shifts),
+        upsample_factor=int(upsample_factor),
+        border=border,
+        batch_size=int(bs),
+        fill_min=float(fill_min),
+        whiten=bool(phase_corr),
+        peak_fit=bool(phase_corr) and sigma >= PEAK_FIT_MIN_SIGMA,
+        clip=bool(clip),
+        window=window,
+        weight=weight,
+        pads=pads,
+    )
+
+
+# ----------------------------------------------------------------------- kernels
+def _gradients(template: np.ndarray) -> np.ndarray:
+    """Gradient of the template along each axis ``(ndim, *shape)`` (fourth-order central
+    differences, :func:`xnormcorre.engine.refine.gradient`)."""
+    return np.stack(gradient(template)).astype(np.float32)
+
+
+def gauss_newton_nd(
+    moved: jax.Array, template: jax.Array, grads: jax.Array, lo, hi, margin: tuple[int, ...] | None = None
+) -> jax.Array:
+    """One Gauss-Newton step ``δ`` (clipped to ±0.5 voxel) of a volume already moved by
+    ``-s0`` towards the template: least squares of ``moved ≈ a·T + b - c·∇T`` over the
+    voxels that stayed in view (less a margin per axis), ``δ = c / a``.  The gain and
+    offset are free."""
+    shape = moved.shape
+    margin = jnp.asarray([_margin(n) for n in shape] if margin is None else margin, jnp.int32)
+    valid = valid_nd(lo + margin, hi - margin, shape).astype(jnp.float32)
+    cols = [template, jnp.ones_like(template), *(-g for g in grads)]
+    x = jnp.stack([c.ravel() for c in cols], axis=1)  # (N, 2 + ndim)
+    wx = x * valid.ravel()[:, None]
+    a = wx.T @ x
+    rhs = wx.T @ moved.ravel()
+    k = a.shape[0]
+    sol = jnp.linalg.solve(a + 1e-6 * jnp.trace(a) / k * jnp.eye(k), rhs)
+    step = sol[2:] / jnp.where(jnp.abs(sol[0]) > 1e-12, sol[0], 1.0)
+    ok = jnp.isfinite(step).all() & (sol[0] > 0)
+    return jnp.where(ok, jnp.clip(step, -0.5, 0.5), 0.0)
+
+
+def _register_one(vol, tmpl_spec, template, tmpl_p, grads, weight, fill_min, *, kw, border, clip, apply):
+    shape = vol.shape
+    pads = kw["pads"]
+    shape_p = tuple(n + 2 * p for n, p in zip(shape, pads, strict=True))
+    spec = jnp.fft.rfftn(_pad(vol, pads))
+    shift = estimate_shift_nd(
+        spec,
+        tmpl_spec,
+        weight,
+        shape_p,
+        radius=kw["max_shifts"],
+        upsample_factor=kw["upsample_factor"],
+        whiten=kw["whiten"],
+        peak_fit=kw["peak_fit"],
+        grid=kw["refine_steps"] == 0,
+    )
+    lim = jnp.asarray(kw["max_shifts"], jnp.float32)
+    offset = jnp.asarray(pads, jnp.int32)
+    margin = tuple(0 if p else _margin(n) for n, p in zip(shape, pads, strict=True))
+    for _ in range(kw["refine_steps"]):
+        moved = fourier_shift_nd(spec, tuple(shift), shape_p)
+        lo, hi = border_limits_nd(shift, shape)  # the volume's own samples that stayed in view
+        shift = jnp.clip(
+            shift + gauss_newton_nd(moved, tmpl_p, grads, lo + offset, hi + offset, margin), -lim, lim
+        )
+    if not apply:
+        return shift
+    out = _move(vol, spec, shift, fill_min, pads=pads, border=border, clip=clip)
+    lo, hi = border_limits_nd(shift, shape)
+    valid = valid_nd(lo, hi, shape)
+    return shift, out, _corr(out, template, valid)
+
+
+def _move(vol, spec, shift, fill_min, *, pads, border, clip):
+    """``vol`` (whose padded ``rfftn`` is ``spec``) moved by ``-shift``, cropped, clipped
+    to its range, border filled."""
+    shape_p = tuple(n + 2 * p for n, p in zip(vol.shape, pads, strict=True))
+    out = _crop(fourier_shift_nd(spec, tuple(shift), shape_p), pads, vol.shape)
+    if clip:
+        out = jnp.clip(out, jnp.min(vol), jnp.max(vol))
+    return apply_border_nd(out, shift, border, fill_min)[0]
+
+
+def _corr(out, template, valid):
+    """Pearson correlation of ``out`` with ``template`` over ``valid``."""
+    v = valid.astype(jnp.float32)
+    n = jnp.maximum(v.sum(), 1.0)
+    a = out - (out * v).sum() / n
+    b = template - (template * v).sum() / n
+    return (a * b * v).sum() / jnp.sqrt((a * a * v).sum() * (b * b * v).sum() + 1e-30)
+
+
+_STATIC = (
+    "max_shifts",
+    "upsample_factor",
+    "whiten",
+    "peak_fit",
+    "refine_steps",
+    "pads",
+    "border",
+    "clip",
+    "apply",
+)
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def register_volume_batch(
+    vols,
+    template,
+    window,
+    weight,
+    grads,
+    fill_min,
+    *,
+    max_shifts,
+    upsample_factor,
+    whiten,
+    peak_fit,
+    refine_steps,
+    pads=(),
+    border="copy",
+    clip=True,
+    apply=True,
+):
+    """Register a batch of volumes ``(B, D, H, W)`` to ``template`` ``(D, H, W)``:
+    ``shifts (B, 3)`` and, if ``apply``, the corrected volumes and their correlation.
+    ``window``, ``weight`` and ``grads`` are on the padded shape (``pads``)."""
+    pads = tuple(pads) or (0,) * template.ndim
+    tmpl_p = _pad(template, pads)
+    tmpl_spec = jnp.fft.rfftn((tmpl_p - template.mean()) * window)
+    kw = dict(
+        max_shifts=max_shifts,
+        upsample_factor=upsample_factor,
+        whiten=whiten,
+        peak_fit=peak_fit,
+        refine_steps=refine_steps,
+        pads=pads,
+    )
+    fn = partial(_register_one, kw=kw, border=border, clip=clip, apply=apply)
+    return jax.vmap(fn, in_axes=(0, None, None, None, None, None, None))(
+        vols, tmpl_spec, template, tmpl_p, grads, weight, fill_min
+    )
+
+
+@partial(jax.jit, static_argnames=("border", "clip"))
+def shift_volume_batch(vols, shifts, fill_min, *, border="copy", clip=True):
+    """Move each volume ``(B, D, H, W)`` by ``-shifts[b]``, as :func:`register_volume_batch`
+    does (short axes padded the same way: the same bits for the same shift)."""
+    pads = tuple(pad_width(n) for n in vols.shape[1:])
+
+    def one(v, s):
+        return _move(v, jnp.fft.rfftn(_pad(v, pads)), s, fill_min, pads=pads, border=border, clip=clip)
+
+    return jax.vmap(one)(vols, shifts)
+
+
+# ----------------------------------------------------------------------- NumPy drivers
+def register_volumes(movie, template: np.ndarray, params: VolumeParams, *, apply: bool = True, origin=None):
+    """Register every volume of ``movie`` (indexable ``(T, D, H, W)``) to ``template``:
+    ``(shifts (T, 3), corrected (T, D, H, W) or None, corr (T,) or None)``.  ``origin``:
+    the number of ``movie[0]`` in the whole movie (same kernel lane whatever the chunking)."""
+    n = len(movie)
+    tmpl = np.asarray(template, np.float32)
+    grads = _gradients(np.pad(tmpl, [(p, p) for p in params.pads], mode="edge"))
+    fill = np.float32(params.fill_min)
+    shifts = np.empty((n, len(tmpl.shape)), np.float32)
+    corrected = np.empty((n, *tmpl.shape), np.float32) if apply else None
+    corr = np.empty((n,), np.float32) if apply else None
+    kw = params.kernel_kwargs()
+
+    def kernel(_, batch):
+        return register_volume_batch(
+            batch,
+            tmpl,
+            params.window,
+            params.weight,
+            grads,
+            fill,
+            border=params.border,
+            clip=params.clip,
+            apply=apply,
+            **kw,
+        )
+
+    for a, b, out in run_kernels(kernel, movie, 0, n, params.batch_size, origin=origin):
+        k = b - a
+        if not apply:
+            shifts[a:b] = out[0][:k]
+            continue
+        shifts[a:b], corrected[a:b], corr[a:b] = out[0][:k], out[1][:k], out[2][:k]
+    return shifts, corrected, corr
+
+
+def apply_volume_shifts(
+    movie,
+    shifts: np.ndarray,
+    *,
+    border: str = "copy",
+    fill_min: float = 0.0,
+    batch_size: int = 1,
+    clip=True,
+    origin=None,
+) -> np.ndarray:
+    """Move each volume of ``movie`` by ``-shifts[t]`` (as the registration does)."""
+    n = len(movie)
+    out = np.empty((n, *movie.shape[1:]), np.float32)
+    sh = np.asarray(shifts, np.float32)
+
+    def kernel(_, batch, s):
+        return shift_volume_batch(batch, s, np.float32(fill_min), border=border, clip=clip)
+
+    for a, b, (res,) in run_kernels(kernel, movie, 0, n, batch_size, sh, origin=origin):
+        out[a:b] = res[: b - a]
+    return out
+
+
+def _valid_mean(movie, template, params: VolumeParams, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of volumes ``movie[index]`` registered to ``template``, each voxel over the
+    volumes in which it stayed in view (others: nearest averaged value); and their shifts."""
+    p = VolumeParams(**{**params.__dict__, "border": "nan", "clip": False})
+    acc = np.zeros(template.shape, np.float64)
+    cnt = np.zeros(template.shape, np.int64)
+    shifts = []
+    for a in range(0, len(index), p.batch_size):  # one read batch at a time: memory O(batch)
+        vols = np.asarray(movie[index[a : a + p.batch_size]], np.float32)
+        sh, out, _ = register_volumes(vols, template, p)
+        acc += np.nansum(out, axis=0, dtype=np.float64)
+        cnt += np.isfinite(out).sum(axis=0)
+        shifts.append(sh)
+    shifts = np.concatenate(shifts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan)
+    return fill_invalid(mean).astype(np.float32), shifts
+
+
+def estimate_volume_template(
+    movie, params: VolumeParams, *, niter: int = 1, max_frames: int | None = 2000, n_init: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """Template of a volumetric movie (NoRMCorre's scheme in 3-D): the median of up to
+    ``n_init`` evenly spaced volumes, registered to it and averaged; then ``niter`` times
+    the mean of up to ``max_frames`` evenly spaced volumes registered to the template.
+    Deterministic.  Returns ``(template, shifts of the last pass)``."""
+    n = len(movie)
+    init = np.unique(np.linspace(0, n - 1, min(n, n_init)).round().astype(int))
+    first = np.median(np.asarray(movie[init], np.float32), axis=0).astype(np.float32)
+    tmpl, shifts = _valid_mean(movie, first, params, init)
+    m = n if max_frames is None else min(n, max_frames)
+    sample = np.unique(np.linspace(0, n - 1, m).round().astype(int))
+    for _ in range(niter):
+        tmpl, shifts = _valid_mean(movie, tmpl, params, sample)
+    return tmpl, shifts
