@@ -356,9 +356,10 @@ def out_dtype(name: str | None, movie) -> Any:
 
 
 def write_movie(args: argparse.Namespace, da, path: Path, fmt: str, *, dtype, attrs=None, along=None):
-    """Write the corrected movie ``da`` at ``path`` in ``fmt`` (atomically, with a progress bar);
-    ``along``: variables computed in the same pass and returned (see
-    :func:`xnormcorre.io.writers.write_movie`)."""
+    """Write the corrected movie ``da`` at ``path`` in ``fmt`` (atomically, with a progress bar;
+    resumably with ``--resume`` for TIFF and HDF5); ``along``: variables computed in the same
+    pass and returned (see :func:`xnormcorre.io.writers.write_movie`)."""
+    from ..io.writers import RESUMABLE_FORMATS
     from ..io.writers import write_movie as write
 
     return write(
@@ -371,6 +372,7 @@ def write_movie(args: argparse.Namespace, da, path: Path, fmt: str, *, dtype, at
         attrs=attrs,
         progress=not args.quiet,
         along=along,
+        resume=bool(getattr(args, "resume", False)) and fmt in RESUMABLE_FORMATS,
     )
 
 
