@@ -36,7 +36,7 @@ from tqdm.std import tqdm
 
 from . import atomic
 
-__all__ = ["Filler", "Layout", "check_resume", "partial_paths", "write_resumably"]
+__all__ = ["Filler", "Layout", "check_resume", "partial_paths", "partial_status", "write_resumably"]
 
 #: Version of the record's layout.
 RECORD_FORMAT = 1
@@ -99,6 +99,26 @@ def partial_paths(target: Path) -> tuple[Path, Path]:
         target.with_name(f".{target.name}.resume.part"),
         target.with_name(f".{target.name}.resume.json"),
     )
+
+
+def partial_status(target: str | os.PathLike) -> dict[str, int] | None:
+    """``frames_done`` and ``n_frames`` of an interrupted resumable write of ``target``;
+    None if there is none (or its record is unreadable).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> print(partial_status(pathlib.Path(tempfile.mkdtemp()) / "out.tif"))
+    None
+    """
+    part, rec = partial_paths(Path(os.fspath(target)).expanduser().absolute())
+    if not (part.is_file() and rec.is_file()):
+        return None
+    try:
+        record = json.loads(rec.read_text())
+        return {"frames_done": int(record["frames_done"]), "n_frames": int(record["shape"][0])}
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
 
 
 def _digest(obj: Any) -> str:
