@@ -199,3 +199,65 @@ def test_write_movie_resumes_with_along(tmp_path):
     np.testing.assert_array_equal(got.m.values, movie.mean(("y", "x")).values)
     with h5py.File(out, "r") as f:
         assert f["mov"][...].tobytes() == movie.values.tobytes()
+
+
+_RUN = """
+import sys, time
+import numpy as np, xarray as xr
+import xnormcorre
+from xnormcorre.io import blocks
+
+fmt, path, slow = sys.argv[1], sys.argv[2], float(sys.argv[3])
+movie = xr.DataArray(
+    (np.random.default_rng(1).normal(size=(60, 48, 40)) * 100).astype(np.float32), dims=("time", "y", "x")
+).chunk({"time": 10})
+blocks.default_time_chunk = lambda shape, preferred=1: 10
+if slow:
+    cast = blocks.cast_block
+    blocks.cast_block = lambda *a: (time.sleep(slow), cast(*a))[1]
+getattr(xnormcorre, "to_" + fmt)(movie, path, progress=False, resume=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["tiff", "hdf5"])
+def test_sigkilled_write_resumes_to_the_same_file(tmp_path, fmt):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from xnormcorre.io.resumable import partial_status
+
+    script = tmp_path / "run.py"
+    script.write_text(_RUN)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "JAX_PLATFORMS": "cpu"}
+    out, plain = tmp_path / f"out.{fmt}", tmp_path / f"plain.{fmt}"
+    done = subprocess.run([sys.executable, str(script), fmt, str(plain), "0"], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    child = subprocess.Popen(
+        [sys.executable, str(script), fmt, str(out), "0.5"], env=env, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while (partial_status(out) or {}).get("frames_done", 0) < 20:
+            assert child.poll() is None, child.stderr.read().decode()
+            assert time.monotonic() < deadline, "no frames written in time"
+            time.sleep(0.02)
+        time.sleep(0.3)  # a moment later: the next blocks are being computed and written
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    status = partial_status(out)
+    assert not out.exists() and status is not None and 20 <= status["frames_done"] < 60
+    done = subprocess.run([sys.executable, str(script), fmt, str(out), "0"], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    if fmt == "tiff":
+        assert out.read_bytes() == plain.read_bytes()
+    else:
+        _assert_same_hdf5(out, plain)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run.py", out.name, plain.name])
