@@ -155,6 +155,34 @@ def test_partial_file_of_another_write_is_refused_untouched(tmp_path, fmt):
     assert not part.exists() and not record.exists()
 
 
+def _tree(path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_zarr_write_resumes_to_the_same_store(tmp_path):
+    movie, attrs = _movie(), {"method": "rigid", "max_shifts": [5, 5]}
+    plain = tmp_path / "plain.zarr"
+    write_movie(movie.chunk({"time": CHUNK}), plain, fmt="zarr", attrs=attrs, progress=False)
+    out = tmp_path / "out.zarr"
+    part, record = partial_paths(out)
+    with pytest.raises(Crash):
+        write_movie(_failing(movie, after=3), out, fmt="zarr", attrs=attrs, progress=False, resume=True)
+    assert part.is_dir() and json.loads(record.read_text())["frames_done"] == 30
+    before = _tree(part)
+    with pytest.raises(ValueError, match=r"options: stored \{'attrs'.*'time_chunks': \[10, 10, 10, 10, 10\]"):
+        xnormcorre.io.writers.to_zarr(movie.chunk({"time": 7}), out, attrs=attrs, resume=True)
+    with pytest.raises(ValueError, match="frame 0 already written differs"):
+        xnormcorre.io.writers.to_zarr(_movie(1.0).chunk({"time": CHUNK}), out, attrs=attrs, resume=True)
+    assert _tree(part) == before and not out.exists()
+    seen: list[int] = []
+    xnormcorre.io.writers.to_zarr(_failing(movie, after=99, seen=seen), out, attrs=attrs, resume=True)
+    assert 1 not in seen and {3, 4} <= set(seen)
+    assert _tree(out) == _tree(plain)  # the same files, metadata included
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr", "plain.zarr"]
+    with pytest.raises(ValueError, match="resume=True writes a movie"):
+        xnormcorre.io.writers.to_zarr(xr.Dataset({"m": movie}), tmp_path / "d.zarr", resume=True)
+
+
 def test_clipping_warning_counts_the_frames_of_the_interrupted_run(tmp_path):
     movie = _movie() * 100  # mostly outside uint8
     with pytest.warns(UserWarning, match="were clipped") as plain:
@@ -180,8 +208,8 @@ def test_stale_partial_without_record_is_started_again(tmp_path):
 def test_resume_arguments(tmp_path):
     with pytest.raises(TypeError, match="resume must be True or False, got 'yes'"):
         xnormcorre.to_tiff(_movie(), tmp_path / "a.tif", resume="yes")
-    with pytest.raises(ValueError, match=r"resume=True applies to the formats \('tiff', 'hdf5'\)"):
-        write_movie(_movie(), tmp_path / "a.zarr", fmt="zarr", resume=True)
+    with pytest.raises(ValueError, match=r"resume=True applies to the formats \('tiff', 'hdf5', 'zarr'\)"):
+        write_movie(_movie(), tmp_path / "a.nc", fmt="netcdf", resume=True)
     xnormcorre.to_tiff(_movie(), tmp_path / "a.tif", progress=False)
     with pytest.raises(FileExistsError, match="pass overwrite=True"):
         xnormcorre.to_tiff(_movie(), tmp_path / "a.tif", progress=False, resume=True)

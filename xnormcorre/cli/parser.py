@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep the per-chunk results in a zarr store (<OUT stem>_shifts.zarr or --store) and continue "
         "it if it exists: after a crash only the chunks not done are registered (same result, bit for bit); "
-        "a TIFF or HDF5 OUT is written resumably too: an interrupted write continues from its first "
+        "a TIFF, HDF5 or zarr OUT is written resumably too: an interrupted write continues from its first "
         "missing frame",
     )
     w.add_argument(
@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument(
         "--resume",
         action="store_true",
-        help="write a TIFF or HDF5 OUT resumably: after a crash, the same command continues the "
+        help="write a TIFF, HDF5 or zarr OUT resumably: after a crash, the same command continues the "
         "interrupted write from its first missing frame (the same file as an uninterrupted run)",
     )
     a.add_argument(

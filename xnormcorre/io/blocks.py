@@ -248,7 +248,7 @@ def stream_movie(
     """
     movie = as_movie(da, name="da")
     dtype = out_dtype(dtype)
-    target = check_target(path, overwrite)
+    target = check_target(path, overwrite, store=bool(resume and layout.store))
     sink: list = []
     kept = sink if along is not None else None
     if resume:

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,11 +56,13 @@ class Layout(Protocol):
 
     fmt: str
 
-    def options(self, shape: tuple[int, int, int], dtype: np.dtype) -> dict[str, Any]: ...
+    store: bool  # the output is a folder (a zarr store)
+
+    def options(self, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]: ...
 
     def versions(self) -> dict[str, str]: ...
 
-    def create(self, part: Path, shape: tuple[int, int, int], dtype: np.dtype) -> dict[str, Any]: ...
+    def create(self, part: Path, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]: ...
 
     def filler(
         self, part: Path, shape: tuple[int, int, int], dtype: np.dtype, info: dict[str, Any]
@@ -112,7 +115,7 @@ def partial_status(target: str | os.PathLike) -> dict[str, int] | None:
     None
     """
     part, rec = partial_paths(Path(os.fspath(target)).expanduser().absolute())
-    if not (part.is_file() and rec.is_file()):
+    if not (os.path.exists(part) and rec.is_file()):
         return None
     try:
         record = json.loads(rec.read_text())
@@ -144,7 +147,7 @@ def _identity(movie: xr.DataArray, dtype: np.dtype, layout: Layout, target: Path
         "target": target.name,
         "shape": list(shape),
         "dtype": str(dtype),
-        "options": layout.options(shape, dtype),  # type: ignore[arg-type]
+        "options": layout.options(movie, dtype),
         "name": str(movie.name),
         "attrs": _digest(dict(movie.attrs)),
         "coords": {k: _digest(np.asarray(c.values)) for k, c in sorted(movie.coords.items())},
@@ -181,10 +184,13 @@ def _save_record(path: Path, record: dict[str, Any]) -> None:
 def _load_record(part: Path, rec: Path) -> dict[str, Any] | None:
     """The record of a partial write, or None if there is none to continue (a partial file
     without a record was interrupted while its layout was made: it is removed)."""
-    if not rec.is_file() or not part.is_file():
+    if not rec.is_file() or not os.path.lexists(part):
         for p in (part, rec):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
         return None
     try:
         record = json.loads(rec.read_text())
@@ -261,9 +267,10 @@ def write_resumably(
     def write(tmp: Path) -> None:
         nonlocal record
         if record is None:
-            info = layout.create(tmp, shape, dtype)  # type: ignore[arg-type]
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+            info = layout.create(tmp, movie, dtype)
+            if tmp.is_file():
+                with open(tmp, "rb+") as f:
+                    os.fsync(f.fileno())
             record = {
                 **identity,
                 "record_format": RECORD_FORMAT,
@@ -294,7 +301,7 @@ def write_resumably(
         if start != n:
             raise RuntimeError(f"{start} of {n} frames were written to {str(tmp)!r}")
 
-    atomic.write_atomically(target, write, overwrite=overwrite, partial=part)
+    atomic.write_atomically(target, write, overwrite=overwrite, store=layout.store, partial=part)
     with contextlib.suppress(FileNotFoundError):
         rec.unlink()
     assert record is not None

@@ -243,17 +243,19 @@ class Hdf5Layout:
     after each block)."""
 
     fmt = "hdf5"
+    store = False
 
     def __init__(self, dataset: str) -> None:
         self.dataset = dataset
 
-    def options(self, shape: tuple[int, int, int], dtype: np.dtype) -> dict[str, Any]:
+    def options(self, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]:
         return {"dataset": self.dataset}
 
     def versions(self) -> dict[str, str]:
         return {"h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version}
 
-    def create(self, part: Path, shape: tuple[int, int, int], dtype: np.dtype) -> dict[str, Any]:
+    def create(self, part: Path, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]:
+        shape = tuple(int(s) for s in movie.shape)
         atomic.check_space(part, int(np.prod(shape)) * dtype.itemsize)
         with _WriteOnce(part) as raw:
             with h5py.File(raw, "w") as f:

@@ -114,17 +114,19 @@ class TiffLayout:
     :func:`write_tiff_blocks`."""
 
     fmt = "tiff"
+    store = False
 
     def __init__(self, bigtiff: bool | None) -> None:
         self.bigtiff = bigtiff
 
-    def options(self, shape: tuple[int, int, int], dtype: np.dtype) -> dict[str, Any]:
-        return {"bigtiff": _bigtiff(self.bigtiff, shape, dtype)}
+    def options(self, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]:
+        return {"bigtiff": _bigtiff(self.bigtiff, movie.shape, dtype)}
 
     def versions(self) -> dict[str, str]:
         return {"tifffile": tifffile.__version__}
 
-    def create(self, part: Path, shape: tuple[int, int, int], dtype: np.dtype) -> dict[str, Any]:
+    def create(self, part: Path, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]:
+        shape = tuple(int(s) for s in movie.shape)
         atomic.check_space(part, int(np.prod(shape)) * dtype.itemsize)
         with tifffile.TiffWriter(part, bigtiff=_bigtiff(self.bigtiff, shape, dtype), ome=False) as tw:
             offset, _ = tw.write(None, returnoffset=True, **_tiff_options(shape, dtype))
