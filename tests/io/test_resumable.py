@@ -232,10 +232,9 @@ def test_write_movie_resumes_with_along(tmp_path):
 _RUN = """
 import sys, time
 import numpy as np, xarray as xr
-import xnormcorre
-from xnormcorre.io import blocks
+from xnormcorre.io import blocks, writers
 
-fmt, path, slow = sys.argv[1], sys.argv[2], float(sys.argv[3])
+fmt, path, slow, resume = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4] == "resume"
 movie = xr.DataArray(
     (np.random.default_rng(1).normal(size=(60, 48, 40)) * 100).astype(np.float32), dims=("time", "y", "x")
 ).chunk({"time": 10})
@@ -243,12 +242,12 @@ blocks.default_time_chunk = lambda shape, preferred=1: 10
 if slow:
     cast = blocks.cast_block
     blocks.cast_block = lambda *a: (time.sleep(slow), cast(*a))[1]
-getattr(xnormcorre, "to_" + fmt)(movie, path, progress=False, resume=True)
+getattr(writers, "to_" + fmt)(movie, path, progress=False, resume=resume)
 """
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["tiff", "hdf5"])
+@pytest.mark.parametrize("fmt", ["tiff", "hdf5", "zarr"])
 def test_sigkilled_write_resumes_to_the_same_file(tmp_path, fmt):
     import os
     import signal
@@ -262,11 +261,10 @@ def test_sigkilled_write_resumes_to_the_same_file(tmp_path, fmt):
     script.write_text(_RUN)
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "JAX_PLATFORMS": "cpu"}
     out, plain = tmp_path / f"out.{fmt}", tmp_path / f"plain.{fmt}"
-    done = subprocess.run([sys.executable, str(script), fmt, str(plain), "0"], env=env, capture_output=True)
+    run = [sys.executable, str(script), fmt]
+    done = subprocess.run([*run, str(plain), "0", "plain"], env=env, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
-    child = subprocess.Popen(
-        [sys.executable, str(script), fmt, str(out), "0.5"], env=env, stderr=subprocess.PIPE
-    )
+    child = subprocess.Popen([*run, str(out), "0.5", "resume"], env=env, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
         while (partial_status(out) or {}).get("frames_done", 0) < 20:
@@ -282,10 +280,12 @@ def test_sigkilled_write_resumes_to_the_same_file(tmp_path, fmt):
             child.wait()
     status = partial_status(out)
     assert not out.exists() and status is not None and 20 <= status["frames_done"] < 60
-    done = subprocess.run([sys.executable, str(script), fmt, str(out), "0"], env=env, capture_output=True)
+    done = subprocess.run([*run, str(out), "0", "resume"], env=env, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
     if fmt == "tiff":
         assert out.read_bytes() == plain.read_bytes()
+    elif fmt == "zarr":
+        assert _tree(out) == _tree(plain)
     else:
         _assert_same_hdf5(out, plain)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run.py", out.name, plain.name])
