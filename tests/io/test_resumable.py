@@ -247,8 +247,12 @@ getattr(writers, "to_" + fmt)(movie, path, progress=False, resume=resume)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["tiff", "hdf5", "zarr"])
-def test_sigkilled_write_resumes_to_the_same_file(tmp_path, fmt):
+@pytest.mark.parametrize(
+    ("fmt", "sig"), [("tiff", "SIGKILL"), ("hdf5", "SIGKILL"), ("zarr", "SIGKILL"), ("hdf5", "SIGTERM")]
+)
+def test_sigkilled_write_resumes_to_the_same_file(tmp_path, fmt, sig):
+    """Killed mid-write (SIGKILL: nothing runs; SIGTERM: the partial file is kept, the process
+    still ends by the signal), then resumed: the file of an uninterrupted write."""
     import os
     import signal
     import subprocess
@@ -272,8 +276,9 @@ def test_sigkilled_write_resumes_to_the_same_file(tmp_path, fmt):
             assert time.monotonic() < deadline, "no frames written in time"
             time.sleep(0.02)
         time.sleep(0.3)  # a moment later: the next blocks are being computed and written
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
+        os.kill(child.pid, getattr(signal, sig))
+        child.wait(timeout=60)
+        assert child.returncode == -getattr(signal, sig)
     finally:
         if child.poll() is None:
             child.kill()

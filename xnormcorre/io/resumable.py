@@ -1,12 +1,13 @@
-"""Resumable movie writes: ``to_tiff(..., resume=True)`` and ``to_hdf5(..., resume=True)``.
+"""Resumable movie writes: ``to_tiff``, ``to_hdf5`` and ``to_zarr`` (a movie) with ``resume=True``.
 
 A resumable write goes, like every write, to a hidden temporary file beside the output
-that is renamed to the output's name when complete (:func:`xnormcorre.io.atomic.write_atomically`);
-but its temporary has a fixed name, ``.<name>.resume.part``, and a small JSON record
-beside it, ``.<name>.resume.json``, says which run wrote it and how many frames are
-written.  The file's layout (TIFF header and IFDs, the HDF5 dataset with every chunk
-allocated) is made first, then the frames are written in place block by block; after
-each block the data are synced to disk and the record updated.
+that is renamed to the output's name when complete
+(:func:`xnormcorre.io.atomic.write_atomically`); but its temporary has a fixed name,
+``.<name>.resume.part``, and a small JSON record beside it, ``.<name>.resume.json``,
+says which run wrote it and how many frames are written.  The file's layout (TIFF
+header and IFDs, the HDF5 dataset with every chunk allocated, the zarr metadata) is
+made first, then the frames are written in place block by block; after each block the
+data are synced to disk and the record updated.
 
 When the write does not complete -- the process SIGKILLed or its node lost, Ctrl-C,
 SIGTERM, an error -- the partial file and its record are kept.  Writing again with
@@ -15,9 +16,9 @@ options, the movie's name, attributes and coordinates, package versions) and tha
 first and the last written frames equal those of this movie, then writes only the
 frames that are missing and renames the file as usual: the result is the same file as
 an uninterrupted write (the same bytes for TIFF, the same values and attributes for
-HDF5).  A record of another write is a ``ValueError`` and nothing is changed.  Without
-``resume`` nothing of this applies: the temporary has a random name and is removed on
-any failure.
+HDF5 and zarr).  A record of another write is a ``ValueError`` and nothing is changed.
+Without ``resume`` nothing of this applies: the temporary has a random name and is
+removed on any failure.
 """
 
 from __future__ import annotations
