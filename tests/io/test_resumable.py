@@ -216,17 +216,23 @@ def test_resume_arguments(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif"]
 
 
-def test_write_movie_resumes_with_along(tmp_path):
+@pytest.mark.parametrize("fmt", ["hdf5", "zarr"])
+def test_write_movie_resumes_with_along(tmp_path, fmt):
     """The CLI's path: variables computed along the movie come back whole after a resume."""
     movie = _movie()
     along = xr.Dataset({"m": movie.mean(("y", "x"))}).chunk({"time": CHUNK})
-    out = tmp_path / "out.h5"
+    out = tmp_path / f"out.{fmt}"
+    kw = {"fmt": fmt, "along": along, "progress": False, "resume": True, "attrs": {"a": 1}}
     with pytest.raises(Crash):
-        write_movie(_failing(movie, after=3), out, fmt="hdf5", along=along, progress=False, resume=True)
-    got = write_movie(movie.chunk({"time": CHUNK}), out, fmt="hdf5", along=along, progress=False, resume=True)
+        write_movie(_failing(movie, after=3), out, **kw)
+    got = write_movie(movie.chunk({"time": CHUNK}), out, **kw)
     np.testing.assert_array_equal(got.m.values, movie.mean(("y", "x")).values)
-    with h5py.File(out, "r") as f:
-        assert f["mov"][...].tobytes() == movie.values.tobytes()
+    if fmt == "hdf5":
+        with h5py.File(out, "r") as f:
+            assert f["mov"][...].tobytes() == movie.values.tobytes()
+    else:
+        back = xr.open_zarr(out)
+        assert back.attrs == {"a": 1} and back.movie.values.tobytes() == movie.values.tobytes()
 
 
 _RUN = """
