@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from tqdm.std import tqdm
 from . import atomic
 from .blocks import stream_movie
 
-__all__ = ["to_tiff", "write_tiff_blocks"]
+__all__ = ["TiffLayout", "to_tiff", "write_tiff_blocks"]
 
 #: TIFF files larger than this are written as BigTIFF when ``bigtiff=None`` (tifffile's own margin).
 BIGTIFF_BYTES = 2**32 - 2**25
@@ -29,6 +30,7 @@ def to_tiff(
     overwrite: bool = False,
     dtype: Any = None,
     progress: bool = True,
+    resume: bool = False,
 ) -> Path:
     """Write a ``(time, y, x)`` movie to a multi-page TIFF, streamed block by block.
 
@@ -50,11 +52,23 @@ def to_tiff(
         clipped pixels when it is above 0.1 %.
     progress : bool
         Show a tqdm progress bar (frames).
+    resume : bool
+        Write resumably: the temporary file is ``.<name>.resume.part`` with a record
+        ``.<name>.resume.json`` of the frames written, kept when the write does not
+        complete (killed, Ctrl-C, SIGTERM, an error).  Writing the same movie again with
+        ``resume=True`` writes only the missing frames; the file is the same, byte for
+        byte, as an uninterrupted write.  A partial file of another movie, dtype or
+        options is a ``ValueError`` and is left as it is.
 
     Returns
     -------
     pathlib.Path
         The written file.
+
+    Raises
+    ------
+    ValueError
+        ``resume=True`` and the partial file there belongs to another write.
 
     Examples
     --------
@@ -66,14 +80,86 @@ def to_tiff(
     >>> back = tifffile.imread(p)
     >>> back.shape, back.dtype, bool((back == movie.values.astype(np.float32)).all())
     ((6, 32, 32), dtype('float32'), True)
+    >>> again = xnormcorre.to_tiff(movie, p.with_name("again.tif"), progress=False, resume=True)
+    >>> again.read_bytes() == p.read_bytes()
+    True
     """
+    from .resumable import check_resume
+
+    resume = check_resume(resume)
 
     def write(movie: xr.DataArray, target: Path, out_dtype: np.dtype, blocks: Iterator[np.ndarray]) -> Path:
         return write_tiff_blocks(
             movie, target, out_dtype, blocks, bigtiff=bigtiff, progress=progress, overwrite=overwrite
         )
 
-    return stream_movie(da, path, dtype, overwrite, write)[0]
+    layout = TiffLayout(bigtiff)
+    return stream_movie(da, path, dtype, overwrite, write, resume=resume, layout=layout, progress=progress)[0]
+
+
+def _tiff_options(shape: tuple[int, int, int], dtype: np.dtype) -> dict[str, Any]:
+    """The arguments of ``TiffWriter.write`` for a movie: one contiguous series of pages."""
+    return {"shape": shape, "dtype": dtype, "photometric": "minisblack", "metadata": {"axes": "TYX"}}
+
+
+def _bigtiff(bigtiff: bool | None, shape: tuple[int, int, int], dtype: np.dtype) -> bool:
+    n, h, w = shape
+    return bool(n * h * w * dtype.itemsize > BIGTIFF_BYTES if bigtiff is None else bigtiff)
+
+
+class TiffLayout:
+    """The TIFF of :func:`to_tiff` for a resumable write: tifffile writes the header and every
+    IFD with the image data left empty (uncompressed pages are one contiguous block after
+    the first IFD), and the frames are then written in place -- the same bytes as
+    :func:`write_tiff_blocks`."""
+
+    fmt = "tiff"
+    store = False
+
+    def __init__(self, bigtiff: bool | None) -> None:
+        self.bigtiff = bigtiff
+
+    def options(self, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]:
+        return {"bigtiff": _bigtiff(self.bigtiff, movie.shape, dtype)}
+
+    def versions(self) -> dict[str, str]:
+        return {"tifffile": tifffile.__version__}
+
+    def create(self, part: Path, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]:
+        shape = tuple(int(s) for s in movie.shape)
+        atomic.check_space(part, int(np.prod(shape)) * dtype.itemsize)
+        with tifffile.TiffWriter(part, bigtiff=_bigtiff(self.bigtiff, shape, dtype), ome=False) as tw:
+            offset, _ = tw.write(None, returnoffset=True, **_tiff_options(shape, dtype))
+        return {"offset": int(offset)}
+
+    @contextlib.contextmanager
+    def filler(
+        self, part: Path, shape: tuple[int, int, int], dtype: np.dtype, info: dict[str, Any]
+    ) -> Iterator[_TiffFiller]:
+        with open(part, "r+b", buffering=0) as f:
+            yield _TiffFiller(f.fileno(), int(info["offset"]), shape[1] * shape[2] * dtype.itemsize, dtype)
+
+    def read(
+        self, part: Path, shape: tuple[int, int, int], dtype: np.dtype, info: dict[str, Any], index: int
+    ) -> np.ndarray:
+        size = shape[1] * shape[2] * dtype.itemsize
+        with open(part, "rb") as f:
+            f.seek(int(info["offset"]) + index * size)
+            return np.frombuffer(f.read(size), dtype=dtype).reshape(shape[1:])
+
+
+class _TiffFiller:
+    def __init__(self, fd: int, offset: int, frame_bytes: int, dtype: np.dtype) -> None:
+        self.fd, self.offset, self.frame_bytes, self.dtype = fd, offset, frame_bytes, dtype
+
+    def put(self, start: int, block: np.ndarray) -> None:
+        data = memoryview(np.ascontiguousarray(block, dtype=self.dtype)).cast("B")
+        pos, done = self.offset + start * self.frame_bytes, 0
+        while done < len(data):
+            done += os.pwrite(self.fd, data[done:], pos + done)
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
 
 
 def write_tiff_blocks(
@@ -101,12 +187,6 @@ def write_tiff_blocks(
                     bar.update(block.shape[0])
 
             with tifffile.TiffWriter(tmp, bigtiff=bool(bigtiff), ome=False) as tw:
-                tw.write(
-                    pages(),
-                    shape=(n, h, w),
-                    dtype=out_dtype,
-                    photometric="minisblack",
-                    metadata={"axes": "TYX"},
-                )
+                tw.write(pages(), **_tiff_options((n, h, w), out_dtype))
 
     return atomic.write_atomically(target, write, overwrite=overwrite)
