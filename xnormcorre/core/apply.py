@@ -25,8 +25,8 @@ import xarray as xr
 from .. import schema as cv
 from .. import validate as vd
 from ..engine.patches import interp_matrix
-from ..engine.pwrigid import apply_pw_shifts
 from ..engine.rigid import apply_shifts as apply_rigid_shifts
+from ..engine.warp import apply_pw_shifts
 from .convention import shifts_from
 from .planes import apply_shifts_by_plane, plane_dim_of
 from .scanphase import resolve_scan_phase
