@@ -26,9 +26,9 @@ import xarray as xr
 from .. import schema as cv
 from .. import validate as vd
 from ..engine.patches import interp_matrix
-from ..engine.pwrigid import apply_pw_shifts
 from ..engine.rigid import apply_shifts as apply_rigid_shifts
 from ..engine.runner import default_batch_size
+from ..engine.warp import apply_pw_shifts
 from .convention import shifts_from
 from .movie import resolve_min_mov
 from .scanphase import resolve_scan_phase

@@ -2,7 +2,7 @@
 
 The engine is split by job: :mod:`~xnormcorre.engine.runner` (batches, threads),
 :mod:`~xnormcorre.engine.config` (pass parameters), :mod:`~xnormcorre.engine.rigid`
-and :mod:`~xnormcorre.engine.pwrigid` (kernels and drivers),
+and :mod:`~xnormcorre.engine.pwrigid` (kernels and drivers), :mod:`~xnormcorre.engine.warp`,
 :mod:`~xnormcorre.engine.template` (template estimation),
 :mod:`~xnormcorre.engine.borders`, :mod:`~xnormcorre.engine.patches`.  New code imports
 those modules.
@@ -20,10 +20,11 @@ from .config import (
     make_pw_params,
     make_rigid_params,
 )
-from .pwrigid import apply_pw_shifts, register_pw_frames
+from .pwrigid import register_pw_frames
 from .rigid import apply_shifts, register_frames
 from .runner import default_batch_size, iter_batches, kernel_batch, kernel_threads
 from .template import estimate_template, initial_template, split_bounds
+from .warp import apply_pw_shifts
 
 __all__ = [
     "PEAK_FIT_MIN_SIGMA",

@@ -14,6 +14,7 @@ import numpy as np
 
 from . import pwrigid as _pw
 from . import rigid as _rigid
+from . import warp as _warp
 from .noise import UNIFORM, NoiseModel
 from .patches import interp_matrix, patch_axis
 from .runner import default_batch_size, pw_batch_size
@@ -273,8 +274,8 @@ class PwParams:
         return _pw.register_pw_frames(movie, template, self, **kw)
 
     def apply(self, movie, patch_shifts: np.ndarray, origin: int | None = None) -> np.ndarray:
-        """Warp each frame by its patch shifts: :func:`xnormcorre.engine.pwrigid.apply_pw_shifts`."""
-        return _pw.apply_pw_shifts(
+        """Warp each frame by its patch shifts: :func:`xnormcorre.engine.warp.apply_pw_shifts`."""
+        return _warp.apply_pw_shifts(
             movie,
             patch_shifts,
             self.wy,
@@ -293,8 +294,8 @@ class PwParams:
     def recentre(self, template: np.ndarray, deviations: list) -> np.ndarray:
         """Deform the template to the frames' mean local geometry (``deviations``: the
         per-split patch deviations of :meth:`mean_registered`); see
-        :func:`xnormcorre.engine.pwrigid.centre_patches`."""
-        return _pw.centre_patches(template, np.concatenate(deviations), self)
+        :func:`xnormcorre.engine.warp.centre_patches`."""
+        return _warp.centre_patches(template, np.concatenate(deviations), self)
 
 
 def make_pw_params(

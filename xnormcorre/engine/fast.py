@@ -24,6 +24,7 @@ import numpy as np
 from . import compile_cache
 from . import pwrigid as _pw
 from . import rigid as _rigid
+from . import warp as _warp
 from .config import Params, PwParams, RigidParams
 
 compile_cache.enable()
@@ -88,7 +89,7 @@ def _pw_frame(frame, ref, consts, pconsts, *, rkw, pkw, apply, same):
         ps, out, _ = _pw.register_pw_batch(frame[None], *args, apply=True, with_corr=False, **kw)
         return rs[0], ps[0], out[0]
     ps = _pw.register_pw_batch(ref[None], *args, apply=False, **kw)
-    out = _pw.warp_batch(frame[None], ps, fill, wy, wx, border=kw["border"], clip=kw["clip"])
+    out = _warp.warp_batch(frame[None], ps, fill, wy, wx, border=kw["border"], clip=kw["clip"])
     return rs[0], ps[0], out[0]
 
 
