@@ -267,6 +267,7 @@ class PwParams:
             "peak_fit": kw["peak_fit"],
             "inpaint_defects": kw["inpaint_defects"],
             "clip": kw["clip"],
+            "refine_steps": kw["refine_steps"],
         }
 
     def register(self, movie, template: np.ndarray, **kw):
