@@ -116,8 +116,8 @@ def gauss_newton_step(moved: jax.Array, consts, limits, tukey: float = 0.0) -> t
     ``|δ| > MAX_STEP``: then the linearization does not hold and ``s0`` is kept).
     ``tukey > 0`` (e.g. :data:`TUKEY_C`) follows the Huber reweighting by
     :data:`TUKEY_ITERS` Tukey-biweight reweightings with threshold ``tukey`` times the
-    residual's robust standard deviation (from its median absolute value, a sort of the
-    window: meant for small windows): pixels far outside the residual's spread -- a
+    current residual's robust standard deviation (1.4826 × its median absolute value,
+    by bisection): pixels far outside the residual's spread -- a
     cell that lit up, where it is a large part of a small window's content -- get no
     weight at all.
     """
@@ -151,9 +151,18 @@ def gauss_newton_step(moved: jax.Array, consts, limits, tukey: float = 0.0) -> t
     sol = jnp.where(ok_r, sol_r, sol)
     ok = ok | ok_r
     for _ in range(TUKEY_ITERS if tukey > 0 else 0):
+        # robust scale of the current residual: 1.4826 × its median absolute value over
+        # the valid pixels, found by bisection (no sort)
         resid = (gc - sol @ jac) * sqrt_w * maskf
-        # robust scale: the median absolute residual over the valid pixels (1.4826 MAD = σ of a normal)
-        med = jnp.sort(jnp.where(mask, jnp.abs(resid), jnp.inf))[jnp.maximum(n.astype(jnp.int32) - 1, 0) // 2]
+        ares = jnp.abs(resid)
+
+        def bisect(_, bounds, ares=ares):
+            lo, hi = bounds
+            mid = 0.5 * (lo + hi)
+            below = jnp.sum(jnp.where(mask & (ares <= mid), 1.0, 0.0)) >= 0.5 * n
+            return jnp.where(below, lo, mid), jnp.where(below, mid, hi)
+
+        _, med = jax.lax.fori_loop(0, 16, bisect, (jnp.zeros_like(sigma), jnp.max(ares)))
         u = resid / (tukey * 1.4826 * med + 1e-30)
         wt = jnp.where(jnp.abs(u) < 1.0, (1.0 - u * u) ** 2, 0.0) * maskf
         sol_r, ok_r = _solve((prods @ wt)[jnp.asarray(_IDX)], rhs_c @ (gc * wt))
