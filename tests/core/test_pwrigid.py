@@ -235,3 +235,27 @@ def test_real_movie_pw_at_least_as_crisp_as_rigid(neurofinder_path):
     c_pw = metrics.crispness(pw.corrected, crop=14)
     assert c_rig >= c_raw
     assert c_pw >= c_rig, (c_raw, c_rig, c_pw)
+
+
+def test_patch_shifts_near_the_cramer_rao_bound():
+    """Each patch is refined as the rigid estimate (noise-weighted Gauss-Newton against the
+    template patch): on a rigidly moving movie every patch shares the frame's shift and its
+    error approaches the patch's Cramér-Rao bound (correlation peak alone: efficiency 0.16)."""
+    from xnormcorre.testing.crlb import crlb_patches, efficiency
+    from xnormcorre.testing.simulate import simulate_movie
+
+    sim = simulate_movie((96, 96), 40, max_shift=2.0, photons_per_px=5.0, with_gradient=True, seed=1)
+    res = xnormcorre.pwrigid(
+        sim.frames, template=sim.template, max_shifts=5, strides=(32, 32), overlaps=(16, 16)
+    )
+    yb = list(zip(res.patch_y_start.values, res.patch_y_stop.values, strict=True))
+    xb = list(zip(res.patch_x_start.values, res.patch_x_stop.values, strict=True))
+    bound = crlb_patches(
+        sim.clean, yb, xb, gain=sim.gain, read_noise=sim.read_noise, offset=sim.offset, gradient=sim.gradient
+    )
+    est = res.shifts.transpose("time", "patch_y", "patch_x", "axis").values.astype(np.float64)
+    eff = efficiency(est, sim.patch_shifts(yb, xb), bound)
+    assert np.median(eff) >= 0.6 and eff.min() >= 0.4, eff.round(2)
+    # within rigid ± max_deviation_rigid (default 3) whatever the refinement did
+    dev = np.abs(est - res.rigid_shifts.values[:, None, None, :])
+    assert dev.max() <= 3 + 1e-5
