@@ -24,6 +24,10 @@ __all__ = ["rigid_volume", "volume_max_shifts"]
 #: Volumes whose minimum is the default ``min_mov`` (as for frames).
 _MIN_MOV_VOLUMES = 400
 
+#: Bytes of whole time chunks the template passes keep (a lazy movie's chunks are read in
+#: order, each once per pass: a few chunks suffice; memory stays O(chunk)).
+VOLUME_CACHE_BYTES = 2**26
+
 #: rigid() parameters a volume run does not use, with their neutral values.
 _UNUSED = {
     "reference": None,
@@ -165,7 +169,9 @@ def rigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
     )
     template = kwargs.get("template")
     if template is None:
-        tmpl, _ = _vol.estimate_volume_template(Frames(movie), params, niter=niter, max_frames=max_frames)
+        frames = Frames(movie, cache_bytes=VOLUME_CACHE_BYTES)
+        tmpl, _ = _vol.estimate_volume_template(frames, params, niter=niter, max_frames=max_frames)
+        del frames
         how = "estimated"
     else:
         tmpl = np.asarray(template.transpose(*dims3) if isinstance(template, xr.DataArray) else template)

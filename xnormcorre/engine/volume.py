@@ -392,17 +392,31 @@ def _valid_mean(movie, template, params: VolumeParams, index: np.ndarray) -> tup
     return fill_invalid(mean).astype(np.float32), shifts
 
 
+def _median(sample: np.ndarray) -> np.ndarray:
+    """Per-voxel median over the first axis of ``(N, D, ...)``, one plane at a time (a copy
+    of one plane of the sample, not of the whole sample); equal to ``np.median(axis=0)``."""
+    out = np.empty(sample.shape[1:], np.float32)
+    for z in range(sample.shape[1]):
+        out[z] = np.median(sample[:, z].astype(np.float32), axis=0)
+    return out
+
+
 def estimate_volume_template(
     movie, params: VolumeParams, *, niter: int = 1, max_frames: int | None = 2000, n_init: int = 100
 ) -> tuple[np.ndarray, np.ndarray]:
     """Template of a volumetric movie (NoRMCorre's scheme in 3-D): the median of up to
     ``n_init`` evenly spaced volumes, registered to it and averaged; then ``niter`` times
     the mean of up to ``max_frames`` evenly spaced volumes registered to the template.
-    Deterministic.  Returns ``(template, shifts of the last pass)``."""
+    Deterministic.  The ``n_init`` volumes are read once; the passes read ``movie`` one
+    batch at a time.  Returns ``(template, shifts of the last pass)``."""
     n = len(movie)
     init = np.unique(np.linspace(0, n - 1, min(n, n_init)).round().astype(int))
-    first = np.median(np.asarray(movie[init], np.float32), axis=0).astype(np.float32)
-    tmpl, shifts = _valid_mean(movie, first, params, init)
+    sample = np.asarray(movie[init])  # read once for the median and its pass, kept in its dtype
+    if sample.dtype.itemsize > 4:
+        sample = sample.astype(np.float32)
+    first = _median(sample)
+    tmpl, shifts = _valid_mean(sample, first, params, np.arange(len(init)))
+    del sample
     m = n if max_frames is None else min(n, max_frames)
     sample = np.unique(np.linspace(0, n - 1, m).round().astype(int))
     for _ in range(niter):
