@@ -18,7 +18,6 @@ import numpy as np
 import xarray as xr
 from tqdm.std import tqdm
 
-from ..schema import MOVIE_DIMS
 from . import atomic
 from .blocks import stream_movie
 
@@ -41,7 +40,7 @@ def to_hdf5(
 
     Parameters
     ----------
-    da : xarray.DataArray, (time, y, x)
+    da : xarray.DataArray, (time, y, x) or (time, z, y, x)
         Movie to write; NumPy or dask-backed (e.g. a lazy ``rigid(...).corrected``).
     path : str or path
         Output file, written under a temporary name and renamed when complete.
@@ -171,13 +170,14 @@ def write_hdf5_blocks(
     overwrite: bool = False,
 ) -> Path:
     """Write the cast ``blocks`` of frames of ``movie`` to dataset ``dataset`` of the HDF5 file
-    ``target``, atomically (one frame per HDF5 chunk, dimensions labelled ``time, y, x``)."""
-    n, h, w = movie.shape
-    atomic.check_space(target, n * h * w * out_dtype.itemsize)
+    ``target``, atomically (one frame per HDF5 chunk, dimensions labelled ``time, y, x``,
+    or ``time, z, y, x`` for a volume)."""
+    n, *frame = movie.shape
+    atomic.check_space(target, n * int(np.prod(frame)) * out_dtype.itemsize)
 
     def fill(f: h5py.File, bar) -> None:
-        dset = f.create_dataset(dataset, shape=(n, h, w), dtype=out_dtype, chunks=(1, h, w))
-        for dim, label in zip(dset.dims, MOVIE_DIMS, strict=True):
+        dset = f.create_dataset(dataset, shape=(n, *frame), dtype=out_dtype, chunks=(1, *frame))
+        for dim, label in zip(dset.dims, movie.dims, strict=True):
             dim.label = label
         start = 0
         for block in blocks:

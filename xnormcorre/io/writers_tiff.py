@@ -34,9 +34,11 @@ def to_tiff(
 
     Parameters
     ----------
-    da : xarray.DataArray, (time, y, x)
+    da : xarray.DataArray, (time, y, x) or (time, z, y, x)
         Movie to write; NumPy or dask-backed (e.g. a lazy ``rigid(...).corrected``).
-        Only a few blocks of frames are in memory at any time.
+        Only a few blocks of frames are in memory at any time.  A volume or multi-plane
+        movie is written as an ImageJ hyperstack (axes ``TZYX``), which
+        :func:`xnormcorre.open_movie` reads back as ``(time, z, y, x)``.
     path : str or path
         Output file.  Written as ``.<name>.<random>.part`` in the same folder and
         renamed when complete; on error nothing is left behind.
@@ -86,27 +88,34 @@ def write_tiff_blocks(
     progress: bool = True,
     overwrite: bool = False,
 ) -> Path:
-    """Write the cast ``blocks`` of frames of ``movie`` to the TIFF ``target``, atomically."""
-    n, h, w = movie.shape
+    """Write the cast ``blocks`` of frames of ``movie`` to the TIFF ``target``, atomically.
+    A volume or multi-plane movie ``(time, z, y, x)`` is written as an ImageJ hyperstack
+    (axes ``TZYX``) when ImageJ can read its dtype (uint8, uint16, float32), else as a
+    shaped TIFF with axes ``TZYX``."""
+    n, *frame = movie.shape
+    h, w = frame[-2:]
+    nbytes = n * int(np.prod(frame)) * out_dtype.itemsize
     if bigtiff is None:
-        bigtiff = n * h * w * out_dtype.itemsize > BIGTIFF_BYTES
-    atomic.check_space(target, n * h * w * out_dtype.itemsize)
+        bigtiff = nbytes > BIGTIFF_BYTES
+    atomic.check_space(target, nbytes)
+    imagej = len(frame) == 3 and not bigtiff and out_dtype in (np.uint8, np.uint16, np.float32)
+    axes = "TYX" if len(frame) == 2 else "TZYX"
 
     def write(tmp: Path) -> None:
         with tqdm(total=n, unit="frame", desc=f"to_tiff {target.name}", disable=not progress) as bar:
 
             def pages() -> Iterator[np.ndarray]:
                 for block in blocks:
-                    yield from block
+                    yield from block.reshape(-1, h, w)
                     bar.update(block.shape[0])
 
-            with tifffile.TiffWriter(tmp, bigtiff=bool(bigtiff), ome=False) as tw:
+            with tifffile.TiffWriter(tmp, bigtiff=bool(bigtiff), ome=False, imagej=imagej) as tw:
                 tw.write(
                     pages(),
-                    shape=(n, h, w),
+                    shape=(n, *frame),
                     dtype=out_dtype,
                     photometric="minisblack",
-                    metadata={"axes": "TYX"},
+                    metadata={"axes": axes},
                 )
 
     return atomic.write_atomically(target, write, overwrite=overwrite)
