@@ -19,7 +19,7 @@ from .. import validate as vd
 from ..engine import volume as _vol
 from .movie import Frames, source_of
 
-__all__ = ["rigid_volume", "volume_max_shifts"]
+__all__ = ["rigid_volume", "volume_flags", "volume_max_shifts"]
 
 #: Volumes whose minimum is the default ``min_mov`` (as for frames).
 _MIN_MOV_VOLUMES = 400
@@ -95,7 +95,7 @@ def _check_unused(kwargs: dict) -> None:
         raise TypeError(f"unexpected keyword arguments for a volume: {sorted(kwargs['aliases'])}")
 
 
-def _flags(ds: xr.Dataset, max_shifts: tuple[int, ...], plane_dim: str) -> xr.Dataset:
+def volume_flags(ds: xr.Dataset, max_shifts: tuple[int, ...], plane_dim: str) -> xr.Dataset:
     """The quality flags of :func:`xnormcorre.qc.flags.quality_flags` (``at_max_shift``,
     ``low_correlation``), ``at_max_shift`` also along the plane dim."""
     from ..qc.flags import quality_flags
@@ -226,7 +226,7 @@ def rigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
         "taper": taper,
         "refine_steps": params.refine_steps,
     }
-    ds = ds.assign(_flags(ds, max_shifts, plane_dim))
+    ds = ds.assign(volume_flags(ds, max_shifts, plane_dim))
     ds.attrs = sc.provenance_attrs(sc.RIGID, run_params, source_of(movie))
     ds.attrs["planes"] = "volume"
     ds.attrs["plane_dim"] = plane_dim
