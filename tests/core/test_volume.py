@@ -192,3 +192,28 @@ def test_lazy_volume_run_streams_chunk_by_chunk(tmp_path, monkeypatch, vol):
     eager = xnormcorre.rigid(frames, max_shifts=(2, 4, 4))
     np.testing.assert_array_equal(out.shifts.values, eager.shifts.values)
     np.testing.assert_array_equal(corrected, eager.corrected.values)
+
+
+def test_estimate_template_of_a_volume_is_the_runs_template(vol):
+    tmpl = xnormcorre.estimate_template(vol, max_shifts=(2, 4, 4))
+    assert tmpl.dims == ("z", "y", "x") and tmpl.dtype == np.float32
+    np.testing.assert_array_equal(tmpl.z.values, vol.z.values)
+    run = vol.normcorre.rigid(max_shifts=(2, 4, 4))
+    np.testing.assert_array_equal(tmpl.values, run.template.values)
+    np.testing.assert_array_equal(
+        xnormcorre.estimate_template(vol.values, max_shifts=(2, 4, 4)).values, tmpl.values
+    )
+    with pytest.raises(ValueError, match="max_shifts must have 3 entries"):
+        xnormcorre.estimate_template(vol)
+    with pytest.raises(ValueError, match="frames_per_split= is not available for the template of a volume"):
+        xnormcorre.estimate_template(vol, max_shifts=(2, 4, 4), frames_per_split=5)
+
+
+def test_corrector_refuses_a_volume_naming_the_alternatives(vol, sim):
+    msg = r"Corrector registers \(y, x\) frames; .* a volume.*xnormcorre.rigid\(movie, max_shifts=\(z, y, x\)"
+    with pytest.raises(ValueError, match=msg):
+        xnormcorre.Corrector(sim.template)
+    with pytest.raises(ValueError, match=msg):
+        xnormcorre.Corrector.from_frames(vol)
+    with pytest.raises(ValueError, match=msg):
+        xnormcorre.Corrector(sim.template[0]).correct(vol)
