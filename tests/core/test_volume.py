@@ -217,3 +217,15 @@ def test_corrector_refuses_a_volume_naming_the_alternatives(vol, sim):
         xnormcorre.Corrector.from_frames(vol)
     with pytest.raises(ValueError, match=msg):
         xnormcorre.Corrector(sim.template[0]).correct(vol)
+
+
+def test_estimated_template_is_centred_on_the_range_of_positions(sim):
+    """8 volumes at one position, 4 moved by +3 px in y: the median template sits at the first
+    position; centred, the search window ±3 covers both (±1.5 px), none at the search bound."""
+    scene = sim.template
+    frames = np.stack([scene] * 8 + [np.roll(scene, 3, axis=1)] * 4)
+    res = xnormcorre.rigid(frames, max_shifts=(1, 3, 3))
+    y = res.shifts.sel(axis="y").values
+    np.testing.assert_allclose(y, [-1.5] * 8 + [1.5] * 4, atol=0.1)
+    assert np.abs(res.shifts.sel(axis=["z", "x"]).values).max() < 0.1
+    assert int(res.at_max_shift.sum()) == 0
