@@ -51,6 +51,11 @@ def test_correct_a_tzyx_tiff(volume_tif, tmp_path, capsys):
         assert list(saved.attrs["max_shifts"]) == [2, 4, 4]
         np.testing.assert_array_equal(saved.shifts.values, expected.shifts.values)
         np.testing.assert_array_equal(saved.at_max_shift.values, expected.at_max_shift.values)
+    # the saved shifts applied to the movie again: the same corrected volumes
+    applied = tmp_path / "applied.tif"
+    assert main(["apply", str(tmp_path / "out_shifts.nc"), str(p), "-o", str(applied), "-q"]) == 0
+    assert "to 6 volumes of 8x32x32 px" in capsys.readouterr().out
+    np.testing.assert_array_equal(tifffile.imread(applied), expected.corrected.values)
 
 
 def test_max_shifts_takes_three_values_for_a_volume(volume_tif, tmp_path, capsys):

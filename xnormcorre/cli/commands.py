@@ -291,10 +291,9 @@ def apply(args: argparse.Namespace) -> int:
         )
     else:
         write_movie(args, corrected, out, fmt, dtype=out_dtype(args.dtype, movie), attrs=shifts.attrs)
-    n, h, w = movie.shape
-    print(
-        f"applied the shifts of {shifts_file} to {n} frames of {h}x{w} px in {time.perf_counter() - t0:.1f} s"
-    )
+    n, h, w = movie.sizes["time"], movie.sizes["y"], movie.sizes["x"]
+    frames = f"{n} volumes of {movie.shape[1]}x{h}x{w}" if movie.ndim == 4 else f"{n} frames of {h}x{w}"
+    print(f"applied the shifts of {shifts_file} to {frames} px in {time.perf_counter() - t0:.1f} s")
     print(f"  corrected movie: {out} ({fmt})")
     return 0
 
