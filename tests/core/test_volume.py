@@ -210,7 +210,7 @@ def test_estimate_template_of_a_volume_is_the_runs_template(vol):
 
 
 def test_corrector_refuses_a_volume_naming_the_alternatives(vol, sim):
-    msg = r"Corrector registers \(y, x\) frames; .* a volume.*xnormcorre.rigid\(movie, max_shifts=\(z, y, x\)"
+    msg = r"must be .*: a Corrector registers \(y, x\) frames; .* a volume.*xnormcorre.rigid\(movie, max_shifts=\(z, y, x\)"
     with pytest.raises(ValueError, match=msg):
         xnormcorre.Corrector(sim.template)
     with pytest.raises(ValueError, match=msg):

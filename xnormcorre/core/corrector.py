@@ -48,8 +48,10 @@ __all__ = ["FORMAT_VERSION", "Corrector"]
 
 def _refuse_volume(name: str, shape: tuple) -> None:
     """A Corrector registers (y, x) frames: refuse a volume, naming the alternatives."""
+    want = "2-D (y, x)" if name == "template" else "3-D (time, y, x)"
     raise ValueError(
-        f"Corrector registers (y, x) frames; {name} has shape {tuple(shape)}, a volume.  Register a "
+        f"{name} must be {want}: a Corrector registers (y, x) frames; got shape {tuple(shape)}, a volume.  "
+        "Register a "
         "volumetric movie (time, z, y, x) with xnormcorre.rigid(movie, max_shifts=(z, y, x), template=...) "
         "(3-D rigid), or plane by plane with one Corrector per plane (template.isel(z=i))"
     )
