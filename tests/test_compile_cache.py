@@ -44,6 +44,7 @@ print(json.dumps({{
     "dir": jax.config.jax_compilation_cache_dir,
     "min_secs": jax.config.jax_persistent_cache_min_compile_time_secs,
     "min_bytes": jax.config.jax_persistent_cache_min_entry_size_bytes,
+    "max_size": jax.config.jax_compilation_cache_max_size,
     "hits": len(hits),
     "value": value,
     "warnings": [str(w.message) for w in caught],
@@ -87,6 +88,9 @@ def test_enable_writes_entries_and_a_second_process_hits_them(tmp_path):
     first = _run(tmp_path, {"XNORMCORRE_JAX_CACHE": str(cache)})
     assert first["result"] == str(cache.resolve()) == first["again"] == first["dir"]
     assert first["min_secs"] == 0.0 and first["min_bytes"] == -1
+    # a bounded cache: JAX then locks each entry's read and write against other processes
+    assert first["max_size"] == compile_cache.MAX_BYTES
+    assert (cache / ".lockfile").exists()
     assert first["value"] == pytest.approx(EXPECTED, rel=1e-6)
     assert first["hits"] == 0
     written = _entries(cache)
@@ -131,7 +135,7 @@ def test_opt_out_leaves_jax_untouched(tmp_path, value):
     out = _run(tmp_path, {"XNORMCORRE_JAX_CACHE": value, "XDG_CACHE_HOME": str(xdg)})
     assert out["result"] is None and out["again"] is None
     assert out["dir"] is None
-    assert out["min_secs"] == 1.0 and out["min_bytes"] == 0  # JAX's defaults
+    assert out["min_secs"] == 1.0 and out["min_bytes"] == 0 and out["max_size"] == -1  # JAX's defaults
     assert not xdg.exists() and not (tmp_path / "home").exists()
     assert out["value"] == pytest.approx(EXPECTED, rel=1e-6)
 
@@ -220,3 +224,12 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert compile_cache.default_cache_dir() == tmp_path / "xnormcorre" / "jax"
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # ignored, as the XDG spec says
     assert compile_cache.default_cache_dir() == Path.home() / ".cache" / "xnormcorre" / "jax"
+
+
+@pytest.mark.slow
+def test_a_size_the_user_set_is_kept(tmp_path):
+    cache = tmp_path / "cache"
+    before = 'jax.config.update("jax_compilation_cache_max_size", 123_456_789)'
+    out = _run(tmp_path, {"XNORMCORRE_JAX_CACHE": str(cache)}, before=before)
+    assert out["max_size"] == 123_456_789
+    assert len(_entries(cache)) >= 1

@@ -22,6 +22,7 @@ import tifffile
 import xarray as xr
 
 import xnormcorre
+from xnormcorre.io.resumable import partial_paths, partial_status
 from xnormcorre.io.store import store_status
 
 pytest.importorskip("zarr")
@@ -123,13 +124,20 @@ def test_store_and_resume_arguments(tmp_path, movie):
 
 
 # --------------------------------------------------------------------------- command line
-def cli(argv: list[str], cwd: Path, *, slow: float = 0.0, wait: bool = True):
-    """The CLI as a subprocess; ``slow``: seconds of sleep before each chunk is registered."""
+def cli(argv: list[str], cwd: Path, *, slow: float = 0.0, slow_write: float = 0.0, wait: bool = True):
+    """The CLI as a subprocess; ``slow``: seconds of sleep before each chunk is registered;
+    ``slow_write``: the movie written in blocks of 20 frames, with this sleep before each."""
     code = "import sys\nfrom xnormcorre.cli import main\n"
     if slow:
         code += (
             "import time\nimport xnormcorre.io.store as st\nslow = st._compute_chunk\n"
             f"st._compute_chunk = lambda *a: (time.sleep({slow}), slow(*a))[1]\n"
+        )
+    if slow_write:
+        code += (
+            "import time\nimport xnormcorre.io.blocks as bl\ncast = bl.cast_block\n"
+            "bl.default_time_chunk = lambda shape, preferred=1: 20\n"
+            f"bl.cast_block = lambda *a: (time.sleep({slow_write}), cast(*a))[1]\n"
         )
     code += "sys.exit(main(sys.argv[1:]))\n"
     root = str(Path(xnormcorre.__file__).parents[1])
@@ -170,28 +178,33 @@ def test_cli_nwb_output_reads_back(tif, tmp_path):
         assert float(stack.corrected.rate) == 30.0
 
 
-@pytest.mark.slow
-def test_cli_sigkilled_run_resumes_bit_identical(tif, tmp_path):
-    plain = cli(["correct", str(tif), "-o", "plain.tif", "--chunk", "20"], tmp_path, wait=False)
-    args = ["correct", str(tif), "-o", "out.tif", "--chunk", "20", "--resume"]
-    store = tmp_path / "out_shifts.zarr"
-    child = cli(args, tmp_path, slow=1.0, wait=False)
+def kill_when(child, ready, what: str) -> None:
+    """SIGKILL ``child`` once ``ready()`` is true."""
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             if child.poll() is not None:
                 pytest.fail(f"the run ended before it was killed: {child.stderr.read().decode()[-2000:]}")
-            if store.exists() and store_status(store)["chunks_done"] >= 1:
+            if ready():
                 break
             time.sleep(0.05)
         else:
-            pytest.fail("the run did not finish a chunk in time")
+            pytest.fail(f"the run did not {what} in time")
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+@pytest.mark.slow
+def test_cli_sigkilled_run_resumes_bit_identical(tif, tmp_path):
+    plain = cli(["correct", str(tif), "-o", "plain.tif", "--chunk", "20"], tmp_path, wait=False)
+    args = ["correct", str(tif), "-o", "out.tif", "--chunk", "20", "--resume"]
+    store = tmp_path / "out_shifts.zarr"
+    child = cli(args, tmp_path, slow=1.0, wait=False)
+    kill_when(child, lambda: store.exists() and store_status(store)["chunks_done"] >= 1, "finish a chunk")
     status = store_status(store)
     assert 1 <= status["chunks_done"] < status["n_chunks"] == T // 20
     assert not (tmp_path / "out.tif").exists()  # no partial output
@@ -203,14 +216,27 @@ def test_cli_sigkilled_run_resumes_bit_identical(tif, tmp_path):
     assert "cannot resume" in other.stderr and "max_shifts" in other.stderr
     assert tree_digest(store) == before and not (tmp_path / "out.tif").exists()
 
+    # resumed, then killed again while the corrected movie is written
+    child = cli(args, tmp_path, slow_write=1.0, wait=False)
+    record = partial_paths(tmp_path / "out.tif")[1]
+    kill_when(
+        child,
+        lambda: (partial_status(tmp_path / "out.tif") or {}).get("frames_done", 0) >= 20,
+        "write frames",
+    )
+    assert store_status(store)["complete"] and not (tmp_path / "out.tif").exists()
+    written = partial_status(tmp_path / "out.tif")
+    assert written is not None and 20 <= written["frames_done"] < written["n_frames"] == T
+    assert record.is_file()
+
     resumed = cli(args, tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming {store}: {status['chunks_done']} of {status['n_chunks']} chunks done" in resumed.stdout
+    assert f"resuming {store}: {status['n_chunks']} of {status['n_chunks']} chunks done" in resumed.stdout
+    assert f"resuming the write of {tmp_path / 'out.tif'}: {written['frames_done']} of {T}" in resumed.stdout
     plain.wait(timeout=300)
     assert plain.returncode == 0, plain.stderr.read().decode()
-    np.testing.assert_array_equal(
-        tifffile.imread(tmp_path / "out.tif"), tifffile.imread(tmp_path / "plain.tif")
-    )
+    assert (tmp_path / "out.tif").read_bytes() == (tmp_path / "plain.tif").read_bytes()
+    assert not record.exists() and not partial_paths(tmp_path / "out.tif")[0].exists()
     xr.testing.assert_identical(
         xr.open_dataset(tmp_path / "out_shifts.nc").load(),
         xr.open_dataset(tmp_path / "plain_shifts.nc").load(),

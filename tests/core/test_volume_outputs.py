@@ -55,6 +55,12 @@ def test_to_tiff_writes_an_imagej_hyperstack(tmp_path, res, lazy):
     np.testing.assert_array_equal(arr, np.clip(np.rint(res.corrected.values), -(2**15), 2**15 - 1))
 
 
+def test_resumable_write_of_a_volume_is_refused(tmp_path, res):
+    with pytest.raises(ValueError, match=r"resume=True is not available for a volume or multi-plane movie"):
+        xnormcorre.to_tiff(res.corrected, tmp_path / "r.tif", resume=True, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
 def test_to_hdf5_and_netcdf_round_trip(tmp_path, res, planes):
     p = xnormcorre.to_hdf5(res.corrected, tmp_path / "v.h5", progress=False)
     with h5py.File(p) as f:

@@ -268,6 +268,8 @@ def apply(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"shifts file {str(shifts_file)!r} does not exist")
     out, fmt, _, _ = check_outputs(args)
     check_nwb(fmt)
+    if args.resume and fmt not in ("tiff", "hdf5", "zarr"):
+        raise CLIError(f"--resume writes a TIFF, HDF5 or zarr output resumably; OUT is {fmt}")
     try:
         shifts = xr.open_dataset(shifts_file, engine="netcdf4")
     except (OSError, ValueError) as exc:

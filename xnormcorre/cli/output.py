@@ -34,6 +34,8 @@ def log(args: argparse.Namespace, *lines: str) -> None:
 _CLI_WORDS = (
     ("pass dataset=<name>", "pass --dataset NAME"),
     ("overwrite=True", "--overwrite"),
+    ("with resume=True", "with --resume"),
+    ("or write with resume=False", "or run without --resume"),
 )
 
 
@@ -394,11 +396,20 @@ def out_dtype(name: str | None, movie) -> Any:
 
 
 def write_movie(args: argparse.Namespace, da, path: Path, fmt: str, *, dtype, attrs=None, along=None):
-    """Write the corrected movie ``da`` at ``path`` in ``fmt`` (atomically, with a progress bar);
-    ``along``: variables computed in the same pass and returned (see
-    :func:`xnormcorre.io.writers.write_movie`)."""
+    """Write the corrected movie ``da`` at ``path`` in ``fmt`` (atomically, with a progress bar;
+    resumably with ``--resume`` for TIFF and HDF5); ``along``: variables computed in the same
+    pass and returned (see :func:`xnormcorre.io.writers.write_movie`)."""
+    from ..io.resumable import partial_status
+    from ..io.writers import RESUMABLE_FORMATS
     from ..io.writers import write_movie as write
 
+    resume = bool(getattr(args, "resume", False)) and fmt in RESUMABLE_FORMATS
+    status = partial_status(path) if resume else None
+    if status is not None:
+        log(
+            args,
+            f"resuming the write of {path}: {status['frames_done']} of {status['n_frames']} frames written",
+        )
     return write(
         da,
         path,
@@ -409,6 +420,7 @@ def write_movie(args: argparse.Namespace, da, path: Path, fmt: str, *, dtype, at
         attrs=attrs,
         progress=not args.quiet,
         along=along,
+        resume=resume,
     )
 
 

@@ -302,7 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="keep the per-chunk results in a zarr store (<OUT stem>_shifts.zarr or --store) and continue "
-        "it if it exists: after a crash only the chunks not done are registered (same result, bit for bit)",
+        "it if it exists: after a crash only the chunks not done are registered (same result, bit for bit); "
+        "a TIFF, HDF5 or zarr OUT is written resumably too: an interrupted write continues from its first "
+        "missing frame",
     )
     w.add_argument(
         "--store",
@@ -325,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input(a)
     _add_output(a)
     a.add_argument("--border", choices=BORDERS, help="fill of pixels moved in (default: the run's border)")
+    a.add_argument(
+        "--resume",
+        action="store_true",
+        help="write a TIFF, HDF5 or zarr OUT resumably: after a crash, the same command continues the "
+        "interrupted write from its first missing frame (the same file as an uninterrupted run)",
+    )
     a.add_argument(
         "--fps",
         type=_positive_float,

@@ -18,15 +18,16 @@ JAX has one cache per process: once enabled, other JAX programs of the same proc
 are cached in the same directory.  Entries are keyed by the program, the JAX/jaxlib
 version, the XLA flags and the device, so an upgrade never loads a stale program.
 
-Concurrent processes: JAX (0.10) writes an entry with a single ``write_bytes`` to its
-final name, not by an atomic rename, and takes no lock unless
-``jax_compilation_cache_max_size`` is set.  A process that reads an entry another
-process is still writing gets a truncated compressed stream, which fails its
-decompression check; JAX then warns ("Error reading persistent compilation cache
-entry") and compiles the program itself.  So concurrent processes never load a wrong
-program; at worst one of them compiles as if the cache were empty.  An entry left
-truncated by a writer that was killed mid-write keeps producing that warning: delete
-the cache directory (it is rebuilt on the next run).
+Concurrent processes: by itself JAX (0.10) writes an entry with a single ``write_bytes``
+to its final name, not by an atomic rename, and takes no lock, so a process may read an
+entry another process is still writing.  xnormcorre therefore bounds the cache
+(``jax_compilation_cache_max_size``, :data:`MAX_BYTES` unless the user set a size), which
+makes JAX take a file lock (the ``filelock`` package) around every read and write of an
+entry and evict the least recently used entries beyond the bound.  Without ``filelock``
+the cache is left unbounded and unlocked; a truncated entry then fails its decompression
+check, JAX warns ("Error reading persistent compilation cache entry") and compiles the
+program itself.  An entry left damaged by a writer that was killed mid-write keeps
+producing that warning: delete the cache directory (it is rebuilt on the next run).
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ _OFF = frozenset({"0", "off", "false", "no", "none", "disable", "disabled"})
 # JAX's defaults for the thresholds; values that differ were set by the user and are kept.
 _JAX_DEFAULT_MIN_COMPILE_SECS = 1.0
 _JAX_DEFAULT_MIN_ENTRY_BYTES = 0
+
+#: Bound of the cache directory set when the user has not chosen one (bytes); a bound
+#: is what makes JAX lock the cache's entries against concurrent processes.
+MAX_BYTES = 2 * 1024**3
+#: JAX's default: no bound (and no lock).
+_JAX_DEFAULT_MAX_SIZE = -1
 
 _LOCK = threading.Lock()
 _DONE = False
@@ -168,8 +175,19 @@ def _enable(path: Path | None) -> Path | None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     if jax.config.jax_persistent_cache_min_entry_size_bytes == _JAX_DEFAULT_MIN_ENTRY_BYTES:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    if jax.config.jax_compilation_cache_max_size == _JAX_DEFAULT_MAX_SIZE and _has_filelock():
+        jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
     jax.config.update("jax_compilation_cache_dir", os.fspath(path))
     return path
+
+
+def _has_filelock() -> bool:
+    """Whether JAX can lock the cache's entries (it needs ``filelock`` for a bounded cache)."""
+    try:
+        import filelock  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _reset_for_tests() -> None:

@@ -241,7 +241,12 @@ def _no_space(exc: BaseException, folder: Path) -> bool:
 
 
 def write_atomically(
-    target: Path, write: Callable[[Path], Any], *, overwrite: bool = False, store: bool = False
+    target: Path,
+    write: Callable[[Path], Any],
+    *,
+    overwrite: bool = False,
+    store: bool = False,
+    partial: Path | None = None,
 ) -> Path:
     """``write(tmp)`` to a temporary name beside ``target``, then move it to ``target``.
 
@@ -252,6 +257,11 @@ def write_atomically(
     replaced, then deleted.  On any error, Ctrl-C or SIGTERM the temporary is removed
     and ``target`` is left as it was; a full disk raises ``OSError`` (ENOSPC) naming
     ``target``.
+
+    ``partial`` (a resumable write, :mod:`xnormcorre.io.resumable`) is the temporary name
+    to use instead of a random one -- ``write`` may find it already there, partly written
+    -- and it is *kept*, not removed, when the write does not complete (error, Ctrl-C,
+    SIGTERM), so that the write can be continued.
 
     Examples
     --------
@@ -268,13 +278,22 @@ def write_atomically(
     """
     target = Path(target)
     _check_replaceable(target, overwrite, store)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
+    tmp = partial if partial is not None else target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
     with _clean_up_on_sigterm(target):
         try:
             write(tmp)
             _publish(tmp, target, overwrite, store)
         except BaseException as exc:
             full = _no_space(exc, target.parent)  # before the temporary frees its space
+            if partial is not None:
+                if full:
+                    raise OSError(
+                        errno.ENOSPC,
+                        f"No space left on device (the partial output {tmp.name!r} is kept: free some "
+                        "space and write again with resume=True to continue)",
+                        str(target),
+                    ) from exc
+                raise
             _remove(tmp)
             if full:
                 raise OSError(

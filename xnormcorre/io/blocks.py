@@ -115,8 +115,13 @@ def as_written_movie(da: Any, name: str = "da") -> xr.DataArray:
     return as_movie(da, name=name)
 
 
-def _bounds(movie: xr.DataArray) -> list[tuple[int, int]]:
-    """Time blocks: dask chunks merged up to the default block size, or plain batches."""
+def _bounds(movie: xr.DataArray, start: int = 0) -> list[tuple[int, int]]:
+    """Time blocks: dask chunks merged up to the default block size, or plain batches;
+    from frame ``start`` on (the block holding it cut there)."""
+    return [(max(a, start), b) for a, b in _all_bounds(movie) if b > start]
+
+
+def _all_bounds(movie: xr.DataArray) -> list[tuple[int, int]]:
     n, *rest = movie.shape
     target = default_time_chunk((n, int(np.prod(rest[:-1])), rest[-1]))
     if movie.chunks is None:
@@ -140,15 +145,20 @@ def _blocks(
     along: xr.Dataset | None = None,
     sink: list | None = None,
     clipped: list | None = None,
+    start: int = 0,
 ) -> Iterator[np.ndarray]:
     """Computed, cast blocks in time order; ``prefetch`` blocks are computed ahead in threads.
 
     ``along`` (time-aligned variables sharing the movie's dask graph, e.g. the shifts of a
     lazy registration result) is computed with each block in one ``dask.compute`` --
     the shared tasks run once -- and its blocks are appended to ``sink``.  With ``clipped``
-    (a list) the number of pixels outside the range of an integer ``dtype`` is appended per block.
+    (a list) the number of pixels outside the range of an integer ``dtype`` is appended per block,
+    as the block is given.  ``start``: the first frame (a resumed write); ``along`` of the
+    frames before it goes to ``sink`` first, still lazy if it is.
     """
-    bounds = _bounds(movie)
+    bounds = _bounds(movie, start)
+    if start and sink is not None and along is not None:
+        sink.append(along.isel({MOVIE_DIMS[0]: slice(0, start)}))
 
     def load(a: int, b: int):
         sl = {MOVIE_DIMS[0]: slice(a, b)}
@@ -159,9 +169,7 @@ def _blocks(
 
             block, extra = dask.compute(movie.isel(sl), along.isel(sl))
             values = block.values
-        if clipped is not None:
-            clipped.append(count_clipped(values, dtype))
-        return cast_block(values, dtype), extra
+        return cast_block(values, dtype), extra, count_clipped(values, dtype) if clipped is not None else 0
 
     pool = ThreadPoolExecutor(max_workers=prefetch)
     pending: list[Future] = []
@@ -169,9 +177,9 @@ def _blocks(
         for a, b in bounds:
             pending.append(pool.submit(load, a, b))
             if len(pending) > prefetch:
-                yield _take(pending.pop(0), sink)
+                yield _take(pending.pop(0), sink, clipped)
         while pending:
-            yield _take(pending.pop(0), sink)
+            yield _take(pending.pop(0), sink, clipped)
     except Terminated:
         # SIGTERM: the process ends once the temporary is removed; do not wait for the block
         # being computed
@@ -186,10 +194,12 @@ def _blocks(
     pool.shutdown(wait=True)
 
 
-def _take(future: Future, sink: list | None) -> np.ndarray:
-    block, extra = future.result()
+def _take(future: Future, sink: list | None, clipped: list | None) -> np.ndarray:
+    block, extra, n_clipped = future.result()
     if sink is not None:
         sink.append(extra)
+    if clipped is not None:
+        clipped.append(n_clipped)
     return block
 
 
@@ -237,21 +247,45 @@ def stream_movie(
     overwrite: bool,
     write: Callable[[xr.DataArray, Path, np.dtype, Iterator[np.ndarray]], Any],
     along: xr.Dataset | None = None,
+    *,
+    resume: bool = False,
+    layout: Any = None,
+    progress: bool = True,
 ) -> tuple[Path, xr.Dataset | None]:
     """Check the movie, the dtype and the target, then ``write(movie, target, dtype, blocks)``
     with the computed, cast blocks of frames; warn if the cast clipped many pixels.
+
+    With ``resume`` the movie is written resumably in the file format ``layout``
+    (:func:`xnormcorre.io.resumable.write_resumably`, ``write`` unused): an interrupted
+    write of the same movie is continued from its first missing frame.
 
     Returns the target and, with ``along`` (time-aligned variables sharing the movie's dask
     graph), those variables computed in the same pass, loaded.
     """
     movie = as_written_movie(da, name="da")
+    if resume and movie.ndim == 4:
+        raise ValueError(
+            f"resume=True is not available for a volume or multi-plane movie {movie.dims} yet; "
+            "write it without resume"
+        )
     dtype = out_dtype(dtype)
-    target = check_target(path, overwrite)
+    target = check_target(path, overwrite, store=bool(resume and layout.store))
     sink: list = []
-    clipped: list[int] = []
-    blocks = _blocks(movie, dtype, _prefetch(), along, sink if along is not None else None, clipped)
-    write(movie, target, dtype, blocks)
-    warn_clipped(sum(clipped), movie.size, dtype, target, stacklevel=4)
+    kept = sink if along is not None else None
+    if resume:
+        from .resumable import write_resumably
+
+        def blocks_from(start: int, clipped: list[int]) -> Iterator[np.ndarray]:
+            return _blocks(movie, dtype, _prefetch(), along, kept, clipped, start=start)
+
+        n_clipped = write_resumably(
+            movie, target, dtype, blocks_from, layout, overwrite=overwrite, progress=progress
+        )
+    else:
+        clipped: list[int] = []
+        write(movie, target, dtype, _blocks(movie, dtype, _prefetch(), along, kept, clipped))
+        n_clipped = sum(clipped)
+    warn_clipped(n_clipped, movie.size, dtype, target, stacklevel=4)
     if along is None:
         return target, None
     dim = MOVIE_DIMS[0]

@@ -26,11 +26,7 @@ Store layout (zarr format 2, consolidated metadata; ``xr.open_zarr(store)`` open
 from __future__ import annotations
 
 import itertools
-import json
-import math
 import os
-import shutil
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,13 +39,13 @@ from tqdm.std import tqdm
 from .store_plan import ChunkPlan, compute_final, plan_chunks
 from .store_record import (
     BOOKKEEPING,
-    CHUNK_DIM,
     DONE_VAR,
     FINAL_VAR,
     FORMAT,
     STORE_ATTR,
     ZARR_FORMAT,
     bookkeeping,
+    create_store,
     differences,
     fingerprint,
     is_zarr_store,
@@ -64,81 +60,6 @@ _IN_FLIGHT = 2
 
 
 # --------------------------------------------------------------------------- writing
-def _time_chunk(units: tuple[int, ...]) -> int:
-    """zarr chunk length along time: the run's chunk size, or a divisor of every chunk."""
-    first = units[0]
-    if all(u == first for u in units[:-1]) and units[-1] <= first:
-        return first
-    return math.gcd(*units)
-
-
-def _encoding(res: xr.Dataset, names: list[str], tchunk: int) -> dict[str, dict]:
-    enc = {}
-    for v in names:
-        var = res[v]
-        if "time" in var.dims:
-            enc[v] = {"chunks": tuple(tchunk if d == "time" else var.sizes[d] for d in var.dims)}
-    return enc
-
-
-def _skeleton(res: xr.Dataset, plan: ChunkPlan, record: dict) -> xr.Dataset:
-    skel = res.drop_vars("corrected", errors="ignore").drop_encoding()
-    skel = skel.assign_coords({k: c.compute() for k, c in skel.coords.items() if c.chunks is not None})
-    bounds = plan.bounds
-    done = np.zeros(len(bounds), np.int8)
-    if not plan.local:
-        done[:] = 1  # nothing to compute chunk by chunk
-    skel[DONE_VAR] = xr.DataArray(
-        done,
-        dims=(CHUNK_DIM,),
-        coords={
-            "chunk_start": (CHUNK_DIM, [a for a, _ in bounds], {"long_name": "first frame", "units": "1"}),
-            "chunk_stop": (
-                CHUNK_DIM,
-                [b for _, b in bounds],
-                {"long_name": "one past the last frame", "units": "1"},
-            ),
-        },
-        attrs={
-            "long_name": "time chunk whose results are written",
-            "units": "1",
-            "flag_values": [0, 1],
-            "flag_meanings": "pending done",
-        },
-    )
-    skel[FINAL_VAR] = xr.DataArray(
-        np.int8(0 if plan.final else 1),
-        attrs={
-            "long_name": "variables needing every frame are written",
-            "units": "1",
-            "flag_values": [0, 1],
-            "flag_meanings": "pending done",
-        },
-    )
-    skel.attrs = {**res.attrs, STORE_ATTR: json.dumps(record, sort_keys=True)}
-    return skel
-
-
-def _create(p: Path, res: xr.Dataset, plan: ChunkPlan, record: dict, replace: bool) -> None:
-    """Write a new store under a temporary name and move it into place."""
-    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.part")
-    skel = _skeleton(res, plan, record)
-    enc = _encoding(skel, [v for v in skel.data_vars if v not in BOOKKEEPING], _time_chunk(plan.units))
-    enc[DONE_VAR] = {"chunks": (1,)}
-    try:
-        skel.to_zarr(tmp, mode="w-", compute=False, encoding=enc, zarr_format=ZARR_FORMAT, consolidated=True)
-        if replace:
-            trash = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.old")
-            os.replace(p, trash)
-            os.replace(tmp, p)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, p)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _read_done(p: Path) -> np.ndarray:
     with xr.open_zarr(p, chunks=None) as ds:
         return np.asarray(ds[DONE_VAR].values, dtype=np.int8)
@@ -344,9 +265,9 @@ def compute_to_store(
             )
         if not is_zarr_store(p) and any(p.iterdir()):
             raise ValueError(f"{str(p)!r} is a folder but not a zarr store: refusing to replace it")
-        _create(p, res, plan, record, replace=True)
+        create_store(p, res, plan, record, replace=True)
     else:
-        _create(p, res, plan, record, replace=False)
+        create_store(p, res, plan, record, replace=False)
 
     done = _read_done(p)
     bounds = plan.bounds

@@ -1,4 +1,5 @@
-"""Resumable stores, the record: paths, bookkeeping names and the fingerprint of a run.
+"""Resumable stores, the record: paths, bookkeeping names, the fingerprint of a run and the
+creation of a new store.
 
 A store of :func:`xnormcorre.io.store.compute_to_store` keeps, in its root attribute
 :data:`STORE_ATTR`, a JSON record of the run that wrote it (parameters, template,
@@ -10,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import shutil
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,11 +35,15 @@ __all__ = [
     "VERSION_KEYS",
     "ZARR_FORMAT",
     "bookkeeping",
+    "create_store",
     "differences",
     "fingerprint",
     "is_zarr_store",
     "require_zarr",
+    "store_encoding",
     "store_path",
+    "store_skeleton",
+    "zarr_time_chunk",
 ]
 
 #: Root attribute holding the store's bookkeeping (JSON).
@@ -194,3 +202,84 @@ def differences(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
 def _short(seq: Any) -> str:
     seq = list(seq or [])
     return str(seq) if len(seq) <= 6 else f"[{', '.join(map(str, seq[:3]))}, ... ({len(seq)} chunks)]"
+
+
+# --------------------------------------------------------------------------- creation
+def zarr_time_chunk(units: tuple[int, ...]) -> int:
+    """zarr chunk length along time: the run's chunk size, or a divisor of every chunk."""
+    first = units[0]
+    if all(u == first for u in units[:-1]) and units[-1] <= first:
+        return first
+    return math.gcd(*units)
+
+
+def store_encoding(res: xr.Dataset, names: list[str], tchunk: int) -> dict[str, dict]:
+    """zarr chunks of the variables ``names`` of ``res``: ``tchunk`` frames along time, whole otherwise."""
+    enc = {}
+    for v in names:
+        var = res[v]
+        if "time" in var.dims:
+            enc[v] = {"chunks": tuple(tchunk if d == "time" else var.sizes[d] for d in var.dims)}
+    return enc
+
+
+def store_skeleton(res: xr.Dataset, plan: ChunkPlan, record: dict) -> xr.Dataset:
+    """The Dataset a new store is created from: ``res`` without ``corrected``, the chunk records
+    (all pending) and the bookkeeping ``record`` in the attributes."""
+    skel = res.drop_vars("corrected", errors="ignore").drop_encoding()
+    skel = skel.assign_coords({k: c.compute() for k, c in skel.coords.items() if c.chunks is not None})
+    bounds = plan.bounds
+    done = np.zeros(len(bounds), np.int8)
+    if not plan.local:
+        done[:] = 1  # nothing to compute chunk by chunk
+    skel[DONE_VAR] = xr.DataArray(
+        done,
+        dims=(CHUNK_DIM,),
+        coords={
+            "chunk_start": (CHUNK_DIM, [a for a, _ in bounds], {"long_name": "first frame", "units": "1"}),
+            "chunk_stop": (
+                CHUNK_DIM,
+                [b for _, b in bounds],
+                {"long_name": "one past the last frame", "units": "1"},
+            ),
+        },
+        attrs={
+            "long_name": "time chunk whose results are written",
+            "units": "1",
+            "flag_values": [0, 1],
+            "flag_meanings": "pending done",
+        },
+    )
+    skel[FINAL_VAR] = xr.DataArray(
+        np.int8(0 if plan.final else 1),
+        attrs={
+            "long_name": "variables needing every frame are written",
+            "units": "1",
+            "flag_values": [0, 1],
+            "flag_meanings": "pending done",
+        },
+    )
+    skel.attrs = {**res.attrs, STORE_ATTR: json.dumps(record, sort_keys=True)}
+    return skel
+
+
+def create_store(p: Path, res: xr.Dataset, plan: ChunkPlan, record: dict, replace: bool) -> None:
+    """Write a new store under a temporary name and move it into place."""
+    tmp = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.part")
+    skel = store_skeleton(res, plan, record)
+    enc = store_encoding(
+        skel, [v for v in skel.data_vars if v not in BOOKKEEPING], zarr_time_chunk(plan.units)
+    )
+    enc[DONE_VAR] = {"chunks": (1,)}
+    try:
+        skel.to_zarr(tmp, mode="w-", compute=False, encoding=enc, zarr_format=ZARR_FORMAT, consolidated=True)
+        if replace:
+            trash = p.with_name(f".{p.name}.{uuid.uuid4().hex[:12]}.old")
+            os.replace(p, trash)
+            os.replace(tmp, p)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, p)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

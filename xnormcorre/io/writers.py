@@ -25,12 +25,13 @@ import xarray as xr
 
 from .atomic import is_store, write_atomically
 from .blocks import cast_block, cast_movie, count_clipped, stream_movie
-from .writers_hdf5 import check_dataset_name, to_hdf5, write_hdf5_blocks
-from .writers_store import to_netcdf, to_zarr
-from .writers_tiff import to_tiff, write_tiff_blocks
+from .writers_hdf5 import Hdf5Layout, check_dataset_name, to_hdf5, write_hdf5_blocks
+from .writers_store import ZarrLayout, to_netcdf, to_zarr
+from .writers_tiff import TiffLayout, to_tiff, write_tiff_blocks
 
 __all__ = [
     "MOVIE_FORMATS",
+    "RESUMABLE_FORMATS",
     "cast_block",
     "cast_movie",
     "count_clipped",
@@ -45,6 +46,8 @@ __all__ = [
 
 #: Formats of :func:`write_movie`.
 MOVIE_FORMATS = ("tiff", "hdf5", "zarr", "netcdf")
+#: Formats :func:`write_movie` can write resumably (``resume=True``).
+RESUMABLE_FORMATS = ("tiff", "hdf5", "zarr")
 
 
 def write_movie(
@@ -58,6 +61,7 @@ def write_movie(
     attrs: dict | None = None,
     progress: bool = True,
     along: xr.Dataset | None = None,
+    resume: bool = False,
 ) -> xr.Dataset | None:
     """Write a movie in ``fmt`` (one of :data:`MOVIE_FORMATS`), atomically, block by block.
 
@@ -66,10 +70,19 @@ def write_movie(
     computed in the same pass as the frames -- every shared task (reading, registering,
     warping a chunk) runs once -- and returned, loaded; None without ``along``.
     ``attrs`` are the Dataset attributes of a zarr/NetCDF output.  An integer ``dtype``
-    that saturates more than 0.1 % of the pixels gives a ``UserWarning``.
+    that saturates more than 0.1 % of the pixels gives a ``UserWarning``.  ``resume``
+    (``tiff``, ``hdf5`` and ``zarr``): write resumably and continue an interrupted write of the same
+    movie (see :func:`xnormcorre.to_tiff`).
     """
     if fmt not in MOVIE_FORMATS:
         raise ValueError(f"fmt must be one of {MOVIE_FORMATS}, got {fmt!r}")
+    if resume and fmt not in RESUMABLE_FORMATS:
+        raise ValueError(f"resume=True applies to the formats {RESUMABLE_FORMATS}, not {fmt!r}")
+    if resume and fmt == "zarr":
+        layout = ZarrLayout(attrs)
+        return stream_movie(
+            da, path, dtype, overwrite, None, along, resume=True, layout=layout, progress=progress
+        )[1]
     if fmt in ("zarr", "netcdf"):
         writer = to_zarr if fmt == "zarr" else to_netcdf
         if along is None:
@@ -96,4 +109,7 @@ def write_movie(
             movie, target, out_dtype, blocks, dataset=dataset, progress=progress, overwrite=overwrite
         )
 
-    return stream_movie(da, path, dtype, overwrite, write, along)[1]
+    layout = TiffLayout(None) if fmt == "tiff" else Hdf5Layout(dataset)
+    return stream_movie(
+        da, path, dtype, overwrite, write, along, resume=resume, layout=layout, progress=progress
+    )[1]

@@ -7,6 +7,7 @@ interpreter when h5py frees it).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections.abc import Iterator
@@ -18,10 +19,11 @@ import numpy as np
 import xarray as xr
 from tqdm.std import tqdm
 
+from ..schema import MOVIE_DIMS
 from . import atomic
 from .blocks import stream_movie
 
-__all__ = ["to_hdf5", "write_hdf5_blocks"]
+__all__ = ["Hdf5Layout", "to_hdf5", "write_hdf5_blocks"]
 
 
 def to_hdf5(
@@ -32,6 +34,7 @@ def to_hdf5(
     overwrite: bool = False,
     dtype: Any = None,
     progress: bool = True,
+    resume: bool = False,
 ) -> Path:
     """Write a ``(time, y, x)`` movie to an HDF5 dataset, streamed block by block.
 
@@ -53,11 +56,24 @@ def to_hdf5(
         with a ``UserWarning`` naming the fraction of clipped pixels when it is above 0.1 %.
     progress : bool
         Show a tqdm progress bar (frames).
+    resume : bool
+        Write resumably: the temporary file is ``.<name>.resume.part`` (its dataset's
+        chunks all allocated when it is made) with a record ``.<name>.resume.json`` of the
+        frames written, kept when the write does not complete (killed, Ctrl-C, SIGTERM,
+        an error).  Writing the same movie again with ``resume=True`` writes only the
+        missing frames; the dataset's values, dtype, chunks and attributes are those of an
+        uninterrupted write.  A partial file of another movie, dtype or dataset name is a
+        ``ValueError`` and is left as it is.
 
     Returns
     -------
     pathlib.Path
         The written file.
+
+    Raises
+    ------
+    ValueError
+        ``resume=True`` and the partial file there belongs to another write.
 
     Examples
     --------
@@ -71,14 +87,18 @@ def to_hdf5(
     (dtype('uint16'), True)
     >>> back.close()
     """
+    from .resumable import check_resume
+
     check_dataset_name(dataset)
+    resume = check_resume(resume)
 
     def write(movie: xr.DataArray, target: Path, out_dtype: np.dtype, blocks: Iterator[np.ndarray]) -> Path:
         return write_hdf5_blocks(
             movie, target, out_dtype, blocks, dataset=dataset, progress=progress, overwrite=overwrite
         )
 
-    return stream_movie(da, path, dtype, overwrite, write)[0]
+    layout = Hdf5Layout(dataset)
+    return stream_movie(da, path, dtype, overwrite, write, resume=resume, layout=layout, progress=progress)[0]
 
 
 def check_dataset_name(dataset: Any) -> str:
@@ -104,10 +124,10 @@ class _WriteOnce(io.RawIOBase):
     cleanly -- a file whose close failed crashes the interpreter when h5py frees it --
     and :meth:`check` then raises the error."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, mode: str = "w+b") -> None:
         super().__init__()
         self.path = path
-        self._f = open(path, "w+b", buffering=0)  # noqa: SIM115 (closed in close())
+        self._f = open(path, mode, buffering=0)  # noqa: SIM115 (closed in close())
         self.error: OSError | None = None
 
     def readable(self) -> bool:
@@ -147,6 +167,11 @@ class _WriteOnce(io.RawIOBase):
     def flush(self) -> None:
         return None
 
+    def sync(self) -> None:
+        """Sync the file to disk (unless a write failed)."""
+        if self.error is None:
+            os.fsync(self._f.fileno())
+
     def close(self) -> None:
         if not self.closed:
             self._f.close()
@@ -172,13 +197,11 @@ def write_hdf5_blocks(
     """Write the cast ``blocks`` of frames of ``movie`` to dataset ``dataset`` of the HDF5 file
     ``target``, atomically (one frame per HDF5 chunk, dimensions labelled ``time, y, x``,
     or ``time, z, y, x`` for a volume)."""
-    n, *frame = movie.shape
-    atomic.check_space(target, n * int(np.prod(frame)) * out_dtype.itemsize)
+    n = movie.shape[0]
+    atomic.check_space(target, int(np.prod(movie.shape)) * out_dtype.itemsize)
 
     def fill(f: h5py.File, bar) -> None:
-        dset = f.create_dataset(dataset, shape=(n, *frame), dtype=out_dtype, chunks=(1, *frame))
-        for dim, label in zip(dset.dims, movie.dims, strict=True):
-            dim.label = label
+        dset = _create_dataset(f, dataset, tuple(movie.shape), out_dtype, labels=movie.dims)
         start = 0
         for block in blocks:
             dset[start : start + block.shape[0]] = block
@@ -195,3 +218,82 @@ def write_hdf5_blocks(
             raw.check()
 
     return atomic.write_atomically(target, write, overwrite=overwrite)
+
+
+def _create_dataset(
+    f: h5py.File,
+    dataset: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    *,
+    allocate: bool = False,
+    labels: tuple = MOVIE_DIMS,
+) -> h5py.Dataset:
+    """The movie's dataset: one frame (or volume) per chunk, dimensions labelled ``labels``
+    (``time, y, x``); with ``allocate`` every chunk is allocated now (and not filled), so that
+    writing frames later changes no HDF5 metadata -- a write killed mid-way leaves the file readable."""
+    n, *frame = shape
+    dcpl = None
+    if allocate:
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    dset = f.create_dataset(dataset, shape=(n, *frame), dtype=dtype, chunks=(1, *frame), dcpl=dcpl)
+    for dim, label in zip(dset.dims, labels, strict=True):
+        dim.label = label
+    return dset
+
+
+class Hdf5Layout:
+    """The HDF5 file of :func:`to_hdf5` for a resumable write: the dataset is made with every
+    chunk allocated, then the frames are written in place (the file flushed and synced
+    after each block)."""
+
+    fmt = "hdf5"
+    store = False
+
+    def __init__(self, dataset: str) -> None:
+        self.dataset = dataset
+
+    def options(self, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]:
+        return {"dataset": self.dataset}
+
+    def versions(self) -> dict[str, str]:
+        return {"h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version}
+
+    def create(self, part: Path, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]:
+        shape = tuple(int(s) for s in movie.shape)
+        atomic.check_space(part, int(np.prod(shape)) * dtype.itemsize)
+        with _WriteOnce(part) as raw:
+            with h5py.File(raw, "w") as f:
+                _create_dataset(f, self.dataset, shape, dtype, allocate=True)
+            raw.check()
+        return {}
+
+    @contextlib.contextmanager
+    def filler(
+        self, part: Path, shape: tuple[int, int, int], dtype: np.dtype, info: dict[str, Any]
+    ) -> Iterator[_Hdf5Filler]:
+        with _WriteOnce(part, "r+b") as raw:
+            with h5py.File(raw, "r+") as f:
+                yield _Hdf5Filler(f, f[self.dataset], raw)
+            raw.check()
+
+    def read(
+        self, part: Path, shape: tuple[int, int, int], dtype: np.dtype, info: dict[str, Any], index: int
+    ) -> np.ndarray:
+        with h5py.File(part, "r") as f:
+            return f[self.dataset][index]
+
+
+class _Hdf5Filler:
+    def __init__(self, f: h5py.File, dset: h5py.Dataset, raw: _WriteOnce) -> None:
+        self.f, self.dset, self.raw = f, dset, raw
+
+    def put(self, start: int, block: np.ndarray) -> None:
+        self.dset[start : start + block.shape[0]] = block
+
+    def sync(self) -> None:
+        self.f.flush()
+        self.raw.check()
+        self.raw.sync()

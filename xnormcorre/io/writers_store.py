@@ -1,6 +1,7 @@
 """The NetCDF-4 and zarr writers :func:`to_netcdf` and :func:`to_zarr`: a movie (cast to an
 output dtype, with a warning when many pixels saturate) or a result Dataset, written
-atomically by xarray, dask chunk by dask chunk."""
+atomically by xarray, dask chunk by dask chunk; a movie to zarr also resumably
+(:class:`ZarrLayout`)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import xarray as xr
 
 from ..schema import CORRECTED
 from . import atomic
-from .blocks import cast_movie, lazy_clipped, out_dtype, warn_clipped
+from ._common import default_time_chunk
+from .blocks import cast_movie, lazy_clipped, out_dtype, stream_movie, warn_clipped
 
-__all__ = ["as_dataset", "dask_compute", "to_netcdf", "to_zarr"]
+__all__ = ["ZarrLayout", "as_dataset", "dask_compute", "to_netcdf", "to_zarr"]
 
 
 @contextlib.contextmanager
@@ -129,13 +131,104 @@ def to_zarr(
     dtype: Any = None,
     attrs: dict | None = None,
     progress: bool = False,
+    resume: bool = False,
     _compute: Callable | None = None,
 ) -> Path:
     """Write a movie (DataArray, cast to ``dtype``) or a Dataset to a zarr (v2) store, atomically.
 
     An integer ``dtype`` rounds and clips the movie (NaN -> 0), with a ``UserWarning``
-    when more than 0.1 % of the pixels saturate.
+    when more than 0.1 % of the pixels saturate.  ``resume=True`` (a ``(time, y, x)``
+    movie) writes it resumably, as :func:`xnormcorre.to_tiff` does: an interrupted write
+    of the same movie is continued from its first missing frame, and the store holds the
+    same values and attributes as an uninterrupted write.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile, xnormcorre, xarray as xr
+    >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=6, shape=(16, 16), max_shift=1).chunk({"time": 3})
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.zarr"
+    >>> _ = to_zarr(movie, p, resume=True)
+    >>> bool((xr.open_zarr(p).movie == movie.astype("float32")).all())
+    True
     """
+    from .resumable import check_resume
+
+    if check_resume(resume):
+        if isinstance(obj, xr.Dataset):
+            raise ValueError("resume=True writes a movie (a DataArray), not a Dataset")
+        layout = ZarrLayout(attrs)
+        return stream_movie(obj, path, dtype, overwrite, None, resume=True, layout=layout, progress=progress)[
+            0
+        ]
     return _write_dataset(
         obj, path, "zarr", overwrite=overwrite, dtype=dtype, attrs=attrs, progress=progress, compute=_compute
     )
+
+
+class ZarrLayout:
+    """The zarr store of :func:`to_zarr` for a resumable write of a movie: xarray writes the
+    metadata, coordinates and attributes (the movie's zarr chunks are its dask time chunks,
+    or of about 2**24 pixels), then the frames are written into the zarr array in place."""
+
+    fmt = "zarr"
+    store = True
+
+    def __init__(self, attrs: dict | None) -> None:
+        self.attrs = attrs
+
+    def _chunks(self, movie: xr.DataArray) -> tuple[int, ...]:
+        if movie.chunks is not None:
+            return tuple(int(c) for c in movie.chunks[0])
+        n = movie.shape[0]
+        step = default_time_chunk(tuple(movie.shape))
+        return tuple(min(step, n - a) for a in range(0, n, step))
+
+    def options(self, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]:
+        return {"time_chunks": list(self._chunks(movie)), "attrs": json_attrs(self.attrs)}
+
+    def versions(self) -> dict[str, str]:
+        import zarr
+
+        return {"zarr": zarr.__version__, "xarray": xr.__version__}
+
+    def create(self, part: Path, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]:
+        import dask.array as dsa
+
+        chunks = (self._chunks(movie), *((s,) for s in movie.shape[1:]))
+        empty = movie.copy(data=dsa.zeros(movie.shape, chunks=chunks, dtype=dtype))
+        ds, _ = as_dataset(empty, None, self.attrs)
+        ds.to_zarr(part, mode="w-", compute=False, consolidated=True, zarr_format=2)
+        return {"variable": str(next(iter(ds.data_vars)))}
+
+    @contextlib.contextmanager
+    def filler(
+        self, part: Path, shape: tuple[int, int, int], dtype: np.dtype, info: dict[str, Any]
+    ) -> Iterator[_ZarrFiller]:
+        import zarr
+
+        yield _ZarrFiller(zarr.open_array(str(part / info["variable"]), mode="r+", zarr_format=2))
+
+    def read(
+        self, part: Path, shape: tuple[int, int, int], dtype: np.dtype, info: dict[str, Any], index: int
+    ) -> np.ndarray:
+        import zarr
+
+        return zarr.open_array(str(part / info["variable"]), mode="r", zarr_format=2)[index]
+
+
+class _ZarrFiller:
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def put(self, start: int, block: np.ndarray) -> None:
+        self.array[start : start + block.shape[0]] = block
+
+    def sync(self) -> None:
+        return None  # the chunk files are complete once written (a process killed keeps them)
+
+
+def json_attrs(attrs: dict | None) -> str:
+    """``attrs`` as a canonical string (for comparing the attributes of two writes)."""
+    import json
+
+    return json.dumps(attrs or {}, sort_keys=True, default=str)
