@@ -69,7 +69,10 @@ def estimate_template(
     Returns
     -------
     xarray.DataArray
-        ``(y, x)`` float32 template with the movie's ``y``/``x`` coordinates.
+        ``(y, x)`` float32 template with the movie's ``y``/``x`` coordinates.  For a
+        volumetric movie ``(time, z, y, x)`` (a 4-D array: z second): the ``(z, y, x)``
+        template of 3-D rigid registration (``max_shifts`` then takes 3 values, z y x),
+        the template :func:`xnormcorre.rigid` estimates for it.
 
     Examples
     --------
@@ -78,6 +81,10 @@ def estimate_template(
     >>> xnormcorre.estimate_template(movie, max_shifts=4).shape
     (64, 64)
     """
+    from .volume import is_volume_movie, volume_template
+
+    if is_volume_movie(movie):  # (time, z, y, x): the volume template of rigid(..., planes="volume")
+        return volume_template(movie, locals())
     movie = vd.as_movie(movie)
     shape = (movie.sizes[DIM_Y], movie.sizes[DIM_X])
     given = dict(
