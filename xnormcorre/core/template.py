@@ -13,7 +13,7 @@ from ..engine import template as _tmpl
 from ..schema import DIM_TIME, DIM_X, DIM_Y
 from .docstrings import fill_doc
 from .movie import Frames
-from .options import Options, rigid_options, with_aliases
+from .options import Options, options_for
 from .result import template_da
 
 __all__ = ["calibrate_for", "estimate_for", "estimate_template", "template_for_run"]
@@ -80,22 +80,9 @@ def estimate_template(
     """
     movie = vd.as_movie(movie)
     shape = (movie.sizes[DIM_Y], movie.sizes[DIM_X])
-    given = dict(
-        max_shifts=max_shifts,
-        upsample_factor=upsample_factor,
-        frames_per_split=frames_per_split,
-        num_splits_to_process=num_splits_to_process,
-        niter=niter,
-        seed=seed,
-        phase_corr=phase_corr,
-        smooth_sigma=smooth_sigma,
-        taper=taper,
-        batch_size=batch_size,
-        max_template_frames=max_template_frames,
-        min_mov=None,
-        border="copy",
+    opts = options_for(
+        estimate_template, locals(), shape, movie.sizes[sc.DIM_TIME], min_mov=None, border="copy"
     )
-    opts = rigid_options(shape, **with_aliases(estimate_template, given, aliases, movie.sizes[sc.DIM_TIME]))
     return template_da(movie, estimate_for(movie, opts).template, "estimated")
 
 
