@@ -33,7 +33,7 @@ def estimate_template(
     smooth_sigma: float = 1.15,
     taper: float | None = None,
     batch_size: int | None = None,
-    max_template_frames: int | None = 2000,
+    max_template_frames: int | None = 100,
     **aliases: Any,
 ) -> xr.DataArray:
     """Estimate a registration template from a movie (NoRMCorre/CaImAn batch scheme).
@@ -45,7 +45,8 @@ def estimate_template(
     ``num_splits_to_process`` only that many splits, drawn without replacement by
     ``numpy.random.default_rng(seed)``, are used per iteration (deterministic).
     When ``num_splits_to_process`` is None, ``max_template_frames`` bounds the work:
-    at most ``max(1, max_template_frames // frames_per_split)`` splits are drawn
+    at most ``max(1, max_template_frames // frames_per_split)`` splits are drawn, or,
+    below a split, ``max_template_frames`` frames evenly spaced through the movie
     (``None`` registers all splits, the jnormcorre/CaImAn behaviour).  After each
     step the template is moved to the centre of the range of frame positions.
     Frames are read one batch at a time, so memory stays bounded for lazy movies.
@@ -129,6 +130,7 @@ def estimate_for(source: xr.DataArray, opts: Options, pw=None, *, defects=True) 
         "frames_per_split": opts.frames_per_split,
         "max_frames": opts.max_template_frames,
         "defects": defects,
+        "sample": _tmpl.survey(frames, defects),  # read once for both steps
     }
     tmpl = _tmpl.estimate_template(
         frames,
