@@ -62,7 +62,8 @@ max_template_frames : int or None
     the cost of the template does not grow with the movie; when
     ``max_template_frames`` is smaller than a split, each iteration registers
     ``max_template_frames`` frames evenly spaced through the whole movie instead
-    (default 100: the frames of the initial template's sample, read once).
+    (default 300: on the benchmark movies, the shift accuracy of registering 2000
+    frames at a fraction of the cost).
     ``None`` registers every split (jnormcorre/CaImAn).  Movies up to
     ``max_template_frames`` frames are unaffected.""",
     "min_mov": """\

@@ -42,7 +42,7 @@ def pwrigid(
     niter_rig: int = 1,
     num_splits_to_process_els: int | None = None,
     niter_els: int = 1,
-    max_template_frames: int | None = 100,
+    max_template_frames: int | None = 300,
     min_mov: float | None = None,
     border: str = "copy",
     batch_size: int | None = None,
@@ -111,8 +111,8 @@ def pwrigid(
         rigid: with ``num_splits_to_process_rig`` (``_els``) None, at most
         ``max(1, max_template_frames // frames_per_split)`` splits (seeded draw), or,
         when ``max_template_frames`` is smaller than a split, that many frames evenly
-        spaced through the movie (default 100: the initial template's sample, read
-        once); ``None`` registers every split (jnormcorre/CaImAn).
+        spaced through the movie (default 300); ``None`` registers every split
+        (jnormcorre/CaImAn).
     %(min_mov, border, batch_size, seed)s
     %(phase_corr, smooth_sigma, taper)s
     %(defects, clip, scan_phase, store, resume, aliases)s

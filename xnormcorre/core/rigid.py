@@ -43,7 +43,7 @@ def rigid(
     taper: float | None = None,
     niter_rig: int | None = None,
     num_splits_to_process_rig: int | None = None,
-    max_template_frames: int | None = 100,
+    max_template_frames: int | None = 300,
     defects: bool | xr.DataArray | np.ndarray = True,
     clip: bool = True,
     scan_phase: None | str | float | xr.DataArray = None,

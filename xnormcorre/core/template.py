@@ -33,7 +33,7 @@ def estimate_template(
     smooth_sigma: float = 1.15,
     taper: float | None = None,
     batch_size: int | None = None,
-    max_template_frames: int | None = 100,
+    max_template_frames: int | None = 300,
     **aliases: Any,
 ) -> xr.DataArray:
     """Estimate a registration template from a movie (NoRMCorre/CaImAn batch scheme).
