@@ -5,6 +5,7 @@ Run by hand, never as a timed test::
     python benchmarks/volume.py                        # 200 x 16 x 256 x 256 (about 0.8 GB float32)
     python benchmarks/volume.py --frames 50 --shape 16 128 128
     python benchmarks/volume.py --accuracy             # also the pixel-integrated accuracy case
+    python benchmarks/volume.py --shape 16 128 128 --lazy 100 400 1000   # RSS of lazy runs from a file
 
 Speed: a smooth random volume moved by known subpixel 3-D shifts (Fourier shift, Poisson
 noise); ``xnormcorre.rigid`` end to end (template estimated, volumes registered and moved)
@@ -48,13 +49,71 @@ def _rmse(est: np.ndarray, true: np.ndarray) -> np.ndarray:
     return np.sqrt((err**2).mean(axis=0))
 
 
+def _lazy_rss(n: int, shape: tuple[int, int, int], chunk: int = 20) -> None:
+    """RSS growth of a lazy run from an ImageJ TZYX file (template estimated, the corrected
+    movie reduced chunk by chunk), after a warm-up on the same shapes."""
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    import psutil
+    import tifffile
+
+    base = _movie(1, shape, (0.0, 0.0, 0.0))[2]
+    rng = np.random.default_rng(1)
+    path = Path(tempfile.mkdtemp(prefix="xnormcorre_bench_")) / "volumes.tif"
+
+    def volumes():
+        for _ in range(n):
+            s = tuple(int(v) for v in rng.integers(-2, 3, 3))
+            yield np.roll(base * 20, s, axis=(0, 1, 2)).astype(np.uint16)
+
+    tifffile.imwrite(
+        path, volumes(), shape=(n, *shape), dtype=np.uint16, imagej=True, metadata={"axes": "TZYX"}
+    )
+    warm = xnormcorre.open_movie(path, chunks={"time": chunk}).isel(time=slice(0, chunk))
+    _ = float(xnormcorre.rigid(warm, max_shifts=(2, 8, 8)).corrected.mean())
+    proc, peak, stop = psutil.Process(), [0], threading.Event()
+    start = proc.memory_info().rss
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            stop.wait(0.005)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    t0 = time.perf_counter()
+    res = xnormcorre.rigid(xnormcorre.open_movie(path, chunks={"time": chunk}), max_shifts=(2, 8, 8))
+    _ = float(res.corrected.mean())
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    thread.join()
+    print(
+        f"lazy {n} x {shape} uint16 TZYX, chunks of {chunk}: {n / elapsed:.2f} volumes/s, "
+        f"RSS growth {(peak[0] - start) / 2**20:.0f} MiB (movie {n * np.prod(shape) * 4 / 2**20:.0f} MiB as float32)"
+    )
+    path.unlink()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--shape", type=int, nargs=3, default=(16, 256, 256), metavar=("Z", "Y", "X"))
     ap.add_argument("--accuracy", action="store_true", help="also run the pixel-integrated accuracy case")
+    ap.add_argument(
+        "--lazy",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="only the RSS growth of lazy runs of N volumes from a file",
+    )
     args = ap.parse_args()
     shape = tuple(args.shape)
+    if args.lazy:
+        for n in args.lazy:
+            _lazy_rss(n, shape)
+        return
     max_shifts = (2, 8, 8)
     print(
         f"# volumes {args.frames} x {shape}, max_shifts {max_shifts}; {platform.processor() or platform.machine()}"

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import xnormcorre
+from xnormcorre.io import tiff as tiff_mod
 
 settings.register_profile(
     "ci",
@@ -78,3 +79,17 @@ def synthetic_tiff(tmp_path_factory):
     path = tmp_path_factory.mktemp("synthetic_tiff") / "movie.tif"
     tifffile.imwrite(path, arr)
     return path, arr
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Frame numbers read from TIFF files (one entry per frame read)."""
+    frames: list[int] = []
+    orig = tiff_mod._TiffPart.read
+
+    def read(self, idx):
+        frames.extend(int(i) for i in idx)
+        return orig(self, idx)
+
+    monkeypatch.setattr(tiff_mod._TiffPart, "read", read)
+    return frames

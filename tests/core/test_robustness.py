@@ -265,13 +265,33 @@ def test_template_work_is_bounded_for_long_movies(monkeypatch):
         return real(params, mv, tmpl, start, stop, keep)
 
     monkeypatch.setattr(RigidParams, "mean_registered", spy)
+    # the initial template's passes register the 100-frame sample (once more without the
+    # frames at the search bound, if any); the iterations register splits of 20 or 30 frames
     xnormcorre.estimate_template(movie, max_shifts=3, frames_per_split=20, max_template_frames=40, niter=2)
-    bounded = sum(counted)
+    bounded = [c for c in counted if c != 100]
     counted.clear()
     xnormcorre.estimate_template(movie, max_shifts=3, frames_per_split=20, max_template_frames=None, niter=2)
-    full = sum(counted)
-    assert full == 2 * 100 + 2 * 120  # initial sample (two passes) + every frame, twice
-    assert bounded == 2 * 100 + 2 * 40  # initial sample (two passes) + 2 splits of 20 frames per iteration
+    full = [c for c in counted if c != 100]
+    assert sum(full) == 2 * 120  # every frame, twice
+    assert bounded == [20] * 4  # 2 splits of 20 frames per iteration
+    counted.clear()
+    xnormcorre.estimate_template(movie, max_shifts=3, frames_per_split=100, max_template_frames=30, niter=2)
+    assert [c for c in counted if c != 100] == [30, 30]  # below a split: 30 evenly spaced frames
+
+
+def test_bounded_template_sample_reads_the_movie_frames():
+    """The evenly spaced sample of a bounded template iteration holds the movie's frames,
+    those of the survey taken from it, the others read."""
+    from xnormcorre.engine import template as tmpl
+
+    movie = np.random.default_rng(0).normal(size=(250, 8, 8)).astype(np.float32)
+    surveyed = tmpl.survey(movie, defects=False)
+    index = tmpl.sample_indices(250, 160)
+    assert 0 < np.isin(index, surveyed.index).sum() < len(index)  # some held, some read
+    view = tmpl._Subsample(movie, index, surveyed)
+    assert len(view) == 160 and view.shape == (160, 8, 8)
+    np.testing.assert_array_equal(view[10:90], movie[index[10:90]])
+    np.testing.assert_array_equal(view[0 : len(view)], movie[index])
 
 
 def test_import_is_light_for_xarray_users():

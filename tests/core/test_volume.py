@@ -147,3 +147,85 @@ def test_few_planes_estimated_template():
     err -= np.median(err, axis=0)
     rmse = np.sqrt((err**2).mean(axis=0))
     assert rmse[0] <= 0.1 and rmse[1:].max() <= 0.05, rmse
+
+
+def test_lazy_volume_run_streams_chunk_by_chunk(tmp_path, monkeypatch, vol):
+    """A lazily opened TZYX file, template estimated: no read returns more than one time chunk,
+    each volume is read at most three times (template sample, template pass, registration),
+    the template passes keep at most their chunk budget, and the result equals the in-memory one."""
+    import tifffile
+
+    from xnormcorre.core import movie as movie_mod
+    from xnormcorre.core import volume as volume_mod
+    from xnormcorre.io import tiff as tiff_mod
+
+    p = tmp_path / "volume.tif"
+    frames = np.asarray(vol.values, np.float32)
+    tifffile.imwrite(p, frames, imagej=True, metadata={"axes": "TZYX"})
+    chunk = 3
+    vol_bytes = frames[0].nbytes
+    monkeypatch.setattr(volume_mod, "VOLUME_CACHE_BYTES", 2 * chunk * vol_bytes)
+    reads: list[np.ndarray] = []
+    orig_read = tiff_mod._TiffPart.read
+
+    def read(self, idx, channels=None):
+        reads.append(np.asarray(idx, np.int64).copy())
+        return orig_read(self, idx, channels)
+
+    held: list[int] = []
+    orig_load = movie_mod.Frames._load
+
+    def load(self, chunks):
+        orig_load(self, chunks)
+        held.append(sum(a.nbytes for a in self._cache.values()))
+
+    monkeypatch.setattr(tiff_mod._TiffPart, "read", read)
+    monkeypatch.setattr(movie_mod.Frames, "_load", load)
+    movie = xnormcorre.open_movie(p, chunks={"time": chunk})
+    out = movie.normcorre.rigid(max_shifts=(2, 4, 4))
+    assert out.corrected.chunks[0] == (chunk,) * (len(frames) // chunk)  # still lazy, one task per chunk
+    corrected = out.corrected.values
+    assert max(r.size for r in reads) <= chunk
+    per_volume = np.bincount(np.concatenate(reads), minlength=len(frames))
+    assert per_volume.max() <= 3 and per_volume.min() >= 2, per_volume
+    assert held and max(held) <= 2 * chunk * vol_bytes, (held, vol_bytes)
+    eager = xnormcorre.rigid(frames, max_shifts=(2, 4, 4))
+    np.testing.assert_array_equal(out.shifts.values, eager.shifts.values)
+    np.testing.assert_array_equal(corrected, eager.corrected.values)
+
+
+def test_estimate_template_of_a_volume_is_the_runs_template(vol):
+    tmpl = xnormcorre.estimate_template(vol, max_shifts=(2, 4, 4))
+    assert tmpl.dims == ("z", "y", "x") and tmpl.dtype == np.float32
+    np.testing.assert_array_equal(tmpl.z.values, vol.z.values)
+    run = vol.normcorre.rigid(max_shifts=(2, 4, 4))
+    np.testing.assert_array_equal(tmpl.values, run.template.values)
+    np.testing.assert_array_equal(
+        xnormcorre.estimate_template(vol.values, max_shifts=(2, 4, 4)).values, tmpl.values
+    )
+    with pytest.raises(ValueError, match="max_shifts must have 3 entries"):
+        xnormcorre.estimate_template(vol)
+    with pytest.raises(ValueError, match="frames_per_split= is not available for the template of a volume"):
+        xnormcorre.estimate_template(vol, max_shifts=(2, 4, 4), frames_per_split=5)
+
+
+def test_corrector_refuses_a_volume_naming_the_alternatives(vol, sim):
+    msg = r"must be .*: a Corrector registers \(y, x\) frames; .* a volume.*xnormcorre.rigid\(movie, max_shifts=\(z, y, x\)"
+    with pytest.raises(ValueError, match=msg):
+        xnormcorre.Corrector(sim.template)
+    with pytest.raises(ValueError, match=msg):
+        xnormcorre.Corrector.from_frames(vol)
+    with pytest.raises(ValueError, match=msg):
+        xnormcorre.Corrector(sim.template[0]).correct(vol)
+
+
+def test_estimated_template_is_centred_on_the_range_of_positions(sim):
+    """8 volumes at one position, 4 moved by +3 px in y: the median template sits at the first
+    position; centred, the search window ±3 covers both (±1.5 px), none at the search bound."""
+    scene = sim.template
+    frames = np.stack([scene] * 8 + [np.roll(scene, 3, axis=1)] * 4)
+    res = xnormcorre.rigid(frames, max_shifts=(1, 3, 3))
+    y = res.shifts.sel(axis="y").values
+    np.testing.assert_allclose(y, [-1.5] * 8 + [1.5] * 4, atol=0.1)
+    assert np.abs(res.shifts.sel(axis=["z", "x"]).values).max() < 0.1
+    assert int(res.at_max_shift.sum()) == 0

@@ -10,21 +10,6 @@ import xarray as xr
 
 import xnormcorre
 from xnormcorre.core.movie import register_lazily
-from xnormcorre.io import tiff as tiff_mod
-
-
-@pytest.fixture
-def reads(monkeypatch):
-    """Frame numbers read from TIFF files (one entry per frame read)."""
-    frames: list[int] = []
-    orig = tiff_mod._TiffPart.read
-
-    def read(self, idx):
-        frames.extend(int(i) for i in idx)
-        return orig(self, idx)
-
-    monkeypatch.setattr(tiff_mod._TiffPart, "read", read)
-    return frames
 
 
 def _per_frame(frames: list[int], n: int) -> np.ndarray:

@@ -371,19 +371,10 @@ def test_eager_and_chunked_correction_identical(synthetic_tiff):
 
 
 @pytest.mark.filterwarnings("ignore::xnormcorre.qc.diagnose.RegistrationWarning")  # reads, not accuracy
-def test_lazy_rigid_reads_only_what_it_needs(synthetic_tiff, tmp_path, monkeypatch):
+def test_lazy_rigid_reads_only_what_it_needs(synthetic_tiff, tmp_path, reads):
     """rigid() returns lazily; shifts to NetCDF compute each chunk once; a slice computes one chunk."""
-    from xnormcorre.io import tiff as tiff_mod
-
     p, _ = synthetic_tiff
-    frames: list[int] = []
-    orig = tiff_mod._TiffPart.read
-
-    def read(self, idx):
-        frames.extend(int(i) for i in idx)
-        return orig(self, idx)
-
-    monkeypatch.setattr(tiff_mod._TiffPart, "read", read)
+    frames = reads
     movie = xnormcorre.open_movie(p, chunks={"time": 20})
     assert frames == []
     t0 = time.perf_counter()

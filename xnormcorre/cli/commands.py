@@ -18,6 +18,7 @@ from .output import (
     flag_counts,
     fmt_bytes,
     log,
+    max_shifts_option,
     movie_channel,
     one_line,
     open_input,
@@ -134,7 +135,7 @@ def _prepared(args: argparse.Namespace, movie, ref):
 
 def _registration_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kw: dict[str, Any] = {
-        "max_shifts": pair_option(args.max_shifts, "--max-shifts"),
+        "max_shifts": args.max_shifts,  # Y [X], or Z Y X for a volume: see max_shifts_option
         "upsample_factor": args.upsample_factor,
         "border": args.border,
         "seed": args.seed,
@@ -183,7 +184,14 @@ def _register_and_write(args: argparse.Namespace, movie, res, out: Path, fmt: st
             along=res[time_vars],
         )
     shifts_ds = rest.assign({v: computed[v] for v in time_vars})
-    shifts_ds = shifts_ds.assign(quality_flags(shifts_ds, max_shifts=tuple(shifts_ds.attrs["max_shifts"])))
+    ms = tuple(shifts_ds.attrs["max_shifts"])
+    if shifts_ds.attrs.get("planes") == "volume":
+        from ..core.volume import volume_flags
+
+        flags = volume_flags(shifts_ds, ms, shifts_ds.attrs["plane_dim"])
+    else:
+        flags = quality_flags(shifts_ds, max_shifts=ms)
+    shifts_ds = shifts_ds.assign(flags)
     write_shifts(shifts_ds, shifts_path, overwrite=args.overwrite)
     return shifts_ds
 
@@ -198,6 +206,7 @@ def correct(args: argparse.Namespace) -> int:
 
     movie = open_input(args.input, args.chunk, args.dataset, args.channel, single="--channel")
     log(args, f"input: {describe(movie)}")
+    kw["max_shifts"] = max_shifts_option(kw["max_shifts"], movie)
     reference = _reference(args, movie)
     method = "pwrigid" if args.pw_rigid else "rigid"
     register = xnormcorre.pwrigid if args.pw_rigid else xnormcorre.rigid
@@ -213,8 +222,9 @@ def correct(args: argparse.Namespace) -> int:
         res = record_scan_phase(res, phase)
     shifts_ds = _register_and_write(args, movie, res, out, fmt, shifts_path)
     elapsed = time.perf_counter() - t0
-    n, h, w = movie.shape
-    print(f"{method}: corrected {n} frames of {h}x{w} px in {elapsed:.1f} s")
+    n, h, w = movie.sizes["time"], movie.sizes["y"], movie.sizes["x"]
+    frames = f"{n} volumes of {movie.shape[1]}x{h}x{w}" if movie.ndim == 4 else f"{n} frames of {h}x{w}"
+    print(f"{method}: corrected {frames} px in {elapsed:.1f} s")
     if "scan_phase" in res:
         print(f"  scan phase:      {_phase_text(res['scan_phase'])}")
     if not args.shifts_only:
@@ -231,7 +241,8 @@ def correct(args: argparse.Namespace) -> int:
         from xnormcorre import metrics
 
         again = reopen(out, fmt, args.out_dataset)
-        s = metrics.summary(movie, again, crop=kw["max_shifts"], flow=False)
+        s = metrics.summary(movie, again, crop=tuple(kw["max_shifts"][-2:]), flow=False)
+        s = s.mean([d for d in s.dims if d != "stage"])  # a volume: the mean over its planes
         raw_c, cor_c = s.mean_correlation.values.tolist()
         raw_k, cor_k = s.crispness.values.tolist()
         print(
@@ -285,10 +296,9 @@ def apply(args: argparse.Namespace) -> int:
         )
     else:
         write_movie(args, corrected, out, fmt, dtype=out_dtype(args.dtype, movie), attrs=shifts.attrs)
-    n, h, w = movie.shape
-    print(
-        f"applied the shifts of {shifts_file} to {n} frames of {h}x{w} px in {time.perf_counter() - t0:.1f} s"
-    )
+    n, h, w = movie.sizes["time"], movie.sizes["y"], movie.sizes["x"]
+    frames = f"{n} volumes of {movie.shape[1]}x{h}x{w}" if movie.ndim == 4 else f"{n} frames of {h}x{w}"
+    print(f"applied the shifts of {shifts_file} to {frames} px in {time.perf_counter() - t0:.1f} s")
     print(f"  corrected movie: {out} ({fmt})")
     return 0
 

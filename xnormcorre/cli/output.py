@@ -237,6 +237,12 @@ def describe(movie) -> str:
     n, h, w = movie.sizes["time"], movie.sizes["y"], movie.sizes["x"]
     chunks = movie.chunks[0] if movie.chunks is not None else (n,)
     channel = f" (channel {movie_channel(movie)})" if movie_channel(movie) else ""
+    plane = plane_dim(movie)
+    if plane is not None:
+        return (
+            f"{n} volumes of {movie.sizes[plane]} {plane} planes x {h}x{w} px{channel}, {movie.dtype}, "
+            f"time chunks of {max(chunks)} volumes ({plural(len(chunks), 'chunk')})"
+        )
     return (
         f"{n} frames of {h}x{w} px{channel}, {movie.dtype}, time chunks of {max(chunks)} frames "
         f"({plural(len(chunks), 'chunk')})"
@@ -278,11 +284,16 @@ def verdict_line(ds) -> str:
 def shift_summary(ds) -> str:
     sh = ds["rigid_shifts"] if "rigid_shifts" in ds else ds["shifts"]
     ranges = []
-    for comp in ("y", "x"):
+    for comp in [str(c) for c in sh["axis"].values]:
         v = sh.sel(axis=comp)
         ranges.append(f"{comp} [{float(v.min()):+.2f}, {float(v.max()):+.2f}]")
     kind = "rigid shifts" if "rigid_shifts" not in ds else "rigid part of the shifts"
     return f"{kind}: {', '.join(ranges)} px; mean correlation with the template {float(ds.correlation.mean()):.3f}"
+
+
+def _in_plane(max_shifts):
+    """The (y, x) part of a run's ``max_shifts`` (a volume's are z, y, x)."""
+    return None if max_shifts is None else tuple(int(v) for v in list(max_shifts)[-2:])
 
 
 def qc_plots(args: argparse.Namespace, raw, corrected, shifts_ds, stem: Path) -> list[Path]:
@@ -296,7 +307,7 @@ def qc_plots(args: argparse.Namespace, raw, corrected, shifts_ds, stem: Path) ->
     figs = (
         (
             "before_after",
-            lambda: plot.plot_before_after(raw, corrected, crop=shifts_ds.attrs.get("max_shifts")),
+            lambda: plot.plot_before_after(raw, corrected, crop=_in_plane(shifts_ds.attrs.get("max_shifts"))),
         ),
         ("shifts", lambda: plot.plot_shifts(shifts_ds)),
     )
@@ -335,6 +346,33 @@ def fmt_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def plane_dim(movie) -> str | None:
+    """The plane dim of a volume or multi-plane movie (``time``, a plane dim, ``y``, ``x``), else None."""
+    extra = [d for d in movie.dims if d not in ("time", "y", "x")]
+    return extra[0] if movie.ndim == 4 and len(extra) == 1 else None
+
+
+def max_shifts_option(values: Sequence[int] | None, movie) -> tuple[int, ...]:
+    """``--max-shifts``: Y [X] for a movie (default 6 6), Z Y X for a volume (default: 2 6 6,
+    the z bound lowered below half the planes)."""
+    plane = plane_dim(movie)
+    if plane is None:
+        if values is not None and len(values) == 3:
+            raise CLIError(
+                "--max-shifts takes 1 or 2 integers (Y [X]) for a movie of frames; 3 (Z Y X) only for a "
+                f"volume, got {' '.join(map(str, values))}"
+            )
+        return pair_option(values, "--max-shifts") or (6, 6)
+    if values is None:
+        return (max(0, min(2, (movie.sizes[plane] - 1) // 2)), 6, 6)
+    if len(values) != 3:
+        raise CLIError(
+            f"--max-shifts takes 3 integers (Z Y X) for a volume ({movie.sizes[plane]} planes along "
+            f"{plane!r}), got {len(values)}: {' '.join(map(str, values))}"
+        )
+    return tuple(int(v) for v in values)
 
 
 def pair_option(values: Sequence[int] | None, option: str) -> tuple[int, int] | None:

@@ -211,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pair(
         r,
         "--max-shifts",
-        "largest displacement searched, px; one value for both axes or Y X (default: 6 6)",
-        default=[6, 6],
+        "largest displacement searched, px; one value for both axes or Y X (default: 6 6); "
+        "Z Y X for a volume (a movie with a z dim; default: 2 6 6, z below half the planes)",
     )
     _add_pair(r, "--strides", "pw-rigid: distance between patch starts, px (default: 96 96)")
     _add_pair(

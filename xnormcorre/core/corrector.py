@@ -46,6 +46,17 @@ from .template import calibrate_for
 __all__ = ["FORMAT_VERSION", "Corrector"]
 
 
+def _refuse_volume(name: str, shape: tuple) -> None:
+    """A Corrector registers (y, x) frames: refuse a volume, naming the alternatives."""
+    want = "2-D (y, x)" if name == "template" else "3-D (time, y, x)"
+    raise ValueError(
+        f"{name} must be {want}: a Corrector registers (y, x) frames; got shape {tuple(shape)}, a volume.  "
+        "Register a "
+        "volumetric movie (time, z, y, x) with xnormcorre.rigid(movie, max_shifts=(z, y, x), template=...) "
+        "(3-D rigid), or plane by plane with one Corrector per plane (template.isel(z=i))"
+    )
+
+
 class Corrector(SingleFrames):
     """Register frames to a fixed template with fixed parameters, again and again.
 
@@ -150,6 +161,8 @@ class Corrector(SingleFrames):
     def _setup(self, template, kw: dict[str, Any], *, defects, clip, calibration=None) -> None:
         if isinstance(template, xr.DataArray) and set(template.dims) == {sc.DIM_Y, sc.DIM_X}:
             template = template.transpose(sc.DIM_Y, sc.DIM_X)
+        if np.ndim(template) == 3:
+            _refuse_volume("template", np.shape(template))
         if np.ndim(template) != 2:
             raise ValueError(f"template must be 2-D (y, x), got shape {np.shape(template)}")
         shape = tuple(int(s) for s in np.shape(template))
@@ -193,6 +206,8 @@ class Corrector(SingleFrames):
         for name in ("template", "calibration"):
             if name in kwargs:
                 raise TypeError(f"Corrector.from_frames() got an unexpected keyword argument {name!r}")
+        if len(getattr(frames, "shape", ())) == 4:
+            _refuse_volume("frames", frames.shape)
         movie = as_movie(frames, name="frames")
         shape = (movie.sizes[sc.DIM_Y], movie.sizes[sc.DIM_X])
         vd.check_finite(movie, "frames")
@@ -313,6 +328,8 @@ class Corrector(SingleFrames):
 
     # ------------------------------------------------------------------ movies
     def _movie(self, frames, name: str = "frames") -> xr.DataArray:
+        if len(getattr(frames, "shape", ())) == 4:
+            _refuse_volume(name, frames.shape)
         movie = as_movie(frames, name=name)
         shape = (movie.sizes[sc.DIM_Y], movie.sizes[sc.DIM_X])
         if shape != self.shape:

@@ -59,9 +59,13 @@ niter : int
 max_template_frames : int or None
     With ``num_splits_to_process=None``, each template iteration registers at most
     ``max(1, max_template_frames // frames_per_split)`` splits (seeded draw), so
-    the cost of the template does not grow with the movie; ``None`` registers
-    every split (jnormcorre/CaImAn).  Movies up to ``max_template_frames`` frames
-    are unaffected.""",
+    the cost of the template does not grow with the movie; when
+    ``max_template_frames`` is smaller than a split, each iteration registers
+    ``max_template_frames`` frames evenly spaced through the whole movie instead
+    (default 300: on the benchmark movies, the shift accuracy of registering 2000
+    frames at a fraction of the cost).
+    ``None`` registers every split (jnormcorre/CaImAn).  Movies up to
+    ``max_template_frames`` frames are unaffected.""",
     "min_mov": """\
 min_mov : float, optional
     Movie floor, the fill value of ``border="min"`` (default: minimum of the first

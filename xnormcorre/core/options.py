@@ -21,7 +21,7 @@ from typing import Any
 from .. import validate as vd
 from ..engine.config import PwParams, RigidParams, make_pw_params, make_rigid_params
 
-__all__ = ["Options", "pw_options", "rigid_options", "translate_aliases", "with_aliases"]
+__all__ = ["Options", "options_for", "pw_options", "rigid_options", "translate_aliases", "with_aliases"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,44 @@ class Options:
     def as_dict(self) -> dict[str, Any]:
         """Every option by name."""
         return asdict(self)
+
+    def run_parameters(self, *, min_mov, batch_size, clip, scan_phase) -> dict[str, Any]:
+        """The parameters a result records, by the public names of the run, with the
+        values its final pass used (``min_mov``, ``batch_size``, ``clip``, ``scan_phase``)."""
+        if self.piecewise:
+            head = {
+                "max_shifts": self.max_shifts,
+                "strides": self.strides,
+                "overlaps": self.overlaps,
+                "max_deviation_rigid": self.max_deviation_rigid,
+                "refine_patches": self.refine_patches,
+                "upsample_factor": self.upsample_factor,
+                "upsample_factor_grid": self.upsample_factor_grid,
+                "frames_per_split": self.frames_per_split,
+                "num_splits_to_process_rig": self.num_splits_to_process,
+                "niter_rig": self.niter,
+                "num_splits_to_process_els": self.num_splits_to_process_els,
+                "niter_els": self.niter_els,
+            }
+        else:
+            head = {
+                "max_shifts": self.max_shifts,
+                "upsample_factor": self.upsample_factor,
+                "frames_per_split": self.frames_per_split,
+                "num_splits_to_process": self.num_splits_to_process,
+                "niter": self.niter,
+            }
+        return {
+            **head,
+            "max_template_frames": self.max_template_frames,
+            "min_mov": min_mov,
+            "border": self.border,
+            "batch_size": batch_size,
+            "seed": self.seed,
+            "clip": clip,
+            "scan_phase": scan_phase,
+            **self.estimator(),
+        }
 
 
 def _alias(value, alias, name: str, alias_name: str, default):
@@ -249,6 +287,45 @@ def _unknown(func: str, name: str, value: Any, valid: list[str]) -> str:
         return f"{msg}: a CaImAn/jnormcorre/NoRMCorre name; in xnormcorre write {what}"
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     return msg + (f"; did you mean {close[0]!r}?" if close else f"; valid keywords: {', '.join(valid)}")
+
+
+#: Keywords of the registration functions that are inputs of a run, not options.
+RUN_INPUTS = frozenset(
+    {
+        "movie",
+        "template",
+        "reference",
+        "defects",
+        "clip",
+        "scan_phase",
+        "store",
+        "resume",
+        "planes",
+        "plane_dim",
+        "aliases",
+    }
+)
+
+
+def options_for(
+    func: Callable, arguments: dict[str, Any], shape: tuple[int, int], n_frames: int, **fixed: Any
+) -> Options:
+    """The validated :class:`Options` of a call of ``func`` (:func:`xnormcorre.rigid`,
+    :func:`xnormcorre.pwrigid` or :func:`estimate_template`) for frames of ``shape``.
+
+    ``arguments``: the call's keyword values by name (its ``locals()``; only the options
+    in ``func``'s signature are read), its ``aliases`` translated by :func:`with_aliases`;
+    ``fixed``: options that ``func`` does not take, with their values.
+    """
+    params = inspect.signature(func).parameters
+    given = {
+        name: arguments[name]
+        for name, p in params.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in RUN_INPUTS
+    }
+    given.update(fixed)
+    given = with_aliases(func, given, arguments.get("aliases") or {}, n_frames)
+    return (pw_options if "strides" in params else rigid_options)(shape, **given)
 
 
 def with_aliases(

@@ -16,7 +16,7 @@ from ..qc.diagnose import conclude
 from .docstrings import fill_doc
 from .grid import patch_grid
 from .movie import register_lazily, run_inputs
-from .options import pw_options, with_aliases
+from .options import options_for
 from .planes import by_plane, wants_planes
 from .result import base_dataset, finish
 from .resume import run_with_store, wants_store
@@ -44,7 +44,7 @@ def pwrigid(
     niter_rig: int = 1,
     num_splits_to_process_els: int | None = None,
     niter_els: int = 1,
-    max_template_frames: int | None = 2000,
+    max_template_frames: int | None = 300,
     min_mov: float | None = None,
     border: str = "copy",
     batch_size: int | None = None,
@@ -126,8 +126,10 @@ def pwrigid(
     max_template_frames : int or None
         Bound on the frames registered per template iteration, rigid and piecewise
         rigid: with ``num_splits_to_process_rig`` (``_els``) None, at most
-        ``max(1, max_template_frames // frames_per_split)`` splits (seeded draw);
-        ``None`` registers every split (jnormcorre/CaImAn).
+        ``max(1, max_template_frames // frames_per_split)`` splits (seeded draw), or,
+        when ``max_template_frames`` is smaller than a split, that many frames evenly
+        spaced through the movie (default 300); ``None`` registers every split
+        (jnormcorre/CaImAn).
     %(min_mov, border, batch_size, seed)s
     %(phase_corr, smooth_sigma, taper)s
     %(defects, clip, scan_phase, store, resume)s
@@ -172,29 +174,7 @@ def pwrigid(
         return run_with_store(pwrigid, locals())
     movie = vd.as_movie(movie)
     shape = (movie.sizes[sc.DIM_Y], movie.sizes[sc.DIM_X])
-    given = dict(
-        max_shifts=max_shifts,
-        strides=strides,
-        overlaps=overlaps,
-        max_deviation_rigid=max_deviation_rigid,
-        refine_patches=refine_patches,
-        upsample_factor=upsample_factor,
-        upsample_factor_grid=upsample_factor_grid,
-        frames_per_split=frames_per_split,
-        num_splits_to_process_rig=num_splits_to_process_rig,
-        niter_rig=niter_rig,
-        num_splits_to_process_els=num_splits_to_process_els,
-        niter_els=niter_els,
-        max_template_frames=max_template_frames,
-        min_mov=min_mov,
-        border=border,
-        batch_size=batch_size,
-        seed=seed,
-        phase_corr=phase_corr,
-        smooth_sigma=smooth_sigma,
-        taper=taper,
-    )
-    opts = pw_options(shape, **with_aliases(pwrigid, given, aliases, movie.sizes[sc.DIM_TIME]))
+    opts = options_for(pwrigid, locals(), shape, movie.sizes[sc.DIM_TIME])
     if opts.upsample_factor_grid != 4:
         warnings.warn(
             f"upsample_factor_grid={opts.upsample_factor_grid} has no effect: the patch shifts are "
@@ -218,28 +198,12 @@ def pwrigid(
     ds = ds.assign_coords(grid.coords)
     ds[sc.SHIFTS] = xr.DataArray(pshifts, attrs=dict(sc.PW_SHIFT_ATTRS))
     ds[sc.RIGID_SHIFTS] = xr.DataArray(rigid, attrs=sc.with_frame_size(sc.RIGID_SHIFTS_ATTRS, shape))
-    run_params: dict[str, Any] = {
-        "max_shifts": opts.max_shifts,
-        "strides": opts.strides,
-        "overlaps": opts.overlaps,
-        "max_deviation_rigid": opts.max_deviation_rigid,
-        "refine_patches": opts.refine_patches,
-        "upsample_factor": opts.upsample_factor,
-        "upsample_factor_grid": opts.upsample_factor_grid,
-        "frames_per_split": opts.frames_per_split,
-        "num_splits_to_process_rig": opts.num_splits_to_process,
-        "niter_rig": opts.niter,
-        "num_splits_to_process_els": opts.num_splits_to_process_els,
-        "niter_els": opts.niter_els,
-        "max_template_frames": opts.max_template_frames,
-        "min_mov": min_mov,
-        "border": opts.border,
-        "batch_size": params.batch_size,
-        "seed": opts.seed,
-        "clip": params.rigid.clip,
-        "scan_phase": scan_phase_parameter(scan_phase),
-        **opts.estimator(),
-    }
+    run_params = opts.run_parameters(
+        min_mov=min_mov,
+        batch_size=params.batch_size,
+        clip=params.rigid.clip,
+        scan_phase=scan_phase_parameter(scan_phase),
+    )
     ds = finish(ds, sc.PWRIGID, run_params, movie, ref, tmpl_da, opts.max_shifts)
     ds = record_scan_phase(ds, phase)
     return conclude(ds, cal, sample_shifts, opts.max_shifts)

@@ -14,7 +14,7 @@ from .. import validate as vd
 from ..qc.diagnose import conclude
 from .docstrings import fill_doc
 from .movie import register_lazily, run_inputs
-from .options import rigid_options, with_aliases
+from .options import options_for
 from .planes import by_plane, wants_planes
 from .result import base_dataset, finish
 from .resume import run_with_store, wants_store
@@ -44,7 +44,7 @@ def rigid(
     taper: float | None = None,
     niter_rig: int | None = None,
     num_splits_to_process_rig: int | None = None,
-    max_template_frames: int | None = 2000,
+    max_template_frames: int | None = 300,
     defects: bool | xr.DataArray | np.ndarray = True,
     clip: bool = True,
     scan_phase: None | str | float | xr.DataArray = None,
@@ -133,24 +133,7 @@ def rigid(
         return run_with_store(rigid, locals())
     movie = vd.as_movie(movie)
     shape = (movie.sizes[sc.DIM_Y], movie.sizes[sc.DIM_X])
-    given = dict(
-        max_shifts=max_shifts,
-        upsample_factor=upsample_factor,
-        frames_per_split=frames_per_split,
-        num_splits_to_process=num_splits_to_process,
-        num_splits_to_process_rig=num_splits_to_process_rig,
-        niter=niter,
-        niter_rig=niter_rig,
-        max_template_frames=max_template_frames,
-        min_mov=min_mov,
-        border=border,
-        batch_size=batch_size,
-        seed=seed,
-        phase_corr=phase_corr,
-        smooth_sigma=smooth_sigma,
-        taper=taper,
-    )
-    opts = rigid_options(shape, **with_aliases(rigid, given, aliases, movie.sizes[sc.DIM_TIME]))
+    opts = options_for(rigid, locals(), shape, movie.sizes[sc.DIM_TIME])
     movie, reference, phase = scan_phase_inputs(movie, reference, scan_phase)
     user_template, min_mov, ref = run_inputs(movie, template, reference, opts.border, opts.min_mov, shape)
     tmpl_da, cal, sample_shifts = template_for_run(movie, ref, opts, user_template, defects)
@@ -159,21 +142,12 @@ def rigid(
     corrected, shifts, corr = register_lazily(movie, ref, tmpl_da.values, params, {(sc.DIM_AXIS,): (2,)})
     ds = base_dataset(movie, corrected, corr, tmpl_da, sc.RIGID_COMMENT + opts.border)
     ds[sc.SHIFTS] = xr.DataArray(shifts, attrs=sc.with_frame_size(sc.SHIFT_ATTRS, shape))
-    run_params: dict[str, Any] = {
-        "max_shifts": opts.max_shifts,
-        "upsample_factor": opts.upsample_factor,
-        "frames_per_split": opts.frames_per_split,
-        "num_splits_to_process": opts.num_splits_to_process,
-        "niter": opts.niter,
-        "max_template_frames": opts.max_template_frames,
-        "min_mov": min_mov,
-        "border": opts.border,
-        "batch_size": params.batch_size,
-        "seed": opts.seed,
-        "clip": params.clip,
-        "scan_phase": scan_phase_parameter(scan_phase),
-        **opts.estimator(),
-    }
+    run_params = opts.run_parameters(
+        min_mov=min_mov,
+        batch_size=params.batch_size,
+        clip=params.clip,
+        scan_phase=scan_phase_parameter(scan_phase),
+    )
     ds = finish(ds, sc.RIGID, run_params, movie, ref, tmpl_da, opts.max_shifts)
     ds = record_scan_phase(ds, phase)
     return conclude(ds, cal, sample_shifts, opts.max_shifts)

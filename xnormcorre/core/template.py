@@ -13,7 +13,7 @@ from ..engine import template as _tmpl
 from ..schema import DIM_TIME, DIM_X, DIM_Y
 from .docstrings import fill_doc
 from .movie import Frames
-from .options import Options, rigid_options, with_aliases
+from .options import Options, options_for
 from .result import template_da
 
 __all__ = ["calibrate_for", "estimate_for", "estimate_template", "template_for_run"]
@@ -33,7 +33,7 @@ def estimate_template(
     smooth_sigma: float = 1.15,
     taper: float | None = None,
     batch_size: int | None = None,
-    max_template_frames: int | None = 2000,
+    max_template_frames: int | None = 300,
     **aliases: Any,
 ) -> xr.DataArray:
     """Estimate a registration template from a movie (NoRMCorre/CaImAn batch scheme).
@@ -45,7 +45,8 @@ def estimate_template(
     ``num_splits_to_process`` only that many splits, drawn without replacement by
     ``numpy.random.default_rng(seed)``, are used per iteration (deterministic).
     When ``num_splits_to_process`` is None, ``max_template_frames`` bounds the work:
-    at most ``max(1, max_template_frames // frames_per_split)`` splits are drawn
+    at most ``max(1, max_template_frames // frames_per_split)`` splits are drawn, or,
+    below a split, ``max_template_frames`` frames evenly spaced through the movie
     (``None`` registers all splits, the jnormcorre/CaImAn behaviour).  After each
     step the template is moved to the centre of the range of frame positions.
     Frames are read one batch at a time, so memory stays bounded for lazy movies.
@@ -69,7 +70,10 @@ def estimate_template(
     Returns
     -------
     xarray.DataArray
-        ``(y, x)`` float32 template with the movie's ``y``/``x`` coordinates.
+        ``(y, x)`` float32 template with the movie's ``y``/``x`` coordinates.  For a
+        volumetric movie ``(time, z, y, x)`` (a 4-D array: z second): the ``(z, y, x)``
+        template of 3-D rigid registration (``max_shifts`` then takes 3 values, z y x),
+        the template :func:`xnormcorre.rigid` estimates for it.
 
     Examples
     --------
@@ -78,24 +82,15 @@ def estimate_template(
     >>> xnormcorre.estimate_template(movie, max_shifts=4).shape
     (64, 64)
     """
+    from .volume import is_volume_movie, volume_template
+
+    if is_volume_movie(movie):  # (time, z, y, x): the volume template of rigid(..., planes="volume")
+        return volume_template(movie, locals())
     movie = vd.as_movie(movie)
     shape = (movie.sizes[DIM_Y], movie.sizes[DIM_X])
-    given = dict(
-        max_shifts=max_shifts,
-        upsample_factor=upsample_factor,
-        frames_per_split=frames_per_split,
-        num_splits_to_process=num_splits_to_process,
-        niter=niter,
-        seed=seed,
-        phase_corr=phase_corr,
-        smooth_sigma=smooth_sigma,
-        taper=taper,
-        batch_size=batch_size,
-        max_template_frames=max_template_frames,
-        min_mov=None,
-        border="copy",
+    opts = options_for(
+        estimate_template, locals(), shape, movie.sizes[sc.DIM_TIME], min_mov=None, border="copy"
     )
-    opts = rigid_options(shape, **with_aliases(estimate_template, given, aliases, movie.sizes[sc.DIM_TIME]))
     return template_da(movie, estimate_for(movie, opts).template, "estimated")
 
 
@@ -142,6 +137,7 @@ def estimate_for(source: xr.DataArray, opts: Options, pw=None, *, defects=True) 
         "frames_per_split": opts.frames_per_split,
         "max_frames": opts.max_template_frames,
         "defects": defects,
+        "sample": _tmpl.survey(frames, defects),  # read once for both steps
     }
     tmpl = _tmpl.estimate_template(
         frames,

@@ -19,10 +19,14 @@ from .. import validate as vd
 from ..engine import volume as _vol
 from .movie import Frames, source_of
 
-__all__ = ["rigid_volume", "volume_max_shifts"]
+__all__ = ["is_volume_movie", "rigid_volume", "volume_flags", "volume_max_shifts", "volume_template"]
 
 #: Volumes whose minimum is the default ``min_mov`` (as for frames).
 _MIN_MOV_VOLUMES = 400
+
+#: Bytes of whole time chunks the template passes keep (a lazy movie's chunks are read in
+#: order, each once per pass: a few chunks suffice; memory stays O(chunk)).
+VOLUME_CACHE_BYTES = 2**26
 
 #: rigid() parameters a volume run does not use, with their neutral values.
 _UNUSED = {
@@ -91,7 +95,7 @@ def _check_unused(kwargs: dict) -> None:
         raise TypeError(f"unexpected keyword arguments for a volume: {sorted(kwargs['aliases'])}")
 
 
-def _flags(ds: xr.Dataset, max_shifts: tuple[int, ...], plane_dim: str) -> xr.Dataset:
+def volume_flags(ds: xr.Dataset, max_shifts: tuple[int, ...], plane_dim: str) -> xr.Dataset:
     """The quality flags of :func:`xnormcorre.qc.flags.quality_flags` (``at_max_shift``,
     ``low_correlation``), ``at_max_shift`` also along the plane dim."""
     from ..qc.flags import quality_flags
@@ -125,11 +129,9 @@ def _register_block(block, index, *, template, params):
     return corrected, shifts, corr
 
 
-def rigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
-    """3-D rigid registration of a volumetric movie with the parameters of
-    :func:`xnormcorre.rigid` (its ``locals()``): see its ``planes`` parameter."""
-    movie = _as_volume_movie(movie, plane_dim)
-    _check_unused(kwargs)
+def _setup(movie: xr.DataArray, plane_dim: str, kwargs: dict) -> tuple:
+    """``(dims3, shape, max_shifts, params, settings)`` of a volume run from the parameters
+    of :func:`xnormcorre.rigid` (``settings``: the validated scalars, for the run's attrs)."""
     dims3 = (plane_dim, sc.DIM_Y, sc.DIM_X)
     shape = tuple(movie.sizes[d] for d in dims3)
     n = movie.sizes[sc.DIM_TIME]
@@ -163,9 +165,72 @@ def rigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
         taper=taper,
         clip=clip,
     )
+    settings = dict(
+        upsample_factor=upsample_factor,
+        niter=niter,
+        max_template_frames=max_frames,
+        min_mov=min_mov,
+        border=border,
+        clip=clip,
+        phase_corr=phase_corr,
+        smooth_sigma=smooth_sigma,
+        taper=taper,
+    )
+    return dims3, shape, max_shifts, params, settings
+
+
+def _estimate(movie: xr.DataArray, params, settings: dict) -> np.ndarray:
+    frames = Frames(movie, cache_bytes=VOLUME_CACHE_BYTES)
+    tmpl, _ = _vol.estimate_volume_template(
+        frames, params, niter=settings["niter"], max_frames=settings["max_template_frames"]
+    )
+    return tmpl
+
+
+def is_volume_movie(movie: Any, plane_dim: str = "z") -> bool:
+    """Whether ``movie`` is a volumetric movie: a DataArray with ``plane_dim``, or a 4-D array."""
+    if isinstance(movie, xr.DataArray):
+        return plane_dim in movie.dims
+    shape = getattr(movie, "shape", None)
+    return shape is not None and len(shape) == 4
+
+
+def volume_template(movie: Any, kwargs: dict, plane_dim: str = "z") -> xr.DataArray:
+    """The template of a volumetric movie, as :func:`xnormcorre.rigid` estimates it for a
+    volume (``planes="volume"``), with the parameters of
+    :func:`xnormcorre.estimate_template` (its ``locals()``): ``(z, y, x)`` float32."""
+    movie = _as_volume_movie(movie, plane_dim)
+    for name, neutral in (("frames_per_split", 1000), ("num_splits_to_process", None)):
+        if kwargs.get(name, neutral) != neutral:
+            raise ValueError(
+                f"{name}= is not available for the template of a volume (its volumes are sampled evenly, "
+                f"up to max_template_frames); leave it at {neutral!r}"
+            )
+    if kwargs.get("aliases"):
+        raise TypeError(f"unexpected keyword arguments for a volume: {sorted(kwargs['aliases'])}")
+    dims3, _, _, params, settings = _setup(movie, plane_dim, kwargs)
+    tmpl = _estimate(movie, params, settings)
+    coords = {d: movie.coords[d] for d in dims3 if d in movie.coords}
+    return xr.DataArray(
+        tmpl,
+        dims=dims3,
+        coords=coords,
+        name=sc.TEMPLATE,
+        attrs=sc.template_attrs(movie.attrs.get("units", "a.u."), "estimated"),
+    )
+
+
+def rigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
+    """3-D rigid registration of a volumetric movie with the parameters of
+    :func:`xnormcorre.rigid` (its ``locals()``): see its ``planes`` parameter."""
+    movie = _as_volume_movie(movie, plane_dim)
+    _check_unused(kwargs)
+    dims3, shape, max_shifts, params, settings = _setup(movie, plane_dim, kwargs)
+    n = movie.sizes[sc.DIM_TIME]
+    border = settings["border"]
     template = kwargs.get("template")
     if template is None:
-        tmpl, _ = _vol.estimate_volume_template(Frames(movie), params, niter=niter, max_frames=max_frames)
+        tmpl = _estimate(movie, params, settings)
         how = "estimated"
     else:
         tmpl = np.asarray(template.transpose(*dims3) if isinstance(template, xr.DataArray) else template)
@@ -208,19 +273,11 @@ def rigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
     ds[sc.SHIFTS] = xr.DataArray(shifts, attrs=shift_attrs)
     run_params: dict[str, Any] = {
         "max_shifts": list(max_shifts),
-        "upsample_factor": upsample_factor,
-        "niter": niter,
-        "max_template_frames": max_frames,
-        "min_mov": min_mov,
-        "border": border,
+        **settings,
         "batch_size": params.batch_size,
-        "clip": clip,
-        "phase_corr": phase_corr,
-        "smooth_sigma": smooth_sigma,
-        "taper": taper,
         "refine_steps": params.refine_steps,
     }
-    ds = ds.assign(_flags(ds, max_shifts, plane_dim))
+    ds = ds.assign(volume_flags(ds, max_shifts, plane_dim))
     ds.attrs = sc.provenance_attrs(sc.RIGID, run_params, source_of(movie))
     ds.attrs["planes"] = "volume"
     ds.attrs["plane_dim"] = plane_dim

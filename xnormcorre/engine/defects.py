@@ -90,6 +90,20 @@ def _beside(a: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     return before, after
 
 
+def _beside_rows(frames: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_beside(frames, 1)`` at ``rows`` only (the same values, without moving every frame)."""
+    n = frames.shape[1]
+    before = np.take(frames, np.maximum(rows - 1, 0), axis=1)
+    first = rows == 0
+    if first.any():
+        before[:, first] = 2 * frames[:, [1]] - frames[:, [2]]
+    after = np.take(frames, np.minimum(rows + 1, n - 1), axis=1)
+    last = rows == n - 1
+    if last.any():
+        after[:, last] = 2 * frames[:, [-2]] - frames[:, [-3]]
+    return before, after
+
+
 def _line_rows(level: np.ndarray, noise: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """Bright or dark row segments (rows only; call on transposes for columns).
 
@@ -112,8 +126,8 @@ def _line_rows(level: np.ndarray, noise: np.ndarray, frames: np.ndarray) -> np.n
         lin = ndimage.median_filter(
             sign * (level - (up + down) / 2)[rows], size=(1, _LINE_WINDOW), mode="constant"
         )
-        f_up, f_down = _beside(frames, 1)
-        per_frame = sign * (frames[:, rows] - (f_up[:, rows] + f_down[:, rows]) / 2)
+        f_up, f_down = _beside_rows(frames, rows)
+        per_frame = sign * (frames[:, rows] - (f_up + f_down) / 2)
         per_frame = ndimage.median_filter(per_frame, size=(1, 1, _LINE_WINDOW), mode="constant")
         steady = np.median(per_frame, axis=0) >= 0.5 * lin
         found = np.zeros_like(flags)
@@ -134,6 +148,7 @@ def _line_rows(level: np.ndarray, noise: np.ndarray, frames: np.ndarray) -> np.n
         if sign > 0 and flags.any():
             # bright lines found: fill them from the rows beside, so the row next to one is not dark
             level = np.where(flags, (up + down) / 2, level)
+            f_up, f_down = _beside(frames, 1)
             frames = np.where(flags, (f_up + f_down) / 2, frames)
             up, down = _beside(level, 0)
     return flags

@@ -36,6 +36,8 @@ __all__ = [
     "nanmedian",
     "sample_indices",
     "split_bounds",
+    "survey",
+    "Survey",
 ]
 
 
@@ -139,9 +141,12 @@ def _inside(shifts: np.ndarray, params: RigidParams) -> np.ndarray:
 def _pass(sample: np.ndarray, template: np.ndarray, params: RigidParams) -> tuple[np.ndarray, np.ndarray]:
     """Register ``sample`` to ``template``; mean of the frames inside the search range,
     centred on the range of all the frames' positions.  Returns ``(template, shifts)``."""
-    shifts = params.register(sample, template, apply=False, origin=0)[0]
+    # one registration: the mean of every frame, redone without the frames at the bound
+    # only when there are such frames (the shifts do not depend on ``keep``)
+    mean, shifts, _ = params.mean_registered(sample, template, 0, len(sample))
     keep = _inside(shifts, params)
-    mean = params.mean_registered(sample, template, 0, len(sample), keep)[0]
+    if not keep.all():
+        mean = params.mean_registered(sample, template, 0, len(sample), keep)[0]
     # centred on every frame's position: a frame clipped at the bound still pulls the
     # centre towards it, so the next pass reaches it
     return centre(mean, shifts), shifts
@@ -155,31 +160,58 @@ def _noise(sample: np.ndarray, template: np.ndarray, params: RigidParams, mask) 
     return fit_noise_model(frames, valid)
 
 
-class _Survey(NamedTuple):
+class Survey(NamedTuple):
     """What estimation reads once from a movie: the frame sample, the sensor defects
-    found in it (or given) and the intensity scale."""
+    found in it (or given), the intensity scale and the sample's frame numbers."""
 
     sample: np.ndarray
     mask: np.ndarray | None
     scale: float
+    index: np.ndarray  # the frame numbers of ``sample`` (sorted)
 
 
-def _survey(movie, defects, n_init: int = 100) -> _Survey:
+def survey(movie, defects, n_init: int = 100) -> Survey:
+    """Read the sample of ``n_init`` evenly spaced frames once: its sensor defects
+    (``defects``: find them (True), none (False) or a mask) and intensity scale."""
     sample = _read_sample(movie, n_init)
-    return _Survey(sample, _sensor_defects(sample, defects), scale_for(sample))
+    return Survey(
+        sample, _sensor_defects(sample, defects), scale_for(sample), sample_indices(len(movie), n_init)
+    )
 
 
-def _calibrate(survey: _Survey, params: RigidParams, template: np.ndarray, defects) -> Calibration:
-    cal = Calibration(survey.mask, UNIFORM, survey.scale)
-    noise = _noise(survey.sample, np.asarray(template, np.float32), params.calibrated(cal), survey.mask)
-    return Calibration(_trusted(survey.mask, noise, defects), noise, survey.scale)
+class _Subsample:
+    """Frames ``index`` of ``movie`` as a movie of ``len(index)`` frames (``view[a:b]``);
+    the frames the survey holds are taken from it, not read again."""
+
+    def __init__(self, movie, index: np.ndarray, surveyed: Survey):
+        self._movie, self._index, self._held = movie, index, surveyed.sample
+        self._pos = np.searchsorted(surveyed.index, index).clip(max=len(surveyed.index) - 1)
+        self._has = surveyed.index[self._pos] == index
+        self.shape = (len(index), *surveyed.sample.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        idx, pos, has = self._index[key], self._pos[key], self._has[key]
+        out = np.empty((len(idx), *self.shape[1:]), np.float32)
+        out[has] = self._held[pos[has]]
+        if not has.all():
+            out[~has] = np.asarray(self._movie[idx[~has]], np.float32)
+        return out
+
+
+def _calibrate(surveyed: Survey, params: RigidParams, template: np.ndarray, defects) -> Calibration:
+    cal = Calibration(surveyed.mask, UNIFORM, surveyed.scale)
+    noise = _noise(surveyed.sample, np.asarray(template, np.float32), params.calibrated(cal), surveyed.mask)
+    return Calibration(_trusted(surveyed.mask, noise, defects), noise, surveyed.scale)
 
 
 def calibrate(
     movie, params: RigidParams, template: np.ndarray, *, defects=True, n_init: int = 100
 ) -> Calibration:
     """Sensor defects, noise model and scale of a movie registered to a given ``template``."""
-    return _calibrate(_survey(movie, defects, n_init), params, template, defects)
+    return _calibrate(survey(movie, defects, n_init), params, template, defects)
 
 
 def _trusted(mask, noise: NoiseModel, defects):
@@ -202,12 +234,12 @@ def initial_template(movie, params: RigidParams, n_init: int = 100, *, defects=T
     is then fitted to the registered sample (:func:`xnormcorre.engine.noise.fit_noise_model`)
     and a second, noise-weighted pass gives the template.
     """
-    return _initial(_survey(movie, defects, n_init), params, defects)
+    return _initial(survey(movie, defects, n_init), params, defects)
 
 
-def _initial(survey: _Survey, params: RigidParams, defects) -> TemplateEstimate:
-    sample, mask = survey.sample, survey.mask
-    cal = Calibration(mask, UNIFORM, survey.scale)
+def _initial(surveyed: Survey, params: RigidParams, defects) -> TemplateEstimate:
+    sample, mask = surveyed.sample, surveyed.mask
+    cal = Calibration(mask, UNIFORM, surveyed.scale)
     p0 = params.calibrated(cal)
     est = sample if mask is None else np.asarray(inpaint(sample, mask))
     members = densest_cluster(est) if len(est) >= 6 else np.arange(len(est))
@@ -244,6 +276,7 @@ def estimate_template(
     on_split: Callable[[], None] | None = None,
     max_frames: int | None = None,
     defects=True,
+    sample: Survey | None = None,
 ) -> TemplateEstimate:
     """Estimate a template as in NoRMCorre/CaImAn's batch path.
 
@@ -256,7 +289,13 @@ def estimate_template(
 
     ``max_frames`` bounds the work when ``num_splits_to_process`` is None: at most
     ``max(1, max_frames // frames_per_split)`` splits are drawn per iteration, so a
-    long movie is not registered in full for every template iteration.
+    long movie is not registered in full for every template iteration; when
+    ``max_frames`` is smaller than a split (and than the movie), each iteration
+    registers ``max_frames`` evenly spaced frames of the whole movie instead (one split;
+    the frames of the sample already read are not read again).
+
+    ``sample``: the movie's :func:`survey`, when already read (e.g. by the rigid step
+    before a piecewise-rigid one); read here otherwise.
 
     The movie's calibration (sensor defects, noise model, scale) comes from
     :func:`initial_template`, or is ``calibration`` (or measured against ``init`` by
@@ -264,17 +303,22 @@ def estimate_template(
     :class:`TemplateEstimate`.
     """
     n = len(movie)
-    survey = _survey(movie, defects)  # read once: the initial template and the calibrations
+    # read once: the initial template and the calibrations
+    surveyed = survey(movie, defects) if sample is None else sample
     if init is None:
-        tmpl, calibration, last = _initial(survey, params.rigid, defects)
+        tmpl, calibration, last = _initial(surveyed, params.rigid, defects)
     else:
         tmpl = np.asarray(init, np.float32)
         if calibration is None:
-            calibration = _calibrate(survey, params.rigid, tmpl, defects)
+            calibration = _calibrate(surveyed, params.rigid, tmpl, defects)
         last = np.zeros((0, 2), np.float32)
     params = params.calibrated(calibration)
     splits = split_bounds(n, frames_per_split)
     if num_splits_to_process is None and max_frames is not None:
+        if max_frames < min(n, frames_per_split):
+            # a bounded, evenly spaced sample of the whole movie, as one split
+            movie = _Subsample(movie, sample_indices(n, max_frames), surveyed)
+            splits = [(0, len(movie))]
         num_splits_to_process = max(1, max_frames // frames_per_split)
     rng = np.random.default_rng(seed)
     for _ in range(niter):
@@ -295,5 +339,5 @@ def estimate_template(
         tmpl = params.recentre(tmpl, devs)
     # the movie's calibration against the final template, as a run given that template
     # measures it: rigid(movie) and rigid(movie, template=rigid(movie).template) agree bit for bit
-    calibration = _calibrate(survey, params.rigid, tmpl, defects)
+    calibration = _calibrate(surveyed, params.rigid, tmpl, defects)
     return TemplateEstimate(tmpl, calibration, last)

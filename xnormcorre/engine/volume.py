@@ -39,6 +39,7 @@ compile_cache.enable()
 __all__ = [
     "VolumeParams",
     "apply_volume_shifts",
+    "centre_volume",
     "estimate_volume_template",
     "gauss_newton_nd",
     "make_volume_params",
@@ -392,19 +393,66 @@ def _valid_mean(movie, template, params: VolumeParams, index: np.ndarray) -> tup
     return fill_invalid(mean).astype(np.float32), shifts
 
 
+def centre_volume(template: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Move a volume ``template`` to the centre of the range of positions of the volumes
+    registered to it (midpoint of their 5th and 95th shift percentiles per axis), as the
+    2-D template is centred (:func:`xnormcorre.engine.template.centre`): the
+    ``±max_shifts`` window is then centred on the motion rather than on wherever the
+    initial volumes happened to be.  A float64 Fourier shift of the edge-padded template
+    (no wrap-around of one end onto the other), cropped back.
+
+    Examples
+    --------
+    >>> t = np.zeros((8, 16, 16), np.float32); t[4, 8, 8] = 1.0
+    >>> sh = np.array([[0.0, 0.0, 0.0], [0.0, 2.0, 0.0]])  # volumes at y = 0 and y = +2
+    >>> np.argwhere(centre_volume(t, sh).round(6) == 1).tolist()  # moved by +1 along y
+    [[4, 9, 8]]
+    """
+    lo, hi = np.percentile(np.asarray(shifts, np.float64), [5, 95], axis=0)
+    med = (lo + hi) / 2
+    if not np.any(np.abs(med) > 1e-6):
+        return np.asarray(template, np.float32)
+    pads = [int(np.ceil(abs(m))) + 2 for m in med]
+    padded = np.pad(np.asarray(template, np.float64), [(p, p) for p in pads], mode="edge")
+    shape = padded.shape
+    grids = np.meshgrid(*[np.fft.fftfreq(n) for n in shape[:-1]], np.fft.rfftfreq(shape[-1]), indexing="ij")
+    ramp = np.exp(-2j * np.pi * sum(k * m for k, m in zip(grids, med, strict=True)))
+    moved = np.fft.irfftn(np.fft.rfftn(padded) * ramp, s=shape, axes=tuple(range(len(shape))))
+    # content moves by +med: the volumes' shifts relative to the result are shifts - med
+    crop = tuple(slice(p, p + n) for p, n in zip(pads, np.shape(template), strict=True))
+    return moved[crop].astype(np.float32)
+
+
+def _median(sample: np.ndarray) -> np.ndarray:
+    """Per-voxel median over the first axis of ``(N, D, ...)``, one plane at a time (a copy
+    of one plane of the sample, not of the whole sample); equal to ``np.median(axis=0)``."""
+    out = np.empty(sample.shape[1:], np.float32)
+    for z in range(sample.shape[1]):
+        out[z] = np.median(sample[:, z].astype(np.float32), axis=0)
+    return out
+
+
 def estimate_volume_template(
     movie, params: VolumeParams, *, niter: int = 1, max_frames: int | None = 2000, n_init: int = 100
 ) -> tuple[np.ndarray, np.ndarray]:
     """Template of a volumetric movie (NoRMCorre's scheme in 3-D): the median of up to
     ``n_init`` evenly spaced volumes, registered to it and averaged; then ``niter`` times
-    the mean of up to ``max_frames`` evenly spaced volumes registered to the template.
-    Deterministic.  Returns ``(template, shifts of the last pass)``."""
+    the mean of up to ``max_frames`` evenly spaced volumes registered to the template;
+    after each step the template is moved to the centre of the volumes' range of
+    positions (:func:`centre_volume`).  Deterministic.  The ``n_init`` volumes are read once; the passes read ``movie`` one
+    batch at a time.  Returns ``(template, shifts of the last pass)``."""
     n = len(movie)
     init = np.unique(np.linspace(0, n - 1, min(n, n_init)).round().astype(int))
-    first = np.median(np.asarray(movie[init], np.float32), axis=0).astype(np.float32)
-    tmpl, shifts = _valid_mean(movie, first, params, init)
+    sample = np.asarray(movie[init])  # read once for the median and its pass, kept in its dtype
+    if sample.dtype.itemsize > 4:
+        sample = sample.astype(np.float32)
+    first = _median(sample)
+    tmpl, shifts = _valid_mean(sample, first, params, np.arange(len(init)))
+    tmpl = centre_volume(tmpl, shifts)
+    del sample
     m = n if max_frames is None else min(n, max_frames)
     sample = np.unique(np.linspace(0, n - 1, m).round().astype(int))
     for _ in range(niter):
         tmpl, shifts = _valid_mean(movie, tmpl, params, sample)
+        tmpl = centre_volume(tmpl, shifts)
     return tmpl, shifts

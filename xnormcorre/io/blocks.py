@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..schema import MOVIE_DIMS
+from ..schema import DIM_TIME, DIM_X, DIM_Y, MOVIE_DIMS
 from ..validate import as_movie
 from ._common import default_time_chunk
 from .atomic import Terminated, check_target
 
 __all__ = [
     "CLIP_WARN_FRACTION",
+    "as_written_movie",
     "cast_block",
     "cast_movie",
     "count_clipped",
@@ -99,6 +100,21 @@ def cast_block(block: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.clip(vals, info.min, info.max).astype(dtype)
 
 
+def as_written_movie(da: Any, name: str = "da") -> xr.DataArray:
+    """The movie a writer writes: ``(time, y, x)`` (:func:`xnormcorre.validate.as_movie`),
+    or a DataArray with one more dim -- the planes of a volume or multi-plane movie,
+    e.g. ``(time, z, y, x)`` -- put in the order ``(time, plane, y, x)``."""
+    if isinstance(da, xr.DataArray) and da.ndim == 4 and set(MOVIE_DIMS) <= set(da.dims):
+        plane = next(d for d in da.dims if d not in MOVIE_DIMS)
+        da = da.transpose(DIM_TIME, plane, DIM_Y, DIM_X)
+        if da.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must have an integer or floating dtype, got {da.dtype}")
+        if da.sizes[DIM_TIME] == 0:
+            raise ValueError(f"{name} has zero frames: nothing to write")
+        return da
+    return as_movie(da, name=name)
+
+
 def _bounds(movie: xr.DataArray, start: int = 0) -> list[tuple[int, int]]:
     """Time blocks: dask chunks merged up to the default block size, or plain batches;
     from frame ``start`` on (the block holding it cut there)."""
@@ -106,8 +122,8 @@ def _bounds(movie: xr.DataArray, start: int = 0) -> list[tuple[int, int]]:
 
 
 def _all_bounds(movie: xr.DataArray) -> list[tuple[int, int]]:
-    n, h, w = movie.shape
-    target = default_time_chunk((n, h, w))
+    n, *rest = movie.shape
+    target = default_time_chunk((n, int(np.prod(rest[:-1])), rest[-1]))
     if movie.chunks is None:
         return [(a, min(n, a + target)) for a in range(0, n, target)]
     out: list[tuple[int, int]] = []
@@ -246,7 +262,12 @@ def stream_movie(
     Returns the target and, with ``along`` (time-aligned variables sharing the movie's dask
     graph), those variables computed in the same pass, loaded.
     """
-    movie = as_movie(da, name="da")
+    movie = as_written_movie(da, name="da")
+    if resume and movie.ndim == 4:
+        raise ValueError(
+            f"resume=True is not available for a volume or multi-plane movie {movie.dims} yet; "
+            "write it without resume"
+        )
     dtype = out_dtype(dtype)
     target = check_target(path, overwrite, store=bool(resume and layout.store))
     sink: list = []

@@ -43,7 +43,7 @@ def to_hdf5(
 
     Parameters
     ----------
-    da : xarray.DataArray, (time, y, x)
+    da : xarray.DataArray, (time, y, x) or (time, z, y, x)
         Movie to write; NumPy or dask-backed (e.g. a lazy ``rigid(...).corrected``).
     path : str or path
         Output file, written under a temporary name and renamed when complete.
@@ -195,12 +195,13 @@ def write_hdf5_blocks(
     overwrite: bool = False,
 ) -> Path:
     """Write the cast ``blocks`` of frames of ``movie`` to dataset ``dataset`` of the HDF5 file
-    ``target``, atomically (one frame per HDF5 chunk, dimensions labelled ``time, y, x``)."""
-    n, h, w = movie.shape
-    atomic.check_space(target, n * h * w * out_dtype.itemsize)
+    ``target``, atomically (one frame per HDF5 chunk, dimensions labelled ``time, y, x``,
+    or ``time, z, y, x`` for a volume)."""
+    n = movie.shape[0]
+    atomic.check_space(target, int(np.prod(movie.shape)) * out_dtype.itemsize)
 
     def fill(f: h5py.File, bar) -> None:
-        dset = _create_dataset(f, dataset, (n, h, w), out_dtype)
+        dset = _create_dataset(f, dataset, tuple(movie.shape), out_dtype, labels=movie.dims)
         start = 0
         for block in blocks:
             dset[start : start + block.shape[0]] = block
@@ -220,19 +221,25 @@ def write_hdf5_blocks(
 
 
 def _create_dataset(
-    f: h5py.File, dataset: str, shape: tuple[int, int, int], dtype: np.dtype, *, allocate: bool = False
+    f: h5py.File,
+    dataset: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    *,
+    allocate: bool = False,
+    labels: tuple = MOVIE_DIMS,
 ) -> h5py.Dataset:
-    """The movie's dataset: one frame per chunk, dimensions labelled ``time, y, x``; with
-    ``allocate`` every chunk is allocated now (and not filled), so that writing frames later
-    changes no HDF5 metadata -- a write killed mid-way leaves the file readable."""
-    n, h, w = shape
+    """The movie's dataset: one frame (or volume) per chunk, dimensions labelled ``labels``
+    (``time, y, x``); with ``allocate`` every chunk is allocated now (and not filled), so that
+    writing frames later changes no HDF5 metadata -- a write killed mid-way leaves the file readable."""
+    n, *frame = shape
     dcpl = None
     if allocate:
         dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
         dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-    dset = f.create_dataset(dataset, shape=(n, h, w), dtype=dtype, chunks=(1, h, w), dcpl=dcpl)
-    for dim, label in zip(dset.dims, MOVIE_DIMS, strict=True):
+    dset = f.create_dataset(dataset, shape=(n, *frame), dtype=dtype, chunks=(1, *frame), dcpl=dcpl)
+    for dim, label in zip(dset.dims, labels, strict=True):
         dim.label = label
     return dset
 

@@ -36,9 +36,11 @@ def to_tiff(
 
     Parameters
     ----------
-    da : xarray.DataArray, (time, y, x)
+    da : xarray.DataArray, (time, y, x) or (time, z, y, x)
         Movie to write; NumPy or dask-backed (e.g. a lazy ``rigid(...).corrected``).
-        Only a few blocks of frames are in memory at any time.
+        Only a few blocks of frames are in memory at any time.  A volume or multi-plane
+        movie is written as an ImageJ hyperstack (axes ``TZYX``), which
+        :func:`xnormcorre.open_movie` reads back as ``(time, z, y, x)`` (not resumably yet).
     path : str or path
         Output file.  Written as ``.<name>.<random>.part`` in the same folder and
         renamed when complete; on error nothing is left behind.
@@ -97,14 +99,15 @@ def to_tiff(
     return stream_movie(da, path, dtype, overwrite, write, resume=resume, layout=layout, progress=progress)[0]
 
 
-def _tiff_options(shape: tuple[int, int, int], dtype: np.dtype) -> dict[str, Any]:
-    """The arguments of ``TiffWriter.write`` for a movie: one contiguous series of pages."""
-    return {"shape": shape, "dtype": dtype, "photometric": "minisblack", "metadata": {"axes": "TYX"}}
+def _tiff_options(shape: tuple[int, ...], dtype: np.dtype) -> dict[str, Any]:
+    """The arguments of ``TiffWriter.write`` for a movie: one contiguous series of pages
+    (axes ``TYX``, or ``TZYX`` for a volume or multi-plane movie)."""
+    axes = "TYX" if len(shape) == 3 else "TZYX"
+    return {"shape": shape, "dtype": dtype, "photometric": "minisblack", "metadata": {"axes": axes}}
 
 
-def _bigtiff(bigtiff: bool | None, shape: tuple[int, int, int], dtype: np.dtype) -> bool:
-    n, h, w = shape
-    return bool(n * h * w * dtype.itemsize > BIGTIFF_BYTES if bigtiff is None else bigtiff)
+def _bigtiff(bigtiff: bool | None, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    return bool(int(np.prod(shape)) * dtype.itemsize > BIGTIFF_BYTES if bigtiff is None else bigtiff)
 
 
 class TiffLayout:
@@ -172,21 +175,25 @@ def write_tiff_blocks(
     progress: bool = True,
     overwrite: bool = False,
 ) -> Path:
-    """Write the cast ``blocks`` of frames of ``movie`` to the TIFF ``target``, atomically."""
-    n, h, w = movie.shape
-    if bigtiff is None:
-        bigtiff = n * h * w * out_dtype.itemsize > BIGTIFF_BYTES
-    atomic.check_space(target, n * h * w * out_dtype.itemsize)
+    """Write the cast ``blocks`` of frames of ``movie`` to the TIFF ``target``, atomically.
+    A volume or multi-plane movie ``(time, z, y, x)`` is written as an ImageJ hyperstack
+    (axes ``TZYX``) when ImageJ can read its dtype (uint8, uint16, float32), else as a
+    shaped TIFF with axes ``TZYX``."""
+    shape = tuple(int(s) for s in movie.shape)
+    n, (h, w) = shape[0], shape[-2:]
+    bigtiff = _bigtiff(bigtiff, shape, out_dtype)
+    atomic.check_space(target, int(np.prod(shape)) * out_dtype.itemsize)
+    imagej = len(shape) == 4 and not bigtiff and out_dtype in (np.uint8, np.uint16, np.float32)
 
     def write(tmp: Path) -> None:
         with tqdm(total=n, unit="frame", desc=f"to_tiff {target.name}", disable=not progress) as bar:
 
             def pages() -> Iterator[np.ndarray]:
                 for block in blocks:
-                    yield from block
+                    yield from block.reshape(-1, h, w)
                     bar.update(block.shape[0])
 
-            with tifffile.TiffWriter(tmp, bigtiff=bool(bigtiff), ome=False) as tw:
-                tw.write(pages(), **_tiff_options((n, h, w), out_dtype))
+            with tifffile.TiffWriter(tmp, bigtiff=bool(bigtiff), ome=False, imagej=imagej) as tw:
+                tw.write(pages(), **_tiff_options(shape, out_dtype))
 
     return atomic.write_atomically(target, write, overwrite=overwrite)

@@ -1,4 +1,5 @@
-"""Shared building blocks of the quality metrics: cropping, batching, mean and reference images."""
+"""Shared building blocks of the quality flags and metrics: flag attributes, cropping, batching,
+mean and reference images."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from ..validate import as_movie, crop_pair
 
 __all__ = [
     "BATCH",
+    "MAD_TO_SIGMA",
     "batches",
     "bin_median",
     "crop_attr",
     "crop_frames",
     "crop_pair",
+    "flag_attrs",
     "is_lazy",
     "mean_image",
     "pearson_block",
@@ -27,6 +30,19 @@ __all__ = [
 ]
 
 BATCH = 256  # frames per in-memory batch
+#: Robust standard deviation per median absolute deviation (Gaussian data).
+MAD_TO_SIGMA = 1.4826
+
+
+def flag_attrs(long_name: str, meaning: str, comment: str) -> dict[str, Any]:
+    """CF attributes of an int8 quality flag (1 = ``meaning``, 0 = ok)."""
+    return {
+        "long_name": long_name,
+        "units": "1",
+        "flag_values": [0, 1],
+        "flag_meanings": f"ok {meaning}",
+        "comment": comment,
+    }
 
 
 def crop_frames(da: xr.DataArray, crop: Any) -> xr.DataArray:

@@ -213,8 +213,9 @@ def summary(
 
     Parameters
     ----------
-    raw : xarray.DataArray or array-like, (time, y, x)
-        The movie before correction.
+    raw : xarray.DataArray or array-like, (time, y, x) or (time, z, y, x)
+        The movie before correction; a volume or multi-plane movie is summarised plane
+        by plane.
     corrected : xarray.DataArray, array-like, or a result Dataset
         The corrected movie, or a result of :func:`xnormcorre.rigid` (its ``corrected``).
     crop : int or (int, int), optional
@@ -228,7 +229,8 @@ def summary(
     Returns
     -------
     xarray.Dataset
-        Dim ``stage = ["raw", "corrected"]``; variables ``mean_correlation``,
+        Dim ``stage = ["raw", "corrected"]`` (and the plane dim, e.g. ``z``, for a volume
+        or multi-plane movie ``(time, z, y, x)``: the metrics of each plane); variables ``mean_correlation``,
         ``median_correlation`` (M1, with each movie's own mean image), ``crispness``
         (M2) and, with ``flow``, ``residual_flow_norm``, ``residual_flow_norm_std`` and
         ``residual_flow_rms`` (M3, mean over bins); attrs record ``crop`` and the flow
@@ -251,6 +253,9 @@ def summary(
     >>> bool(s.mean_correlation.sel(stage="raw") < 1)
     True
     """
+    plane = _plane_dim(raw, corrected)
+    if plane is not None:
+        return _summary_by_plane(raw, corrected, plane, crop=crop, flow=flow, flow_method=flow_method)
     raw_mv = as_movie(raw, "raw")
     cor_mv = _stage_movie(corrected, "corrected")
     if (raw_mv.sizes["y"], raw_mv.sizes["x"]) != (cor_mv.sizes["y"], cor_mv.sizes["x"]):
@@ -259,8 +264,7 @@ def summary(
             f"{raw_mv.sizes['y']}x{raw_mv.sizes['x']} and {cor_mv.sizes['y']}x{cor_mv.sizes['x']}"
         )
     if crop is None:
-        ms = corrected.attrs.get("max_shifts") if isinstance(corrected, xr.Dataset) else None
-        crop = (int(ms[0]), int(ms[1])) if isinstance(ms, (list, tuple, np.ndarray)) else 0
+        crop = _result_crop(corrected)
     cy, cx = crop_pair(crop)
     if not isinstance(flow, (bool, np.bool_)):
         raise TypeError(f"flow must be True or False, got {flow!r}")
@@ -308,6 +312,58 @@ def summary(
         "comment": "M1/M2: NoRMCorre motion_metrics; M3: CaImAn compute_metrics_motion_correction; compare only with the same crop",
     }
     ds.attrs.update(flow_attrs)
+    if isinstance(corrected, xr.Dataset):
+        ds.attrs.update(result_qc(corrected))
+    return ds
+
+
+def _result_crop(corrected: Any) -> int | tuple[int, int]:
+    """The default crop: a result's in-plane ``max_shifts`` (y, x: the last two entries), else 0."""
+    ms = corrected.attrs.get("max_shifts") if isinstance(corrected, xr.Dataset) else None
+    return (int(ms[-2]), int(ms[-1])) if isinstance(ms, (list, tuple, np.ndarray)) and len(ms) >= 2 else 0
+
+
+def _plane_dim(raw: Any, corrected: Any) -> str | None:
+    """The plane dim of a volume or multi-plane ``raw`` movie (4-D: ``time``, ``y``, ``x``
+    and one more dim; ``"z"`` for a 4-D array), else None."""
+    if isinstance(raw, xr.DataArray):
+        extra = [d for d in raw.dims if d not in ("time", "y", "x")]
+        return extra[0] if raw.ndim == 4 and len(extra) == 1 else None
+    if np.ndim(raw) == 4:
+        if isinstance(corrected, xr.Dataset):
+            return str(corrected.attrs.get("plane_dim", "z"))
+        return "z"
+    return None
+
+
+def _summary_by_plane(raw: Any, corrected: Any, plane: str, **kw: Any) -> xr.Dataset:
+    """:func:`summary` of each plane of a volume or multi-plane movie, stacked along ``plane``."""
+    dims = ("time", plane, "y", "x")
+    raw_da = raw if isinstance(raw, xr.DataArray) else xr.DataArray(np.asarray(raw), dims=dims)
+    cor = (
+        corrected["corrected"]
+        if isinstance(corrected, xr.Dataset) and "corrected" in corrected
+        else corrected
+    )
+    if not isinstance(cor, xr.DataArray):
+        cor = xr.DataArray(np.asarray(cor), dims=dims) if np.ndim(cor) == 4 else cor
+    if not isinstance(cor, xr.DataArray) or plane not in cor.dims:
+        raise ValueError(f"raw has a {plane!r} dim: corrected must be a movie with the same {plane!r} dim")
+    if raw_da.sizes[plane] != cor.sizes[plane]:
+        raise ValueError(
+            f"raw and corrected must have the same number of planes, got {raw_da.sizes[plane]} and "
+            f"{cor.sizes[plane]}"
+        )
+    if kw["crop"] is None:
+        kw["crop"] = _result_crop(corrected)
+    parts = [
+        summary(raw_da.isel({plane: i}), cor.isel({plane: i}), **kw).drop_vars(plane, errors="ignore")
+        for i in range(raw_da.sizes[plane])
+    ]
+    ds = xr.concat(parts, dim=plane, combine_attrs="override")
+    if plane in raw_da.coords:
+        ds = ds.assign_coords({plane: raw_da[plane]})
+    ds.attrs["comment"] = ds.attrs["comment"] + f"; computed plane by plane along {plane!r}"
     if isinstance(corrected, xr.Dataset):
         ds.attrs.update(result_qc(corrected))
     return ds

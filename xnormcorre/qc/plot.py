@@ -66,6 +66,19 @@ def _component(da: xr.DataArray, comp: str) -> xr.DataArray:
     return da.isel(axis=0 if comp == "y" else 1)
 
 
+def _components(shifts: xr.DataArray) -> tuple[str, ...]:
+    """The shift components: ``("y", "x")``, or ``(z, "y", "x")`` for a volume's 3-D shifts."""
+    if "axis" in shifts.coords and shifts.sizes["axis"] == 3:
+        return tuple(str(c) for c in shifts["axis"].values)
+    return ("y", "x")
+
+
+def _plane_of(shifts: xr.DataArray, pw: bool) -> str | None:
+    """The plane dim of a multi-plane result's shifts (``(time, z, axis)``), else None."""
+    extra = [d for d in shifts.dims if d not in ("time", "axis", "patch_y", "patch_x")]
+    return extra[0] if len(extra) == 1 and not pw else None
+
+
 _PATCH_FLAG_MARKERS = {
     "patch_jump": {"marker": "o", "s": 14, "facecolors": "none", "edgecolors": "C4"},
     "patch_at_max_deviation": {"marker": "s", "s": 14, "facecolors": "none", "edgecolors": "C3"},
@@ -105,9 +118,10 @@ def _draw_bound(ax: Any, bound: float, units: str) -> None:
 
 
 def plot_shifts(ds: xr.Dataset) -> Figure:
-    """Shift traces over time: one panel per component (y, x).
+    """Shift traces over time: one panel per component (y, x; z, y, x for a volume).
 
-    Rigid results: one trace per panel.  Piecewise-rigid results (``shifts (time,
+    Rigid results: one trace per panel (a multi-plane result: one per plane, ``gid``
+    ``"plane"``).  Piecewise-rigid results (``shifts (time,
     patch_y, patch_x, axis)``): every patch as a thin line and ``rigid_shifts`` as a
     thick black line.  The y-axis spans the data (with a small margin), so sub-pixel
     motion is visible; the search bound ``±max_shifts`` (from ``ds.attrs``) is drawn as
@@ -138,16 +152,26 @@ def plot_shifts(ds: xr.Dataset) -> Figure:
     ['y shift [pixel]', 'x shift [pixel]']
     """
     ds = _check_result(ds)
-    fig = _figure(figsize=(8, 4.5))
-    axes = fig.subplots(2, 1, sharex=True)
     t, tlabel = _time_axis(ds)
     pw = _is_piecewise(ds)
     shifts = ds["shifts"]
-    rigid = ds["rigid_shifts"] if pw and "rigid_shifts" in ds else (None if pw else shifts)
+    comps = _components(shifts)
+    fig = _figure(figsize=(8, 2.25 * len(comps)))
+    axes = fig.subplots(len(comps), 1, sharex=True)
+    plane = _plane_of(shifts, pw)
+    rigid = ds["rigid_shifts"] if pw and "rigid_shifts" in ds else (None if pw or plane else shifts)
     units = shifts.attrs.get("units", "pixel")
     ms = ds.attrs.get("max_shifts")
-    for i, (ax, comp) in enumerate(zip(axes, ("y", "x"), strict=True)):
+    for i, (ax, comp) in enumerate(zip(axes, comps, strict=True)):
         shown = []
+        if plane is not None:
+            s = _component(shifts, comp).transpose("time", plane)
+            vals = np.asarray(s.values, dtype=float)
+            shown.append(vals)
+            labels = ds[plane].values if plane in ds.coords else range(s.sizes[plane])
+            for k, lab in enumerate(labels):
+                (line,) = ax.plot(t, vals[:, k], lw=0.8, label=f"{plane} = {lab}")
+                line.set_gid("plane")
         if pw:
             s = _component(shifts, comp).transpose("time", "patch_y", "patch_x")
             vals = np.asarray(s.values, dtype=float).reshape(s.sizes["time"], -1)
@@ -179,9 +203,10 @@ def plot_shifts(ds: xr.Dataset) -> Figure:
         limits = _data_limits(shown)
         if limits is not None:
             ax.set_ylim(*limits)
-        if isinstance(ms, (list, tuple, np.ndarray)) and len(ms) == 2:
+        if isinstance(ms, (list, tuple, np.ndarray)) and len(ms) == len(comps):
             _draw_bound(ax, float(ms[i]), units)
-        ax.set_ylabel(f"{comp} shift [{units}]")
+        unit = ("plane" if i == 0 else "pixel") if len(comps) == 3 else units
+        ax.set_ylabel(f"{comp} shift [{unit}]")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper right", fontsize="small")
     axes[-1].set_xlabel(tlabel)
@@ -309,8 +334,29 @@ def plot_patch_field(ds: xr.Dataset, t: int = 0, *, scale: float | None = None) 
     return fig
 
 
+def _projected(movie: Any, plane: int | None) -> tuple[Any, str]:
+    """A volume or multi-plane movie ``(time, z, y, x)`` as ``(time, y, x)``: plane
+    ``plane`` of its plane dim, or (None) the maximum projection along it; other movies as given."""
+    if not isinstance(movie, xr.DataArray) or movie.ndim != 4:
+        return movie, ""
+    extra = [d for d in movie.dims if d not in ("time", "y", "x")]
+    if len(extra) != 1:
+        return movie, ""
+    dim = extra[0]
+    if plane is None:
+        return movie.max(dim), f"maximum projection along {dim}, "
+    n = movie.sizes[dim]
+    if isinstance(plane, bool) or not isinstance(plane, numbers.Integral) or not -n <= plane < n:
+        raise ValueError(f"plane must be an integer in [0, {n}) (a position along {dim!r}), got {plane!r}")
+    return movie.isel({dim: int(plane)}), f"{dim} plane {int(plane) % n}, "
+
+
 def plot_before_after(
-    raw: xr.DataArray, ds: xr.Dataset | xr.DataArray, *, crop: int | tuple[int, int] | None = None
+    raw: xr.DataArray,
+    ds: xr.Dataset | xr.DataArray,
+    *,
+    crop: int | tuple[int, int] | None = None,
+    plane: int | None = None,
 ) -> Figure:
     """Mean images before and after correction, and correlation-with-mean traces.
 
@@ -327,6 +373,9 @@ def plot_before_after(
     crop : int or (int, int), optional
         Border excluded from the metrics (not from the images).  Default: the result's
         ``max_shifts`` attribute, else 0 (as :func:`xnormcorre.metrics.summary`).
+    plane : int, optional
+        For a volume or multi-plane movie ``(time, z, y, x)``: the plane shown (its
+        position along the plane dim); default: the maximum projection along it.
 
     Returns
     -------
@@ -342,15 +391,17 @@ def plot_before_after(
     >>> [len(ax.images) for ax in fig.axes], len(fig.axes[2].lines)
     ([1, 1, 0], 2)
     """
+    raw, what = _projected(raw, plane)
     raw_mv = prepare(raw, 0, "raw")
     if isinstance(ds, xr.Dataset):
         if "corrected" not in ds:
             raise ValueError("ds has no 'corrected' variable: pass a result Dataset or the corrected movie")
-        cor_mv = prepare(ds["corrected"], 0, "corrected")
+        cor_mv = prepare(_projected(ds["corrected"], plane)[0], 0, "corrected")
         ms = ds.attrs.get("max_shifts")
-        default_crop = (int(ms[0]), int(ms[1])) if isinstance(ms, (list, tuple)) and len(ms) == 2 else 0
+        ok = isinstance(ms, (list, tuple, np.ndarray)) and len(ms) in (2, 3)
+        default_crop = (int(ms[-2]), int(ms[-1])) if ok else 0
     else:
-        cor_mv = prepare(ds, 0, "ds")
+        cor_mv = prepare(_projected(ds, plane)[0], 0, "ds")
         default_crop = 0
     if raw_mv.shape[1:] != cor_mv.shape[1:]:
         raise ValueError(
@@ -385,5 +436,5 @@ def plot_before_after(
     ax.legend(loc="lower right", fontsize="small")
     ax.grid(alpha=0.3)
     cy, cx = crop_pair(crop)
-    fig.suptitle(f"before / after motion correction (metrics on frames cropped by {cy}, {cx} px)")
+    fig.suptitle(f"before / after motion correction ({what}metrics on frames cropped by {cy}, {cx} px)")
     return fig

@@ -1,0 +1,131 @@
+"""Cost of the default template step relative to the final registration pass.
+
+For ``xnormcorre.rigid`` and ``xnormcorre.pwrigid`` with default parameters, on
+simulated two-photon movies (:func:`xnormcorre.testing.simulate.simulate_movie`, rigid
+walk plus a smooth non-rigid deformation), this times a whole warm run and, inside the
+same run, its template step (the run's own ``template_for_run`` call, timed by a
+wrapper); the final pass is the rest.  It also reports the shift RMSE against the truth
+(rigid shifts; for pwrigid also the patch shifts, offset removed), so that a cheaper
+template can be checked for equal accuracy.
+
+Movies are simulated once and cached in ``/tmp`` as ``.npy``.  Usage::
+
+    python benchmarks/template_cost.py [--repeat 2] [--cases rigid256,pw256,rigid512,pw512]
+        [--max-template-frames N] [--movies 2000x256,1000x512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+import xnormcorre
+from xnormcorre.testing.crlb import rmse
+from xnormcorre.testing.simulate import simulate_movie
+
+CACHE = Path(os.environ.get("XNORMCORRE_BENCH_CACHE", "/tmp"))
+# the modules (``xnormcorre.core.rigid`` is also the name of the function)
+_rigid, _pw = (importlib.import_module(f"xnormcorre.core.{m}") for m in ("rigid", "pwrigid"))
+STRIDES, OVERLAPS = (96, 96), (32, 32)  # pwrigid defaults
+
+
+def movie(n_frames: int, size: int):
+    """``(frames, rigid shifts, patch shifts)`` of a cached simulated movie."""
+    stem = CACHE / f"xnc_tcost_{n_frames}x{size}"
+    files = [Path(f"{stem}_{k}.npy") for k in ("frames", "shifts", "patch")]
+    if not all(f.exists() for f in files):
+        sim = simulate_movie(
+            (size, size),
+            n_frames,
+            motion="walk",
+            max_shift=4.0,
+            nonrigid=1.0,
+            activity=0.5,
+            oversample=2 if size <= 256 else 1,  # 512²: a lighter rendering
+            seed=0,
+        )
+        grid = xnormcorre.patch_grid((size, size), STRIDES, OVERLAPS)
+        yb = list(zip(grid.patch_y_start.values, grid.patch_y_stop.values, strict=True))
+        xb = list(zip(grid.patch_x_start.values, grid.patch_x_stop.values, strict=True))
+        for f, a in zip(files, (sim.frames, sim.shifts, sim.patch_shifts(yb, xb)), strict=True):
+            np.save(f, a)
+    return tuple(np.load(f) for f in files)
+
+
+class Timed:
+    """Wraps a module's ``template_for_run`` and records the seconds of its last call."""
+
+    def __init__(self, module):
+        self.module, self.orig, self.seconds = module, module.template_for_run, 0.0
+
+    def __enter__(self):
+        def timed(*a, **k):
+            t = time.perf_counter()
+            out = self.orig(*a, **k)
+            self.seconds = time.perf_counter() - t
+            return out
+
+        self.module.template_for_run = timed
+        return self
+
+    def __exit__(self, *exc):
+        self.module.template_for_run = self.orig
+
+
+def run(case: str, frames, shifts, patch, kw) -> dict:
+    pw = case.startswith("pw")
+    func, module = (xnormcorre.pwrigid, _pw) if pw else (xnormcorre.rigid, _rigid)
+    with Timed(module) as tm:
+        t = time.perf_counter()
+        res = func(frames, **kw)
+        total = time.perf_counter() - t
+    rigid_key = "rigid_shifts" if pw else "shifts"
+    out = {
+        "template_s": tm.seconds,
+        "final_s": total - tm.seconds,
+        "rmse_rigid": float(rmse(res[rigid_key].values, shifts)),
+    }
+    if pw:
+        n = len(frames)
+        per_patch = rmse(res.shifts.values.reshape(n, -1, 2), patch.reshape(n, -1, 2))
+        out["rmse_patch"] = float(np.sqrt(np.mean(np.square(per_patch))))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--movies", default="2000x256,1000x512")
+    ap.add_argument("--kinds", default="rigid,pw")
+    ap.add_argument("--max-template-frames", default=None, help="override (int or 'none')")
+    args = ap.parse_args()
+    kw = {}
+    if args.max_template_frames is not None:
+        v = args.max_template_frames
+        kw["max_template_frames"] = None if v.lower() == "none" else int(v)
+    print(f"xnormcorre {xnormcorre.__version__} from {xnormcorre.__file__}; load {os.getloadavg()}")
+    for spec in args.movies.split(","):
+        n, size = (int(v) for v in spec.split("x"))
+        frames, shifts, patch = movie(n, size)
+        for kind in args.kinds.split(","):
+            case = f"{kind}{size}"
+            run(case, frames[:64], shifts[:64], patch[:64], kw)  # compile the small shapes
+            run(case, frames, shifts, patch, kw)  # warm: compile every shape of the run
+            for _ in range(args.repeat):
+                r = run(case, frames, shifts, patch, kw)
+                extra = f" patch RMSE {r['rmse_patch']:.4f}" if "rmse_patch" in r else ""
+                print(
+                    f"{kind:5s} {n}x{size}^2: template {r['template_s']:6.2f} s, final pass {r['final_s']:6.2f} s, "
+                    f"ratio {r['template_s'] / r['final_s']:5.1%}; rigid RMSE {r['rmse_rigid']:.4f}{extra} px; "
+                    f"load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
