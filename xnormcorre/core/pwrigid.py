@@ -100,15 +100,16 @@ def pwrigid(
     refine_patches : bool
         Refine each patch's correlation peak as the rigid shift is refined: by a
         noise-weighted Gauss-Newton step of the patch against the template patch
-        (only pixels whose source lies inside the frame; a robust reweighting leaves out
-        cells that light up), kept within ``rigid ± max_deviation_rigid``.  Default
-        False.  On simulated movies with shot noise it brings the patch shifts much
-        closer to the best precision the noise allows (Cramér-Rao bound): efficiency
-        0.21/0.16/0.11 -> 0.69/0.74/0.81 at 1/5/20 photons per pixel under rigid
-        motion, 0.17/0.07/0.02 -> 0.65/0.52/0.22 under non-rigid motion.  It costs
-        about 3x the piecewise-rigid registration time, and on a real two-photon
-        movie (Neurofinder 00.00) it did not raise the frames' correlation with the
-        template.  Needs ``upsample_factor > 1`` (no effect with integer shifts).
+        (only pixels whose source lies inside the frame; a robust reweighting leaves
+        out cells that light up), kept within ``rigid ± max_deviation_rigid``.
+        Default False.  On simulated movies with shot noise it brings the patch shifts
+        much closer to the best precision the noise allows (Cramér-Rao bound):
+        efficiency 0.21/0.16/0.11 -> 0.69/0.74/0.81 at 1/5/20 photons per pixel under
+        rigid motion, 0.17/0.07/0.02 -> 0.65/0.52/0.22 under non-rigid motion.  It
+        makes the piecewise-rigid registration 1.5-3x slower (measured on a CPU at
+        256² px), and on a real two-photon movie (Neurofinder) it did not raise the
+        correlation of the corrected frames with the template.  No effect with
+        ``upsample_factor=1`` (integer shifts).
     %(upsample_factor)s
     upsample_factor_grid : int
         Recorded for compatibility (see above); must be ``>= 1``.  A value other than
