@@ -188,6 +188,7 @@ def test_help_and_version(tmp_path):
         "--strides",
         "--overlaps",
         "--max-deviation-rigid",
+        "--refine-patches",
         "--reference",
         "--format",
         "--shifts-only",

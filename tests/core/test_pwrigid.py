@@ -235,3 +235,90 @@ def test_real_movie_pw_at_least_as_crisp_as_rigid(neurofinder_path):
     c_pw = metrics.crispness(pw.corrected, crop=14)
     assert c_rig >= c_raw
     assert c_pw >= c_rig, (c_raw, c_rig, c_pw)
+
+
+@pytest.fixture(scope="module")
+def rigid_motion_runs():
+    """A rigidly moving movie with shot noise, registered to its true template with the
+    patch refinement by default (off), explicitly off, and on."""
+    from xnormcorre.testing.simulate import simulate_movie
+
+    sim = simulate_movie((96, 96), 40, max_shift=2.0, photons_per_px=5.0, with_gradient=True, seed=1)
+    kw = dict(template=sim.template, max_shifts=5, strides=(32, 32), overlaps=(16, 16))
+    runs = {None: xnormcorre.pwrigid(sim.frames, **kw)}
+    runs.update({rp: xnormcorre.pwrigid(sim.frames, refine_patches=rp, **kw) for rp in (False, True)})
+    return sim, runs
+
+
+def _patch_truth(sim, res):
+    yb = list(zip(res.patch_y_start.values, res.patch_y_stop.values, strict=True))
+    xb = list(zip(res.patch_x_start.values, res.patch_x_stop.values, strict=True))
+    est = res.shifts.transpose("time", "patch_y", "patch_x", "axis").values.astype(np.float64)
+    return est, sim.patch_shifts(yb, xb), yb, xb
+
+
+def test_refine_patches_is_off_by_default_and_recorded(rigid_motion_runs):
+    _, runs = rigid_motion_runs
+    for name in ("shifts", "rigid_shifts", "corrected", "correlation"):
+        np.testing.assert_array_equal(runs[None][name].values, runs[False][name].values)
+    assert not np.array_equal(runs[True].shifts.values, runs[False].shifts.values)
+    # the rigid step is not touched by the patch refinement
+    np.testing.assert_array_equal(runs[True].rigid_shifts.values, runs[False].rigid_shifts.values)
+    assert xnormcorre.parameters_from_attrs(runs[None].attrs)["refine_patches"] in (False, 0)
+    assert xnormcorre.parameters_from_attrs(runs[True].attrs)["refine_patches"] in (True, 1)
+
+
+def test_refine_patches_lowers_patch_rmse_under_rigid_motion(rigid_motion_runs):
+    sim, runs = rigid_motion_runs
+    rmse = {}
+    for rp in (False, True):
+        est, truth, _, _ = _patch_truth(sim, runs[rp])
+        rmse[rp] = float(np.sqrt(np.mean((est - truth) ** 2)))
+    assert rmse[True] < 0.07 and rmse[True] / rmse[False] < 0.7, rmse
+
+
+def test_patch_shifts_near_the_cramer_rao_bound(rigid_motion_runs):
+    """With ``refine_patches`` each patch is refined as the rigid estimate (noise-weighted
+    Gauss-Newton against the template patch): on a rigidly moving movie every patch shares
+    the frame's shift and its error approaches the patch's Cramér-Rao bound (correlation
+    peak alone: efficiency about 0.16)."""
+    from xnormcorre.testing.crlb import crlb_patches, efficiency
+
+    sim, runs = rigid_motion_runs
+    eff = {}
+    for rp in (False, True):
+        est, truth, yb, xb = _patch_truth(sim, runs[rp])
+        bound = crlb_patches(
+            sim.clean,
+            yb,
+            xb,
+            gain=sim.gain,
+            read_noise=sim.read_noise,
+            offset=sim.offset,
+            gradient=sim.gradient,
+        )
+        eff[rp] = efficiency(est, truth, bound)
+    assert np.median(eff[True]) >= 0.6 and eff[True].min() >= 0.4, eff[True].round(2)
+    assert np.median(eff[False]) < 0.4, eff[False].round(2)
+    # within rigid ± max_deviation_rigid (default 3) whatever the refinement did
+    est = runs[True].shifts.values
+    dev = np.abs(est - runs[True].rigid_shifts.values[:, None, None, :])
+    assert dev.max() <= 3 + 1e-5
+
+
+def test_corrector_reproduces_refined_patches(rigid_motion_runs):
+    sim, runs = rigid_motion_runs
+    corr = xnormcorre.Corrector.from_result(runs[True])
+    assert corr.parameters["refine_patches"] is True
+    out = corr.correct(sim.frames)
+    np.testing.assert_array_equal(out.shifts.values, runs[True].shifts.values)
+    # single-frame path: the same kernels on a batch of one frame
+    one = corr.shift(np.asarray(sim.frames[5]))
+    np.testing.assert_allclose(one, runs[True].shifts.values[5], atol=1e-4)
+
+
+def test_refine_patches_must_be_bool():
+    with pytest.raises(TypeError, match="refine_patches must be True or False"):
+        xnormcorre.pwrigid(
+            np.ones((3, 64, 64), np.float32), max_shifts=3, strides=24, overlaps=8, refine_patches="yes"
+        )

@@ -145,12 +145,15 @@ def _registration_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kw["strides"] = pair_option(args.strides, "--strides") or (96, 96)
         kw["overlaps"] = pair_option(args.overlaps, "--overlaps") or (32, 32)
         kw["max_deviation_rigid"] = 3 if args.max_deviation_rigid is None else args.max_deviation_rigid
+        kw["refine_patches"] = args.refine_patches
         kw["niter_rig"] = args.niter
         kw["num_splits_to_process_rig"] = args.num_splits
     else:
         for opt in ("strides", "overlaps", "max_deviation_rigid"):
             if getattr(args, opt) is not None:
                 raise CLIError(f"--{opt.replace('_', '-')} applies to --pw-rigid only")
+        if args.refine_patches:
+            raise CLIError("--refine-patches applies to --pw-rigid only")
         kw["niter"] = args.niter
         kw["num_splits_to_process"] = args.num_splits
     return kw

@@ -69,7 +69,7 @@ class Corrector(SingleFrames):
     defects : bool or DataArray or ndarray (y, x)
         Sensor defects left out of the estimate: found in the frames the corrector is
         calibrated on (True), none (False) or a boolean mask.
-    strides, overlaps, max_deviation_rigid, upsample_factor_grid
+    strides, overlaps, max_deviation_rigid, upsample_factor_grid, refine_patches
         Given ``strides``, the corrector is piecewise rigid, as :func:`xnormcorre.pwrigid`
         with these parameters; otherwise rigid.
     calibration : xnormcorre.engine.config.Calibration, optional
@@ -129,6 +129,7 @@ class Corrector(SingleFrames):
         overlaps: int | tuple[int, int] = (32, 32),
         max_deviation_rigid: int | tuple[int, int] = 3,
         upsample_factor_grid: int = 4,
+        refine_patches: bool = False,
         calibration: Calibration | None = None,
     ):
         kw: dict[str, Any] = {
@@ -147,6 +148,7 @@ class Corrector(SingleFrames):
                 overlaps=overlaps,
                 max_deviation_rigid=max_deviation_rigid,
                 upsample_factor_grid=upsample_factor_grid,
+                refine_patches=refine_patches,
             )
         if calibration is not None and not isinstance(calibration, Calibration):
             raise TypeError(
@@ -173,6 +175,8 @@ class Corrector(SingleFrames):
             raise TypeError(f"Corrector got unexpected parameters {unknown}")
         self._kw = {**defaults, **kw}
         self._opts = (pw_options if self.piecewise else rigid_options)(shape, **self._kw)
+        if self.piecewise:  # a flag read back from attrs is 0/1
+            self._kw["refine_patches"] = self._opts.refine_patches
         self.clip = vd.check_bool(clip, "clip")
         self._defects = vd.check_defects(defects, shape)
         self._cal: Calibration | None = calibration

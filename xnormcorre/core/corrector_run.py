@@ -85,6 +85,7 @@ def corrector_result(
             strides=opts.strides,
             overlaps=opts.overlaps,
             max_deviation_rigid=opts.max_deviation_rigid,
+            refine_patches=opts.refine_patches,
             upsample_factor=opts.upsample_factor,
             upsample_factor_grid=opts.upsample_factor_grid,
             frames_per_split=opts.frames_per_split,

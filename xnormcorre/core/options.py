@@ -51,6 +51,7 @@ class Options:
     upsample_factor_grid: int | None = None
     num_splits_to_process_els: int | None = None
     niter_els: int | None = None
+    refine_patches: bool = False
 
     @property
     def piecewise(self) -> bool:
@@ -91,6 +92,7 @@ class Options:
             max_deviation_rigid=self.max_deviation_rigid,
             batch_size=self.batch_size,
             n_frames=n_frames,
+            refine_patches=self.refine_patches,
             max_shifts=self.max_shifts,
             upsample_factor=self.upsample_factor,
             border=self.border,
@@ -111,6 +113,7 @@ class Options:
                 "strides": self.strides,
                 "overlaps": self.overlaps,
                 "max_deviation_rigid": self.max_deviation_rigid,
+                "refine_patches": self.refine_patches,
                 "upsample_factor": self.upsample_factor,
                 "upsample_factor_grid": self.upsample_factor_grid,
                 "frames_per_split": self.frames_per_split,
@@ -203,6 +206,7 @@ def pw_options(shape: tuple[int, int], **kw: Any) -> Options:
             kw["num_splits_to_process_els"], "num_splits_to_process_els", allow_none=True
         ),
         niter_els=vd.integer(kw["niter_els"], "niter_els", minimum=0),
+        refine_patches=vd.check_bool(kw.get("refine_patches", False), "refine_patches"),
     )
 
 

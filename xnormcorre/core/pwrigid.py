@@ -36,6 +36,7 @@ def pwrigid(
     strides: int | tuple[int, int] = (96, 96),
     overlaps: int | tuple[int, int] = (32, 32),
     max_deviation_rigid: int | tuple[int, int] = 3,
+    refine_patches: bool = False,
     upsample_factor: int = 10,
     upsample_factor_grid: int = 4,
     frames_per_split: int = 1000,
@@ -65,8 +66,9 @@ def pwrigid(
     Each frame is first registered rigidly (as in :func:`xnormcorre.rigid`); the frame
     is then cut into overlapping patches of ``strides + overlaps`` pixels (see
     :func:`patch_grid`) and each patch is registered to the same patch of the template,
-    its peak searched only within ``rigid ± max_deviation_rigid`` and refined to
-    subpixel precision as in :func:`xnormcorre.rigid`.  The grid of patch shifts is interpolated bilinearly
+    its peak searched only within ``rigid ± max_deviation_rigid`` and located to
+    subpixel precision (with ``refine_patches``, refined further as in
+    :func:`xnormcorre.rigid`).  The grid of patch shifts is interpolated bilinearly
     between patch centres into a dense displacement field and the frame is resampled
     once with a Keys cubic kernel (a = -0.75, OpenCV's ``INTER_CUBIC``, as CaImAn's
     default ``shifts_opencv`` path); pixels whose source lies outside the frame are
@@ -95,6 +97,19 @@ def pwrigid(
         ``overlap_pre`` is half of it on each side); ``0 <= overlaps < strides``.
     max_deviation_rigid : int or (int, int)
         Largest deviation of a patch shift from the frame's rigid shift, pixels.
+    refine_patches : bool
+        Refine each patch's correlation peak as the rigid shift is refined: by a
+        noise-weighted Gauss-Newton step of the patch against the template patch
+        (only pixels whose source lies inside the frame; a robust reweighting leaves
+        out cells that light up), kept within ``rigid ± max_deviation_rigid``.
+        Default False.  On simulated movies with shot noise it brings the patch shifts
+        much closer to the best precision the noise allows (Cramér-Rao bound):
+        efficiency 0.21/0.16/0.11 -> 0.69/0.74/0.81 at 1/5/20 photons per pixel under
+        rigid motion, 0.17/0.07/0.02 -> 0.65/0.52/0.22 under non-rigid motion.  It
+        makes the piecewise-rigid registration 1.5-3x slower (measured on a CPU at
+        256² px), and on a real two-photon movie (Neurofinder) it did not raise the
+        correlation of the corrected frames with the template.  No effect with
+        ``upsample_factor=1`` (integer shifts).
     %(upsample_factor)s
     upsample_factor_grid : int
         Recorded for compatibility (see above); must be ``>= 1``.  A value other than

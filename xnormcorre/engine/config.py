@@ -234,6 +234,9 @@ class PwParams:
     pweight: object
     wy: object
     wx: object
+    #: Gauss-Newton steps refining each patch's correlation peak against the template
+    #: patch (:func:`xnormcorre.engine.pwrigid.patch_constants`); 0 (default): none.
+    patch_refine_steps: int = 0
 
     @property
     def border(self) -> str:
@@ -267,6 +270,7 @@ class PwParams:
             "peak_fit": kw["peak_fit"],
             "inpaint_defects": kw["inpaint_defects"],
             "clip": kw["clip"],
+            "refine_steps": self.patch_refine_steps,
         }
 
     def register(self, movie, template: np.ndarray, **kw):
@@ -306,9 +310,14 @@ def make_pw_params(
     max_deviation_rigid: tuple[int, int],
     batch_size: int | None = None,
     n_frames: int | None = None,
+    refine_patches: bool = False,
     **rigid_kw,
 ) -> PwParams:
-    """Build the static parameters of a piecewise-rigid pass (patch grid, windows)."""
+    """Build the static parameters of a piecewise-rigid pass (patch grid, windows).
+
+    ``refine_patches``: refine each patch's peak by the rigid estimate's Gauss-Newton
+    steps (as many as the rigid step takes: none with ``upsample_factor=1``).
+    """
     h, w = shape
     ay = patch_axis(h, strides[0], overlaps[0])
     ax = patch_axis(w, strides[1], overlaps[1])
@@ -339,6 +348,7 @@ def make_pw_params(
         pweight=pweight,
         wy=interp_matrix(h, ay.centres),
         wx=interp_matrix(w, ax.centres),
+        patch_refine_steps=rigid.refine_steps if refine_patches else 0,
     )
 
 

@@ -74,7 +74,7 @@ def _rigid_same(frame, consts, *, rkw, apply):
 
 
 @partial(jax.jit, static_argnames=("rkw", "pkw", "apply", "same"))
-def _pw_frame(frame, ref, consts, pconsts, *, rkw, pkw, apply, same):
+def _pw_frame(frame, ref, consts, pconsts, prefine, *, rkw, pkw, apply, same):
     """Rigid shift, patch shifts of ``ref`` and, if ``apply``, ``frame`` warped by them."""
     tmpl, fill, window, weight, refine, defects, scale = consts
     pwindow, pweight, wy, wx = pconsts
@@ -82,7 +82,7 @@ def _pw_frame(frame, ref, consts, pconsts, *, rkw, pkw, apply, same):
     rs = _rigid.register_batch(
         ref[None], tmpl, fill, window, weight, refine, defects, scale, apply=False, **dict(rkw)
     )
-    args = (rs, tmpl, fill, pwindow, pweight, wy, wx, defects, scale)
+    args = (rs, tmpl, fill, pwindow, pweight, wy, wx, defects, scale, prefine)
     if not apply:
         return rs[0], _pw.register_pw_batch(ref[None], *args, apply=False, **kw)[0]
     if same:
@@ -137,6 +137,8 @@ class FrameRegistrar:
         arrays = _rigid.kernel_arrays(self.params.rigid, tmpl)
         self.template = tmpl
         self._consts = jax.device_put((tmpl, np.float32(self.params.fill_min), *arrays))
+        if self.piecewise:
+            self._prefine = jax.device_put(_pw.patch_constants(tmpl, self.params))
 
     def _frame(self, frame) -> jax.Array | np.ndarray:
         if isinstance(frame, jax.Array) and frame.dtype == jnp.float32:
@@ -156,7 +158,15 @@ class FrameRegistrar:
         f = self._frame(frame)
         if self.piecewise:
             out = _pw_frame(
-                f, f, self._consts, self._pconsts, rkw=self._rkw, pkw=self._pkw, apply=False, same=True
+                f,
+                f,
+                self._consts,
+                self._pconsts,
+                self._prefine,
+                rkw=self._rkw,
+                pkw=self._pkw,
+                apply=False,
+                same=True,
             )
             return np.asarray(out[1])
         return np.asarray(_rigid_same(f, self._consts, rkw=self._rkw, apply=False))
@@ -176,6 +186,7 @@ class FrameRegistrar:
                 r,
                 self._consts,
                 self._pconsts,
+                self._prefine,
                 rkw=self._rkw,
                 pkw=self._pkw,
                 apply=True,

@@ -3,7 +3,11 @@ never imports xarray).
 
 Per frame: a rigid estimate on the whole frame; then each patch (geometry:
 :mod:`xnormcorre.engine.patches`) is registered to the same patch of the template,
-with the peak searched only within ``rigid ± max_deviation_rigid``; the grid of patch
+with the peak searched only within ``rigid ± max_deviation_rigid`` and, optionally
+(``PwParams.patch_refine_steps > 0``, off by default), refined as the rigid estimate by
+a noise-weighted Gauss-Newton step of the patch against the template patch
+(:mod:`xnormcorre.engine.refine`; bounded by its ``MAX_STEP`` and by the search window,
+Tukey-reweighted against cells that lit up); the grid of patch
 shifts is interpolated to a dense displacement field and the frame resampled once
 (:mod:`xnormcorre.engine.warp`).
 """
@@ -21,10 +25,13 @@ import numpy as np
 
 from . import compile_cache
 from . import rigid as _rigid
-from .borders import fill_invalid
+from .borders import border_limits, fill_invalid
 from .correlation import masked_corr
 from .defects import inpaint
 from .estimate import estimate_shift
+from .fourier import fourier_shift
+from .noise import pixel_weights
+from .refine import TUKEY_C, gauss_newton_step, refine_constants
 from .runner import iter_batches, run_kernels
 from .warp import dense_field, warp
 
@@ -33,7 +40,7 @@ compile_cache.enable()  # before the first kernel compiles: later processes load
 if TYPE_CHECKING:  # pragma: no cover
     from .config import PwParams
 
-__all__ = ["mean_registered", "register_pw_batch", "register_pw_frames"]
+__all__ = ["mean_registered", "patch_constants", "register_pw_batch", "register_pw_frames"]
 
 
 def _patches(img: jax.Array, sy: tuple[int, ...], sx: tuple[int, ...], size: tuple[int, int]) -> jax.Array:
@@ -54,6 +61,7 @@ def _pw_one(
     wx,
     defects,
     scale,
+    refine,
     *,
     pad,
     max_dev,
@@ -69,6 +77,7 @@ def _pw_one(
     inpaint_defects=False,
     clip=False,
     warp_estimate=False,
+    refine_steps=0,
 ):
     est = frame * scale
     if inpaint_defects:
@@ -97,8 +106,10 @@ def _pw_one(
 
     # every patch is cut (cy, cx) from its template patch: the residual is searched
     # around 0 within the rigid shift's own bounds, moved by that offset
-    def one_patch(ps, ts):
-        res_y, res_x = estimate_shift(
+    bounds = (ry - max_dev[0] - cy, ry + max_dev[0] - cy, rx - max_dev[1] - cx, rx + max_dev[1] - cx)
+
+    def peak(ps, ts):
+        return estimate_shift(
             ps,
             ts,
             pweight,
@@ -107,11 +118,45 @@ def _pw_one(
             upsample_factor=upsample_factor,
             whiten=whiten,
             peak_fit=peak_fit,
-            bounds=(ry - max_dev[0] - cy, ry + max_dev[0] - cy, rx - max_dev[1] - cx, rx + max_dev[1] - cx),
+            bounds=bounds,
+            grid=refine_steps == 0,
         )
-        return jnp.stack([res_y + cy, res_x + cx])
 
-    pshifts = jax.vmap(jax.vmap(one_patch))(pspec, tmpl_pspec)  # (Ny, Nx, 2)
+    if refine_steps == 0:
+
+        def one_patch(ps, ts):
+            res_y, res_x = peak(ps, ts)
+            return jnp.stack([res_y + cy, res_x + cx])
+
+        pshifts = jax.vmap(jax.vmap(one_patch))(pspec, tmpl_pspec)  # (Ny, Nx, 2)
+    else:
+        # the raw (unwindowed) patch spectra, moved by the peak estimate for the refinement
+        raw_spec = jnp.fft.rfft2(patches)
+        h, w = frame.shape
+
+        def refined_patch(ps, ts, rs, consts, y0, x0):
+            res_y, res_x = peak(ps, ts)
+            # the rigid estimator's Gauss-Newton step, on the patch against the template
+            # patch: only pixels that stayed in the patch after the move and whose source
+            # lay inside the frame (edge patches are cut from the padded frame).  A cell
+            # lighting up is a large part of a patch: the Tukey reweighting leaves it out
+            # (on a static noise-free movie with activity: patch shifts 0.04 px instead of 0.25)
+            for _ in range(refine_steps):
+                moved = fourier_shift(rs, res_y, res_x, size)
+                lo_y, hi_y, lo_x, hi_x = border_limits(res_y, res_x, *size)
+                oy, ox = y0 + cy + res_y, x0 + cx + res_x  # frame position of the moved patch's origin
+                limits = (
+                    jnp.maximum(lo_y, jnp.ceil(-oy).astype(jnp.int32)),
+                    jnp.minimum(hi_y, jnp.floor(h - 1 - oy).astype(jnp.int32)),
+                    jnp.maximum(lo_x, jnp.ceil(-ox).astype(jnp.int32)),
+                    jnp.minimum(hi_x, jnp.floor(w - 1 - ox).astype(jnp.int32)),
+                )
+                ddy, ddx = gauss_newton_step(moved, consts, limits, tukey=TUKEY_C)
+                res_y = jnp.clip(res_y + ddy, bounds[0], bounds[1])
+                res_x = jnp.clip(res_x + ddx, bounds[2], bounds[3])
+            return jnp.stack([res_y + cy, res_x + cx])
+
+        pshifts = jax.vmap(jax.vmap(refined_patch))(pspec, tmpl_pspec, raw_spec, refine, syy, sxx)
     if not apply:
         return pshifts
     fy, fx = dense_field(pshifts, wy, wx)
@@ -137,6 +182,7 @@ _STATIC = (
     "inpaint_defects",
     "clip",
     "warp_estimate",
+    "refine_steps",
 )
 
 
@@ -152,6 +198,7 @@ def register_pw_batch(
     wx,
     defects,
     scale,
+    refine=None,
     *,
     pad,
     max_dev,
@@ -167,6 +214,7 @@ def register_pw_batch(
     inpaint_defects=False,
     clip=False,
     warp_estimate=False,
+    refine_steps=0,
 ):
     """Piecewise-rigid registration of a batch ``(B, H, W)`` to ``template``, given the
     frames' rigid shifts ``(B, 2)`` (from :func:`xnormcorre.engine.rigid.register_batch`:
@@ -175,7 +223,10 @@ def register_pw_batch(
     Returns patch shifts ``(B, Ny, Nx, 2)`` and, if ``apply``, the corrected frames
     ``(B, H, W)`` and their correlation with the template ``(B,)`` (NaN if not
     ``with_corr``).  ``defects``/``scale``/``inpaint_defects`` as in the rigid kernel;
-    ``clip`` limits each corrected frame to its raw frame's range.
+    ``clip`` limits each corrected frame to its raw frame's range.  ``refine``: the
+    Gauss-Newton constants of each template patch (:func:`patch_constants`); each patch's
+    correlation peak is then refined by ``refine_steps`` noise-weighted Gauss-Newton
+    steps (:func:`xnormcorre.engine.refine.gauss_newton_step`), within the same bounds.
     """
     tp = _patches(template * scale, starts_y, starts_x, size)
     tmpl_pspec = jnp.fft.rfft2((tp - tp.mean(axis=(-2, -1), keepdims=True)) * pwindow)
@@ -195,12 +246,36 @@ def register_pw_batch(
         inpaint_defects=inpaint_defects,
         clip=clip,
         warp_estimate=warp_estimate,
+        refine_steps=refine_steps if refine is not None else 0,
     )
     consts = (template, tmpl_pspec, fill_min, pwindow, pweight, wy, wx, defects, scale)
-    return jax.vmap(lambda f, r: fn(f, r, *consts))(frames, rigid_shifts)
+    return jax.vmap(lambda f, r: fn(f, r, *consts, refine))(frames, rigid_shifts)
 
 
 # ----------------------------------------------------------------------- NumPy drivers
+def patch_constants(template: np.ndarray, params: PwParams) -> tuple[np.ndarray, ...] | None:
+    """Gauss-Newton constants of every template patch, stacked ``(Ny, Nx, ...)``, or None
+    without patch refinement (``params.patch_refine_steps == 0``, the default).
+
+    Each patch gets :func:`xnormcorre.engine.refine.refine_constants` of the template
+    patch, weighted by the noise model's ``1/var`` on the whole template (cut to the
+    patch), as the rigid step.
+    """
+    if params.patch_refine_steps <= 0:
+        return None
+    t = np.asarray(template, np.float64)
+    wts = pixel_weights(t, params.rigid.noise)
+    py, px = params.size
+    rows = []
+    for y0 in params.starts_y:
+        cells = [
+            refine_constants(t[y0 : y0 + py, x0 : x0 + px], wts[y0 : y0 + py, x0 : x0 + px])
+            for x0 in params.starts_x
+        ]
+        rows.append([np.stack(parts) for parts in zip(*cells, strict=True)])
+    return tuple(np.stack(parts) for parts in zip(*rows, strict=True))
+
+
 def register_pw_frames(
     movie,
     template: np.ndarray,
@@ -241,7 +316,8 @@ def register_pw_frames(
     corrected = np.empty((n, h, w), np.float32) if apply else None
     corr = np.empty((n,), np.float32) if apply else None
     kw = params.kernel_kwargs()
-    consts = (tmpl, fill, params.pwindow, params.pweight, params.wy, params.wx, defects, scale)
+    refine = patch_constants(tmpl, params)
+    consts = (tmpl, fill, params.pwindow, params.pweight, params.wy, params.wx, defects, scale, refine)
 
     def kernel(_, batch):
         rs = _rigid.register_batch(batch, tmpl, fill, *rarrays, apply=False, **rkw)
