@@ -306,7 +306,12 @@ def test_real_movie_patch_flags_are_rare_and_catch_planted_jumps(neurofinder_pat
         s[where] += 3.0 * np.stack([np.cos(angle), np.sin(angle)], -1)
         planted = quality_flags(res.assign(shifts=(res.shifts.dims, s)), max_shifts=8).patch_jump.values
         assert planted[where].all()  # recall 100 %
-        assert int(planted.sum()) <= int(jump.sum()) + 20  # nothing else newly flagged
+        collateral = planted.astype(bool) & ~jump
+        collateral[where] = False
+        # nothing else newly flagged, but for the odd estimate near its threshold: 20 planted
+        # jumps shift the patches' robust statistics over time and the fitted field of their
+        # frames (measured: 0-1 of the 7,660 other estimates)
+        assert int(collateral.sum()) <= 2
 
 
 @pytest.mark.slow
