@@ -21,11 +21,13 @@ from tqdm.std import tqdm
 
 from ..schema import MOVIE_DIMS
 from . import atomic
+from ._docs import fill_doc
 from .blocks import stream_movie
 
 __all__ = ["Hdf5Layout", "to_hdf5", "write_hdf5_blocks"]
 
 
+@fill_doc
 def to_hdf5(
     da: xr.DataArray,
     path: str | os.PathLike,
@@ -54,26 +56,14 @@ def to_hdf5(
     dtype : dtype, optional
         Output dtype: float32 by default; an integer dtype rounds and clips (NaN -> 0),
         with a ``UserWarning`` naming the fraction of clipped pixels when it is above 0.1 %.
-    progress : bool
-        Show a tqdm progress bar (frames).
-    resume : bool
-        Write resumably: the temporary file is ``.<name>.resume.part`` (its dataset's
-        chunks all allocated when it is made) with a record ``.<name>.resume.json`` of the
-        frames written, kept when the write does not complete (killed, Ctrl-C, SIGTERM,
-        an error).  Writing the same movie again with ``resume=True`` writes only the
-        missing frames; the dataset's values, dtype, chunks and attributes are those of an
-        uninterrupted write.  A partial file of another movie, dtype or dataset name is a
-        ``ValueError`` and is left as it is.
+    %(progress)s
+    %(resume)s
+        The partial file's dataset has all its chunks allocated when it is made; the
+        dataset's values, dtype, chunks and attributes are those of an uninterrupted write.
 
-    Returns
-    -------
-    pathlib.Path
-        The written file.
+    %(returns_path)s
 
-    Raises
-    ------
-    ValueError
-        ``resume=True`` and the partial file there belongs to another write.
+    %(raises_resume)s
 
     Examples
     --------

@@ -14,6 +14,7 @@ import xarray as xr
 from tqdm.std import tqdm
 
 from . import atomic
+from ._docs import fill_doc
 from .blocks import stream_movie
 
 __all__ = ["TiffLayout", "to_tiff", "write_tiff_blocks"]
@@ -22,6 +23,7 @@ __all__ = ["TiffLayout", "to_tiff", "write_tiff_blocks"]
 BIGTIFF_BYTES = 2**32 - 2**25
 
 
+@fill_doc
 def to_tiff(
     da: xr.DataArray,
     path: str | os.PathLike,
@@ -52,25 +54,13 @@ def to_tiff(
         Output dtype: float32 by default; an integer dtype (e.g. ``np.uint16``) rounds
         and clips to its range (NaN -> 0), with a ``UserWarning`` naming the fraction of
         clipped pixels when it is above 0.1 %.
-    progress : bool
-        Show a tqdm progress bar (frames).
-    resume : bool
-        Write resumably: the temporary file is ``.<name>.resume.part`` with a record
-        ``.<name>.resume.json`` of the frames written, kept when the write does not
-        complete (killed, Ctrl-C, SIGTERM, an error).  Writing the same movie again with
-        ``resume=True`` writes only the missing frames; the file is the same, byte for
-        byte, as an uninterrupted write.  A partial file of another movie, dtype or
-        options is a ``ValueError`` and is left as it is.
+    %(progress)s
+    %(resume)s
+        The file is the same, byte for byte, as an uninterrupted write.
 
-    Returns
-    -------
-    pathlib.Path
-        The written file.
+    %(returns_path)s
 
-    Raises
-    ------
-    ValueError
-        ``resume=True`` and the partial file there belongs to another write.
+    %(raises_resume)s
 
     Examples
     --------
