@@ -36,10 +36,9 @@ from ._lazy import (
     BackendEntrypoint,
     CachingFileManager,
     SerializableLock,
-    lazily_indexed,
     outer_1vector_getitem,
 )
-from ._meta import Acquisition, apply_acquisition, channel_coords, length_um, positive, seconds
+from ._meta import Acquisition, channel_coords, length_um, positive, seconds
 
 __all__ = ["TiffBackendArray", "TiffBackendEntrypoint", "expand_tiff_paths"]
 
@@ -699,7 +698,7 @@ class TiffBackendEntrypoint(BackendEntrypoint):
     description: ClassVar[str] = (
         "Lazy (time, [channel,] y, x) movies from multi-page TIFF files (xnormcorre, via tifffile)"
     )
-    url: ClassVar[str] = "https://github.com/xnormcorre/xnormcorre"
+    url: ClassVar[str] = cm.URL
     open_dataset_parameters: ClassVar[tuple[str, ...]] = (
         "filename_or_obj",
         "drop_variables",
@@ -745,40 +744,28 @@ class TiffBackendEntrypoint(BackendEntrypoint):
                 part.manager.close()
             raise
         array = TiffBackendArray(parts=parts)
-        source = paths[0] if len(paths) == 1 else f"{paths[0]} ... {paths[-1]} ({len(paths)} files)"
-        attrs = {
-            "long_name": "fluorescence",
-            "units": "a.u.",
-            "source": source,
-            "source_format": "TIFF",
-            "n_files": len(paths),
-        }
+        attrs: dict[str, Any] = {"n_files": len(paths)}
         if first.series >= 0:
             attrs["tiff_series"] = first.series
         volume = first.second == "z"
         multi = array.n_channels > 1 and not volume
         if not multi and first_acq.channel_names:
             attrs["channel_name"] = first_acq.channel_names[0]
-        encoding = {
-            "preferred_chunks": {"time": 1, "channel": 1}
+        return cm.backend_dataset(
+            array,
+            source=paths[0] if len(paths) == 1 else f"{paths[0]} ... {paths[-1]} ({len(paths)} files)",
+            source_format="TIFF",
+            attrs=attrs,
+            preferred_chunks={"time": 1, "channel": 1}
             if multi
             else ({"time": 1, "z": array.n_channels} if volume else {"time": 1}),
-            "source": paths[0],
-            "dtype": array.dtype,
-        }
-        ds = cm.movie_dataset(
-            lazily_indexed(array),
-            array.shape,
-            fps=fps if fps is not None else first_acq.fps,
-            attrs=attrs,
-            encoding=encoding,
-            drop_variables=cm.drop_names(drop_variables),
+            file=paths[0],
+            fps=fps,
+            acquisition=first_acq,
+            drop_variables=drop_variables,
             channels=channel_coords(array.n_channels, first_acq.channel_names) if multi else None,
             planes=array.n_channels if volume else None,
         )
-        ds = apply_acquisition(ds, first_acq, user_fps=fps, var=cm.MOVIE_NAME)
-        ds.set_close(array.close)
-        return ds
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
         """True for an existing file with a TIFF/BigTIFF header, or a TIFF-named path or list."""
