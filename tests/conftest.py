@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import xnormcorre
-from xnormcorre.io import tiff as tiff_mod
+from xnormcorre.io import tiff_files
 
 settings.register_profile(
     "ci",
@@ -81,15 +81,26 @@ def synthetic_tiff(tmp_path_factory):
     return path, arr
 
 
+def _log_reads(monkeypatch, method: str) -> list[int]:
+    """Patch ``TiffPart.<method>`` to log the indices it is asked for; the log."""
+    log: list[int] = []
+    orig = getattr(tiff_files.TiffPart, method)
+
+    def spy(self, idx, *args):
+        log.extend(int(i) for i in idx)
+        return orig(self, idx, *args)
+
+    monkeypatch.setattr(tiff_files.TiffPart, method, spy)
+    return log
+
+
 @pytest.fixture
 def reads(monkeypatch):
     """Frame numbers read from TIFF files (one entry per frame read)."""
-    frames: list[int] = []
-    orig = tiff_mod._TiffPart.read
+    return _log_reads(monkeypatch, "read")
 
-    def read(self, idx):
-        frames.extend(int(i) for i in idx)
-        return orig(self, idx)
 
-    monkeypatch.setattr(tiff_mod._TiffPart, "read", read)
-    return frames
+@pytest.fixture
+def planes_read(monkeypatch):
+    """Image planes (pages) the TIFF backend reads, in order."""
+    return _log_reads(monkeypatch, "_read_planes")
