@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +107,46 @@ def reads(monkeypatch):
 def planes_read(monkeypatch):
     """Image planes (pages) the TIFF backend reads, in order."""
     return _log_reads(monkeypatch, "_read_planes")
+
+
+@pytest.fixture(scope="session")
+def tree_digest():
+    """``tree_digest(folder)``: a hash of every file name and content under ``folder``."""
+
+    def digest(path: Path) -> str:
+        h = hashlib.sha256()
+        for p in sorted(path.rglob("*")):
+            h.update(str(p.relative_to(path)).encode())
+            if p.is_file():
+                h.update(p.read_bytes())
+        return h.hexdigest()
+
+    return digest
+
+
+@pytest.fixture(scope="session")
+def kill_when():
+    """``kill_when(child, ready, what, timeout=240)``: SIGKILL the subprocess ``child`` (a
+    ``Popen`` with ``stderr=PIPE``) once ``ready()`` is true; the test fails if the child
+    ends first or ``ready()`` is not true within ``timeout`` seconds (``"the run did not
+    <what> in time"``).  The child never outlives the call."""
+
+    def kill(child, ready, what: str, timeout: float = 240) -> None:
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if child.poll() is not None:
+                    pytest.fail(f"the run ended before it was killed: {child.stderr.read().decode()[-2000:]}")
+                if ready():
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail(f"the run did not {what} in time")
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+    return kill
