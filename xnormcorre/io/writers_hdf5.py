@@ -8,9 +8,10 @@ interpreter when h5py frees it).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +83,8 @@ def to_hdf5(
     check_dataset_name(dataset)
     resume = check_resume(resume)
 
-    def write(movie: xr.DataArray, target: Path, out_dtype: np.dtype, blocks: Iterator[np.ndarray]) -> Path:
-        return write_hdf5_blocks(
-            movie, target, out_dtype, blocks, dataset=dataset, progress=progress, overwrite=overwrite
-        )
-
     layout = Hdf5Layout(dataset)
+    write = layout.writer(progress=progress, overwrite=overwrite)
     return stream_movie(da, path, dtype, overwrite, write, resume=resume, layout=layout, progress=progress)[0]
 
 
@@ -244,6 +241,13 @@ class Hdf5Layout:
 
     def __init__(self, dataset: str) -> None:
         self.dataset = dataset
+
+    def writer(self, *, progress: bool, overwrite: bool) -> Callable[..., Path]:
+        """The plain (not resumable) write of this HDF5 file, ``write(movie, target, dtype, blocks)``:
+        :func:`write_hdf5_blocks`."""
+        return functools.partial(
+            write_hdf5_blocks, dataset=self.dataset, progress=progress, overwrite=overwrite
+        )
 
     def options(self, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]:
         return {"dataset": self.dataset}

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +81,8 @@ def to_tiff(
 
     resume = check_resume(resume)
 
-    def write(movie: xr.DataArray, target: Path, out_dtype: np.dtype, blocks: Iterator[np.ndarray]) -> Path:
-        return write_tiff_blocks(
-            movie, target, out_dtype, blocks, bigtiff=bigtiff, progress=progress, overwrite=overwrite
-        )
-
     layout = TiffLayout(bigtiff)
+    write = layout.writer(progress=progress, overwrite=overwrite)
     return stream_movie(da, path, dtype, overwrite, write, resume=resume, layout=layout, progress=progress)[0]
 
 
@@ -111,6 +108,13 @@ class TiffLayout:
 
     def __init__(self, bigtiff: bool | None) -> None:
         self.bigtiff = bigtiff
+
+    def writer(self, *, progress: bool, overwrite: bool) -> Callable[..., Path]:
+        """The plain (not resumable) write of this TIFF, ``write(movie, target, dtype, blocks)``:
+        :func:`write_tiff_blocks`."""
+        return functools.partial(
+            write_tiff_blocks, bigtiff=self.bigtiff, progress=progress, overwrite=overwrite
+        )
 
     def options(self, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]:
         return {"bigtiff": _bigtiff(self.bigtiff, movie.shape, dtype)}
