@@ -242,13 +242,6 @@ class Hdf5Layout:
     def __init__(self, dataset: str) -> None:
         self.dataset = dataset
 
-    def writer(self, *, progress: bool, overwrite: bool) -> Callable[..., Path]:
-        """The plain (not resumable) write of this HDF5 file, ``write(movie, target, dtype, blocks)``:
-        :func:`write_hdf5_blocks`."""
-        return functools.partial(
-            write_hdf5_blocks, dataset=self.dataset, progress=progress, overwrite=overwrite
-        )
-
     def options(self, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]:
         return {"dataset": self.dataset}
 
@@ -278,6 +271,13 @@ class Hdf5Layout:
     ) -> np.ndarray:
         with h5py.File(part, "r") as f:
             return f[self.dataset][index]
+
+    def writer(self, *, progress: bool, overwrite: bool) -> Callable[..., Path]:
+        """The plain (not resumable) write of this HDF5 file, ``write(movie, target, dtype, blocks)``:
+        :func:`write_hdf5_blocks`."""
+        return functools.partial(
+            write_hdf5_blocks, dataset=self.dataset, progress=progress, overwrite=overwrite
+        )
 
 
 class _Hdf5Filler:

@@ -109,13 +109,6 @@ class TiffLayout:
     def __init__(self, bigtiff: bool | None) -> None:
         self.bigtiff = bigtiff
 
-    def writer(self, *, progress: bool, overwrite: bool) -> Callable[..., Path]:
-        """The plain (not resumable) write of this TIFF, ``write(movie, target, dtype, blocks)``:
-        :func:`write_tiff_blocks`."""
-        return functools.partial(
-            write_tiff_blocks, bigtiff=self.bigtiff, progress=progress, overwrite=overwrite
-        )
-
     def options(self, movie: xr.DataArray, dtype: np.dtype) -> dict[str, Any]:
         return {"bigtiff": _bigtiff(self.bigtiff, movie.shape, dtype)}
 
@@ -143,6 +136,13 @@ class TiffLayout:
         with open(part, "rb") as f:
             f.seek(int(info["offset"]) + index * size)
             return np.frombuffer(f.read(size), dtype=dtype).reshape(shape[1:])
+
+    def writer(self, *, progress: bool, overwrite: bool) -> Callable[..., Path]:
+        """The plain (not resumable) write of this TIFF, ``write(movie, target, dtype, blocks)``:
+        :func:`write_tiff_blocks`."""
+        return functools.partial(
+            write_tiff_blocks, bigtiff=self.bigtiff, progress=progress, overwrite=overwrite
+        )
 
 
 class _TiffFiller:
