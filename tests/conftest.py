@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import xnormcorre
-from xnormcorre.io import tiff as tiff_mod
+from xnormcorre.io import tiff_files
 
 settings.register_profile(
     "ci",
@@ -81,15 +84,69 @@ def synthetic_tiff(tmp_path_factory):
     return path, arr
 
 
+def _log_reads(monkeypatch, method: str) -> list[int]:
+    """Patch ``TiffPart.<method>`` to log the indices it is asked for; the log."""
+    log: list[int] = []
+    orig = getattr(tiff_files.TiffPart, method)
+
+    def spy(self, idx, *args):
+        log.extend(int(i) for i in idx)
+        return orig(self, idx, *args)
+
+    monkeypatch.setattr(tiff_files.TiffPart, method, spy)
+    return log
+
+
 @pytest.fixture
 def reads(monkeypatch):
     """Frame numbers read from TIFF files (one entry per frame read)."""
-    frames: list[int] = []
-    orig = tiff_mod._TiffPart.read
+    return _log_reads(monkeypatch, "read")
 
-    def read(self, idx):
-        frames.extend(int(i) for i in idx)
-        return orig(self, idx)
 
-    monkeypatch.setattr(tiff_mod._TiffPart, "read", read)
-    return frames
+@pytest.fixture
+def planes_read(monkeypatch):
+    """Image planes (pages) the TIFF backend reads, in order."""
+    return _log_reads(monkeypatch, "_read_planes")
+
+
+@pytest.fixture(scope="session")
+def tree_digest():
+    """``tree_digest(folder)``: a hash of every file name and content under ``folder``."""
+
+    def digest(path: Path) -> str:
+        h = hashlib.sha256()
+        for p in sorted(path.rglob("*")):
+            h.update(str(p.relative_to(path)).encode())
+            if p.is_file():
+                h.update(p.read_bytes())
+        return h.hexdigest()
+
+    return digest
+
+
+@pytest.fixture(scope="session")
+def kill_when():
+    """``kill_when(child, ready, what, timeout=240)``: SIGKILL the subprocess ``child`` (a
+    ``Popen`` with ``stderr=PIPE``) once ``ready()`` is true; the test fails if the child
+    ends first or ``ready()`` is not true within ``timeout`` seconds (``"the run did not
+    <what> in time"``).  The child never outlives the call."""
+
+    def kill(child, ready, what: str, timeout: float = 240) -> None:
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if child.poll() is not None:
+                    pytest.fail(f"the run ended before it was killed: {child.stderr.read().decode()[-2000:]}")
+                if ready():
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail(f"the run did not {what} in time")
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+
+    return kill

@@ -8,12 +8,9 @@ an uninterrupted run.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -60,15 +57,6 @@ def interrupted(register, movie, store: Path, **kw) -> None:
     assert not status["complete"]
 
 
-def tree_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        h.update(str(p.relative_to(path)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 @pytest.mark.parametrize(
     ("register", "kw"), [(xnormcorre.rigid, {}), (xnormcorre.pwrigid, PW)], ids=["rigid", "pwrigid"]
 )
@@ -96,7 +84,7 @@ def test_in_memory_movie_is_chunked_along_time(tmp_path, movie):
     xr.testing.assert_identical(res.compute(), xnormcorre.rigid(movie, max_shifts=5))
 
 
-def test_resume_with_other_parameters_is_refused_untouched(tmp_path, movie):
+def test_resume_with_other_parameters_is_refused_untouched(tmp_path, movie, tree_digest):
     store = tmp_path / "run.zarr"
     interrupted(xnormcorre.rigid, movie, store, max_shifts=5)
     before = tree_digest(store)
@@ -178,28 +166,8 @@ def test_cli_nwb_output_reads_back(tif, tmp_path):
         assert float(stack.corrected.rate) == 30.0
 
 
-def kill_when(child, ready, what: str) -> None:
-    """SIGKILL ``child`` once ``ready()`` is true."""
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            if child.poll() is not None:
-                pytest.fail(f"the run ended before it was killed: {child.stderr.read().decode()[-2000:]}")
-            if ready():
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail(f"the run did not {what} in time")
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-
-
 @pytest.mark.slow
-def test_cli_sigkilled_run_resumes_bit_identical(tif, tmp_path):
+def test_cli_sigkilled_run_resumes_bit_identical(tif, tmp_path, tree_digest, kill_when):
     plain = cli(["correct", str(tif), "-o", "plain.tif", "--chunk", "20"], tmp_path, wait=False)
     args = ["correct", str(tif), "-o", "out.tif", "--chunk", "20", "--resume"]
     store = tmp_path / "out_shifts.zarr"

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -39,16 +36,6 @@ class Probe:
 
 def probed(movie, probe, chunk=CHUNK):
     return movie.copy(data=movie.chunk({"time": chunk}).data.map_blocks(probe, dtype=movie.dtype))
-
-
-def tree_digest(path: Path) -> str:
-    """Hash of every file name and content under a folder."""
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        h.update(str(p.relative_to(path)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +89,7 @@ def test_interrupted_run_resumes_bit_identical(interrupted, movie, expected):
     assert out.corrected.chunks is not None
 
 
-def test_resume_with_other_run_is_refused_and_store_untouched(interrupted, movie):
+def test_resume_with_other_run_is_refused_and_store_untouched(interrupted, movie, tree_digest):
     before = tree_digest(interrupted)
     tmpl = load_template(interrupted)
     chunked = movie.chunk({"time": CHUNK})
@@ -128,7 +115,7 @@ def test_resume_with_other_run_is_refused_and_store_untouched(interrupted, movie
     assert sorted(p.name for p in interrupted.parent.iterdir()) == ["run.zarr"]
 
 
-def test_existing_store_needs_resume_or_overwrite(tmp_path, movie, expected):
+def test_existing_store_needs_resume_or_overwrite(tmp_path, movie, expected, tree_digest):
     res = xnormcorre.rigid(movie.chunk({"time": 40}), max_shifts=3, template=expected.template)
     store = tmp_path / "s.zarr"
     compute_to_store(res, store, progress=False)
@@ -197,28 +184,15 @@ compute_to_store(res, sys.argv[1], movie=movie, progress=False)
 
 
 @pytest.mark.slow
-def test_sigkilled_process_resumes_bit_identical(tmp_path, movie):
+def test_sigkilled_process_resumes_bit_identical(tmp_path, movie, kill_when):
     store = tmp_path / "killed.zarr"
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(CHILD))
     env = {**os.environ, "PYTHONPATH": str(Path(xnormcorre.__file__).parents[1])}
     child = subprocess.Popen([sys.executable, str(script), str(store)], env=env, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if child.poll() is not None:
-                pytest.fail(f"child ended before it was killed: {child.stderr.read().decode()[-2000:]}")
-            if store.exists() and store_status(store)["chunks_done"] >= 3:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the child did not write 3 chunks in time")
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    kill_when(
+        child, lambda: store.exists() and store_status(store)["chunks_done"] >= 3, "write 3 chunks", 300
+    )
     status = store_status(store)
     assert 3 <= status["chunks_done"] < status["n_chunks"] == 20
     chunked = movie.chunk({"time": 4})

@@ -42,15 +42,6 @@ def h5_reads(monkeypatch):
     return log
 
 
-def test_engine_registered_with_description():
-    engines = xr.backends.list_engines()
-    assert ENGINE in engines
-    ep = engines[ENGINE]
-    assert isinstance(ep, H5BackendEntrypoint)
-    assert "HDF5" in ep.description and ep.url.startswith("https://")
-    assert set(ep.open_dataset_parameters) >= {"dataset", "fps", "drop_variables"}
-
-
 @pytest.mark.parametrize(
     "layout",
     [{}, {"chunks": (4, 16, 20)}, {"chunks": (1, 8, 10), "compression": "gzip"}],

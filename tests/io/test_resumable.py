@@ -76,6 +76,17 @@ def _assert_same_hdf5(a, b):
         assert list(da.attrs["DIMENSION_LABELS"]) == list(db.attrs["DIMENSION_LABELS"]) == ["time", "y", "x"]
 
 
+def _assert_same_output(fmt, out, plain):
+    """The resumed output ``out`` is the uninterrupted ``plain``: the same bytes (TIFF), files
+    (zarr) or dataset (HDF5: the same values, dtype, chunks and attributes)."""
+    if fmt == "tiff":
+        assert out.read_bytes() == plain.read_bytes()
+    elif fmt == "zarr":
+        assert _tree(out) == _tree(plain)
+    else:
+        _assert_same_hdf5(out, plain)
+
+
 @pytest.mark.parametrize("fmt", ["tiff", "hdf5"])
 @pytest.mark.parametrize("dtype", [np.float32, np.uint16])
 def test_interrupted_write_resumes_to_the_same_file(tmp_path, fmt, dtype):
@@ -95,10 +106,7 @@ def test_interrupted_write_resumes_to_the_same_file(tmp_path, fmt, dtype):
     # frames 0 and 29 are read again to check the partial file; chunk 1 (frames 10-19) never
     assert 1 not in seen and {3, 4} <= set(seen) and set(seen) <= {0, 2, 3, 4}
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"out.{fmt}", f"plain.{fmt}"])
-    if fmt == "tiff":
-        assert out.read_bytes() == plain.read_bytes()
-    else:
-        _assert_same_hdf5(out, plain)
+    _assert_same_output(fmt, out, plain)
 
 
 @pytest.mark.parametrize("fmt", ["tiff", "hdf5"])
@@ -112,10 +120,7 @@ def test_resume_with_other_chunks_and_ctrl_c(tmp_path, fmt):
     assert json.loads(partial_paths(out)[1].read_text())["frames_done"] == 20
     write(movie.chunk({"time": 7}), out, progress=False, resume=True)  # blocks 14-28, ...: cut at 20
     plain = write(movie, tmp_path / f"plain.{fmt}", progress=False)
-    if fmt == "tiff":
-        assert out.read_bytes() == plain.read_bytes()
-    else:
-        _assert_same_hdf5(out, plain)
+    _assert_same_output(fmt, out, plain)
 
 
 @pytest.mark.parametrize("fmt", ["tiff", "hdf5"])
@@ -293,10 +298,5 @@ def test_sigkilled_write_resumes_to_the_same_file(tmp_path, fmt, sig):
     assert not out.exists() and status is not None and 20 <= status["frames_done"] < 60
     done = subprocess.run([*run, str(out), "0", "resume"], env=env, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
-    if fmt == "tiff":
-        assert out.read_bytes() == plain.read_bytes()
-    elif fmt == "zarr":
-        assert _tree(out) == _tree(plain)
-    else:
-        _assert_same_hdf5(out, plain)
+    _assert_same_output(fmt, out, plain)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run.py", out.name, plain.name])

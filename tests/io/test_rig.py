@@ -20,7 +20,6 @@ import tifffile
 import xarray as xr
 
 import xnormcorre
-from xnormcorre.io import tiff as tiff_mod
 from xnormcorre.io.sbx import SbxBackendEntrypoint, read_sbx_info
 from xnormcorre.io.tiff import TiffBackendEntrypoint
 
@@ -31,20 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _frames(t, c, h=16, w=20, seed=0):
     return np.random.default_rng(seed).integers(0, 4000, size=(t, c, h, w)).astype(np.int16)
-
-
-@pytest.fixture
-def planes_read(monkeypatch):
-    """Image planes (pages) the TIFF backend reads, in order."""
-    log: list[int] = []
-    orig = tiff_mod._TiffPart._read_planes
-
-    def spy(self, idx):
-        log.extend(int(i) for i in idx)
-        return orig(self, idx)
-
-    monkeypatch.setattr(tiff_mod._TiffPart, "_read_planes", spy)
-    return log
 
 
 def _attrs_are_netcdf_safe(attrs):

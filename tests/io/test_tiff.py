@@ -45,15 +45,6 @@ def tiff_reads(monkeypatch):
 
 
 # --------------------------------------------------------------------------- registration
-def test_engine_registered_with_description():
-    engines = xr.backends.list_engines()
-    assert ENGINE in engines
-    ep = engines[ENGINE]
-    assert isinstance(ep, TiffBackendEntrypoint)
-    assert "TIFF" in ep.description and ep.url.startswith("https://")
-    assert set(ep.open_dataset_parameters) >= {"series", "fps", "drop_variables"}
-
-
 def test_engine_name_and_class_give_the_same(tmp_path):
     arr = _stack()
     p = tmp_path / "m.tif"

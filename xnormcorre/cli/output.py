@@ -1,4 +1,5 @@
-"""Command-line plumbing: errors, messages, output paths and formats, writing results."""
+"""Command-line plumbing: errors, messages, output paths and formats, option values, writing results
+(what is printed about a movie and a result: :mod:`xnormcorre.cli.report`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,19 @@ import importlib.util
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
+
+# the console text lives in .report; the commands import it from here
+from .report import (  # noqa: F401
+    channel_list,
+    describe,
+    flag_counts,
+    fmt_bytes,
+    movie_channel,
+    plane_dim,
+    plural,
+    shift_summary,
+    verdict_line,
+)
 
 #: Output formats and the file suffixes that select them.
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -222,75 +236,6 @@ def open_input(
     return movie
 
 
-def channel_list(movie) -> str:
-    """``0 'green', 1 'red'`` (the names when the file has them)."""
-    n = movie.sizes["channel"]
-    names = [str(v) for v in movie["channel_name"].values] if "channel_name" in movie.coords else []
-    return ", ".join(f"{i}" + (f" {names[i]!r}" if names else "") for i in range(n))
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def describe(movie) -> str:
-    n, h, w = movie.sizes["time"], movie.sizes["y"], movie.sizes["x"]
-    chunks = movie.chunks[0] if movie.chunks is not None else (n,)
-    channel = f" (channel {movie_channel(movie)})" if movie_channel(movie) else ""
-    plane = plane_dim(movie)
-    if plane is not None:
-        return (
-            f"{n} volumes of {movie.sizes[plane]} {plane} planes x {h}x{w} px{channel}, {movie.dtype}, "
-            f"time chunks of {max(chunks)} volumes ({plural(len(chunks), 'chunk')})"
-        )
-    return (
-        f"{n} frames of {h}x{w} px{channel}, {movie.dtype}, time chunks of {max(chunks)} frames "
-        f"({plural(len(chunks), 'chunk')})"
-    )
-
-
-def movie_channel(movie) -> str:
-    """The selected channel of a one-channel view of a multi-channel file (``1 'red'``), or ""."""
-    if "channel" not in movie.coords or movie["channel"].ndim:
-        return ""
-    name = f" {str(movie['channel_name'].values)!r}" if "channel_name" in movie.coords else ""
-    return f"{int(movie['channel'].values)}{name}"
-
-
-def flag_counts(ds) -> str:
-    parts = []
-    for name in ("at_max_shift", "low_correlation", "patch_jump", "patch_at_max_deviation"):
-        if name in ds:
-            flag = ds[name]
-            if "time" in flag.dims and flag.ndim > 1:
-                flag = flag.any([d for d in flag.dims if d != "time"])
-            parts.append(f"{int(flag.sum())} {name.replace('_', ' ')}")
-    return ", ".join(parts) if parts else "none computed"
-
-
-def verdict_line(ds) -> str:
-    """``verdict: ok`` or ``verdict: SUSPECT: <reasons>`` (wrapped), from the result's attrs."""
-    import textwrap
-
-    verdict = ds.attrs.get("qc_verdict")
-    if verdict is None:
-        return "verdict: not checked (result without qc_verdict)"
-    if verdict == "ok":
-        return "verdict: ok"
-    text = f"verdict: SUSPECT: {ds.attrs.get('qc_warnings', '')}"
-    return "\n    ".join(textwrap.wrap(text, width=100))
-
-
-def shift_summary(ds) -> str:
-    sh = ds["rigid_shifts"] if "rigid_shifts" in ds else ds["shifts"]
-    ranges = []
-    for comp in [str(c) for c in sh["axis"].values]:
-        v = sh.sel(axis=comp)
-        ranges.append(f"{comp} [{float(v.min()):+.2f}, {float(v.max()):+.2f}]")
-    kind = "rigid shifts" if "rigid_shifts" not in ds else "rigid part of the shifts"
-    return f"{kind}: {', '.join(ranges)} px; mean correlation with the template {float(ds.correlation.mean()):.3f}"
-
-
 def _in_plane(max_shifts):
     """The (y, x) part of a run's ``max_shifts`` (a volume's are z, y, x)."""
     return None if max_shifts is None else tuple(int(v) for v in list(max_shifts)[-2:])
@@ -338,20 +283,6 @@ def reopen(path: Path, fmt: str, dataset: str):
     if fmt == "zarr":
         return xr.open_zarr(path)["corrected"]
     return xr.open_dataset(path, chunks={})["corrected"]
-
-
-def fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
-
-
-def plane_dim(movie) -> str | None:
-    """The plane dim of a volume or multi-plane movie (``time``, a plane dim, ``y``, ``x``), else None."""
-    extra = [d for d in movie.dims if d not in ("time", "y", "x")]
-    return extra[0] if movie.ndim == 4 and len(extra) == 1 else None
 
 
 def max_shifts_option(values: Sequence[int] | None, movie) -> tuple[int, ...]:

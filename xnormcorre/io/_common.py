@@ -1,4 +1,4 @@
-"""Helpers shared by the TIFF and HDF5 backends: paths, magic bytes, keys, coordinates."""
+"""Helpers shared by the TIFF, HDF5 and Scanbox backends: paths, magic bytes, keys, the Dataset."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import xarray as xr
 
 from ..schema import MOVIE_DIMS, MOVIE_NAME
 from ..validate import check_fps  # noqa: F401  (re-exported for the backends: cm.check_fps)
+from ._lazy import BackendArray, lazily_indexed
+from ._meta import Acquisition, apply_acquisition
 
 
 class LazyModule:
@@ -39,6 +41,8 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 TIFF_EXTENSIONS = (".tif", ".tiff", ".btf", ".tf8", ".tf2", ".lsm", ".stk")
 HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf", ".he5", ".mat")
 NETCDF_EXTENSIONS = (".nc", ".nc4", ".cdf", ".netcdf")
+#: The project page every backend names (``BackendEntrypoint.url``).
+URL = "https://github.com/xnormcorre/xnormcorre"
 
 #: Target number of pixels per default time chunk (64 MiB as float32).
 _CHUNK_PIXELS = 2**24
@@ -102,6 +106,23 @@ def as_path_or_none(obj: Any) -> str | None:
     if isinstance(obj, (str, os.PathLike)):
         return os.fspath(obj)
     return None
+
+
+def engine_path(obj: Any, engine: str, what: str) -> str:
+    """The absolute path ``obj`` names, or ``TypeError`` saying that the ``engine`` opens
+    a path to ``what``.
+
+    Examples
+    --------
+    >>> engine_path(b"m.h5", "xnormcorre_hdf5", "an HDF5 file")
+    Traceback (most recent call last):
+    ...
+    TypeError: the xnormcorre_hdf5 engine opens a path to an HDF5 file, got bytes
+    """
+    path = as_path_or_none(obj)
+    if path is None:
+        raise TypeError(f"the {engine} engine opens a path to {what}, got {type(obj).__name__}")
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def check_file(path: str | os.PathLike, what: str) -> Path:
@@ -238,4 +259,51 @@ def movie_dataset(
     ds = xr.Dataset(data_vars, coords=coords)
     if fps is not None:
         ds.attrs["fps"] = fps
+    return ds
+
+
+def backend_dataset(
+    array: BackendArray,
+    *,
+    source: str,
+    source_format: str,
+    attrs: Mapping[str, Any],
+    preferred_chunks: Mapping[str, int],
+    fps: float | None,
+    drop_variables: str | Iterable[str] | None,
+    file: str | None = None,
+    acquisition: Acquisition | None = None,
+    channels: Mapping[str, Any] | None = None,
+    planes: int | None = None,
+) -> xr.Dataset:
+    """The Dataset a backend returns: ``array`` lazily indexed as the variable ``movie``.
+
+    The movie's attrs are ``long_name``, ``units``, ``source``, ``source_format``, then
+    ``attrs``; its encoding holds ``preferred_chunks``, the ``source`` file (``file``,
+    default ``source``) and the dtype.  ``fps`` is the user's frame rate; with an
+    ``acquisition`` (the file's metadata) its frame rate is used when ``fps`` is None and
+    the rest is attached by :func:`~xnormcorre.io._meta.apply_acquisition`.  Closing the
+    Dataset closes ``array``.  ``channels`` and ``planes`` as in :func:`movie_dataset`.
+    """
+    movie_attrs = {
+        "long_name": "fluorescence",
+        "units": "a.u.",
+        "source": source,
+        "source_format": source_format,
+        **attrs,
+    }
+    encoding = {"preferred_chunks": dict(preferred_chunks), "source": file or source, "dtype": array.dtype}
+    ds = movie_dataset(
+        lazily_indexed(array),
+        array.shape,
+        fps=fps if fps is not None or acquisition is None else acquisition.fps,
+        attrs=movie_attrs,
+        encoding=encoding,
+        drop_variables=drop_names(drop_variables),
+        channels=channels,
+        planes=planes,
+    )
+    if acquisition is not None:
+        ds = apply_acquisition(ds, acquisition, user_fps=fps, var=MOVIE_NAME)
+    ds.set_close(array.close)
     return ds

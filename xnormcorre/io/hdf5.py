@@ -23,7 +23,6 @@ from ._lazy import (
     BackendArray,
     BackendEntrypoint,
     CachingFileManager,
-    lazily_indexed,
     outer_1vector_getitem,
 )
 from ._meta import channel_coords
@@ -288,7 +287,7 @@ class H5BackendEntrypoint(BackendEntrypoint):
     """
 
     description: ClassVar[str] = "Lazy (time, y, x) movies from a 3-D HDF5 dataset (xnormcorre, via h5py)"
-    url: ClassVar[str] = "https://github.com/xnormcorre/xnormcorre"
+    url: ClassVar[str] = cm.URL
     open_dataset_parameters: ClassVar[tuple[str, ...]] = (
         "filename_or_obj",
         "drop_variables",
@@ -313,12 +312,7 @@ class H5BackendEntrypoint(BackendEntrypoint):
         if dims is not None:
             n = len(dims) if isinstance(dims, tuple | list) and len(dims) in (3, 4) else 3
             dims = check_dims(dims, n, "an HDF5 movie")
-        path = cm.as_path_or_none(filename_or_obj)
-        if path is None:
-            raise TypeError(
-                f"the xnormcorre_hdf5 engine opens a path to an HDF5 file, got {type(filename_or_obj).__name__}"
-            )
-        path = os.path.abspath(os.path.expanduser(path))
+        path = cm.engine_path(filename_or_obj, "xnormcorre_hdf5", "an HDF5 file")
         cm.check_file(path, "HDF5")
         manager = CachingFileManager(_open_h5, path, mode="r")
         try:
@@ -349,27 +343,17 @@ class H5BackendEntrypoint(BackendEntrypoint):
         )
         names = tuple(dims[a] for a in order)
         preferred = {n: chunks[a] for n, a in zip(names, order, strict=True)} if chunks else {"time": 1}
-        attrs = {
-            "long_name": "fluorescence",
-            "units": "a.u.",
-            "source": path,
-            "source_format": "HDF5",
-            "hdf5_dataset": "/" + name,
-            "hdf5_dims": list(dims),
-        }
-        encoding = {"preferred_chunks": preferred, "source": path, "dtype": array.dtype}
-        ds = cm.movie_dataset(
-            lazily_indexed(array),
-            array.shape,
+        return cm.backend_dataset(
+            array,
+            source=path,
+            source_format="HDF5",
+            attrs={"hdf5_dataset": "/" + name, "hdf5_dims": list(dims)},
+            preferred_chunks=preferred,
             fps=fps,
-            attrs=attrs,
-            encoding=encoding,
-            drop_variables=cm.drop_names(drop_variables),
+            drop_variables=drop_variables,
             planes=array.shape[1] if "z" in names else None,
             channels=channel_coords(array.shape[1], None) if "channel" in names else None,
         )
-        ds.set_close(array.close)
-        return ds
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
         """True for an HDF5 file that is not named like netCDF (``.nc``), or an HDF5-named path."""

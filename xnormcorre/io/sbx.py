@@ -30,8 +30,8 @@ import numpy as np
 import xarray as xr
 
 from . import _common as cm
-from ._lazy import BackendArray, BackendEntrypoint, lazily_indexed, outer_1vector_getitem
-from ._meta import Acquisition, apply_acquisition, channel_coords, json_safe, positive
+from ._lazy import BackendArray, BackendEntrypoint, outer_1vector_getitem
+from ._meta import Acquisition, channel_coords, json_safe, positive
 
 __all__ = ["SbxBackendArray", "SbxBackendEntrypoint", "read_sbx_info"]
 
@@ -274,7 +274,7 @@ class SbxBackendEntrypoint(BackendEntrypoint):
     """
 
     description: ClassVar[str] = "Lazy (time, [channel,] y, x) movies from Scanbox .sbx files (xnormcorre)"
-    url: ClassVar[str] = "https://github.com/xnormcorre/xnormcorre"
+    url: ClassVar[str] = cm.URL
     open_dataset_parameters: ClassVar[tuple[str, ...]] = ("filename_or_obj", "drop_variables", "fps")
 
     def open_dataset(  # type: ignore[override]
@@ -286,12 +286,7 @@ class SbxBackendEntrypoint(BackendEntrypoint):
     ) -> xr.Dataset:
         """Open a Scanbox movie lazily; see the class docstring for the parameters."""
         fps = cm.check_fps(fps)
-        path = cm.as_path_or_none(filename_or_obj)
-        if path is None:
-            raise TypeError(
-                f"the xnormcorre_sbx engine opens a path to a .sbx file, got {type(filename_or_obj).__name__}"
-            )
-        path = os.path.abspath(os.path.expanduser(path))
+        path = cm.engine_path(filename_or_obj, "xnormcorre_sbx", "a .sbx file")
         if not path.lower().endswith(SBX_EXTENSIONS):
             raise ValueError(f"{path!r} is not a Scanbox .sbx file (the name must end in .sbx)")
         cm.check_file(path, "Scanbox")
@@ -317,32 +312,17 @@ class SbxBackendEntrypoint(BackendEntrypoint):
         n_frames = size // frame_bytes
         array = SbxBackendArray(path=path, n_frames=n_frames, n_channels=nchan, frame_shape=(rows, cols))
         multi = nchan > 1
-        attrs: dict[str, Any] = {
-            "long_name": "fluorescence",
-            "units": "a.u.",
-            "source": path,
-            "source_format": "Scanbox",
-            "n_files": 1,
-        }
-        if not multi:
-            attrs["channel_name"] = acq.channel_names[0]
-        encoding = {
-            "preferred_chunks": {"time": 1, "channel": 1} if multi else {"time": 1},
-            "source": path,
-            "dtype": array.dtype,
-        }
-        ds = cm.movie_dataset(
-            lazily_indexed(array),
-            array.shape,
-            fps=fps if fps is not None else acq.fps,
-            attrs=attrs,
-            encoding=encoding,
-            drop_variables=cm.drop_names(drop_variables),
+        return cm.backend_dataset(
+            array,
+            source=path,
+            source_format="Scanbox",
+            attrs={"n_files": 1} if multi else {"n_files": 1, "channel_name": acq.channel_names[0]},
+            preferred_chunks={"time": 1, "channel": 1} if multi else {"time": 1},
+            fps=fps,
+            acquisition=acq,
+            drop_variables=drop_variables,
             channels=channel_coords(nchan, acq.channel_names) if multi else None,
         )
-        ds = apply_acquisition(ds, acq, user_fps=fps, var=cm.MOVIE_NAME)
-        ds.set_close(array.close)
-        return ds
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
         """True for a path ending in ``.sbx``."""

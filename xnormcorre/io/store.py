@@ -36,6 +36,7 @@ import numpy as np
 import xarray as xr
 from tqdm.std import tqdm
 
+from ._docs import fill_doc
 from .store_plan import ChunkPlan, compute_final, plan_chunks
 from .store_record import (
     BOOKKEEPING,
@@ -165,6 +166,7 @@ def _load(p: Path, order: list[str]) -> xr.Dataset:
 
 
 # --------------------------------------------------------------------------- public API
+@fill_doc
 def compute_to_store(
     res: xr.Dataset,
     store: str | os.PathLike,
@@ -202,8 +204,7 @@ def compute_to_store(
     movie : DataArray or array, optional
         The input movie: its shape, dtype, source and the bytes of its first and last
         frames join the fingerprint.
-    progress : bool
-        Show a tqdm progress bar (frames).
+    %(progress)s
     keep_corrected : bool
         Return ``res.corrected`` (lazy: computing it registers the frames again) with the
         stored variables.

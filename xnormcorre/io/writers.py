@@ -16,18 +16,15 @@ and :mod:`~xnormcorre.io.writers_store` (NetCDF, zarr); this module gathers them
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import xarray as xr
 
 from .atomic import is_store, write_atomically
 from .blocks import cast_block, cast_movie, count_clipped, stream_movie
-from .writers_hdf5 import Hdf5Layout, check_dataset_name, to_hdf5, write_hdf5_blocks
+from .writers_hdf5 import Hdf5Layout, check_dataset_name, to_hdf5
 from .writers_store import ZarrLayout, to_netcdf, to_zarr
-from .writers_tiff import TiffLayout, to_tiff, write_tiff_blocks
+from .writers_tiff import TiffLayout, to_tiff
 
 __all__ = [
     "MOVIE_FORMATS",
@@ -102,14 +99,8 @@ def write_movie(
     if fmt == "hdf5":
         check_dataset_name(dataset)
 
-    def write(movie: xr.DataArray, target: Path, out_dtype: np.dtype, blocks: Iterator[np.ndarray]) -> Path:
-        if fmt == "tiff":
-            return write_tiff_blocks(movie, target, out_dtype, blocks, progress=progress, overwrite=overwrite)
-        return write_hdf5_blocks(
-            movie, target, out_dtype, blocks, dataset=dataset, progress=progress, overwrite=overwrite
-        )
-
     layout = TiffLayout(None) if fmt == "tiff" else Hdf5Layout(dataset)
+    write = layout.writer(progress=progress, overwrite=overwrite)
     return stream_movie(
         da, path, dtype, overwrite, write, along, resume=resume, layout=layout, progress=progress
     )[1]

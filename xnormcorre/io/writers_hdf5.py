@@ -8,9 +8,10 @@ interpreter when h5py frees it).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,13 @@ from tqdm.std import tqdm
 
 from ..schema import MOVIE_DIMS
 from . import atomic
+from ._docs import fill_doc
 from .blocks import stream_movie
 
 __all__ = ["Hdf5Layout", "to_hdf5", "write_hdf5_blocks"]
 
 
+@fill_doc
 def to_hdf5(
     da: xr.DataArray,
     path: str | os.PathLike,
@@ -54,26 +57,14 @@ def to_hdf5(
     dtype : dtype, optional
         Output dtype: float32 by default; an integer dtype rounds and clips (NaN -> 0),
         with a ``UserWarning`` naming the fraction of clipped pixels when it is above 0.1 %.
-    progress : bool
-        Show a tqdm progress bar (frames).
-    resume : bool
-        Write resumably: the temporary file is ``.<name>.resume.part`` (its dataset's
-        chunks all allocated when it is made) with a record ``.<name>.resume.json`` of the
-        frames written, kept when the write does not complete (killed, Ctrl-C, SIGTERM,
-        an error).  Writing the same movie again with ``resume=True`` writes only the
-        missing frames; the dataset's values, dtype, chunks and attributes are those of an
-        uninterrupted write.  A partial file of another movie, dtype or dataset name is a
-        ``ValueError`` and is left as it is.
+    %(progress)s
+    %(resume)s
+        The partial file's dataset has all its chunks allocated when it is made; the
+        dataset's values, dtype, chunks and attributes are those of an uninterrupted write.
 
-    Returns
-    -------
-    pathlib.Path
-        The written file.
+    %(returns_path)s
 
-    Raises
-    ------
-    ValueError
-        ``resume=True`` and the partial file there belongs to another write.
+    %(raises_resume)s
 
     Examples
     --------
@@ -92,12 +83,8 @@ def to_hdf5(
     check_dataset_name(dataset)
     resume = check_resume(resume)
 
-    def write(movie: xr.DataArray, target: Path, out_dtype: np.dtype, blocks: Iterator[np.ndarray]) -> Path:
-        return write_hdf5_blocks(
-            movie, target, out_dtype, blocks, dataset=dataset, progress=progress, overwrite=overwrite
-        )
-
     layout = Hdf5Layout(dataset)
+    write = layout.writer(progress=progress, overwrite=overwrite)
     return stream_movie(da, path, dtype, overwrite, write, resume=resume, layout=layout, progress=progress)[0]
 
 
@@ -284,6 +271,13 @@ class Hdf5Layout:
     ) -> np.ndarray:
         with h5py.File(part, "r") as f:
             return f[self.dataset][index]
+
+    def writer(self, *, progress: bool, overwrite: bool) -> Callable[..., Path]:
+        """The plain (not resumable) write of this HDF5 file, ``write(movie, target, dtype, blocks)``:
+        :func:`write_hdf5_blocks`."""
+        return functools.partial(
+            write_hdf5_blocks, dataset=self.dataset, progress=progress, overwrite=overwrite
+        )
 
 
 class _Hdf5Filler:

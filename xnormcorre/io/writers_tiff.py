@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import xarray as xr
 from tqdm.std import tqdm
 
 from . import atomic
+from ._docs import fill_doc
 from .blocks import stream_movie
 
 __all__ = ["TiffLayout", "to_tiff", "write_tiff_blocks"]
@@ -22,6 +24,7 @@ __all__ = ["TiffLayout", "to_tiff", "write_tiff_blocks"]
 BIGTIFF_BYTES = 2**32 - 2**25
 
 
+@fill_doc
 def to_tiff(
     da: xr.DataArray,
     path: str | os.PathLike,
@@ -52,25 +55,13 @@ def to_tiff(
         Output dtype: float32 by default; an integer dtype (e.g. ``np.uint16``) rounds
         and clips to its range (NaN -> 0), with a ``UserWarning`` naming the fraction of
         clipped pixels when it is above 0.1 %.
-    progress : bool
-        Show a tqdm progress bar (frames).
-    resume : bool
-        Write resumably: the temporary file is ``.<name>.resume.part`` with a record
-        ``.<name>.resume.json`` of the frames written, kept when the write does not
-        complete (killed, Ctrl-C, SIGTERM, an error).  Writing the same movie again with
-        ``resume=True`` writes only the missing frames; the file is the same, byte for
-        byte, as an uninterrupted write.  A partial file of another movie, dtype or
-        options is a ``ValueError`` and is left as it is.
+    %(progress)s
+    %(resume)s
+        The file is the same, byte for byte, as an uninterrupted write.
 
-    Returns
-    -------
-    pathlib.Path
-        The written file.
+    %(returns_path)s
 
-    Raises
-    ------
-    ValueError
-        ``resume=True`` and the partial file there belongs to another write.
+    %(raises_resume)s
 
     Examples
     --------
@@ -90,12 +81,8 @@ def to_tiff(
 
     resume = check_resume(resume)
 
-    def write(movie: xr.DataArray, target: Path, out_dtype: np.dtype, blocks: Iterator[np.ndarray]) -> Path:
-        return write_tiff_blocks(
-            movie, target, out_dtype, blocks, bigtiff=bigtiff, progress=progress, overwrite=overwrite
-        )
-
     layout = TiffLayout(bigtiff)
+    write = layout.writer(progress=progress, overwrite=overwrite)
     return stream_movie(da, path, dtype, overwrite, write, resume=resume, layout=layout, progress=progress)[0]
 
 
@@ -149,6 +136,13 @@ class TiffLayout:
         with open(part, "rb") as f:
             f.seek(int(info["offset"]) + index * size)
             return np.frombuffer(f.read(size), dtype=dtype).reshape(shape[1:])
+
+    def writer(self, *, progress: bool, overwrite: bool) -> Callable[..., Path]:
+        """The plain (not resumable) write of this TIFF, ``write(movie, target, dtype, blocks)``:
+        :func:`write_tiff_blocks`."""
+        return functools.partial(
+            write_tiff_blocks, bigtiff=self.bigtiff, progress=progress, overwrite=overwrite
+        )
 
 
 class _TiffFiller:

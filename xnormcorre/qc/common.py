@@ -1,5 +1,5 @@
 """Shared building blocks of the quality flags and metrics: flag attributes, cropping, batching,
-mean and reference images."""
+mean and reference images, per-frame correlation and crispness."""
 
 from __future__ import annotations
 
@@ -17,10 +17,12 @@ __all__ = [
     "MAD_TO_SIGMA",
     "batches",
     "bin_median",
+    "crispness_of_mean",
     "crop_attr",
     "crop_frames",
     "crop_pair",
     "flag_attrs",
+    "frame_correlation",
     "is_lazy",
     "mean_image",
     "pearson_block",
@@ -182,6 +184,32 @@ def pearson_block(block: np.ndarray, ref: np.ndarray) -> np.ndarray:
         den = np.sqrt((da * da).sum(axis=(1, 2)) * (db * db).sum(axis=(1, 2)))
         c = num / den
     return np.where((n >= 2) & (den > 0), c, np.nan)
+
+
+def frame_correlation(mv: xr.DataArray, ref: np.ndarray) -> xr.DataArray:
+    """Per-frame Pearson correlation of a prepared movie with ``ref``: lazy for dask, batched otherwise."""
+    if is_lazy(mv):
+        c = xr.apply_ufunc(
+            pearson_block,
+            mv,
+            xr.DataArray(ref, dims=("y", "x")),
+            input_core_dims=[["y", "x"], ["y", "x"]],
+            dask="parallelized",
+            output_dtypes=[np.float64],
+        )
+        return c.drop_vars([k for k in c.coords if k not in time_coords(mv)])
+    vals = np.concatenate(
+        [pearson_block(np.asarray(mv.isel(time=sl).values), ref) for sl in batches(mv.sizes["time"])]
+    )
+    return xr.DataArray(vals, dims=("time",), coords=time_coords(mv))
+
+
+def crispness_of_mean(mean: np.ndarray) -> float:
+    """Crispness (M2) of a mean image: the Frobenius norm of its gradient magnitude."""
+    if min(mean.shape) < 2:
+        raise ValueError(f"crispness needs at least 2 x 2 pixels after cropping, got {mean.shape}")
+    gy, gx = np.gradient(mean)
+    return float(np.sqrt(np.nansum(gy**2 + gx**2)))
 
 
 def time_coords(mv: xr.DataArray) -> dict[str, xr.DataArray]:

@@ -5,6 +5,7 @@ pyplot (no global state, nothing leaks in loops): a notebook displays it when it
 value of a cell, a script saves it with ``fig.savefig("qc.png")``.  matplotlib is
 imported only when a function is called; install it with ``pip install "xnormcorre[plot]"``.
 The same functions are methods of the Dataset accessor: ``res.normcorre.plot_shifts()``.
+:func:`plot_before_after` (mean images) lives in :mod:`xnormcorre.qc.plot_movie`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import numpy as np
 import xarray as xr
 
 from ..engine.patches import patch_axis
-from . import metrics
-from .common import crop_pair, mean_image, prepare
+from .plot_common import check_result, figure, is_piecewise, time_axis
+from .plot_movie import plot_before_after
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -28,36 +29,6 @@ _FLAG_MARKERS = {
     "at_max_shift": {"marker": "x", "color": "C3"},
     "low_correlation": {"marker": "v", "color": "C1"},
 }
-
-
-def _figure(**kw: Any) -> Figure:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise ImportError('plotting needs matplotlib: pip install "xnormcorre[plot]"') from err
-    return Figure(layout="constrained", **kw)
-
-
-def _check_result(ds: Any, name: str = "ds") -> xr.Dataset:
-    if not isinstance(ds, xr.Dataset):
-        raise TypeError(f"{name} must be a registration result Dataset, got {type(ds).__name__}")
-    if "shifts" not in ds:
-        raise ValueError(f"{name} has no 'shifts' variable: not a registration result")
-    return ds
-
-
-def _is_piecewise(ds: xr.Dataset) -> bool:
-    return "patch_y" in ds["shifts"].dims and "patch_x" in ds["shifts"].dims
-
-
-def _time_axis(ds: xr.Dataset | xr.DataArray) -> tuple[np.ndarray, str]:
-    n = ds.sizes["time"]
-    if "time" in ds.coords:
-        t = ds["time"]
-        name = t.attrs.get("long_name", "time")
-        units = t.attrs.get("units")
-        return np.asarray(t.values), f"{name} [{units}]" if units and units != "1" else name
-    return np.arange(n), "frame index"
 
 
 def _component(da: xr.DataArray, comp: str) -> xr.DataArray:
@@ -151,12 +122,12 @@ def plot_shifts(ds: xr.Dataset) -> Figure:
     >>> [ax.get_ylabel() for ax in fig.axes]
     ['y shift [pixel]', 'x shift [pixel]']
     """
-    ds = _check_result(ds)
-    t, tlabel = _time_axis(ds)
-    pw = _is_piecewise(ds)
+    ds = check_result(ds)
+    t, tlabel = time_axis(ds)
+    pw = is_piecewise(ds)
     shifts = ds["shifts"]
     comps = _components(shifts)
-    fig = _figure(figsize=(8, 2.25 * len(comps)))
+    fig = figure(figsize=(8, 2.25 * len(comps)))
     axes = fig.subplots(len(comps), 1, sharex=True)
     plane = _plane_of(shifts, pw)
     rigid = ds["rigid_shifts"] if pw and "rigid_shifts" in ds else (None if pw or plane else shifts)
@@ -268,7 +239,7 @@ def plot_patch_field(ds: xr.Dataset, t: int = 0, *, scale: float | None = None) 
     >>> len(fig.axes[0].collections), fig.axes[0].get_title()
     (1, 'frame index = 3, arrows ×5')
     """
-    ds = _check_result(ds)
+    ds = check_result(ds)
     if isinstance(t, (bool, np.bool_)) or not isinstance(t, numbers.Integral):
         raise TypeError(f"t must be an integer frame position, got {t!r}")
     n = ds.sizes["time"]
@@ -288,7 +259,7 @@ def plot_patch_field(ds: xr.Dataset, t: int = 0, *, scale: float | None = None) 
         raise ValueError("ds has neither 'template' nor 'corrected' to draw the arrows on")
     img = np.asarray(bg.transpose("y", "x").values, dtype=float)
     h, w = img.shape
-    pw = _is_piecewise(ds)
+    pw = is_piecewise(ds)
     shifts = ds["shifts"]
 
     if pw:
@@ -308,7 +279,7 @@ def plot_patch_field(ds: xr.Dataset, t: int = 0, *, scale: float | None = None) 
         biggest = float(np.nanmax(np.sqrt((np.asarray(s.values, dtype=float) ** 2).sum(-1))))
         scale = max(1.0, target / biggest) if np.isfinite(biggest) and biggest > 0 else 1.0
 
-    fig = _figure(figsize=(6, 6 * h / w + 0.6))
+    fig = figure(figsize=(6, 6 * h / w + 0.6))
     ax = fig.subplots()
     lo, hi = np.nanpercentile(img, [1, 99.5]) if np.isfinite(img).any() else (0, 1)
     ax.imshow(
@@ -327,114 +298,8 @@ def plot_patch_field(ds: xr.Dataset, t: int = 0, *, scale: float | None = None) 
     ax.set_ylim(h - 0.5, -0.5)
     ax.set_xlabel("x [pixel]")
     ax.set_ylabel("y [pixel]")
-    tvals, tlabel = _time_axis(ds)
+    tvals, tlabel = time_axis(ds)
     tv = tvals[t]
     tv = f"{tv:g}" if isinstance(tv, numbers.Real) else str(tv)
     ax.set_title(f"{tlabel} = {tv}, arrows ×{scale:.3g}")
-    return fig
-
-
-def _projected(movie: Any, plane: int | None) -> tuple[Any, str]:
-    """A volume or multi-plane movie ``(time, z, y, x)`` as ``(time, y, x)``: plane
-    ``plane`` of its plane dim, or (None) the maximum projection along it; other movies as given."""
-    if not isinstance(movie, xr.DataArray) or movie.ndim != 4:
-        return movie, ""
-    extra = [d for d in movie.dims if d not in ("time", "y", "x")]
-    if len(extra) != 1:
-        return movie, ""
-    dim = extra[0]
-    if plane is None:
-        return movie.max(dim), f"maximum projection along {dim}, "
-    n = movie.sizes[dim]
-    if isinstance(plane, bool) or not isinstance(plane, numbers.Integral) or not -n <= plane < n:
-        raise ValueError(f"plane must be an integer in [0, {n}) (a position along {dim!r}), got {plane!r}")
-    return movie.isel({dim: int(plane)}), f"{dim} plane {int(plane) % n}, "
-
-
-def plot_before_after(
-    raw: xr.DataArray,
-    ds: xr.Dataset | xr.DataArray,
-    *,
-    crop: int | tuple[int, int] | None = None,
-    plane: int | None = None,
-) -> Figure:
-    """Mean images before and after correction, and correlation-with-mean traces.
-
-    Top: NaN-mean image of ``raw`` and of the corrected movie on a shared grey scale,
-    titled with their crispness (M2).  Bottom: per-frame correlation with each movie's
-    own mean image (M1), lines with ``gid`` ``"raw"`` and ``"corrected"``.
-
-    Parameters
-    ----------
-    raw : xarray.DataArray, (time, y, x)
-        The movie before correction (in memory or dask-backed).
-    ds : xarray.Dataset or xarray.DataArray
-        A registration result (its ``corrected``) or the corrected movie itself.
-    crop : int or (int, int), optional
-        Border excluded from the metrics (not from the images).  Default: the result's
-        ``max_shifts`` attribute, else 0 (as :func:`xnormcorre.metrics.summary`).
-    plane : int, optional
-        For a volume or multi-plane movie ``(time, z, y, x)``: the plane shown (its
-        position along the plane dim); default: the maximum projection along it.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Three axes: raw mean, corrected mean, correlation traces.
-
-    Examples
-    --------
-    >>> import xnormcorre
-    >>> movie = xnormcorre.datasets.synthetic_movie(n_frames=10, shape=(64, 64), max_shift=2)
-    >>> res = movie.normcorre.rigid(max_shifts=4)
-    >>> fig = plot_before_after(movie, res)
-    >>> [len(ax.images) for ax in fig.axes], len(fig.axes[2].lines)
-    ([1, 1, 0], 2)
-    """
-    raw, what = _projected(raw, plane)
-    raw_mv = prepare(raw, 0, "raw")
-    if isinstance(ds, xr.Dataset):
-        if "corrected" not in ds:
-            raise ValueError("ds has no 'corrected' variable: pass a result Dataset or the corrected movie")
-        cor_mv = prepare(_projected(ds["corrected"], plane)[0], 0, "corrected")
-        ms = ds.attrs.get("max_shifts")
-        ok = isinstance(ms, (list, tuple, np.ndarray)) and len(ms) in (2, 3)
-        default_crop = (int(ms[-2]), int(ms[-1])) if ok else 0
-    else:
-        cor_mv = prepare(_projected(ds, plane)[0], 0, "ds")
-        default_crop = 0
-    if raw_mv.shape[1:] != cor_mv.shape[1:]:
-        raise ValueError(
-            f"raw and corrected frames differ in shape: {raw_mv.shape[1:]} vs {cor_mv.shape[1:]}"
-        )
-    crop = default_crop if crop is None else crop
-
-    means = [mean_image(mv) for mv in (raw_mv, cor_mv)]
-    crisp = [metrics.crispness(xr.DataArray(m, dims=("y", "x")), crop=crop) for m in means]
-    corrs = [metrics.correlation_with_mean(mv, crop=crop) for mv in (raw_mv, cor_mv)]
-    both = np.concatenate([m[np.isfinite(m)] for m in means])
-    lo, hi = np.percentile(both, [1, 99.5]) if both.size else (0.0, 1.0)
-
-    h, w = means[0].shape
-    fig = _figure(figsize=(9, 3.2 * h / w + 3.0))
-    grid = fig.add_gridspec(2, 2, height_ratios=[h / w * 1.6, 1.0])
-    for j, (name, m, c) in enumerate(zip(("raw", "corrected"), means, crisp, strict=True)):
-        ax = fig.add_subplot(grid[0, j])
-        ax.imshow(m, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-        ax.set_title(f"{name} mean image (crispness {c:.4g})")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    ax = fig.add_subplot(grid[1, :])
-    t, tlabel = _time_axis(raw_mv)
-    for name, c, color in zip(("raw", "corrected"), corrs, ("C3", "C0"), strict=True):
-        vals = np.asarray(c.values, dtype=float)
-        mean = float(np.mean(vals[np.isfinite(vals)])) if np.isfinite(vals).any() else np.nan
-        (line,) = ax.plot(t, vals, color=color, lw=1.0, label=f"{name} (mean {mean:.3f})")
-        line.set_gid(name)
-    ax.set_xlabel(tlabel)
-    ax.set_ylabel("correlation with mean image")
-    ax.legend(loc="lower right", fontsize="small")
-    ax.grid(alpha=0.3)
-    cy, cx = crop_pair(crop)
-    fig.suptitle(f"before / after motion correction ({what}metrics on frames cropped by {cy}, {cx} px)")
     return fig
