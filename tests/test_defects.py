@@ -180,6 +180,18 @@ def test_temporal_statistics_are_the_float64_stack_statistics(dtype) -> None:
     assert np.array_equal(_defects._median_of_neighbours(x), np.median(_defects._neighbours(x), axis=0))
 
 
+def test_running_median_is_the_rank_filter() -> None:
+    """The sliding-window running median is ``ndimage.median_filter`` along the last axis (constant
+    mode), value for value, in 2-D and 3-D and across the chunks it is computed in."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5, 9, 40))
+    for cval in (0.0, 0.7):
+        ref = ndimage.median_filter(x, size=(1, 1, 15), mode="constant", cval=cval)
+        assert np.array_equal(_defects._running_median(x, 15, cval=cval, chunk=15 * 40 * 4), ref)
+        ref2 = ndimage.median_filter(x[0], size=(1, 15), mode="constant", cval=cval)
+        assert np.array_equal(_defects._running_median(x[0], 15, cval=cval), ref2)
+
+
 def test_validation() -> None:
     with pytest.raises(ValueError, match="sample"):
         find_defects(np.zeros((2, 8, 8)))

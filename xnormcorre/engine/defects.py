@@ -13,6 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import ndimage
 
 from . import compile_cache
@@ -93,13 +94,14 @@ def _median_of_neighbours(a: np.ndarray) -> np.ndarray:
     return (nb[..., 3] + nb[..., 4]) / 2
 
 
-def _temporal_stats(a: np.ndarray, trim: float, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def _temporal_stats(a: np.ndarray, trim: float, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel ``trim``-trimmed temporal mean and temporal SD of ``a`` (N, H, W), in float64.
 
     The same bits as ``np.sort(a64, axis=0)[k : N - k].mean(0)`` and ``a64.std(0)`` of the float64
     copy ``a64``, computed on blocks of pixels in ``a``'s own dtype: each block is sorted pixel-major
     (contiguous rows: several times faster than sorting a float64 stack along time), then its middle
-    values are added in sorted order in float64, as the stack's mean adds them."""
+    values are added in sorted order in float64, as the stack's mean adds them.  Blocks of ~1000
+    pixels keep the transposes in cache."""
     n, h, w = a.shape
     k = int(trim * n)
     flat = a.reshape(n, h * w)
@@ -131,15 +133,33 @@ def _beside_rows(frames: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.n
     """``_beside(frames, 1)`` at ``rows`` only (the same values, without moving every frame), float64."""
     n = frames.shape[1]
     f64 = np.float64
-    before = np.take(frames, np.maximum(rows - 1, 0), axis=1).astype(f64)
+    # indexing, not np.take: take copies a transposed (column-pass) view whole first
+    before = frames[:, np.maximum(rows - 1, 0)].astype(f64)
     first = rows == 0
     if first.any():
         before[:, first] = 2 * frames[:, [1]].astype(f64) - frames[:, [2]]
-    after = np.take(frames, np.minimum(rows + 1, n - 1), axis=1).astype(f64)
+    after = frames[:, np.minimum(rows + 1, n - 1)].astype(f64)
     last = rows == n - 1
     if last.any():
         after[:, last] = 2 * frames[:, [-2]].astype(f64) - frames[:, [-3]]
     return before, after
+
+
+def _running_median(x: np.ndarray, size: int, cval: float = 0.0, chunk: int = 1 << 20) -> np.ndarray:
+    """Median of the ``size`` (odd) values centred on each element along the last axis, ``cval``
+    beyond the ends: ``ndimage.median_filter(x, size=(1, ..., size), mode="constant", cval=cval)``
+    (the same values: the middle element of each window), by partitioning sliding windows, a few
+    times faster than the generic rank filter.  Rows are done ``chunk // size`` elements at a time."""
+    r = size // 2
+    flat = x.reshape(-1, x.shape[-1])
+    out = np.empty_like(flat)
+    step = max(1, chunk // (size * x.shape[-1]))
+    for i in range(0, flat.shape[0], step):
+        p = np.pad(flat[i : i + step], ((0, 0), (r, r)), constant_values=cval)
+        win = sliding_window_view(p, size, axis=1).copy()
+        win.partition(r, axis=-1)
+        out[i : i + step] = win[..., r]
+    return out.reshape(x.shape)
 
 
 def _line_rows(level: np.ndarray, noise: np.ndarray, frames: np.ndarray) -> np.ndarray:
@@ -154,7 +174,7 @@ def _line_rows(level: np.ndarray, noise: np.ndarray, frames: np.ndarray) -> np.n
     for sign in (1.0, -1.0):
         d = np.minimum(sign * (level - up), sign * (level - down))
         # beyond the frame: the frame's typical value (mirroring would double a short segment there)
-        run = ndimage.median_filter(d, size=(1, _LINE_WINDOW), mode="constant", cval=float(np.median(d)))
+        run = _running_median(d, _LINE_WINDOW, cval=float(np.median(d)))
         z = run - np.median(run)
         scale = max(_robust_sd(run), float(np.median(noise)) / np.sqrt(_LINE_WINDOW))
         cand = z > _K_LINE * scale if scale > 0 else z > 0
@@ -162,12 +182,10 @@ def _line_rows(level: np.ndarray, noise: np.ndarray, frames: np.ndarray) -> np.n
         if rows.size == 0:
             continue
         # unbiased (linear) offsets for the temporal check
-        lin = ndimage.median_filter(
-            sign * (level - (up + down) / 2)[rows], size=(1, _LINE_WINDOW), mode="constant"
-        )
+        lin = _running_median(sign * (level - (up + down) / 2)[rows], _LINE_WINDOW)
         f_up, f_down = _beside_rows(frames, rows)
         per_frame = sign * (frames[:, rows].astype(np.float64) - (f_up + f_down) / 2)
-        per_frame = ndimage.median_filter(per_frame, size=(1, 1, _LINE_WINDOW), mode="constant")
+        per_frame = _running_median(per_frame, _LINE_WINDOW)
         steady = np.median(per_frame, axis=0) >= 0.5 * lin
         found = np.zeros_like(flags)
         found[rows] = cand[rows] & steady
