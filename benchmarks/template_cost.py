@@ -10,13 +10,19 @@ template can be checked for equal accuracy.
 
 Movies are simulated once and cached in ``/tmp`` as ``.npy``.  Usage::
 
-    python benchmarks/template_cost.py [--repeat 2] [--cases rigid256,pw256,rigid512,pw512]
-        [--max-template-frames N] [--movies 2000x256,1000x512]
+    python benchmarks/template_cost.py [--repeat 2] [--kinds rigid,pw]
+        [--max-template-frames N] [--movies 2000x256,1000x512] [--stages]
+
+``--stages`` adds the milliseconds of each stage of the template step (the functions the
+template module calls: sensor-defect search, scale, frame similarity, noise fit, the sample's
+registrations; stages nest: ``survey`` holds ``defects``, ``find_defects`` and ``scale_for``).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import importlib
 import os
 import time
@@ -25,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 import xnormcorre
+from xnormcorre.engine import template as _engine_template
 from xnormcorre.testing.crlb import rmse
 from xnormcorre.testing.simulate import simulate_movie
 
@@ -77,6 +84,46 @@ class Timed:
         self.module.template_for_run = self.orig
 
 
+#: stage label -> name of the function the template module calls
+STAGES = {
+    "survey": "survey",
+    "defects": "_sensor_defects",
+    "find_defects": "find_defects",
+    "scale_for": "scale_for",
+    "cluster": "densest_cluster",
+    "median": "nanmedian",
+    "pass (sample)": "_pass",
+    "noise (register+fit)": "_noise",
+    "noise fit": "fit_noise_model",
+    "calibrate (final)": "_calibrate",
+}
+
+
+@contextlib.contextmanager
+def stage_timer():
+    """Time the template module's stages (seconds per label, summed over calls)."""
+    acc = collections.defaultdict(float)
+    orig = {name: getattr(_engine_template, name) for name in STAGES.values()}
+
+    def timed(label, f):
+        def g(*a, **k):
+            t = time.perf_counter()
+            try:
+                return f(*a, **k)
+            finally:
+                acc[label] += time.perf_counter() - t
+
+        return g
+
+    for label, name in STAGES.items():
+        setattr(_engine_template, name, timed(label, orig[name]))
+    try:
+        yield acc
+    finally:
+        for name, f in orig.items():
+            setattr(_engine_template, name, f)
+
+
 def run(case: str, frames, shifts, patch, kw) -> dict:
     pw = case.startswith("pw")
     func, module = (xnormcorre.pwrigid, _pw) if pw else (xnormcorre.rigid, _rigid)
@@ -103,6 +150,7 @@ def main() -> None:
     ap.add_argument("--movies", default="2000x256,1000x512")
     ap.add_argument("--kinds", default="rigid,pw")
     ap.add_argument("--max-template-frames", default=None, help="override (int or 'none')")
+    ap.add_argument("--stages", action="store_true", help="per-stage ms of the template step")
     args = ap.parse_args()
     kw = {}
     if args.max_template_frames is not None:
@@ -117,7 +165,8 @@ def main() -> None:
             run(case, frames[:64], shifts[:64], patch[:64], kw)  # compile the small shapes
             run(case, frames, shifts, patch, kw)  # warm: compile every shape of the run
             for _ in range(args.repeat):
-                r = run(case, frames, shifts, patch, kw)
+                with stage_timer() if args.stages else contextlib.nullcontext({}) as acc:
+                    r = run(case, frames, shifts, patch, kw)
                 extra = f" patch RMSE {r['rmse_patch']:.4f}" if "rmse_patch" in r else ""
                 print(
                     f"{kind:5s} {n}x{size}^2: template {r['template_s']:6.2f} s, final pass {r['final_s']:6.2f} s, "
@@ -125,6 +174,11 @@ def main() -> None:
                     f"load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
+                if acc:
+                    print(
+                        "    stages ms: " + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in acc.items()),
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from xnormcorre.engine import defects as _defects
 from xnormcorre.engine.defects import find_defects, inpaint
 
 SHAPE = (128, 128)
@@ -160,6 +161,35 @@ def test_scale_and_offset_invariant(tissue: np.ndarray) -> None:
     assert np.all(ref[truth | t2])
     for other in (movie * np.float32(1e-3), movie * np.float32(1e6), movie + np.float32(-3000.0)):
         assert np.array_equal(find_defects(other), ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint16, np.float64])
+def test_temporal_statistics_are_the_float64_stack_statistics(dtype) -> None:
+    """The blocked, pixel-major statistics are the same bits as those of a float64 copy of the stack
+    (sorted along time, trimmed mean; SD), whatever the block boundaries."""
+    rng = np.random.default_rng(3)
+    a = (rng.gamma(2.0, 50.0, (23, 37, 41)) + 100).astype(dtype)
+    a64 = a.astype(np.float64)
+    k = int(0.2 * len(a))
+    work = a.astype(np.float64 if dtype == np.float64 else np.float32)
+    for block in (7, 4096):
+        level, sd = _defects._temporal_stats(work, 0.2, block=block)
+        assert np.array_equal(level, np.sort(a64, axis=0)[k : len(a) - k].mean(0))
+        assert np.array_equal(sd, a64.std(0))
+    x = a64[0]
+    assert np.array_equal(_defects._median_of_neighbours(x), np.median(_defects._neighbours(x), axis=0))
+
+
+def test_running_median_is_the_rank_filter() -> None:
+    """The sliding-window running median is ``ndimage.median_filter`` along the last axis (constant
+    mode), value for value, in 2-D and 3-D and across the chunks it is computed in."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5, 9, 40))
+    for cval in (0.0, 0.7):
+        ref = ndimage.median_filter(x, size=(1, 1, 15), mode="constant", cval=cval)
+        assert np.array_equal(_defects._running_median(x, 15, cval=cval, chunk=15 * 40 * 4), ref)
+        ref2 = ndimage.median_filter(x[0], size=(1, 15), mode="constant", cval=cval)
+        assert np.array_equal(_defects._running_median(x[0], 15, cval=cval), ref2)
 
 
 def test_validation() -> None:

@@ -145,6 +145,8 @@ def estimate_for(source: xr.DataArray, opts: Options, pw=None, *, defects=True) 
         num_splits_to_process=opts.num_splits_to_process,
         niter=opts.niter,
         seed=opts.seed,
+        # a piecewise-rigid step follows and measures the calibration against its own template
+        final_calibration=pw is None,
         **common,
     )
     if pw is None:

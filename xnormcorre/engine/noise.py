@@ -48,23 +48,26 @@ def fit_noise_model(frames: np.ndarray, valid: np.ndarray | None = None, n_bins:
     >>> m.fitted and 20 < m.gain < 35
     True
     """
-    x = np.asarray(frames, np.float64)
+    x = np.asarray(frames)
     if x.ndim != 3 or x.shape[0] < 8:
         return UNIFORM
-    ok = np.isfinite(x).all(axis=0)
+    if x.dtype != np.float32:
+        x = x.astype(np.float64)
+    m, v, ok = _temporal_moments(x.reshape(x.shape[0], -1))
     if valid is not None:
-        ok &= np.asarray(valid, bool)
+        ok &= np.asarray(valid, bool).ravel()
     if ok.sum() < 10 * n_bins:
         return UNIFORM
-    px = x[:, ok]
-    m = px.mean(axis=0)
-    v = px.var(axis=0, ddof=1)
+    m, v = m[ok], v[ok]
     edges = np.quantile(m, np.linspace(0.0, 1.0, n_bins + 1))
     idx = np.clip(np.searchsorted(edges, m, side="right") - 1, 0, n_bins - 1)
+    # the pixels of each bin, in their order (a stable sort by bin): one pass, not one per bin
+    order = np.argsort(idx, kind="stable")
+    ends = np.cumsum(np.bincount(idx, minlength=n_bins))
     bm, bv = [], []
     for b in range(n_bins):
-        sel = idx == b
-        if sel.sum() >= 10:
+        sel = order[(ends[b - 1] if b else 0) : ends[b]]
+        if sel.size >= 10:
             bm.append(np.median(m[sel]))
             bv.append(np.percentile(v[sel], 25))
     bm, bv = np.asarray(bm), np.asarray(bv)
@@ -85,6 +88,23 @@ def fit_noise_model(frames: np.ndarray, valid: np.ndarray | None = None, n_bins:
     ):
         return UNIFORM
     return NoiseModel(float(gain), float(intercept), True)
+
+
+def _temporal_moments(x: np.ndarray, block: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel temporal mean, variance (``ddof=1``) and all-finite flag of ``x`` (N, P).
+
+    In float64, on pixel-major blocks of pixels (each pixel's frames contiguous, summed pairwise;
+    cache-sized, no float64 copy of the whole stack)."""
+    p = x.shape[1]
+    m, v = np.empty(p, np.float64), np.empty(p, np.float64)
+    ok = np.empty(p, bool)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for c in range(0, p, block):
+            blk = np.ascontiguousarray(x[:, c : c + block].T, dtype=np.float64)
+            ok[c : c + block] = np.isfinite(blk).all(axis=1)
+            m[c : c + block] = blk.mean(axis=1)
+            v[c : c + block] = blk.var(axis=1, ddof=1)
+    return m, v, ok
 
 
 def pixel_weights(template: np.ndarray, model: NoiseModel) -> np.ndarray:

@@ -119,7 +119,9 @@ def _sensor_defects(sample: np.ndarray, defects) -> np.ndarray | None:
     if defects is None or defects is False:
         return None
     if defects is True:
-        spread = float(np.ptp(np.percentile(sample, [1, 99])))
+        # on an evenly strided subset of at most ~2**18 values: a coarse scale for the tests below
+        flat = sample.reshape(-1)
+        spread = float(np.ptp(np.percentile(flat[:: max(1, flat.size >> 18)], [1, 99])))
         sd = sample.std(axis=0)
         # noise-free renderings (real sensors always have noise): no temporal statistics
         # tell a defect from content there
@@ -277,6 +279,7 @@ def estimate_template(
     max_frames: int | None = None,
     defects=True,
     sample: Survey | None = None,
+    final_calibration: bool = True,
 ) -> TemplateEstimate:
     """Estimate a template as in NoRMCorre/CaImAn's batch path.
 
@@ -299,8 +302,12 @@ def estimate_template(
 
     The movie's calibration (sensor defects, noise model, scale) comes from
     :func:`initial_template`, or is ``calibration`` (or measured against ``init`` by
-    :func:`calibrate`) when ``init`` is given; every pass uses it.  Returns a
-    :class:`TemplateEstimate`.
+    :func:`calibrate`) when ``init`` is given; every pass uses it.  The calibration
+    returned is measured again against the final template (as a run given that template
+    measures it), unless ``final_calibration`` is False: then it is the one the passes
+    used (one registration of the sample and one noise fit fewer, for a caller that
+    refines the template further and measures the calibration against its own result).
+    Returns a :class:`TemplateEstimate`.
     """
     n = len(movie)
     # read once: the initial template and the calibrations
@@ -339,5 +346,6 @@ def estimate_template(
         tmpl = params.recentre(tmpl, devs)
     # the movie's calibration against the final template, as a run given that template
     # measures it: rigid(movie) and rigid(movie, template=rigid(movie).template) agree bit for bit
-    calibration = _calibrate(surveyed, params.rigid, tmpl, defects)
+    if final_calibration:
+        calibration = _calibrate(surveyed, params.rigid, tmpl, defects)
     return TemplateEstimate(tmpl, calibration, last)
