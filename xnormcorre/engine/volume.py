@@ -40,10 +40,16 @@ __all__ = [
     "VolumeParams",
     "apply_volume_shifts",
     "centre_volume",
+    "corr_nd",
+    "estimate_padded",
     "estimate_volume_template",
     "gauss_newton_nd",
     "make_volume_params",
+    "pad_volume",
     "register_volumes",
+    "template_gradients",
+    "template_spectrum",
+    "valid_mean_of",
 ]
 
 #: Axes shorter than this get no edge taper.
@@ -74,8 +80,8 @@ def pad_width(n: int) -> int:
     return 0 if n >= MIN_TAPERED else max(4, -(-n // 2))
 
 
-def _pad(x, pads: tuple[int, ...]):
-    """``x`` (an image or volume) edge-padded by ``pads`` on both sides of each axis."""
+def pad_volume(x, pads: tuple[int, ...]):
+    """``x`` (an image or volume) edge-padded by ``pads`` samples on both sides of each axis."""
     if not any(pads):
         return x
     return jnp.pad(x, [(p, p) for p in pads], mode="edge")
@@ -170,7 +176,7 @@ def make_volume_params(
 
 
 # ----------------------------------------------------------------------- kernels
-def _gradients(template: np.ndarray) -> np.ndarray:
+def template_gradients(template: np.ndarray) -> np.ndarray:
     """Gradient of the template along each axis ``(ndim, *shape)`` (fourth-order central
     differences, :func:`xnormcorre.engine.refine.gradient`)."""
     return np.stack(gradient(template)).astype(np.float32)
@@ -198,11 +204,25 @@ def gauss_newton_nd(
     return jnp.where(ok, jnp.clip(step, -0.5, 0.5), 0.0)
 
 
-def _register_one(vol, tmpl_spec, template, tmpl_p, grads, weight, fill_min, *, kw, border, clip, apply):
-    shape = vol.shape
+def template_spectrum(template, pads: tuple[int, ...], window):
+    """The edge-padded template ``(tmpl_p)`` and the ``rfftn`` of its mean-subtracted,
+    tapered form (what each volume or patch is correlated with)."""
+    tmpl_p = pad_volume(template, pads)
+    return tmpl_p, jnp.fft.rfftn((tmpl_p - template.mean()) * window)
+
+
+def estimate_padded(spec, tmpl_spec, tmpl_p, grads, weight, shape, *, kw, lo=None, hi=None, raw=None):
+    """Shift ``(ndim,)`` of a volume (or patch) of ``shape`` whose edge-padded ``rfftn`` is
+    ``spec`` against a template (:func:`template_spectrum`; ``grads``: its gradients on the
+    padded shape): the correlation peak within ``±kw["max_shifts"]``
+    (:func:`xnormcorre.engine.estimate.estimate_shift_nd`), clipped to ``[lo, hi]``
+    (default ``±max_shifts``), then ``kw["refine_steps"]`` Gauss-Newton steps
+    (:func:`gauss_newton_nd`) within the same bounds, on the volume whose padded
+    ``rfftn`` is ``raw`` (default ``spec``; a patch is correlated mean-subtracted and
+    tapered, but refined as it is)."""
+    raw = spec if raw is None else raw
     pads = kw["pads"]
     shape_p = tuple(n + 2 * p for n, p in zip(shape, pads, strict=True))
-    spec = jnp.fft.rfftn(_pad(vol, pads))
     shift = estimate_shift_nd(
         spec,
         tmpl_spec,
@@ -215,20 +235,31 @@ def _register_one(vol, tmpl_spec, template, tmpl_p, grads, weight, fill_min, *, 
         grid=kw["refine_steps"] == 0,
     )
     lim = jnp.asarray(kw["max_shifts"], jnp.float32)
+    lo = -lim if lo is None else lo
+    hi = lim if hi is None else hi
+    shift = jnp.clip(shift, lo, hi)
     offset = jnp.asarray(pads, jnp.int32)
     margin = tuple(0 if p else _margin(n) for n, p in zip(shape, pads, strict=True))
     for _ in range(kw["refine_steps"]):
-        moved = fourier_shift_nd(spec, tuple(shift), shape_p)
-        lo, hi = border_limits_nd(shift, shape)  # the volume's own samples that stayed in view
+        moved = fourier_shift_nd(raw, tuple(shift), shape_p)
+        a, b = border_limits_nd(shift, shape)  # the volume's own samples that stayed in view
         shift = jnp.clip(
-            shift + gauss_newton_nd(moved, tmpl_p, grads, lo + offset, hi + offset, margin), -lim, lim
+            shift + gauss_newton_nd(moved, tmpl_p, grads, a + offset, b + offset, margin), lo, hi
         )
+    return shift
+
+
+def _register_one(vol, tmpl_spec, template, tmpl_p, grads, weight, fill_min, *, kw, border, clip, apply):
+    shape = vol.shape
+    pads = kw["pads"]
+    spec = jnp.fft.rfftn(pad_volume(vol, pads))
+    shift = estimate_padded(spec, tmpl_spec, tmpl_p, grads, weight, shape, kw=kw)
     if not apply:
         return shift
     out = _move(vol, spec, shift, fill_min, pads=pads, border=border, clip=clip)
     lo, hi = border_limits_nd(shift, shape)
     valid = valid_nd(lo, hi, shape)
-    return shift, out, _corr(out, template, valid)
+    return shift, out, corr_nd(out, template, valid)
 
 
 def _move(vol, spec, shift, fill_min, *, pads, border, clip):
@@ -241,7 +272,7 @@ def _move(vol, spec, shift, fill_min, *, pads, border, clip):
     return apply_border_nd(out, shift, border, fill_min)[0]
 
 
-def _corr(out, template, valid):
+def corr_nd(out, template, valid):
     """Pearson correlation of ``out`` with ``template`` over ``valid``."""
     v = valid.astype(jnp.float32)
     n = jnp.maximum(v.sum(), 1.0)
@@ -286,8 +317,7 @@ def register_volume_batch(
     ``shifts (B, 3)`` and, if ``apply``, the corrected volumes and their correlation.
     ``window``, ``weight`` and ``grads`` are on the padded shape (``pads``)."""
     pads = tuple(pads) or (0,) * template.ndim
-    tmpl_p = _pad(template, pads)
-    tmpl_spec = jnp.fft.rfftn((tmpl_p - template.mean()) * window)
+    tmpl_p, tmpl_spec = template_spectrum(template, pads, window)
     kw = dict(
         max_shifts=max_shifts,
         upsample_factor=upsample_factor,
@@ -309,7 +339,7 @@ def shift_volume_batch(vols, shifts, fill_min, *, border="copy", clip=True):
     pads = tuple(pad_width(n) for n in vols.shape[1:])
 
     def one(v, s):
-        return _move(v, jnp.fft.rfftn(_pad(v, pads)), s, fill_min, pads=pads, border=border, clip=clip)
+        return _move(v, jnp.fft.rfftn(pad_volume(v, pads)), s, fill_min, pads=pads, border=border, clip=clip)
 
     return jax.vmap(one)(vols, shifts)
 
@@ -321,7 +351,7 @@ def register_volumes(movie, template: np.ndarray, params: VolumeParams, *, apply
     the number of ``movie[0]`` in the whole movie (same kernel lane whatever the chunking)."""
     n = len(movie)
     tmpl = np.asarray(template, np.float32)
-    grads = _gradients(np.pad(tmpl, [(p, p) for p in params.pads], mode="edge"))
+    grads = template_gradients(np.pad(tmpl, [(p, p) for p in params.pads], mode="edge"))
     fill = np.float32(params.fill_min)
     shifts = np.empty((n, len(tmpl.shape)), np.float32)
     corrected = np.empty((n, *tmpl.shape), np.float32) if apply else None
@@ -374,23 +404,39 @@ def apply_volume_shifts(
     return out
 
 
-def _valid_mean(movie, template, params: VolumeParams, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of volumes ``movie[index]`` registered to ``template``, each voxel over the
-    volumes in which it stayed in view (others: nearest averaged value); and their shifts."""
-    p = VolumeParams(**{**params.__dict__, "border": "nan", "clip": False})
-    acc = np.zeros(template.shape, np.float64)
-    cnt = np.zeros(template.shape, np.int64)
-    shifts = []
-    for a in range(0, len(index), p.batch_size):  # one read batch at a time: memory O(batch)
-        vols = np.asarray(movie[index[a : a + p.batch_size]], np.float32)
-        sh, out, _ = register_volumes(vols, template, p)
+def valid_mean_of(movie, index: np.ndarray, batch_size: int, register) -> tuple[np.ndarray, list]:
+    """Mean of the volumes ``movie[index]`` as ``register(volumes) -> (out, extra)`` moves
+    them (with ``border="nan"``), each voxel over the volumes in which it stayed in view
+    (others: nearest averaged value), read one batch at a time (memory O(batch)), summed
+    in float64 in volume order; and the list of the batches' ``extra`` outputs."""
+    acc = None
+    cnt = None
+    extra = []
+    for a in range(0, len(index), batch_size):
+        vols = np.asarray(movie[index[a : a + batch_size]], np.float32)
+        out, more = register(vols)
+        if acc is None:
+            acc = np.zeros(out.shape[1:], np.float64)
+            cnt = np.zeros(out.shape[1:], np.int64)
         acc += np.nansum(out, axis=0, dtype=np.float64)
         cnt += np.isfinite(out).sum(axis=0)
-        shifts.append(sh)
-    shifts = np.concatenate(shifts)
+        extra.append(more)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan)
-    return fill_invalid(mean).astype(np.float32), shifts
+    return fill_invalid(mean).astype(np.float32), extra
+
+
+def _valid_mean(movie, template, params: VolumeParams, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of volumes ``movie[index]`` registered to ``template`` (:func:`valid_mean_of`);
+    and their shifts."""
+    p = VolumeParams(**{**params.__dict__, "border": "nan", "clip": False})
+
+    def register(vols):
+        sh, out, _ = register_volumes(vols, template, p)
+        return out, sh
+
+    mean, shifts = valid_mean_of(movie, index, p.batch_size, register)
+    return mean, np.concatenate(shifts)
 
 
 def centre_volume(template: np.ndarray, shifts: np.ndarray) -> np.ndarray:
