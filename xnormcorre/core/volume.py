@@ -28,6 +28,7 @@ __all__ = [
     "volume_flags",
     "volume_grid",
     "volume_max_shifts",
+    "volume_result_flags",
     "volume_template",
 ]
 
@@ -111,6 +112,7 @@ def volume_flags(ds: xr.Dataset, max_shifts: tuple[int, ...], plane_dim: str) ->
     from ..qc.flags import quality_flags
 
     inplane = ds[[sc.SHIFTS, sc.CORRELATION]].sel({sc.DIM_AXIS: [sc.DIM_Y, sc.DIM_X]})
+    inplane.attrs = {}  # rigid in-plane shifts: no patch parameters
     flags = quality_flags(inplane, max_shifts=max_shifts[1:])
     at = flags["at_max_shift"]
     attrs = dict(at.attrs)
@@ -469,6 +471,16 @@ def _patch_coords(shape: tuple[int, ...], dims: tuple[str, ...], strides, overla
         coords[f"{pd}_start"] = (pd, geo.starts, attrs["start"])
         coords[f"{pd}_stop"] = (pd, geo.stops, attrs["stop"])
     return coords
+
+
+def volume_result_flags(ds: xr.Dataset) -> xr.Dataset:
+    """The quality flags of a volume result (rigid: :func:`volume_flags`; piecewise rigid:
+    also ``patch_at_max_deviation``), from its shifts, correlation and attributes."""
+    plane_dim = ds.attrs["plane_dim"]
+    max_shifts = tuple(int(v) for v in ds.attrs["max_shifts"])
+    if sc.RIGID_SHIFTS in ds:
+        return _pw_flags(ds, max_shifts, tuple(int(v) for v in ds.attrs["max_deviation_rigid"]), plane_dim)
+    return volume_flags(ds, max_shifts, plane_dim)
 
 
 def _register_pw_block(block, index, *, template, params):

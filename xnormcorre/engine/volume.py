@@ -28,7 +28,7 @@ import numpy as np
 
 from . import compile_cache
 from .borders import apply_border_nd, border_limits_nd, fill_invalid, valid_nd
-from .config import PEAK_FIT_MIN_SIGMA, edge_taper
+from .config import auto_taper, edge_taper, estimator_settings, gaussian_weight
 from .estimate import estimate_shift_nd
 from .fourier import fourier_shift_nd
 from .refine import gradient
@@ -57,11 +57,10 @@ MIN_TAPERED = 16
 
 
 def _taper_width(n: int, max_shift: int) -> float:
-    """Edge taper (px) of one axis: ``2·max_shift + 2``, at least 4, at most ``n / 6``;
-    none on an axis shorter than :data:`MIN_TAPERED`."""
-    if n < MIN_TAPERED:
-        return 0.0
-    return float(max(4.0, min(2.0 * max_shift + 2.0, n / 6.0)))
+    """Edge taper (px) of one axis: that of a frame's axis
+    (:func:`xnormcorre.engine.config.auto_taper`), none on an axis shorter than
+    :data:`MIN_TAPERED`."""
+    return 0.0 if n < MIN_TAPERED else auto_taper(n, max_shift)
 
 
 def pad_width(n: int) -> int:
@@ -141,10 +140,13 @@ def make_volume_params(
     taper: float | None = None,
     clip: bool = True,
 ) -> VolumeParams:
-    """Parameters of a volume registration: the padding of short axes (:func:`pad_width`),
-    the template's edge taper (per axis, see :func:`_taper_width`; ``taper`` overrides it
-    on the axes that are not padded) and the Gaussian spectral weight
-    ``exp(-2π²σ²|k|²)`` of ``smooth_sigma`` voxels, on the padded shape."""
+    """Parameters of a volume registration, from the same parameter list as a frame's
+    (:func:`xnormcorre.engine.config.make_rigid_params`) and with the same estimator
+    settings (:func:`xnormcorre.engine.config.estimator_settings`, which validates
+    them): the padding of short axes (:func:`pad_width`), the template's edge taper
+    (per axis, see :func:`_taper_width`; ``taper`` overrides it on the axes that are not
+    padded) and the Gaussian spectral weight of ``smooth_sigma`` voxels
+    (:func:`xnormcorre.engine.config.gaussian_weight`), on the padded shape."""
     pads = tuple(pad_width(n) for n in shape)
     padded = tuple(n + 2 * p for n, p in zip(shape, pads, strict=True))
     window = np.ones(padded, np.float32)
@@ -155,23 +157,19 @@ def make_volume_params(
             t = _taper_width(n, m) if taper is None else float(taper)
             taper_ax = edge_taper(n, t) if t > 0 else np.ones(n, np.float32)
         window = window * taper_ax.reshape((-1,) + (1,) * (len(shape) - 1 - ax))
-    grids = np.meshgrid(*[np.fft.fftfreq(n) for n in padded[:-1]], np.fft.rfftfreq(padded[-1]), indexing="ij")
-    k2 = sum(g**2 for g in grids)
-    sigma = float(smooth_sigma or 0.0)
-    weight = np.exp(-2 * np.pi**2 * sigma**2 * k2).astype(np.float32)
+    settings = estimator_settings(upsample_factor, phase_corr, smooth_sigma)
+    weight = gaussian_weight(padded, float(smooth_sigma or 0.0))
     bs = batch_size or max(1, default_batch_size(shape[1:], n_frames) // shape[0])
     return VolumeParams(
         max_shifts=tuple(int(m) for m in max_shifts),
-        upsample_factor=int(upsample_factor),
         border=border,
         batch_size=int(bs),
         fill_min=float(fill_min),
-        whiten=bool(phase_corr),
-        peak_fit=bool(phase_corr) and sigma >= PEAK_FIT_MIN_SIGMA,
         clip=bool(clip),
         window=window,
         weight=weight,
         pads=pads,
+        **settings,
     )
 
 
