@@ -52,6 +52,7 @@ def test_patch_shifts_recover_a_smooth_3d_deformation(vol, sim, res):
         assert "long_name" in res[name].attrs and "units" in res[name].attrs
     assert res.attrs["method"] == "pwrigid" and res.attrs["planes"] == "volume"
     assert res.attrs["strides"] == [4, 16, 16] and res.attrs["max_deviation_rigid"] == [1, 3, 3]
+    assert res.attrs["qc_verdict"] == "ok" and int(res.patch_at_max_deviation.sum()) == 0
     err = res.shifts.values - _truth(res, sim)
     rmse = np.sqrt((err**2).mean(axis=(0, 1, 2, 3)))
     assert rmse.max() <= 0.1, rmse
@@ -77,6 +78,14 @@ def test_lazy_equals_eager_apply_shifts_and_netcdf(tmp_path, vol, sim, res):
     np.testing.assert_array_equal(again.values, res.corrected.values)
     with pytest.raises(ValueError, match="belong to another movie"):
         xnormcorre.apply_shifts(vol.isel(x=slice(0, 40)), res.shifts)
+
+
+def test_reference_channel(vol, sim, res):
+    other = (vol * 0.5 + 10.0).rename("green")
+    out = other.normcorre.pwrigid(template=sim.template, reference=vol, **KW)
+    np.testing.assert_array_equal(out.shifts.values, res.shifts.values)
+    np.testing.assert_array_equal(out.corrected.values, xnormcorre.apply_shifts(other, res).values)
+    assert out.attrs["shifts_estimated_on"] == "reference (movie)"
 
 
 @pytest.mark.parametrize(

@@ -151,7 +151,7 @@ def _registration_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kw["strides"] = _grid_option(args.strides, "--strides") or (96, 96)
         kw["overlaps"] = _grid_option(args.overlaps, "--overlaps") or (32, 32)
         kw["max_deviation_rigid"] = 3 if args.max_deviation_rigid is None else args.max_deviation_rigid
-        kw["refine_patches"] = args.refine_patches
+        kw["refine_patches"] = True if args.refine_patches else None  # None: on for volumes
         kw["niter_rig"] = args.niter
         kw["num_splits_to_process_rig"] = args.num_splits
     else:

@@ -19,7 +19,7 @@ from .. import validate as vd
 from ..engine import volume as _vol
 from ..engine import volume_pw as _vpw
 from ..engine.patches import interp_matrix, patch_axis
-from .movie import Frames, source_of
+from .movie import Frames, estimated_on, source_of
 
 __all__ = [
     "is_volume_movie",
@@ -41,7 +41,6 @@ VOLUME_CACHE_BYTES = 2**26
 
 #: rigid() parameters a volume run does not use, with their neutral values.
 _UNUSED = {
-    "reference": None,
     "scan_phase": None,
     "frames_per_split": 1000,
     "num_splits_to_process": None,
@@ -191,12 +190,29 @@ def _setup(movie: xr.DataArray, plane_dim: str, kwargs: dict) -> tuple:
     return dims3, shape, max_shifts, params, settings
 
 
-def _estimate(movie: xr.DataArray, params, settings: dict) -> np.ndarray:
+def _estimate(movie: xr.DataArray, params, settings: dict, with_shifts: bool = False):
+    """The template of a volume run (and, ``with_shifts``, the shifts of its last pass)."""
     frames = Frames(movie, cache_bytes=VOLUME_CACHE_BYTES)
-    tmpl, _ = _vol.estimate_volume_template(
+    tmpl, shifts = _vol.estimate_volume_template(
         frames, params, niter=settings["niter"], max_frames=settings["max_template_frames"]
     )
-    return tmpl
+    return (tmpl, shifts) if with_shifts else tmpl
+
+
+def _conclude(ds: xr.Dataset, max_shifts: tuple[int, ...], sample_shifts) -> xr.Dataset:
+    """The verdict of a volume run (``qc_verdict``, ``qc_warnings``; a
+    :class:`xnormcorre.qc.diagnose.RegistrationWarning` per suspect finding): motion at
+    the search bound along z, y or x, many low-correlation volumes, many patches at the
+    edge of their search window -- the checks of a run on frames, less the sensor defects
+    (not searched in volumes: no ``defect_mask``)."""
+    from ..engine.config import Calibration
+    from ..engine.noise import UNIFORM
+    from ..qc.diagnose import conclude
+
+    out = conclude(ds, Calibration(None, UNIFORM, 1.0), sample_shifts, max_shifts)
+    out = out.drop_vars(sc.DEFECT_MASK)
+    del out.attrs["n_defects"]
+    return out
 
 
 def _user_template(template: Any, shape: tuple[int, ...], dims3: tuple[str, ...]) -> np.ndarray:
@@ -248,17 +264,20 @@ def rigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
     movie = _as_volume_movie(movie, plane_dim)
     _check_unused(kwargs)
     dims3, shape, max_shifts, params, settings = _setup(movie, plane_dim, kwargs)
+    ref = _reference(movie, kwargs, plane_dim)
+    est = movie if ref is None else ref
     n = movie.sizes[sc.DIM_TIME]
     border = settings["border"]
     template = kwargs.get("template")
+    sample_shifts = None
     if template is None:
-        tmpl = _estimate(movie, params, settings)
+        tmpl, sample_shifts = _estimate(est, params, settings, with_shifts=True)
         how = "estimated"
     else:
         tmpl = _user_template(template, shape, dims3)
         how = "user"
     index = xr.Variable((sc.DIM_TIME,), np.arange(n, dtype=np.int64))
-    data = movie.variable
+    data = est.variable
     if data.chunks is not None:
         data = data.chunk({plane_dim: -1, sc.DIM_Y: -1, sc.DIM_X: -1})
         index = index.chunk({sc.DIM_TIME: data.chunks[0]})
@@ -273,6 +292,9 @@ def rigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
         output_dtypes=[np.float32] * 3,
         dask_gufunc_kwargs={"output_sizes": {sc.DIM_AXIS: 3}},
     )
+    if ref is not None:  # the shifts estimated on the reference, applied to the movie
+        kw = dict(border=border, fill_min=params.fill_min, batch_size=params.batch_size, clip=params.clip)
+        corrected = _move_lazily(movie, shifts, None, **kw)
     units = movie.attrs.get("units", "a.u.")
     ds = xr.Dataset(coords=dict(movie.coords))
     ds = ds.assign_coords({sc.DIM_AXIS: (sc.DIM_AXIS, list(dims3), dict(sc.AXIS_ATTRS))})
@@ -299,7 +321,8 @@ def rigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
     ds.attrs["planes"] = "volume"
     ds.attrs["plane_dim"] = plane_dim
     ds.attrs["template_source"] = how
-    return ds
+    ds.attrs["shifts_estimated_on"] = estimated_on(ref, movie)
+    return _conclude(ds, max_shifts, sample_shifts)
 
 
 def _is_volume_pw(da: xr.DataArray) -> bool:
@@ -354,6 +377,47 @@ def _apply_block(block, index, sh, *, border, fill_min, batch_size, clip):
     )
 
 
+def _move_lazily(movie: xr.DataArray, shv: xr.Variable, mats, **kwargs) -> xr.Variable:
+    """``movie`` moved by the shifts ``shv`` (rigid ``(time, axis)``, or patch shifts with
+    the interpolation matrices ``mats``), chunk by chunk on dask input (or dask shifts)."""
+    dims3 = tuple(movie.dims[1:])
+    data = movie.variable
+    index = xr.Variable((sc.DIM_TIME,), np.arange(movie.sizes[sc.DIM_TIME], dtype=np.int64))
+    core = list(shv.dims[1:])
+    if data.chunks is not None or shv.chunks is not None:
+        chunks = data.chunks[0] if data.chunks is not None else shv.chunks[0]
+        data = data.chunk({sc.DIM_TIME: chunks, **{d: -1 for d in dims3}})
+        index = index.chunk({sc.DIM_TIME: chunks})
+        shv = shv.chunk({sc.DIM_TIME: chunks, **{d: -1 for d in core}})
+    if mats is not None:
+        kwargs["mats"] = mats
+    return xr.apply_ufunc(
+        _apply_block if mats is None else _apply_pw_block,
+        data,
+        index,
+        shv,
+        input_core_dims=[list(dims3), [], core],
+        output_core_dims=[list(dims3)],
+        kwargs=kwargs,
+        dask="parallelized",
+        output_dtypes=[np.float32],
+    )
+
+
+def _reference(movie: xr.DataArray, kwargs: dict, plane_dim: str) -> xr.DataArray | None:
+    """The ``reference`` volumes to estimate on (same sizes as ``movie``), or None; lazy
+    like the movie (the same time chunks)."""
+    ref = kwargs.get("reference")
+    if ref is None:
+        return None
+    ref = _as_volume_movie(ref, plane_dim)
+    if dict(ref.sizes) != dict(movie.sizes):
+        raise ValueError(f"reference must have the movie's sizes {dict(movie.sizes)}, got {dict(ref.sizes)}")
+    if movie.chunks is not None:
+        ref = ref.chunk({sc.DIM_TIME: movie.chunks[0]})
+    return ref
+
+
 def apply_volume_shifts(movie: Any, shifts: Any, *, border: str, min_mov, batch_size, clip) -> xr.DataArray:
     """Move every volume of ``movie`` by ``-shifts`` (3-D rigid shifts ``(time, axis)``
     with ``axis`` = the movie's plane dim, y, x, or a result Dataset of a volume run),
@@ -378,27 +442,10 @@ def apply_volume_shifts(movie: Any, shifts: Any, *, border: str, min_mov, batch_
     clip = vd.check_bool(attrs.get("clip", True) if clip is None else clip, "clip")
     bs = batch_size or attrs.get("batch_size") or 1
     dims3 = tuple(movie.dims[1:])
-    data = movie.variable
-    index = xr.Variable((sc.DIM_TIME,), np.arange(movie.sizes[sc.DIM_TIME], dtype=np.int64))
-    core = list(sh.dims[1:])
     shv = xr.Variable(sh.dims, np.asarray(sh.values, np.float32))
-    if data.chunks is not None:
-        data = data.chunk({d: -1 for d in dims3})
-        index = index.chunk({sc.DIM_TIME: data.chunks[0]})
-        shv = shv.chunk({sc.DIM_TIME: data.chunks[0], **{d: -1 for d in core}})
-    kwargs = dict(border=border, fill_min=float(min_mov or 0.0), batch_size=int(bs), clip=clip)
-    if pw:
-        kwargs["mats"] = _pw_matrices(sh, movie, dims3)
-    out = xr.apply_ufunc(
-        _apply_pw_block if pw else _apply_block,
-        data,
-        index,
-        shv,
-        input_core_dims=[list(dims3), [], core],
-        output_core_dims=[list(dims3)],
-        kwargs=kwargs,
-        dask="parallelized",
-        output_dtypes=[np.float32],
+    mats = _pw_matrices(sh, movie, dims3) if pw else None
+    out = _move_lazily(
+        movie, shv, mats, border=border, fill_min=float(min_mov or 0.0), batch_size=int(bs), clip=clip
     )
     units = movie.attrs.get("units", "a.u.")
     comment = (_PW_COMMENT if pw else "volume moved by -shifts (Fourier phase ramp); border: ") + border
@@ -532,6 +579,8 @@ def pwrigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
                 f"{name}= is not available for 3-D registration of a volume; leave it at {neutral!r}"
             )
     dims3, shape, max_shifts, rparams, settings = _setup(movie, plane_dim, kwargs)
+    ref = _reference(movie, kwargs, plane_dim)
+    est = movie if ref is None else ref
     strides, overlaps, max_dev = volume_grid(
         kwargs.get("strides"), kwargs.get("overlaps"), kwargs.get("max_deviation_rigid"), shape, dims3
     )
@@ -557,9 +606,10 @@ def pwrigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
     )
     n = movie.sizes[sc.DIM_TIME]
     template = kwargs.get("template")
+    sample_shifts = None
     if template is None:
-        frames = Frames(movie, cache_bytes=VOLUME_CACHE_BYTES)
-        tmpl, _ = _vpw.estimate_volume_pw_template(
+        frames = Frames(est, cache_bytes=VOLUME_CACHE_BYTES)
+        tmpl, sample_shifts = _vpw.estimate_volume_pw_template(
             frames,
             params,
             niter_rig=settings["niter"],
@@ -571,7 +621,7 @@ def pwrigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
         tmpl = _user_template(template, shape, dims3)
         how = "user"
     index = xr.Variable((sc.DIM_TIME,), np.arange(n, dtype=np.int64))
-    data = movie.variable
+    data = est.variable
     if data.chunks is not None:
         data = data.chunk({plane_dim: -1, sc.DIM_Y: -1, sc.DIM_X: -1})
         index = index.chunk({sc.DIM_TIME: data.chunks[0]})
@@ -588,6 +638,10 @@ def pwrigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
         output_dtypes=[np.float32] * 4,
         dask_gufunc_kwargs={"output_sizes": {**dict(zip(pdims, grid, strict=True)), sc.DIM_AXIS: 3}},
     )
+    if ref is not None:  # the shifts estimated on the reference, applied to the movie
+        rp = params.rigid
+        kw = dict(border=rp.border, fill_min=rp.fill_min, batch_size=params.batch_size, clip=rp.clip)
+        corrected = _move_lazily(movie, pshifts, tuple(params.mats), **kw)
     units = movie.attrs.get("units", "a.u.")
     ds = xr.Dataset(coords=dict(movie.coords))
     ds = ds.assign_coords({sc.DIM_AXIS: (sc.DIM_AXIS, list(dims3), dict(sc.AXIS_ATTRS))})
@@ -618,7 +672,8 @@ def pwrigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
     ds.attrs["planes"] = "volume"
     ds.attrs["plane_dim"] = plane_dim
     ds.attrs["template_source"] = how
-    return ds
+    ds.attrs["shifts_estimated_on"] = estimated_on(ref, movie)
+    return _conclude(ds, max_shifts, sample_shifts)
 
 
 _PW_COMMENT = (
