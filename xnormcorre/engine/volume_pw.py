@@ -37,6 +37,7 @@ __all__ = [
     "VolumePwParams",
     "apply_volume_pw_shifts",
     "centre_volume_patches",
+    "corr_volume_batch",
     "dense_field_nd",
     "estimate_volume_pw_template",
     "make_volume_pw_params",
@@ -59,10 +60,13 @@ def keys_weights_nd(t: jax.Array, a: float = -0.75) -> jax.Array:
     return jnp.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
 
 
-def warp_nd(img: jax.Array, fields: tuple[jax.Array, ...], border: str, fill_min, clip: bool = False):
+def warp_nd(img: jax.Array, fields: tuple[jax.Array, ...], border: str, fill_min, limits=None):
     """Sample ``img`` (any number of axes) at ``r + field(r)`` with Keys cubic
-    interpolation: the image moved by ``-field``.  Returns the image and the mask of
-    samples whose source lay inside it.
+    interpolation: the image moved by ``-field``, clipped to ``limits = (lo, hi)`` if
+    given (the image's own range: no overshoot of the cubic kernel).  Returns the image
+    and the mask of samples whose source lay inside it.  The range is an input rather
+    than reduced here: XLA's CPU code for the tap sums is several times slower when they
+    are clipped to a reduction of the same image in the same computation.
 
     The n-dimensional form of :func:`xnormcorre.engine.warp.warp` (for two axes the same
     sums in the same order): sources clamped to the image (the edge-replicated image
@@ -104,8 +108,8 @@ def warp_nd(img: jax.Array, fields: tuple[jax.Array, ...], border: str, fill_min
         return acc
 
     out = taps(0, 0)
-    if clip:
-        out = jnp.clip(out, jnp.min(img), jnp.max(img))
+    if limits is not None:
+        out = jnp.clip(out, limits[0], limits[1])
     if border != "copy":
         out = fill_outside(out, valid, border, fill_min)
     return out, valid
@@ -222,6 +226,7 @@ def _template_patches(template, starts, size):
 def _pw_one(
     vol,
     rshift,
+    limits,
     template,
     tp_p,
     tp_spec,
@@ -241,7 +246,8 @@ def _pw_one(
     apply,
 ):
     """Patch shifts ``(*grid, ndim)`` of one volume given its rigid shift and, if
-    ``apply``, the volume warped by their dense field and its correlation with the template."""
+    ``apply``, the volume warped by their dense field and the mask of its voxels whose
+    source lay inside the volume."""
     nd = vol.ndim
     c = jnp.round(rshift).astype(jnp.int32)
     padded = jnp.pad(vol, [(m, m) for m in pad], mode="edge")
@@ -265,15 +271,15 @@ def _pw_one(
     if not apply:
         return pshifts
     fields = dense_field_nd(pshifts, mats)
-    out, valid = warp_nd(vol, fields, border, fill_min, clip)
-    corr = _vol.corr_nd(out, template, valid & jnp.isfinite(out))
-    return pshifts, out, corr
+    out, valid = warp_nd(vol, fields, border, fill_min, (limits[0], limits[1]) if clip else None)
+    return pshifts, out, valid
 
 
 @partial(jax.jit, static_argnames=("pad", "max_dev", "starts", "size", "patch_kw", "border", "clip", "apply"))
 def register_volume_pw_batch(
     vols,
     rshifts,
+    limits,
     template,
     pgrads,
     pwindow,
@@ -291,8 +297,11 @@ def register_volume_pw_batch(
     apply=True,
 ):
     """Piecewise-rigid registration of volumes ``(B, D, H, W)`` given their rigid shifts
-    ``(B, 3)``: patch shifts ``(B, *grid, 3)`` and, if ``apply``, the corrected volumes and
-    their correlation with ``template``.  ``pgrads``: gradients of the padded template
+    ``(B, 3)`` and their ranges ``(B, 2)`` (min, max: ``clip`` limits each corrected volume
+    to it, see :func:`warp_nd`): patch shifts ``(B, *grid, 3)`` and, if ``apply``, the
+    corrected volumes and the masks of their voxels whose source lay inside the volume
+    (their correlation with the template: :func:`corr_volume_batch`, a separate
+    computation: fused with the warp, XLA's CPU code recomputes the warp once per sum).  ``pgrads``: gradients of the padded template
     patches ``(P, 3, *padded size)``; ``pwindow``/``pweight``: a patch's taper and
     spectral weight (on the padded patch shape)."""
     kw = dict(patch_kw)
@@ -310,17 +319,35 @@ def register_volume_pw_batch(
         apply=apply,
     )
     consts = (template, tp_p, tp_spec, pgrads, pwindow, pweight, mats, fill_min)
-    return jax.vmap(lambda v, r: fn(v, r, *consts))(vols, rshifts)
+    return jax.vmap(lambda v, r, lim: fn(v, r, lim, *consts))(vols, rshifts, limits)
 
 
-@partial(jax.jit, static_argnames=("border", "clip"))
-def warp_volume_batch(vols, pshifts, mats, fill_min, *, border="copy", clip=True):
-    """Apply known patch shifts ``(B, *grid, 3)`` to volumes ``(B, D, H, W)``."""
+@jax.jit
+def corr_volume_batch(vols, template, valid):
+    """Pearson correlation of each volume ``(B, D, H, W)`` with ``template`` over its
+    ``valid`` voxels (finite ones only)."""
+    return jax.vmap(lambda v, m: _vol.corr_nd(v, template, m & jnp.isfinite(v)))(vols, valid)
 
-    def one(v, ps):
-        return warp_nd(v, dense_field_nd(ps, mats), border, fill_min, clip)[0]
 
-    return jax.vmap(one)(vols, pshifts)
+@partial(jax.jit, static_argnames=("border",))
+def warp_volume_batch(vols, pshifts, mats, fill_min, limits=None, *, border="copy"):
+    """Apply known patch shifts ``(B, *grid, 3)`` to volumes ``(B, D, H, W)``, each clipped
+    to its ``limits`` ``(B, 2)`` if given."""
+    if limits is None:
+        return jax.vmap(lambda v, ps: warp_nd(v, dense_field_nd(ps, mats), border, fill_min)[0])(
+            vols, pshifts
+        )
+
+    def one(v, ps, lim):
+        return warp_nd(v, dense_field_nd(ps, mats), border, fill_min, (lim[0], lim[1]))[0]
+
+    return jax.vmap(one)(vols, pshifts, limits)
+
+
+def _ranges(batch: np.ndarray) -> np.ndarray:
+    """``(B, 2)`` min and max of each volume of a batch (the clip limits of :func:`warp_nd`)."""
+    b = np.asarray(batch, np.float32).reshape(len(batch), -1)
+    return np.stack([b.min(axis=1), b.max(axis=1)], axis=1)
 
 
 # ----------------------------------------------------------------------- NumPy drivers
@@ -371,9 +398,22 @@ def register_volumes_pw(
             **rkw,
         )
         out = register_volume_pw_batch(
-            batch, rs, tmpl, pgrads, params.patch.window, params.patch.weight, mats, fill, apply=apply, **kw
+            batch,
+            rs,
+            _ranges(batch),
+            tmpl,
+            pgrads,
+            params.patch.window,
+            params.patch.weight,
+            mats,
+            fill,
+            apply=apply,
+            **kw,
         )
-        return (rs, *out) if apply else (rs, out)
+        if not apply:
+            return rs, out
+        ps, moved, valid = out
+        return rs, ps, moved, corr_volume_batch(moved, tmpl, valid)
 
     for a, b, out in run_kernels(kernel, movie, 0, n, params.batch_size, origin=origin):
         k = b - a
@@ -404,7 +444,8 @@ def apply_volume_pw_shifts(
     mats = tuple(np.asarray(m, np.float32) for m in mats)
 
     def kernel(_, batch, sh):
-        return warp_volume_batch(batch, sh, mats, np.float32(fill_min), border=border, clip=clip)
+        lim = _ranges(batch) if clip else None
+        return warp_volume_batch(batch, sh, mats, np.float32(fill_min), lim, border=border)
 
     for a, b, (res,) in run_kernels(kernel, movie, 0, n, batch_size, ps, origin=origin):
         out[a:b] = res[: b - a]
@@ -417,9 +458,7 @@ def centre_volume_patches(template: np.ndarray, deviations: np.ndarray, params: 
     Keys cubic, edges replicated), as :func:`xnormcorre.engine.warp.centre_patches` does in 2-D."""
     dev = np.mean(np.asarray(deviations, np.float64), axis=0).astype(np.float32)
     mats = tuple(np.asarray(m, np.float32) for m in params.mats)
-    out = warp_volume_batch(
-        np.asarray(template, np.float32)[None], -dev[None], mats, np.float32(0.0), clip=False
-    )
+    out = warp_volume_batch(np.asarray(template, np.float32)[None], -dev[None], mats, np.float32(0.0))
     return np.asarray(out)[0]
 
 
