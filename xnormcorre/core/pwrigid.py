@@ -104,7 +104,7 @@ def pwrigid(
         out cells that light up), kept within ``rigid ± max_deviation_rigid``.
         Default (None): False for frames, True for volumes (``planes="volume"``: on
         simulated deformed volumes it halves the patch error, RMSE z/y/x 0.08/0.07/0.07
-        -> 0.03/0.04/0.03, for about 1.35x the time).  On simulated movies with shot noise it brings the patch shifts
+        -> 0.03/0.04/0.03, for about twice the time).  On simulated movies with shot noise it brings the patch shifts
         much closer to the best precision the noise allows (Cramér-Rao bound):
         efficiency 0.21/0.16/0.11 -> 0.69/0.74/0.81 at 1/5/20 photons per pixel under
         rigid motion, 0.17/0.07/0.02 -> 0.65/0.52/0.22 under non-rigid motion.  It
