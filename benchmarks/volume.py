@@ -6,6 +6,7 @@ Run by hand, never as a timed test::
     python benchmarks/volume.py --frames 50 --shape 16 128 128
     python benchmarks/volume.py --accuracy             # also the pixel-integrated accuracy case
     python benchmarks/volume.py --shape 16 128 128 --lazy 100 400 1000   # RSS of lazy runs from a file
+    python benchmarks/volume.py --pw --frames 50 --shape 16 128 128      # 3-D piecewise rigid (z patches)
 
 Speed: a smooth random volume moved by known subpixel 3-D shifts (Fourier shift, Poisson
 noise); ``xnormcorre.rigid`` end to end (template estimated, volumes registered and moved)
@@ -13,7 +14,9 @@ and in steady state (a given template, second run: compiled kernels reused).  Pr
 volumes/s and the peak RSS.  Accuracy: :func:`xnormcorre.testing.volume.simulate_volume`
 (independent of the registration's interpolation: B-spline motion on an oversampled
 scene, voxel integration, camera noise), RMSE per axis after removing the constant offset
-of the estimated template.
+of the estimated template.  ``--pw``: 3-D piecewise-rigid registration instead (patches
+along z too), its speed, and the patch accuracy on
+:func:`xnormcorre.testing.volume.simulate_deformed_volume` (a smooth 3-D deformation).
 """
 
 from __future__ import annotations
@@ -96,6 +99,44 @@ def _lazy_rss(n: int, shape: tuple[int, int, int], chunk: int = 20) -> None:
     path.unlink()
 
 
+def _pw(args, shape: tuple[int, int, int]) -> None:
+    """3-D piecewise-rigid: volumes/s (template given, compile excluded) and patch RMSE per
+    axis on a pixel-integrated movie under a smooth 3-D deformation."""
+    from xnormcorre.testing.volume import simulate_deformed_volume
+
+    kw = dict(max_shifts=(2, 8, 8), strides=(6, 48, 48), overlaps=(4, 16, 16), max_deviation_rigid=(1, 3, 3))
+    frames, _, base = _movie(args.frames, shape, (1.5, 5.0, 5.0))
+    print(f"# 3-D piecewise rigid, volumes {args.frames} x {shape}, {kw}")
+    for refine in (True, False):
+        for run in ("first", "steady"):
+            t0 = time.perf_counter()
+            res = xnormcorre.pwrigid(frames, template=base, refine_patches=refine, **kw)
+            _ = res.corrected.values
+            t1 = time.perf_counter()
+            print(
+                f"refine_patches={refine}, given template, {run} run: {args.frames / (t1 - t0):.2f} volumes/s "
+                f"(grid {tuple(res.shifts.shape[1:4])})"
+            )
+    sim = simulate_deformed_volume((16, 64, 64), 20, seed=0, n_cells=300)
+    kw = dict(max_shifts=(3, 6, 6), strides=(6, 24, 24), overlaps=(4, 8, 8), max_deviation_rigid=(1, 3, 3))
+    for refine in (True, False):
+        for given in (True, False):
+            res = xnormcorre.pwrigid(
+                sim.frames, template=sim.template if given else None, refine_patches=refine, **kw
+            )
+            starts = [res[f"patch_{d}_start"].values for d in "zyx"]
+            size = [int(res[f"patch_{d}_stop"][0] - res[f"patch_{d}_start"][0]) for d in "zyx"]
+            err = res.shifts.values - sim.patch_displacement(starts, size)
+            if not given:
+                err -= np.median(err, axis=0)  # an estimated template's own offset per patch
+            rmse = np.sqrt((err**2).reshape(-1, 3).mean(axis=0))
+            print(
+                f"deformed 20 x 16 x 64^2, refine_patches={refine}, template {'given' if given else 'estimated'}: "
+                f"patch RMSE z {rmse[0]:.3f} planes, y {rmse[1]:.3f}, x {rmse[2]:.3f} px "
+                f"(grid {tuple(res.shifts.shape[1:4])})"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=200)
@@ -108,8 +149,12 @@ def main() -> None:
         metavar="N",
         help="only the RSS growth of lazy runs of N volumes from a file",
     )
+    ap.add_argument("--pw", action="store_true", help="3-D piecewise-rigid registration (z patches)")
     args = ap.parse_args()
     shape = tuple(args.shape)
+    if args.pw:
+        _pw(args, shape)
+        return
     if args.lazy:
         for n in args.lazy:
             _lazy_rss(n, shape)

@@ -70,3 +70,71 @@ def test_max_shifts_takes_three_values_for_a_volume(volume_tif, tmp_path, capsys
         main(["correct", str(flat), "-o", str(tmp_path / "b.tif"), "--max-shifts", "2", "4", "4", "-q"]) != 0
     )
     assert "3 (Z Y X) only for a volume" in capsys.readouterr().err
+
+
+def test_correct_a_volume_piecewise_rigid_and_apply(volume_tif, tmp_path, capsys):
+    """--pw-rigid on a TZYX hyperstack: 3-D patches (--strides/--overlaps Z Y X), the same
+    numbers as xnormcorre.pwrigid, and the saved patch shifts applied again give the same volumes."""
+    p, sim = volume_tif
+    out = tmp_path / "pw.tif"
+    grid = ["--strides", "4", "16", "16", "--overlaps", "2", "8", "8", "--max-deviation-rigid", "1"]
+    assert (
+        main(["correct", str(p), "-o", str(out), "--pw-rigid", "--max-shifts", "2", "4", "4", *grid, "-q"])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "pwrigid: corrected 6 volumes of 8x32x32 px" in printed and "patch at max deviation" in printed
+    expected = xnormcorre.pwrigid(
+        sim.frames.astype(np.float32),
+        max_shifts=(2, 4, 4),
+        strides=(4, 16, 16),
+        overlaps=(2, 8, 8),
+        max_deviation_rigid=1,
+    )
+    np.testing.assert_array_equal(tifffile.imread(out), expected.corrected.values)
+    with xr.open_dataset(tmp_path / "pw_shifts.nc") as saved:
+        assert saved.shifts.dims == ("time", "patch_z", "patch_y", "patch_x", "axis")
+        np.testing.assert_array_equal(saved.shifts.values, expected.shifts.values)
+        np.testing.assert_array_equal(
+            saved.patch_at_max_deviation.values, expected.patch_at_max_deviation.values
+        )
+    applied = tmp_path / "applied.tif"
+    assert main(["apply", str(tmp_path / "pw_shifts.nc"), str(p), "-o", str(applied), "-q"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(applied), expected.corrected.values)
+    assert main(
+        ["correct", str(p), "-o", str(tmp_path / "x.tif"), "--pw-rigid", "--max-shifts", "2", "4", "4", "-q"]
+    )
+    assert "--strides takes 3 integers (Z Y X) for 3-D piecewise-rigid registration of a volume" in (
+        capsys.readouterr().err
+    )
+
+
+def test_planes_independent_registers_each_plane_in_2d(volume_tif, tmp_path, capsys):
+    p, sim = volume_tif
+    out = tmp_path / "planes.tif"
+    argv = ["correct", str(p), "-o", str(out), "--planes", "independent", "--max-shifts", "4", "4", "-q"]
+    assert main(argv) == 0
+    expected = xnormcorre.rigid(sim.frames.astype(np.float32), max_shifts=(4, 4), planes="independent")
+    np.testing.assert_array_equal(tifffile.imread(out), expected.corrected.values)
+    with xr.open_dataset(tmp_path / "planes_shifts.nc") as saved:
+        assert saved.shifts.dims == ("time", "z", "axis") and saved.attrs["planes"] == "independent"
+        np.testing.assert_array_equal(saved.shifts.values, expected.shifts.values)
+    capsys.readouterr()
+    bad = [
+        "correct",
+        str(p),
+        "-o",
+        str(tmp_path / "b.tif"),
+        "--planes",
+        "independent",
+        "--max-shifts",
+        "2",
+        "4",
+        "4",
+    ]
+    assert main([*bad, "-q"]) != 0
+    assert "--max-shifts takes 1 or 2 integers (Y [X]) with --planes independent" in capsys.readouterr().err
+    flat = tmp_path / "flat.tif"
+    tifffile.imwrite(flat, np.zeros((4, 32, 32), np.float32), photometric="minisblack")
+    assert main(["correct", str(flat), "-o", str(tmp_path / "c.tif"), "--planes", "volume", "-q"]) != 0
+    assert "--planes volume applies to a movie with a plane dim" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import pytest
 import xarray as xr
 
 import xnormcorre
+from xnormcorre.qc.diagnose import RegistrationWarning
 from xnormcorre.testing import cases
 from xnormcorre.testing.volume import simulate_volume
 
@@ -55,12 +56,14 @@ def test_caiman_lfw_stack_2_4_1():
     nans = np.ones((16, 20, 4), dtype=bool)
     nans[:-sy, :-sx, :-sz] = False
     t, f, nans = (a.transpose(2, 0, 1) for a in (templ, frame, nans))  # (z, y, x)
-    out = xnormcorre.rigid(f[None], max_shifts=(1, 4, 4), template=t, upsample_factor=1, border="nan")
+    with pytest.warns(RegistrationWarning, match="search bound"):  # the shift is on the bound, as in CaImAn
+        out = xnormcorre.rigid(f[None], max_shifts=(1, 4, 4), template=t, upsample_factor=1, border="nan")
     np.testing.assert_array_equal(out.shifts.values[0], [sz, sy, sx])
     cor = out.corrected.values[0]
     np.testing.assert_array_equal(np.isnan(cor), nans)
     np.testing.assert_allclose(cor[~nans], t[~nans], rtol=1e-5)
-    sub = xnormcorre.rigid(f[None], max_shifts=(1, 4, 4), template=t)  # subpixel default
+    with pytest.warns(RegistrationWarning, match="search bound"):
+        sub = xnormcorre.rigid(f[None], max_shifts=(1, 4, 4), template=t)  # subpixel default
     np.testing.assert_allclose(sub.shifts.values[0], [sz, sy, sx], atol=0.05)
 
 
@@ -76,10 +79,13 @@ def test_volume_result_labels_and_accuracy(vol, sim, res):
     assert rmse[0] <= 0.1 and rmse[1:].max() <= 0.05, rmse
     assert float(res.correlation.min()) > 0.7  # noisy volumes (20 photons per voxel)
     assert res.low_correlation.dims == ("time",) and int(res.low_correlation.sum()) == 0
-    # a search bound of 1 plane: volumes moved by about a plane are flagged
-    tight = vol.normcorre.rigid(max_shifts=(1, 4, 4), template=sim.template)
+    assert res.attrs["qc_verdict"] == "ok" and "defect_mask" not in res
+    # a search bound of 1 plane: volumes moved by about a plane are flagged, the run is suspect
+    with pytest.warns(RegistrationWarning, match=r"reached the search bound max_shifts=\(1, 4, 4\)"):
+        tight = vol.normcorre.rigid(max_shifts=(1, 4, 4), template=sim.template)
     at_z = np.abs(tight.shifts.sel(axis="z").values) >= 0.5
     np.testing.assert_array_equal(tight.at_max_shift.values.astype(bool), at_z)
+    assert tight.attrs["qc_verdict"] == "suspect" and "increase max_shifts" in tight.attrs["qc_warnings"]
 
 
 def test_lazy_equals_eager_and_apply_shifts(vol, sim, res):
@@ -94,6 +100,22 @@ def test_lazy_equals_eager_and_apply_shifts(vol, sim, res):
     np.testing.assert_array_equal(lazy_again.values, res.corrected.values)
 
 
+def test_reference_channel_estimates_the_shifts(vol, sim, res):
+    """Shifts estimated on a reference (another channel with the same motion) are those of a run
+    on the reference, and applied to the movie; lazily too."""
+    other = np.sqrt(vol).rename("green")
+    out = other.normcorre.rigid(max_shifts=(2, 4, 4), template=sim.template, reference=vol)
+    np.testing.assert_array_equal(out.shifts.values, res.shifts.values)
+    np.testing.assert_array_equal(out.correlation.values, res.correlation.values)
+    np.testing.assert_array_equal(out.corrected.values, xnormcorre.apply_shifts(other, res).values)
+    assert out.attrs["shifts_estimated_on"] == "reference (movie)"
+    lazy = other.chunk({"time": 5}).normcorre.rigid(
+        max_shifts=(2, 4, 4), template=sim.template, reference=vol
+    )
+    assert lazy.corrected.chunks is not None
+    np.testing.assert_array_equal(lazy.corrected.values, out.corrected.values)
+
+
 def test_estimated_template_recovers_motion(vol, sim):
     out = vol.normcorre.rigid(max_shifts=(2, 4, 4))
     err = out.shifts.values - sim.shifts
@@ -106,10 +128,12 @@ def test_volume_bad_input(vol):
         vol.normcorre.rigid(max_shifts=(4, 4))
     with pytest.raises(ValueError, match="below half"):
         vol.normcorre.rigid(max_shifts=(4, 4, 4))
-    with pytest.raises(ValueError, match="reference= is not available"):
-        vol.normcorre.rigid(max_shifts=(1, 4, 4), reference=vol)
-    with pytest.raises(ValueError, match="pwrigid registration of a volume is not available"):
-        vol.normcorre.pwrigid()
+    with pytest.raises(ValueError, match="scan_phase= is not available"):
+        vol.normcorre.rigid(max_shifts=(1, 4, 4), scan_phase=0.5)
+    with pytest.raises(ValueError, match="reference must have the movie's sizes"):
+        vol.normcorre.rigid(max_shifts=(2, 4, 4), reference=vol.isel(time=slice(0, 3)))
+    with pytest.raises(ValueError, match="max_shifts must have 3 entries"):
+        vol.normcorre.pwrigid()  # 3-D piecewise rigid: 3 entries (z, y, x), see test_volume_pw.py
     with pytest.raises(ValueError, match="template must have the volume's shape"):
         vol.normcorre.rigid(max_shifts=(1, 4, 4), template=np.zeros((2, 32, 32), np.float32))
 

@@ -105,3 +105,44 @@ def test_gauss_newton_nd_step():
         gauss_newton_nd(jnp.asarray(moved, jnp.float32), jnp.asarray(vol, jnp.float32), grads, lo, hi)
     )
     np.testing.assert_allclose(step, s, atol=0.03)
+
+
+def test_warp_nd_and_dense_field_nd_match_2d():
+    """The n-D Keys cubic warp and dense field are the 2-D ones for two axes (same sums, same order)."""
+    from xnormcorre.engine.patches import interp_matrix
+    from xnormcorre.engine.volume_pw import dense_field_nd, warp_nd
+    from xnormcorre.engine.warp import dense_field, warp
+
+    img = jnp.asarray(_image((20, 24), seed=4))
+    wy = jnp.asarray(interp_matrix(20, np.array([5.5, 14.5])))
+    wx = jnp.asarray(interp_matrix(24, np.array([4.0, 12.0, 19.0])))
+    ps = jnp.asarray(np.random.default_rng(5).uniform(-2, 2, (2, 3, 2)).astype(np.float32))
+    fy, fx = dense_field(ps, wy, wx)
+    gy, gx = dense_field_nd(ps, (wy, wx))
+    np.testing.assert_allclose(np.asarray(gy), np.asarray(fy), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(gx), np.asarray(fx), atol=1e-6)
+    for border in ("copy", "nan"):
+        a, va = warp(img, fy, fx, border, jnp.float32(0.0), True)
+        b, vb = warp_nd(img, (fy, fx), border, jnp.float32(0.0), (jnp.min(img), jnp.max(img)))
+        np.testing.assert_array_equal(np.asarray(vb), np.asarray(va))
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-6, equal_nan=True)
+
+
+def test_warp_nd_moves_a_volume_by_minus_the_field():
+    """A constant subpixel field on a smooth volume: Keys cubic equals the Fourier shift inside."""
+    from scipy import ndimage
+
+    from xnormcorre.engine.volume_pw import warp_nd
+
+    vol = ndimage.gaussian_filter(np.random.default_rng(6).random((10, 16, 16)), 3.0, mode="wrap")
+    vol = vol.astype(np.float32)
+    s = (0.4, -1.3, 0.7)
+    out, valid = warp_nd(jnp.asarray(vol), tuple(jnp.full(vol.shape, v, jnp.float32) for v in s), "nan", 0.0)
+    ref = np.asarray(
+        fourier_shift_nd(jnp.fft.rfftn(jnp.asarray(vol)), tuple(jnp.float32(v) for v in s), vol.shape)
+    )
+    inner = (slice(3, -3),) * 3
+    np.testing.assert_allclose(np.asarray(out)[inner], ref[inner], atol=0.02 * np.ptp(vol))
+    # sources at y - 1.3: the first two rows came from outside the volume
+    assert np.isnan(np.asarray(out)[:, :2]).all() and not np.asarray(valid)[:, :2].any()
+    assert np.isfinite(np.asarray(out)[:-1, 2:, :-1]).all() and np.isnan(np.asarray(out)[-1]).all()

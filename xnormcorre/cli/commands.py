@@ -24,6 +24,7 @@ from .output import (
     open_input,
     out_dtype,
     pair_option,
+    plane_dim,
     plural,
     progress,
     qc_plots,
@@ -141,11 +142,16 @@ def _registration_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "frames_per_split": args.frames_per_split,
     }
+    if args.planes is not None:
+        kw["planes"] = args.planes
+    if args.plane_dim != "z":
+        kw["plane_dim"] = args.plane_dim
     if args.pw_rigid:
-        kw["strides"] = pair_option(args.strides, "--strides") or (96, 96)
-        kw["overlaps"] = pair_option(args.overlaps, "--overlaps") or (32, 32)
+        # Z Y X for a volume: checked against the movie by _volume_grid once it is open
+        kw["strides"] = _grid_option(args.strides, "--strides") or (96, 96)
+        kw["overlaps"] = _grid_option(args.overlaps, "--overlaps") or (32, 32)
         kw["max_deviation_rigid"] = 3 if args.max_deviation_rigid is None else args.max_deviation_rigid
-        kw["refine_patches"] = args.refine_patches
+        kw["refine_patches"] = True if args.refine_patches else None  # None: on for volumes
         kw["niter_rig"] = args.niter
         kw["num_splits_to_process_rig"] = args.num_splits
     else:
@@ -157,6 +163,43 @@ def _registration_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kw["niter"] = args.niter
         kw["num_splits_to_process"] = args.num_splits
     return kw
+
+
+def _grid_option(values, option: str) -> tuple[int, ...] | None:
+    """``--strides``/``--overlaps``: Y [X], or Z Y X (a volume's, checked by :func:`_volume_grid`)."""
+    if values is not None and len(values) == 3:
+        return tuple(int(v) for v in values)
+    return pair_option(values, option)
+
+
+def _volume_grid(args: argparse.Namespace, kw: dict[str, Any], movie) -> None:
+    """``--max-shifts``, ``--strides`` and ``--overlaps`` against the movie and ``--planes``:
+    Z Y X for a volume registered in 3-D, Y [X] for frames or planes registered alone."""
+    volume = plane_dim(movie) is not None and args.planes != "independent"
+    if args.planes is not None and plane_dim(movie) is None:
+        raise CLIError(f"--planes {args.planes} applies to a movie with a plane dim (time, z, y, x) only")
+    if plane_dim(movie) is not None and plane_dim(movie) != args.plane_dim:
+        raise CLIError(f"the movie's plane dim is {plane_dim(movie)!r}: pass --plane-dim {plane_dim(movie)}")
+    if volume or plane_dim(movie) is None:
+        kw["max_shifts"] = max_shifts_option(kw["max_shifts"], movie)
+    elif kw["max_shifts"] is not None and len(kw["max_shifts"]) == 3:
+        raise CLIError(
+            "--max-shifts takes 1 or 2 integers (Y [X]) with --planes independent (each plane registered "
+            f"in 2-D), got {' '.join(map(str, kw['max_shifts']))}"
+        )
+    else:
+        kw["max_shifts"] = pair_option(kw["max_shifts"], "--max-shifts") or (6, 6)
+    if not args.pw_rigid:
+        return
+    for name in ("strides", "overlaps"):
+        n = len(kw[name])
+        if volume and (getattr(args, name) is None or n != 3):
+            raise CLIError(
+                f"--{name} takes 3 integers (Z Y X) for 3-D piecewise-rigid registration of a volume "
+                f"({movie.sizes[plane_dim(movie)]} planes), e.g. --strides 4 48 48 --overlaps 2 16 16"
+            )
+        if not volume and n == 3:
+            raise CLIError(f"--{name} takes 1 or 2 integers (Y [X]) for frames or planes registered in 2-D")
 
 
 def _register_and_write(args: argparse.Namespace, movie, res, out: Path, fmt: str | None, shifts_path: Path):
@@ -186,9 +229,9 @@ def _register_and_write(args: argparse.Namespace, movie, res, out: Path, fmt: st
     shifts_ds = rest.assign({v: computed[v] for v in time_vars})
     ms = tuple(shifts_ds.attrs["max_shifts"])
     if shifts_ds.attrs.get("planes") == "volume":
-        from ..core.volume import volume_flags
+        from ..core.volume import volume_result_flags
 
-        flags = volume_flags(shifts_ds, ms, shifts_ds.attrs["plane_dim"])
+        flags = volume_result_flags(shifts_ds)
     else:
         flags = quality_flags(shifts_ds, max_shifts=ms)
     shifts_ds = shifts_ds.assign(flags)
@@ -206,7 +249,7 @@ def correct(args: argparse.Namespace) -> int:
 
     movie = open_input(args.input, args.chunk, args.dataset, args.channel, single="--channel")
     log(args, f"input: {describe(movie)}")
-    kw["max_shifts"] = max_shifts_option(kw["max_shifts"], movie)
+    _volume_grid(args, kw, movie)
     reference = _reference(args, movie)
     method = "pwrigid" if args.pw_rigid else "rigid"
     register = xnormcorre.pwrigid if args.pw_rigid else xnormcorre.rigid

@@ -208,17 +208,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(c)
     r = c.add_argument_group("registration (names follow CaImAn / jnormcorre)")
     r.add_argument("--pw-rigid", action="store_true", help="piecewise-rigid registration (default: rigid)")
+    r.add_argument(
+        "--planes",
+        choices=("volume", "independent"),
+        help="a movie with a plane dim (time, z, y, x): 'volume' registers each volume in 3-D (the default; "
+        "--max-shifts Z Y X, with --pw-rigid also --strides/--overlaps Z Y X), 'independent' each plane "
+        "alone in 2-D (--max-shifts Y [X])",
+    )
+    r.add_argument(
+        "--plane-dim", default="z", metavar="NAME", help="name of the plane dim of the movie (default: z)"
+    )
     _add_pair(
         r,
         "--max-shifts",
         "largest displacement searched, px; one value for both axes or Y X (default: 6 6); "
         "Z Y X for a volume (a movie with a z dim; default: 2 6 6, z below half the planes)",
     )
-    _add_pair(r, "--strides", "pw-rigid: distance between patch starts, px (default: 96 96)")
+    _add_pair(
+        r, "--strides", "pw-rigid: distance between patch starts, px (default: 96 96); Z Y X for a volume"
+    )
     _add_pair(
         r,
         "--overlaps",
-        "pw-rigid: overlap added to each patch, px; patch = strides + overlaps (default: 32 32)",
+        "pw-rigid: overlap added to each patch, px; patch = strides + overlaps (default: 32 32); Z Y X for "
+        "a volume",
     )
     r.add_argument(
         "--max-deviation-rigid",
@@ -230,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--refine-patches",
         action="store_true",
         help="pw-rigid: refine each patch's shift by a noise-weighted Gauss-Newton step (closer to the "
-        "noise limit on simulated movies; 1.5-3x slower; default: off)",
+        "noise limit on simulated movies; 1.5-3x slower; default: off, on for a volume)",
     )
     r.add_argument(
         "--reference",

@@ -130,16 +130,14 @@ def by_plane(
 ) -> xr.Dataset:
     """Run ``fn`` (``rigid`` or ``pwrigid``) on every plane of ``movie`` with ``kwargs``
     (the caller's ``locals()``: its parameters, ``**aliases`` expanded; per-plane ``template``/``reference``/``defects``/DataArray values sliced) and stack
-    the results along ``plane_dim``.  ``planes`` None or "volume": 3-D rigid registration
-    of the volume (:func:`xnormcorre.core.volume.rigid_volume`; ``rigid`` only)."""
+    the results along ``plane_dim``.  ``planes`` None or "volume": 3-D registration of the
+    volume (:func:`xnormcorre.core.volume.rigid_volume` or
+    :func:`xnormcorre.core.volume.pwrigid_volume`)."""
     if planes != "independent":
-        if fn.__name__ != "rigid":
-            raise ValueError(
-                f"3-D {fn.__name__} registration of a volume is not available; register the volume "
-                f"rigidly (xnormcorre.rigid) or each plane alone with planes='independent' (plane dim {plane_dim!r})"
-            )
-        from .volume import rigid_volume
+        from .volume import pwrigid_volume, rigid_volume
 
+        if fn.__name__ == "pwrigid":
+            return pwrigid_volume(movie, plane_dim, kwargs)
         return rigid_volume(movie, plane_dim, kwargs)
     movie = _as_planes_movie(movie, plane_dim)
     kwargs = {k: v for k, v in kwargs.items() if k not in ("movie", "planes", "plane_dim", "aliases")} | dict(

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import compile_cache
 from .borders import apply_border_nd, border_limits_nd, fill_invalid, valid_nd
-from .config import PEAK_FIT_MIN_SIGMA, edge_taper
+from .config import auto_taper, edge_taper, estimator_settings, gaussian_weight
 from .estimate import estimate_shift_nd
 from .fourier import fourier_shift_nd
 from .refine import gradient
@@ -40,10 +40,16 @@ __all__ = [
     "VolumeParams",
     "apply_volume_shifts",
     "centre_volume",
+    "corr_nd",
+    "estimate_padded",
     "estimate_volume_template",
     "gauss_newton_nd",
     "make_volume_params",
+    "pad_volume",
     "register_volumes",
+    "template_gradients",
+    "template_spectrum",
+    "valid_mean_of",
 ]
 
 #: Axes shorter than this get no edge taper.
@@ -51,11 +57,10 @@ MIN_TAPERED = 16
 
 
 def _taper_width(n: int, max_shift: int) -> float:
-    """Edge taper (px) of one axis: ``2·max_shift + 2``, at least 4, at most ``n / 6``;
-    none on an axis shorter than :data:`MIN_TAPERED`."""
-    if n < MIN_TAPERED:
-        return 0.0
-    return float(max(4.0, min(2.0 * max_shift + 2.0, n / 6.0)))
+    """Edge taper (px) of one axis: that of a frame's axis
+    (:func:`xnormcorre.engine.config.auto_taper`), none on an axis shorter than
+    :data:`MIN_TAPERED`."""
+    return 0.0 if n < MIN_TAPERED else auto_taper(n, max_shift)
 
 
 def pad_width(n: int) -> int:
@@ -74,8 +79,8 @@ def pad_width(n: int) -> int:
     return 0 if n >= MIN_TAPERED else max(4, -(-n // 2))
 
 
-def _pad(x, pads: tuple[int, ...]):
-    """``x`` (an image or volume) edge-padded by ``pads`` on both sides of each axis."""
+def pad_volume(x, pads: tuple[int, ...]):
+    """``x`` (an image or volume) edge-padded by ``pads`` samples on both sides of each axis."""
     if not any(pads):
         return x
     return jnp.pad(x, [(p, p) for p in pads], mode="edge")
@@ -135,10 +140,13 @@ def make_volume_params(
     taper: float | None = None,
     clip: bool = True,
 ) -> VolumeParams:
-    """Parameters of a volume registration: the padding of short axes (:func:`pad_width`),
-    the template's edge taper (per axis, see :func:`_taper_width`; ``taper`` overrides it
-    on the axes that are not padded) and the Gaussian spectral weight
-    ``exp(-2π²σ²|k|²)`` of ``smooth_sigma`` voxels, on the padded shape."""
+    """Parameters of a volume registration, from the same parameter list as a frame's
+    (:func:`xnormcorre.engine.config.make_rigid_params`) and with the same estimator
+    settings (:func:`xnormcorre.engine.config.estimator_settings`, which validates
+    them): the padding of short axes (:func:`pad_width`), the template's edge taper
+    (per axis, see :func:`_taper_width`; ``taper`` overrides it on the axes that are not
+    padded) and the Gaussian spectral weight of ``smooth_sigma`` voxels
+    (:func:`xnormcorre.engine.config.gaussian_weight`), on the padded shape."""
     pads = tuple(pad_width(n) for n in shape)
     padded = tuple(n + 2 * p for n, p in zip(shape, pads, strict=True))
     window = np.ones(padded, np.float32)
@@ -149,28 +157,24 @@ def make_volume_params(
             t = _taper_width(n, m) if taper is None else float(taper)
             taper_ax = edge_taper(n, t) if t > 0 else np.ones(n, np.float32)
         window = window * taper_ax.reshape((-1,) + (1,) * (len(shape) - 1 - ax))
-    grids = np.meshgrid(*[np.fft.fftfreq(n) for n in padded[:-1]], np.fft.rfftfreq(padded[-1]), indexing="ij")
-    k2 = sum(g**2 for g in grids)
-    sigma = float(smooth_sigma or 0.0)
-    weight = np.exp(-2 * np.pi**2 * sigma**2 * k2).astype(np.float32)
+    settings = estimator_settings(upsample_factor, phase_corr, smooth_sigma)
+    weight = gaussian_weight(padded, float(smooth_sigma or 0.0))
     bs = batch_size or max(1, default_batch_size(shape[1:], n_frames) // shape[0])
     return VolumeParams(
         max_shifts=tuple(int(m) for m in max_shifts),
-        upsample_factor=int(upsample_factor),
         border=border,
         batch_size=int(bs),
         fill_min=float(fill_min),
-        whiten=bool(phase_corr),
-        peak_fit=bool(phase_corr) and sigma >= PEAK_FIT_MIN_SIGMA,
         clip=bool(clip),
         window=window,
         weight=weight,
         pads=pads,
+        **settings,
     )
 
 
 # ----------------------------------------------------------------------- kernels
-def _gradients(template: np.ndarray) -> np.ndarray:
+def template_gradients(template: np.ndarray) -> np.ndarray:
     """Gradient of the template along each axis ``(ndim, *shape)`` (fourth-order central
     differences, :func:`xnormcorre.engine.refine.gradient`)."""
     return np.stack(gradient(template)).astype(np.float32)
@@ -198,11 +202,25 @@ def gauss_newton_nd(
     return jnp.where(ok, jnp.clip(step, -0.5, 0.5), 0.0)
 
 
-def _register_one(vol, tmpl_spec, template, tmpl_p, grads, weight, fill_min, *, kw, border, clip, apply):
-    shape = vol.shape
+def template_spectrum(template, pads: tuple[int, ...], window):
+    """The edge-padded template ``(tmpl_p)`` and the ``rfftn`` of its mean-subtracted,
+    tapered form (what each volume or patch is correlated with)."""
+    tmpl_p = pad_volume(template, pads)
+    return tmpl_p, jnp.fft.rfftn((tmpl_p - template.mean()) * window)
+
+
+def estimate_padded(spec, tmpl_spec, tmpl_p, grads, weight, shape, *, kw, lo=None, hi=None, raw=None):
+    """Shift ``(ndim,)`` of a volume (or patch) of ``shape`` whose edge-padded ``rfftn`` is
+    ``spec`` against a template (:func:`template_spectrum`; ``grads``: its gradients on the
+    padded shape): the correlation peak within ``±kw["max_shifts"]``
+    (:func:`xnormcorre.engine.estimate.estimate_shift_nd`), clipped to ``[lo, hi]``
+    (default ``±max_shifts``), then ``kw["refine_steps"]`` Gauss-Newton steps
+    (:func:`gauss_newton_nd`) within the same bounds, on the volume whose padded
+    ``rfftn`` is ``raw`` (default ``spec``; a patch is correlated mean-subtracted and
+    tapered, but refined as it is)."""
+    raw = spec if raw is None else raw
     pads = kw["pads"]
     shape_p = tuple(n + 2 * p for n, p in zip(shape, pads, strict=True))
-    spec = jnp.fft.rfftn(_pad(vol, pads))
     shift = estimate_shift_nd(
         spec,
         tmpl_spec,
@@ -215,20 +233,31 @@ def _register_one(vol, tmpl_spec, template, tmpl_p, grads, weight, fill_min, *, 
         grid=kw["refine_steps"] == 0,
     )
     lim = jnp.asarray(kw["max_shifts"], jnp.float32)
+    lo = -lim if lo is None else lo
+    hi = lim if hi is None else hi
+    shift = jnp.clip(shift, lo, hi)
     offset = jnp.asarray(pads, jnp.int32)
     margin = tuple(0 if p else _margin(n) for n, p in zip(shape, pads, strict=True))
     for _ in range(kw["refine_steps"]):
-        moved = fourier_shift_nd(spec, tuple(shift), shape_p)
-        lo, hi = border_limits_nd(shift, shape)  # the volume's own samples that stayed in view
+        moved = fourier_shift_nd(raw, tuple(shift), shape_p)
+        a, b = border_limits_nd(shift, shape)  # the volume's own samples that stayed in view
         shift = jnp.clip(
-            shift + gauss_newton_nd(moved, tmpl_p, grads, lo + offset, hi + offset, margin), -lim, lim
+            shift + gauss_newton_nd(moved, tmpl_p, grads, a + offset, b + offset, margin), lo, hi
         )
+    return shift
+
+
+def _register_one(vol, tmpl_spec, template, tmpl_p, grads, weight, fill_min, *, kw, border, clip, apply):
+    shape = vol.shape
+    pads = kw["pads"]
+    spec = jnp.fft.rfftn(pad_volume(vol, pads))
+    shift = estimate_padded(spec, tmpl_spec, tmpl_p, grads, weight, shape, kw=kw)
     if not apply:
         return shift
     out = _move(vol, spec, shift, fill_min, pads=pads, border=border, clip=clip)
     lo, hi = border_limits_nd(shift, shape)
     valid = valid_nd(lo, hi, shape)
-    return shift, out, _corr(out, template, valid)
+    return shift, out, corr_nd(out, template, valid)
 
 
 def _move(vol, spec, shift, fill_min, *, pads, border, clip):
@@ -241,7 +270,7 @@ def _move(vol, spec, shift, fill_min, *, pads, border, clip):
     return apply_border_nd(out, shift, border, fill_min)[0]
 
 
-def _corr(out, template, valid):
+def corr_nd(out, template, valid):
     """Pearson correlation of ``out`` with ``template`` over ``valid``."""
     v = valid.astype(jnp.float32)
     n = jnp.maximum(v.sum(), 1.0)
@@ -286,8 +315,7 @@ def register_volume_batch(
     ``shifts (B, 3)`` and, if ``apply``, the corrected volumes and their correlation.
     ``window``, ``weight`` and ``grads`` are on the padded shape (``pads``)."""
     pads = tuple(pads) or (0,) * template.ndim
-    tmpl_p = _pad(template, pads)
-    tmpl_spec = jnp.fft.rfftn((tmpl_p - template.mean()) * window)
+    tmpl_p, tmpl_spec = template_spectrum(template, pads, window)
     kw = dict(
         max_shifts=max_shifts,
         upsample_factor=upsample_factor,
@@ -309,7 +337,7 @@ def shift_volume_batch(vols, shifts, fill_min, *, border="copy", clip=True):
     pads = tuple(pad_width(n) for n in vols.shape[1:])
 
     def one(v, s):
-        return _move(v, jnp.fft.rfftn(_pad(v, pads)), s, fill_min, pads=pads, border=border, clip=clip)
+        return _move(v, jnp.fft.rfftn(pad_volume(v, pads)), s, fill_min, pads=pads, border=border, clip=clip)
 
     return jax.vmap(one)(vols, shifts)
 
@@ -321,7 +349,7 @@ def register_volumes(movie, template: np.ndarray, params: VolumeParams, *, apply
     the number of ``movie[0]`` in the whole movie (same kernel lane whatever the chunking)."""
     n = len(movie)
     tmpl = np.asarray(template, np.float32)
-    grads = _gradients(np.pad(tmpl, [(p, p) for p in params.pads], mode="edge"))
+    grads = template_gradients(np.pad(tmpl, [(p, p) for p in params.pads], mode="edge"))
     fill = np.float32(params.fill_min)
     shifts = np.empty((n, len(tmpl.shape)), np.float32)
     corrected = np.empty((n, *tmpl.shape), np.float32) if apply else None
@@ -374,23 +402,39 @@ def apply_volume_shifts(
     return out
 
 
-def _valid_mean(movie, template, params: VolumeParams, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of volumes ``movie[index]`` registered to ``template``, each voxel over the
-    volumes in which it stayed in view (others: nearest averaged value); and their shifts."""
-    p = VolumeParams(**{**params.__dict__, "border": "nan", "clip": False})
-    acc = np.zeros(template.shape, np.float64)
-    cnt = np.zeros(template.shape, np.int64)
-    shifts = []
-    for a in range(0, len(index), p.batch_size):  # one read batch at a time: memory O(batch)
-        vols = np.asarray(movie[index[a : a + p.batch_size]], np.float32)
-        sh, out, _ = register_volumes(vols, template, p)
+def valid_mean_of(movie, index: np.ndarray, batch_size: int, register) -> tuple[np.ndarray, list]:
+    """Mean of the volumes ``movie[index]`` as ``register(volumes) -> (out, extra)`` moves
+    them (with ``border="nan"``), each voxel over the volumes in which it stayed in view
+    (others: nearest averaged value), read one batch at a time (memory O(batch)), summed
+    in float64 in volume order; and the list of the batches' ``extra`` outputs."""
+    acc = None
+    cnt = None
+    extra = []
+    for a in range(0, len(index), batch_size):
+        vols = np.asarray(movie[index[a : a + batch_size]], np.float32)
+        out, more = register(vols)
+        if acc is None:
+            acc = np.zeros(out.shape[1:], np.float64)
+            cnt = np.zeros(out.shape[1:], np.int64)
         acc += np.nansum(out, axis=0, dtype=np.float64)
         cnt += np.isfinite(out).sum(axis=0)
-        shifts.append(sh)
-    shifts = np.concatenate(shifts)
+        extra.append(more)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(cnt > 0, acc / np.maximum(cnt, 1), np.nan)
-    return fill_invalid(mean).astype(np.float32), shifts
+    return fill_invalid(mean).astype(np.float32), extra
+
+
+def _valid_mean(movie, template, params: VolumeParams, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of volumes ``movie[index]`` registered to ``template`` (:func:`valid_mean_of`);
+    and their shifts."""
+    p = VolumeParams(**{**params.__dict__, "border": "nan", "clip": False})
+
+    def register(vols):
+        sh, out, _ = register_volumes(vols, template, p)
+        return out, sh
+
+    mean, shifts = valid_mean_of(movie, index, p.batch_size, register)
+    return mean, np.concatenate(shifts)
 
 
 def centre_volume(template: np.ndarray, shifts: np.ndarray) -> np.ndarray:

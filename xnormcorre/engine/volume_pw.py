@@ -1,0 +1,488 @@
+"""Piecewise-rigid registration of volumes ``(z, y, x)`` (JAX kernels and NumPy drivers;
+never imports xarray).
+
+The 3-D form of :mod:`xnormcorre.engine.pwrigid`, built from the steps of the rigid
+volume registration (:mod:`xnormcorre.engine.volume`).  Per volume: the rigid shift
+(:func:`xnormcorre.engine.volume.register_volume_batch`); then each patch (the patch
+geometry of :mod:`xnormcorre.engine.patches`, per axis) is cut where the template
+patch's content went -- at the patch start moved by the rounded rigid shift, from the
+volume edge-padded by ``max_shifts`` -- and registered to the template patch as a small
+volume (:func:`xnormcorre.engine.volume.estimate_padded`: a patch axis shorter than 16
+planes is edge-padded, not tapered), its peak searched within ``rigid ± max_dev``.  The
+grid of patch shifts is interpolated linearly between patch centres (one matrix per
+axis, :func:`xnormcorre.engine.patches.interp_matrix`) to a dense displacement field
+(:func:`dense_field_nd`) and the volume resampled once with the Keys cubic kernel
+(a = -0.75) of the 2-D warp, in n dimensions (:func:`warp_nd`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import compile_cache
+from . import volume as _vol
+from .borders import fill_outside
+from .patches import interp_matrix, patch_axis
+from .runner import run_kernels
+
+compile_cache.enable()
+
+__all__ = [
+    "VolumePwParams",
+    "apply_volume_pw_shifts",
+    "centre_volume_patches",
+    "corr_volume_batch",
+    "dense_field_nd",
+    "estimate_volume_pw_template",
+    "make_volume_pw_params",
+    "register_volumes_pw",
+    "warp_nd",
+]
+
+
+# ----------------------------------------------------------------------- dense field and warp
+def keys_weights_nd(t: jax.Array, a: float = -0.75) -> jax.Array:
+    """Keys cubic-convolution weights for offsets -1, 0, 1, 2 at fraction ``t``: ``(..., 4)``
+    (OpenCV's ``INTER_CUBIC``, the kernel of :func:`xnormcorre.engine.warp.warp`)."""
+
+    def near(x):  # |x| <= 1
+        return (a + 2) * x**3 - (a + 3) * x**2 + 1
+
+    def far(x):  # 1 < |x| < 2
+        return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a
+
+    return jnp.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
+
+
+def warp_nd(img: jax.Array, fields: tuple[jax.Array, ...], border: str, fill_min, limits=None):
+    """Sample ``img`` (any number of axes) at ``r + field(r)`` with Keys cubic
+    interpolation: the image moved by ``-field``, clipped to ``limits = (lo, hi)`` if
+    given (the image's own range: no overshoot of the cubic kernel).  Returns the image
+    and the mask of samples whose source lay inside it.  The range is an input rather
+    than reduced here: XLA's CPU code for the tap sums is several times slower when they
+    are clipped to a reduction of the same image in the same computation.
+
+    The n-dimensional form of :func:`xnormcorre.engine.warp.warp` (for two axes the same
+    sums in the same order): sources clamped to the image (the edge-replicated image
+    supplies the taps outside it, so ``border="copy"`` is the nearest valid value), the
+    ``4**ndim`` taps read with 1-D gathers from the flattened, edge-padded image.
+
+    Examples
+    --------
+    >>> vol = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
+    >>> f = tuple(jnp.full(vol.shape, v, jnp.float32) for v in (1.0, 0.0, 0.0))
+    >>> out, valid = warp_nd(jnp.asarray(vol), f, "nan", 0.0)
+    >>> bool(np.allclose(np.asarray(out)[:3], vol[1:], atol=1e-4)), bool(np.isnan(np.asarray(out)[3]).all())
+    (True, True)
+    """
+    shape = img.shape
+    nd = len(shape)
+    eps = 1e-3
+    valid = jnp.ones(shape, bool)
+    base = jnp.zeros(shape, jnp.int32)
+    padded = tuple(n + 3 for n in shape)
+    strides = [int(np.prod(padded[ax + 1 :])) for ax in range(nd)]
+    wts = []
+    for ax, (n, f) in enumerate(zip(shape, fields, strict=True)):
+        s = jnp.arange(n, dtype=jnp.float32).reshape((-1,) + (1,) * (nd - 1 - ax)) + f
+        valid = valid & (s >= -eps) & (s <= n - 1 + eps)
+        s = jnp.clip(s, 0.0, n - 1.0)
+        i0 = jnp.floor(s)
+        wts.append(keys_weights_nd(s - i0))
+        base = base + i0.astype(jnp.int32) * strides[ax]
+    # taps i0 - 1 ... i0 + 2 are samples i0 ... i0 + 3 of the image padded by 1 / 2
+    flat = jnp.pad(img, [(1, 2)] * nd, mode="edge").ravel()
+
+    def taps(ax: int, offset: int):
+        if ax == nd:
+            return flat.at[base + offset].get(mode="promise_in_bounds")
+        acc = jnp.zeros(shape, img.dtype)
+        for i in range(4):
+            acc = acc + wts[ax][..., i] * taps(ax + 1, offset + i * strides[ax])
+        return acc
+
+    out = taps(0, 0)
+    if limits is not None:
+        out = jnp.clip(out, limits[0], limits[1])
+    if border != "copy":
+        out = fill_outside(out, valid, border, fill_min)
+    return out, valid
+
+
+def dense_field_nd(pshifts: jax.Array, mats: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
+    """Interpolate a grid of patch shifts ``(N_0, ..., N_k, ndim)`` to dense fields, one
+    per axis, of shape ``(n_0, ..., n_k)`` (``mats[ax]``: ``(n_ax, N_ax)``, rows summing
+    to one): linear between patch centres along each axis, constant beyond the outer ones.
+
+    Examples
+    --------
+    >>> mats = tuple(jnp.asarray(interp_matrix(n, np.array([1.0, n - 2.0]))) for n in (4, 6, 8))
+    >>> ps = jnp.zeros((2, 2, 2, 3)).at[1, :, :, 0].set(1.0)  # z shift 1 in the far z patches
+    >>> fz = np.asarray(dense_field_nd(ps, mats)[0])
+    >>> fz[:, 0, 0].tolist()
+    [0.0, 0.0, 1.0, 1.0]
+    """
+    out = []
+    for a in range(pshifts.shape[-1]):
+        g = pshifts[..., a]
+        for ax, m in enumerate(mats):
+            g = jnp.moveaxis(jnp.tensordot(m, g, axes=([1], [ax])), 0, ax)
+        out.append(g)
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class VolumePwParams:
+    """Static parameters of a piecewise-rigid volume registration."""
+
+    #: the rigid step (whole volumes)
+    rigid: _vol.VolumeParams
+    #: a patch's registration: ``max_shifts`` = ``max_dev + 1``, its own padding, taper, weight
+    patch: _vol.VolumeParams
+    max_dev: tuple[int, ...]
+    #: patch starts along each axis
+    starts: tuple[tuple[int, ...], ...]
+    size: tuple[int, ...]
+    batch_size: int
+    #: interpolation matrices from patch centres to samples, one ``(n, N)`` per axis
+    mats: tuple[np.ndarray, ...] = ()
+
+    @property
+    def grid_shape(self) -> tuple[int, ...]:
+        """Number of patches along each axis."""
+        return tuple(len(s) for s in self.starts)
+
+    @property
+    def border(self) -> str:
+        return self.rigid.border
+
+    def kernel_kwargs(self) -> dict:
+        return dict(
+            pad=self.rigid.max_shifts,
+            max_dev=self.max_dev,
+            starts=self.starts,
+            size=self.size,
+            patch_kw=tuple(sorted(self.patch.kernel_kwargs().items())),
+            border=self.rigid.border,
+            clip=self.rigid.clip,
+        )
+
+
+def make_volume_pw_params(
+    shape: tuple[int, ...],
+    *,
+    strides: tuple[int, ...],
+    overlaps: tuple[int, ...],
+    max_deviation_rigid: tuple[int, ...],
+    refine_patches: bool = False,
+    batch_size: int | None = None,
+    n_frames: int | None = None,
+    **rigid_kw,
+) -> VolumePwParams:
+    """Parameters of a piecewise-rigid volume registration: the rigid ones
+    (:func:`xnormcorre.engine.volume.make_volume_params` with ``rigid_kw``), the patch
+    grid (patch size ``strides + overlaps`` per axis, :func:`patch_axis`) and a patch's
+    registration parameters (search radius ``max_deviation_rigid + 1``: the rounding of
+    the rigid shift costs up to half a sample; ``refine_patches``: one Gauss-Newton step
+    per patch, as the rigid step).  Validation of the values is the caller's."""
+    rigid = _vol.make_volume_params(shape, batch_size=batch_size, n_frames=n_frames, **rigid_kw)
+    axes = [patch_axis(n, s, o) for n, s, o in zip(shape, strides, overlaps, strict=True)]
+    size = tuple(a.size for a in axes)
+    md = tuple(int(d) for d in max_deviation_rigid)
+    patch_kw = {
+        k: v for k, v in rigid_kw.items() if k in ("upsample_factor", "phase_corr", "smooth_sigma", "taper")
+    }
+    patch = _vol.make_volume_params(size, max_shifts=tuple(d + 1 for d in md), batch_size=1, **patch_kw)
+    patch = replace(patch, refine_steps=1 if refine_patches else 0)
+    return VolumePwParams(
+        rigid=rigid,
+        patch=patch,
+        max_dev=md,
+        starts=tuple(tuple(int(s) for s in a.starts) for a in axes),
+        size=size,
+        batch_size=rigid.batch_size,
+        mats=tuple(interp_matrix(n, a.centres) for n, a in zip(shape, axes, strict=True)),
+    )
+
+
+# ----------------------------------------------------------------------- kernels
+def _template_patches(template, starts, size):
+    """Template patches ``(P, *size)`` in grid order (C order of the patch grid)."""
+    return jnp.stack(
+        [
+            template[tuple(slice(a, a + n) for a, n in zip(s, size, strict=True))]
+            for s in itertools.product(*starts)
+        ]
+    )
+
+
+def _pw_one(
+    vol,
+    rshift,
+    limits,
+    template,
+    tp_p,
+    tp_spec,
+    pgrads,
+    pwindow,
+    pweight,
+    mats,
+    fill_min,
+    *,
+    pad,
+    max_dev,
+    starts,
+    size,
+    kw,
+    border,
+    clip,
+    apply,
+):
+    """Patch shifts ``(*grid, ndim)`` of one volume given its rigid shift and, if
+    ``apply``, the volume warped by their dense field and the mask of its voxels whose
+    source lay inside the volume."""
+    nd = vol.ndim
+    c = jnp.round(rshift).astype(jnp.int32)
+    padded = jnp.pad(vol, [(m, m) for m in pad], mode="edge")
+    origins = jnp.asarray(list(itertools.product(*starts)), jnp.int32) + c + jnp.asarray(pad, jnp.int32)
+    patches = jax.vmap(lambda o: jax.lax.dynamic_slice(padded, tuple(o[i] for i in range(nd)), size))(origins)
+    md = jnp.asarray(max_dev, jnp.float32)
+    cf = c.astype(jnp.float32)
+    lo, hi = rshift - md - cf, rshift + md - cf  # the residual's bounds: rigid ± max_dev, less the cut offset
+
+    def one(p, ts, tpp, g):
+        # correlated mean-subtracted and tapered as the template patch (as 2-D patches are:
+        # a raw patch's edge-padded planes would outweigh a few real ones), refined raw
+        padded = _vol.pad_volume(p, kw["pads"])
+        spec = jnp.fft.rfftn((padded - p.mean()) * pwindow)
+        raw = jnp.fft.rfftn(padded) if kw["refine_steps"] else None
+        return _vol.estimate_padded(spec, ts, tpp, g, pweight, size, kw=kw, lo=lo, hi=hi, raw=raw)
+
+    res = jax.vmap(one)(patches, tp_spec, tp_p, pgrads)  # (P, ndim)
+    grid = tuple(len(s) for s in starts)
+    pshifts = (res + cf).reshape((*grid, nd))
+    if not apply:
+        return pshifts
+    fields = dense_field_nd(pshifts, mats)
+    out, valid = warp_nd(vol, fields, border, fill_min, (limits[0], limits[1]) if clip else None)
+    return pshifts, out, valid
+
+
+@partial(jax.jit, static_argnames=("pad", "max_dev", "starts", "size", "patch_kw", "border", "clip", "apply"))
+def register_volume_pw_batch(
+    vols,
+    rshifts,
+    limits,
+    template,
+    pgrads,
+    pwindow,
+    pweight,
+    mats,
+    fill_min,
+    *,
+    pad,
+    max_dev,
+    starts,
+    size,
+    patch_kw,
+    border="copy",
+    clip=True,
+    apply=True,
+):
+    """Piecewise-rigid registration of volumes ``(B, D, H, W)`` given their rigid shifts
+    ``(B, 3)`` and their ranges ``(B, 2)`` (min, max: ``clip`` limits each corrected volume
+    to it, see :func:`warp_nd`): patch shifts ``(B, *grid, 3)`` and, if ``apply``, the
+    corrected volumes and the masks of their voxels whose source lay inside the volume
+    (their correlation with the template: :func:`corr_volume_batch`, a separate
+    computation: fused with the warp, XLA's CPU code recomputes the warp once per sum).  ``pgrads``: gradients of the padded template
+    patches ``(P, 3, *padded size)``; ``pwindow``/``pweight``: a patch's taper and
+    spectral weight (on the padded patch shape)."""
+    kw = dict(patch_kw)
+    tp = _template_patches(template, starts, size)
+    tp_p, tp_spec = jax.vmap(lambda t: _vol.template_spectrum(t, kw["pads"], pwindow))(tp)
+    fn = partial(
+        _pw_one,
+        pad=pad,
+        max_dev=max_dev,
+        starts=starts,
+        size=size,
+        kw=kw,
+        border=border,
+        clip=clip,
+        apply=apply,
+    )
+    consts = (template, tp_p, tp_spec, pgrads, pwindow, pweight, mats, fill_min)
+    return jax.vmap(lambda v, r, lim: fn(v, r, lim, *consts))(vols, rshifts, limits)
+
+
+@jax.jit
+def corr_volume_batch(vols, template, valid):
+    """Pearson correlation of each volume ``(B, D, H, W)`` with ``template`` over its
+    ``valid`` voxels (finite ones only)."""
+    return jax.vmap(lambda v, m: _vol.corr_nd(v, template, m & jnp.isfinite(v)))(vols, valid)
+
+
+@partial(jax.jit, static_argnames=("border",))
+def warp_volume_batch(vols, pshifts, mats, fill_min, limits=None, *, border="copy"):
+    """Apply known patch shifts ``(B, *grid, 3)`` to volumes ``(B, D, H, W)``, each clipped
+    to its ``limits`` ``(B, 2)`` if given."""
+    if limits is None:
+        return jax.vmap(lambda v, ps: warp_nd(v, dense_field_nd(ps, mats), border, fill_min)[0])(
+            vols, pshifts
+        )
+
+    def one(v, ps, lim):
+        return warp_nd(v, dense_field_nd(ps, mats), border, fill_min, (lim[0], lim[1]))[0]
+
+    return jax.vmap(one)(vols, pshifts, limits)
+
+
+def _ranges(batch: np.ndarray) -> np.ndarray:
+    """``(B, 2)`` min and max of each volume of a batch (the clip limits of :func:`warp_nd`)."""
+    b = np.asarray(batch, np.float32).reshape(len(batch), -1)
+    return np.stack([b.min(axis=1), b.max(axis=1)], axis=1)
+
+
+# ----------------------------------------------------------------------- NumPy drivers
+def _patch_gradients(template: np.ndarray, params: VolumePwParams) -> np.ndarray:
+    """Gradients of every edge-padded template patch ``(P, ndim, *padded size)``."""
+    t = np.asarray(template, np.float32)
+    pads = params.patch.pads
+    out = []
+    for s in itertools.product(*params.starts):
+        patch = t[tuple(slice(a, a + n) for a, n in zip(s, params.size, strict=True))]
+        out.append(_vol.template_gradients(np.pad(patch, [(p, p) for p in pads], mode="edge")))
+    return np.stack(out)
+
+
+def register_volumes_pw(
+    movie, template: np.ndarray, params: VolumePwParams, *, apply: bool = True, origin=None
+):
+    """Piecewise-rigid registration of every volume of ``movie`` (indexable ``(T, D, H, W)``)
+    to ``template``: ``(rigid (T, 3), patch shifts (T, *grid, 3), corrected (T, D, H, W)
+    or None, corr (T,) or None)``; ``origin`` as in
+    :func:`xnormcorre.engine.volume.register_volumes` (the same bits whatever the chunking)."""
+    n = len(movie)
+    tmpl = np.asarray(template, np.float32)
+    rp = params.rigid
+    rgrads = _vol.template_gradients(np.pad(tmpl, [(p, p) for p in rp.pads], mode="edge"))
+    pgrads = _patch_gradients(tmpl, params)
+    fill = np.float32(rp.fill_min)
+    mats = tuple(np.asarray(m, np.float32) for m in params.mats)
+    grid = params.grid_shape
+    rigid = np.empty((n, tmpl.ndim), np.float32)
+    pshifts = np.empty((n, *grid, tmpl.ndim), np.float32)
+    corrected = np.empty((n, *tmpl.shape), np.float32) if apply else None
+    corr = np.empty((n,), np.float32) if apply else None
+    rkw = rp.kernel_kwargs()
+    kw = params.kernel_kwargs()
+
+    def kernel(_, batch):
+        rs = _vol.register_volume_batch(
+            batch,
+            tmpl,
+            rp.window,
+            rp.weight,
+            rgrads,
+            fill,
+            border=rp.border,
+            clip=rp.clip,
+            apply=False,
+            **rkw,
+        )
+        out = register_volume_pw_batch(
+            batch,
+            rs,
+            _ranges(batch),
+            tmpl,
+            pgrads,
+            params.patch.window,
+            params.patch.weight,
+            mats,
+            fill,
+            apply=apply,
+            **kw,
+        )
+        if not apply:
+            return rs, out
+        ps, moved, valid = out
+        return rs, ps, moved, corr_volume_batch(moved, tmpl, valid)
+
+    for a, b, out in run_kernels(kernel, movie, 0, n, params.batch_size, origin=origin):
+        k = b - a
+        rigid[a:b] = out[0][:k]
+        pshifts[a:b] = out[1][:k]
+        if apply:
+            corrected[a:b], corr[a:b] = out[2][:k], out[3][:k]
+    return rigid, pshifts, corrected, corr
+
+
+def apply_volume_pw_shifts(
+    movie,
+    patch_shifts: np.ndarray,
+    mats: tuple[np.ndarray, ...],
+    *,
+    border: str = "copy",
+    fill_min: float = 0.0,
+    batch_size: int = 1,
+    clip: bool = True,
+    origin=None,
+) -> np.ndarray:
+    """Warp each volume of ``movie`` by the dense field of its patch shifts ``(T, *grid, 3)``
+    (``mats``: the interpolation matrices, :func:`xnormcorre.engine.patches.interp_matrix`),
+    as the registration does."""
+    n = len(movie)
+    out = np.empty((n, *movie.shape[1:]), np.float32)
+    ps = np.asarray(patch_shifts, np.float32)
+    mats = tuple(np.asarray(m, np.float32) for m in mats)
+
+    def kernel(_, batch, sh):
+        lim = _ranges(batch) if clip else None
+        return warp_volume_batch(batch, sh, mats, np.float32(fill_min), lim, border=border)
+
+    for a, b, (res,) in run_kernels(kernel, movie, 0, n, batch_size, ps, origin=origin):
+        out[a:b] = res[: b - a]
+    return out
+
+
+def centre_volume_patches(template: np.ndarray, deviations: np.ndarray, params: VolumePwParams) -> np.ndarray:
+    """Deform a volume template to the volumes' mean local geometry: moved by each patch's
+    mean deviation from the rigid shift over ``deviations (T, *grid, 3)`` (its dense field,
+    Keys cubic, edges replicated), as :func:`xnormcorre.engine.warp.centre_patches` does in 2-D."""
+    dev = np.mean(np.asarray(deviations, np.float64), axis=0).astype(np.float32)
+    mats = tuple(np.asarray(m, np.float32) for m in params.mats)
+    out = warp_volume_batch(np.asarray(template, np.float32)[None], -dev[None], mats, np.float32(0.0))
+    return np.asarray(out)[0]
+
+
+def estimate_volume_pw_template(
+    movie, params: VolumePwParams, *, niter_rig: int = 1, niter_els: int = 1, max_frames: int | None = 2000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Template of a volumetric movie for a piecewise-rigid run: the rigid volume template
+    (:func:`xnormcorre.engine.volume.estimate_volume_template`, ``niter_rig`` passes), then
+    ``niter_els`` times the mean of up to ``max_frames`` evenly spaced volumes registered
+    piecewise-rigidly to it (each voxel over the volumes in which it stayed in view),
+    deformed to their mean local geometry (:func:`centre_volume_patches`).  Deterministic.
+    Returns ``(template, rigid shifts of the last pass)``."""
+    tmpl, shifts = _vol.estimate_volume_template(movie, params.rigid, niter=niter_rig, max_frames=max_frames)
+    n = len(movie)
+    m = n if max_frames is None else min(n, max_frames)
+    sample = np.unique(np.linspace(0, n - 1, m).round().astype(int))
+    p = replace(params, rigid=replace(params.rigid, border="nan", clip=False))
+    for _ in range(niter_els):
+
+        def register(vols, tmpl=tmpl):
+            rs, ps, out, _ = register_volumes_pw(vols, tmpl, p)
+            return out, (rs, ps - rs.reshape((len(rs),) + (1,) * (ps.ndim - 2) + (-1,)))
+
+        tmpl, parts = _vol.valid_mean_of(movie, sample, p.batch_size, register)
+        shifts = np.concatenate([r for r, _ in parts])
+        tmpl = centre_volume_patches(tmpl, np.concatenate([d for _, d in parts]), params)
+    return tmpl, shifts
