@@ -181,7 +181,7 @@ def test_lazy_volume_run_streams_chunk_by_chunk(tmp_path, monkeypatch, vol):
 
     from xnormcorre.core import movie as movie_mod
     from xnormcorre.core import volume as volume_mod
-    from xnormcorre.io import tiff as tiff_mod
+    from xnormcorre.io import tiff_files
 
     p = tmp_path / "volume.tif"
     frames = np.asarray(vol.values, np.float32)
@@ -190,7 +190,7 @@ def test_lazy_volume_run_streams_chunk_by_chunk(tmp_path, monkeypatch, vol):
     vol_bytes = frames[0].nbytes
     monkeypatch.setattr(volume_mod, "VOLUME_CACHE_BYTES", 2 * chunk * vol_bytes)
     reads: list[np.ndarray] = []
-    orig_read = tiff_mod._TiffPart.read
+    orig_read = tiff_files.TiffPart.read
 
     def read(self, idx, channels=None):
         reads.append(np.asarray(idx, np.int64).copy())
@@ -203,7 +203,7 @@ def test_lazy_volume_run_streams_chunk_by_chunk(tmp_path, monkeypatch, vol):
         orig_load(self, chunks)
         held.append(sum(a.nbytes for a in self._cache.values()))
 
-    monkeypatch.setattr(tiff_mod._TiffPart, "read", read)
+    monkeypatch.setattr(tiff_files.TiffPart, "read", read)
     monkeypatch.setattr(movie_mod.Frames, "_load", load)
     movie = xnormcorre.open_movie(p, chunks={"time": chunk})
     out = movie.normcorre.rigid(max_shifts=(2, 4, 4))

@@ -10,29 +10,31 @@ from typing import Any
 
 from .output import (
     CLIError,
-    channel_list,
     check_outputs,
     check_shifts_fit,
     check_targets,
-    describe,
-    flag_counts,
-    fmt_bytes,
     log,
     max_shifts_option,
-    movie_channel,
     one_line,
     open_input,
     out_dtype,
     pair_option,
-    plane_dim,
-    plural,
     progress,
     qc_plots,
     reopen,
-    shift_summary,
-    verdict_line,
     write_movie,
     write_shifts,
+)
+from .report import (
+    channel_list,
+    describe,
+    flag_counts,
+    fmt_bytes,
+    movie_channel,
+    plane_dim,
+    plural,
+    shift_summary,
+    verdict_line,
 )
 from .saving import check_nwb, register_into, store_target, write_nwb_output
 

@@ -10,18 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-# the console text lives in .report; the commands import it from here
-from .report import (  # noqa: F401
-    channel_list,
-    describe,
-    flag_counts,
-    fmt_bytes,
-    movie_channel,
-    plane_dim,
-    plural,
-    shift_summary,
-    verdict_line,
-)
+from .report import channel_list, plane_dim
 
 #: Output formats and the file suffixes that select them.
 FORMATS: dict[str, tuple[str, ...]] = {

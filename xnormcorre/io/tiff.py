@@ -41,9 +41,6 @@ tifffile = cm.LazyModule("tifffile")
 
 _GLOB_CHARS = ("*", "?", "[")
 
-#: The former name of :class:`~xnormcorre.io.tiff_files.TiffPart` (tests patch its ``read``).
-_TiffPart = TiffPart
-
 
 def expand_tiff_paths(path_or_paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
     """The TIFF files of a movie: one path, a glob pattern, or a list of paths, in order.
