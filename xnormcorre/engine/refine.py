@@ -186,7 +186,13 @@ ROBUST_BISECT = 8
 def quarter_products(prods: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """The ``prods`` of :func:`refine_constants` (``(..., 10, H·W)``) on every other row
     and column (``(..., 10, ⌈H/2⌉·⌈W/2⌉)``): the weighted normal matrix of
-    :func:`robust_step` is assembled on a quarter of the pixels."""
+    :func:`robust_step` is assembled on a quarter of the pixels.
+
+    Examples
+    --------
+    >>> quarter_products(np.arange(32.0).reshape(2, 16), (4, 4)).tolist()
+    [[0.0, 2.0, 8.0, 10.0], [16.0, 18.0, 24.0, 26.0]]
+    """
     p = np.asarray(prods)
     q = p.reshape(p.shape[:-1] + tuple(shape))[..., ::2, ::2]
     return np.ascontiguousarray(q.reshape(p.shape[:-1] + (-1,)))
@@ -212,6 +218,18 @@ def robust_step(moved: jax.Array, consts, limits, iters: int = ROBUST_ITERS) -> 
     part of a small window -- get no weight.  Returns ``(0, 0)`` where the step is not
     trustworthy (singular system, negative gain, non-finite pixels in the window,
     ``|δ| > MAX_STEP``).
+
+    Examples
+    --------
+    >>> from xnormcorre.engine.fourier import fourier_shift_np
+    >>> yy, xx = np.mgrid[:24, :24]
+    >>> t = np.exp(-((yy - 11.0) ** 2 + (xx - 12.0) ** 2) / 18.0) + np.exp(-((yy - 6.0) ** 2 + (xx - 16.0) ** 2) / 8.0)
+    >>> rhs, prefix, prods, jac, sqrt_w = refine_constants(t, np.ones_like(t))
+    >>> consts = (rhs, prefix, jac, sqrt_w, quarter_products(prods, t.shape))
+    >>> frame = jnp.asarray(fourier_shift_np(t, (0.2, -0.3)), jnp.float32)  # content moved by (0.2, -0.3)
+    >>> dy, dx = robust_step(frame, consts, (0, 23, 0, 23))
+    >>> round(float(dy), 2), round(float(dx), 2)
+    (0.2, -0.3)
     """
     rhs_c, prefix, jac, sqrt_w, prods_q = consts
     h, w = moved.shape
