@@ -80,11 +80,37 @@ def test_online_piecewise_rigid(walk):
     assert rmse(mean_shift, walk.shifts[:80]) < 0.15
 
 
+def test_online_refine_patches_lowers_patch_error(walk):
+    """``refine_patches`` as in pwrigid: under rigid motion every patch shares the frame's
+    shift, and the refined patch shifts are closer to it than the correlation peaks."""
+    frames = walk.frames[:60]
+    kw = {
+        "init_frames": 30,
+        "update": None,
+        "template": walk.template,
+        "max_shifts": 6,
+        "strides": (24, 24),
+        "overlaps": (16, 16),
+        "max_deviation_rigid": 2,
+    }
+    err = {}
+    for rp in (False, True):
+        stream = xnormcorre.online(frames, refine_patches=rp, **kw)
+        shifts = np.array([s for _, s in stream])
+        assert stream.corrector.parameters["refine_patches"] is rp
+        err[rp] = float(np.sqrt(np.mean((shifts - walk.shifts[:60, None, None, :]) ** 2)))
+    assert err[True] < 0.75 * err[False] and err[True] < 0.1, err
+
+
 def test_online_bad_input(walk):
     with pytest.raises(ValueError, match="update must be one of"):
         xnormcorre.online(walk.frames, update="median")
     with pytest.raises(ValueError, match="bin_width must be an integer >= 1"):
         xnormcorre.online(walk.frames, bin_width=0)
+    with pytest.raises(ValueError, match="refine_patches applies to piecewise-rigid registration only"):
+        xnormcorre.online(walk.frames, refine_patches=True)
+    with pytest.raises(TypeError, match="refine_patches must be True or False"):
+        xnormcorre.online(walk.frames, strides=24, refine_patches="yes")
 
     def stream():
         yield from walk.frames[:30]

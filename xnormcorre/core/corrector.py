@@ -71,7 +71,7 @@ class Corrector(SingleFrames):
         calibrated on (True), none (False) or a boolean mask.
     strides, overlaps, max_deviation_rigid, upsample_factor_grid, refine_patches
         Given ``strides``, the corrector is piecewise rigid, as :func:`xnormcorre.pwrigid`
-        with these parameters; otherwise rigid.
+        with these parameters (``refine_patches=None``: pwrigid's default); otherwise rigid.
     calibration : xnormcorre.engine.config.Calibration, optional
         The movie's calibration (sensor defects, noise model, intensity scale), e.g.
         from :func:`xnormcorre.engine.template.initial_template`; default: measured
@@ -129,7 +129,7 @@ class Corrector(SingleFrames):
         overlaps: int | tuple[int, int] = (32, 32),
         max_deviation_rigid: int | tuple[int, int] = 3,
         upsample_factor_grid: int = 4,
-        refine_patches: bool = False,
+        refine_patches: bool | None = None,
         calibration: Calibration | None = None,
     ):
         kw: dict[str, Any] = {
@@ -148,8 +148,9 @@ class Corrector(SingleFrames):
                 overlaps=overlaps,
                 max_deviation_rigid=max_deviation_rigid,
                 upsample_factor_grid=upsample_factor_grid,
-                refine_patches=refine_patches,
             )
+            if refine_patches is not None:  # None: pwrigid's default
+                kw["refine_patches"] = refine_patches
         if calibration is not None and not isinstance(calibration, Calibration):
             raise TypeError(
                 "calibration must be an xnormcorre.engine.config.Calibration (or None: measured from the "

@@ -180,6 +180,7 @@ def online(
     strides: int | tuple[int, int] | None = None,
     overlaps: int | tuple[int, int] = (32, 32),
     max_deviation_rigid: int | tuple[int, int] = 3,
+    refine_patches: bool | None = None,
 ) -> OnlineCorrection:
     """Correct a stream of frames as they arrive, updating the template (NoRMCorre's online mode).
 
@@ -212,8 +213,9 @@ def online(
     max_shifts, upsample_factor, border, min_mov, phase_corr, smooth_sigma, taper, defects, clip
         As in :func:`xnormcorre.rigid` (``min_mov`` default: the minimum of the first
         ``init_frames`` frames).
-    strides, overlaps, max_deviation_rigid
-        Given ``strides``, piecewise-rigid registration as :func:`xnormcorre.pwrigid`.
+    strides, overlaps, max_deviation_rigid, refine_patches
+        Given ``strides``, piecewise-rigid registration as :func:`xnormcorre.pwrigid`
+        (``refine_patches``: piecewise rigid only; None: pwrigid's default).
 
     Returns
     -------
@@ -238,6 +240,8 @@ def online(
     buffer_width = vd.integer(buffer_width, "buffer_width")
     if update not in UPDATES:
         raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
+    if refine_patches is not None and vd.check_bool(refine_patches, "refine_patches") and strides is None:
+        raise ValueError("refine_patches applies to piecewise-rigid registration only: give strides as well")
     if template is not None and np.ndim(template) != 2:
         raise ValueError(f"template must be 2-D (y, x), got shape {np.shape(template)}")
     kw = {
@@ -253,6 +257,7 @@ def online(
         "strides": strides,
         "overlaps": overlaps,
         "max_deviation_rigid": max_deviation_rigid,
+        "refine_patches": None if refine_patches is None else bool(refine_patches),
     }
     return OnlineCorrection(
         frames,

@@ -4,10 +4,11 @@ never imports xarray).
 Per frame: a rigid estimate on the whole frame; then each patch (geometry:
 :mod:`xnormcorre.engine.patches`) is registered to the same patch of the template,
 with the peak searched only within ``rigid ± max_deviation_rigid`` and, optionally
-(``PwParams.patch_refine_steps > 0``, off by default), refined as the rigid estimate by
-a noise-weighted Gauss-Newton step of the patch against the template patch
-(:mod:`xnormcorre.engine.refine`; bounded by its ``MAX_STEP`` and by the search window,
-Tukey-reweighted against cells that lit up); the grid of patch
+(``PwParams.patch_refine_steps > 0``), refined as the rigid estimate by a
+noise-weighted Gauss-Newton step of the patch against the template patch
+(:func:`xnormcorre.engine.refine.robust_step`: one rfft2/irfft2 pair per patch, a
+least-squares start and two Tukey-biweight steps against cells that lit up; bounded by
+``MAX_STEP`` and by the search window); the grid of patch
 shifts is interpolated to a dense displacement field and the frame resampled once
 (:mod:`xnormcorre.engine.warp`).
 """
@@ -31,7 +32,7 @@ from .defects import inpaint
 from .estimate import estimate_shift
 from .fourier import fourier_shift
 from .noise import pixel_weights
-from .refine import TUKEY_C, gauss_newton_step, refine_constants
+from .refine import quarter_products, refine_constants, robust_step
 from .runner import iter_batches, run_kernels
 from .warp import dense_field, warp
 
@@ -130,8 +131,9 @@ def _pw_one(
 
         pshifts = jax.vmap(jax.vmap(one_patch))(pspec, tmpl_pspec)  # (Ny, Nx, 2)
     else:
-        # the raw (unwindowed) patch spectra, moved by the peak estimate for the refinement
-        raw_spec = jnp.fft.rfft2(patches)
+        # the unwindowed (mean-free) patch spectra, moved by the peak estimate for the
+        # refinement: one rfft2/irfft2 pair per patch and step
+        raw_spec = jnp.fft.rfft2(pm)
         h, w = frame.shape
 
         def refined_patch(ps, ts, rs, consts, y0, x0):
@@ -139,8 +141,7 @@ def _pw_one(
             # the rigid estimator's Gauss-Newton step, on the patch against the template
             # patch: only pixels that stayed in the patch after the move and whose source
             # lay inside the frame (edge patches are cut from the padded frame).  A cell
-            # lighting up is a large part of a patch: the Tukey reweighting leaves it out
-            # (on a static noise-free movie with activity: patch shifts 0.04 px instead of 0.25)
+            # lighting up is a large part of a patch: the Tukey biweight leaves it out
             for _ in range(refine_steps):
                 moved = fourier_shift(rs, res_y, res_x, size)
                 lo_y, hi_y, lo_x, hi_x = border_limits(res_y, res_x, *size)
@@ -151,7 +152,7 @@ def _pw_one(
                     jnp.maximum(lo_x, jnp.ceil(-ox).astype(jnp.int32)),
                     jnp.minimum(hi_x, jnp.floor(w - 1 - ox).astype(jnp.int32)),
                 )
-                ddy, ddx = gauss_newton_step(moved, consts, limits, tukey=TUKEY_C)
+                ddy, ddx = robust_step(moved, consts, limits)
                 res_y = jnp.clip(res_y + ddy, bounds[0], bounds[1])
                 res_x = jnp.clip(res_x + ddx, bounds[2], bounds[3])
             return jnp.stack([res_y + cy, res_x + cx])
@@ -225,8 +226,9 @@ def register_pw_batch(
     ``with_corr``).  ``defects``/``scale``/``inpaint_defects`` as in the rigid kernel;
     ``clip`` limits each corrected frame to its raw frame's range.  ``refine``: the
     Gauss-Newton constants of each template patch (:func:`patch_constants`); each patch's
-    correlation peak is then refined by ``refine_steps`` noise-weighted Gauss-Newton
-    steps (:func:`xnormcorre.engine.refine.gauss_newton_step`), within the same bounds.
+    correlation peak is then refined by ``refine_steps`` noise-weighted, Tukey-robust
+    Gauss-Newton steps (:func:`xnormcorre.engine.refine.robust_step`), within the same
+    bounds.
     """
     tp = _patches(template * scale, starts_y, starts_x, size)
     tmpl_pspec = jnp.fft.rfft2((tp - tp.mean(axis=(-2, -1), keepdims=True)) * pwindow)
@@ -259,7 +261,10 @@ def patch_constants(template: np.ndarray, params: PwParams) -> tuple[np.ndarray,
 
     Each patch gets :func:`xnormcorre.engine.refine.refine_constants` of the template
     patch, weighted by the noise model's ``1/var`` on the whole template (cut to the
-    patch), as the rigid step.
+    patch), as the rigid step: ``(rhs, prefix, jac, sqrt_w, prods_q)``, the products
+    of the Jacobian on a quarter of the pixels
+    (:func:`xnormcorre.engine.refine.quarter_products`), as
+    :func:`xnormcorre.engine.refine.robust_step` takes them.
     """
     if params.patch_refine_steps <= 0:
         return None
@@ -273,7 +278,8 @@ def patch_constants(template: np.ndarray, params: PwParams) -> tuple[np.ndarray,
             for x0 in params.starts_x
         ]
         rows.append([np.stack(parts) for parts in zip(*cells, strict=True)])
-    return tuple(np.stack(parts) for parts in zip(*rows, strict=True))
+    rhs, prefix, prods, jac, sqrt_w = (np.stack(parts) for parts in zip(*rows, strict=True))
+    return rhs, prefix, jac, sqrt_w, quarter_products(prods, (py, px))
 
 
 def register_pw_frames(
