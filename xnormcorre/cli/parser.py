@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--refine-patches",
         action="store_true",
         help="pw-rigid: refine each patch's shift by a noise-weighted Gauss-Newton step (closer to the "
-        "noise limit on simulated movies; 1.5-3x slower; default: off, on for a volume)",
+        "noise limit on simulated movies; about 1.3x slower; default: off, on for a volume)",
     )
     r.add_argument(
         "--reference",

@@ -107,9 +107,9 @@ def pwrigid(
         -> 0.03/0.04/0.03, for about twice the time).  On simulated movies with shot noise it brings the patch shifts
         much closer to the best precision the noise allows (Cramér-Rao bound):
         efficiency 0.21/0.16/0.11 -> 0.69/0.74/0.81 at 1/5/20 photons per pixel under
-        rigid motion, 0.17/0.07/0.02 -> 0.65/0.52/0.22 under non-rigid motion.  It
-        makes the piecewise-rigid registration 1.5-3x slower (measured on a CPU at
-        256² px), and on a real two-photon movie (Neurofinder) it did not raise the
+        rigid motion, 0.17/0.07/0.02 -> 0.66/0.52/0.22 under non-rigid motion.  It
+        makes the piecewise-rigid registration about 1.3x slower (1.1-1.8x measured
+        on a CPU at 256² px with 96- and 48-px patches), and on a real two-photon movie (Neurofinder) it did not raise the
         correlation of the corrected frames with the template.  No effect with
         ``upsample_factor=1`` (integer shifts).
     %(upsample_factor)s
