@@ -206,7 +206,12 @@ def pw_options(shape: tuple[int, int], **kw: Any) -> Options:
             kw["num_splits_to_process_els"], "num_splits_to_process_els", allow_none=True
         ),
         niter_els=vd.integer(kw["niter_els"], "niter_els", minimum=0),
-        refine_patches=vd.check_bool(kw.get("refine_patches", False), "refine_patches"),
+        # None: the default for frames (off; volumes resolve their own default first)
+        refine_patches=(
+            False
+            if kw.get("refine_patches") is None
+            else vd.check_bool(kw["refine_patches"], "refine_patches")
+        ),
     )
 
 
