@@ -189,3 +189,40 @@ def test_template_bits_do_not_depend_on_batch_size():
     ]
     for t in out[1:]:
         np.testing.assert_array_equal(t, out[0])
+
+
+@pytest.mark.parametrize(("offset", "steps"), [((0.8, -0.6), 1), ((-0.9, 0.0), 1), ((-2.2, 1.3), 5)])
+def test_refinement_walks_a_bad_correlation_start_to_the_optimum(offset, steps):
+    """A correlation peak more than MAX_STEP (0.5 px) off -- the correlation template here
+    is the true one displaced by ``offset`` -- is walked back by the clipped Gauss-Newton
+    steps (trust region: ``steps`` + REFINE_EXTRA of them at most) instead of kept."""
+    from functools import partial
+
+    import jax
+    import jax.numpy as jnp
+
+    from xnormcorre.engine import refine
+
+    tmpl = smooth_image((48, 48), seed=4, sigma=2.0)
+    true = np.array([0.7, -1.4])
+    frame = _np_fourier_displace(tmpl, true)
+    consts = refine.refine_constants(tmpl, np.ones_like(tmpl))
+    ones = jnp.ones((48, 25), jnp.float32)
+    # the peak of the correlation with the displaced template is at true - offset
+    wrong = jnp.fft.rfft2(jnp.asarray(_np_fourier_displace(tmpl, offset) - tmpl.mean()))
+    kw = {"max_shifts": (6, 6), "upsample_factor": 10, "whiten": False, "peak_fit": False}
+    for n in (0, steps):
+        fn = jax.jit(partial(rigid.spectrum_and_shift, **kw, refine_steps=n))
+        _, dy, dx = fn(jnp.asarray(frame), wrong, ones, consts)
+        if n == 0:
+            dy0, dx0 = dy, dx
+            np.testing.assert_allclose([dy0, dx0], true - np.array(offset), atol=0.05)
+    np.testing.assert_allclose([dy, dx], true, atol=0.02)
+    # one step from the bad start is clipped to MAX_STEP (refused without the trust region)
+    moved = _np_fourier_displace(frame, -np.array([float(dy0), float(dx0)]))
+    lim = (0, 47, 0, 47)
+    gn = jax.jit(refine.gauss_newton_step, static_argnames="clip")
+    step = gn(jnp.asarray(moved), consts, lim, clip=True)
+    far = np.abs(offset) > refine.MAX_STEP
+    np.testing.assert_array_equal(np.asarray(step)[far], refine.MAX_STEP * np.sign(np.array(offset))[far])
+    np.testing.assert_array_equal(gn(jnp.asarray(moved), consts, lim), [0.0, 0.0])
