@@ -7,11 +7,10 @@ within 0.05 px with and without phase correlation.  Cases today's estimator miss
 strict xfails (they start passing -- and must then be un-marked -- when it improves).
 The CaImAn movie (four sparse neurons whose calcium activity switches them on and off,
 noise-free) is the one the least-squares refinement does not reach: the frames differ
-from the template by activity, not noise.  Its correlation peak lands more than 0.5 px
-off in frames where one cell dominates; the refinement's trust region (clipped steps,
-re-linearized) walks them back (0.27 -> 0.076 px default, asserted below), and what
-remains is the activity mix (0.035 px without the refinement's Huber reweighting, which
-other activity cases need).
+from the template by activity, not noise (0.27 px default, 0.061 px classic).  A
+trust-region refinement (steps beyond 0.5 px clipped and re-linearized instead of
+refused) reaches 0.076 px here but breaks CaImAn's own criterion on the noisy variant
+(correlation 0.80 -> 0.65): low-signal frames walk away from the correlation peak.
 
 Each case is first checked against an independent implementation (scipy.ndimage,
 scikit-image's own ``phase_cross_correlation``, a centroid), so that its ground truth
@@ -102,13 +101,6 @@ def test_caiman_40x50_noise_free(caiman_noise_free, params):
     est = _rigid(case, **params)
     err = rmse(est[case.valid], case.shifts[case.valid])
     assert err <= 0.05, f"RMSE {err:.4f} px"
-
-
-def test_caiman_40x50_trust_region(caiman_noise_free):
-    """Frames whose correlation peak is > 0.5 px off are walked back, not kept (0.27 px before)."""
-    case = caiman_noise_free
-    est = _rigid(case)
-    assert rmse(est[case.valid], case.shifts[case.valid]) <= 0.085
 
 
 @pytest.mark.slow

@@ -108,9 +108,7 @@ def _solve(nmat: jax.Array, rhs: jax.Array) -> tuple[jax.Array, jax.Array]:
     return sol, (sol[0] > 0) & jnp.all(jnp.isfinite(sol))
 
 
-def gauss_newton_step(
-    moved: jax.Array, consts, limits, tukey: float = 0.0, clip: bool = False
-) -> tuple[jax.Array, jax.Array]:
+def gauss_newton_step(moved: jax.Array, consts, limits, tukey: float = 0.0) -> tuple[jax.Array, jax.Array]:
     """Shift increment ``δ = (dy, dx)`` for a frame already moved by ``-s0``.
 
     ``moved`` is ``(H, W)``, ``consts`` the output of :func:`refine_constants`,
@@ -122,9 +120,7 @@ def gauss_newton_step(
     current residual's robust standard deviation (1.4826 × its median absolute value,
     by bisection): pixels far outside the residual's spread -- a
     cell that lit up, where it is a large part of a small window's content -- get no
-    weight at all.  ``clip=True`` turns a step beyond ``MAX_STEP`` into a step of
-    ``MAX_STEP`` in its direction on that axis instead of refusing it (a trust region:
-    the caller re-linearizes from the new position and steps again).
+    weight at all.
     """
     rhs_c, prefix, prods, jac, sqrt_w = consts
     h, w = moved.shape
@@ -176,8 +172,5 @@ def gauss_newton_step(
     a, cy, cx = sol[0], sol[2], sol[3]
     a = jnp.where(ok, a, 1.0)
     dy, dx = cy / a, cx / a
-    if clip:
-        dy = jnp.clip(dy, -MAX_STEP, MAX_STEP)
-        dx = jnp.clip(dx, -MAX_STEP, MAX_STEP)
     ok = ok & (jnp.abs(dy) <= MAX_STEP) & (jnp.abs(dx) <= MAX_STEP)
     return jnp.where(ok, dy, 0.0), jnp.where(ok, dx, 0.0)

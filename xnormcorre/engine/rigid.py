@@ -39,20 +39,10 @@ from .runner import aligned_batch_size, default_batch_size, kernel_batch, run_ke
 
 compile_cache.enable()  # before the first kernel compiles: later processes load it from disk
 
-#: A Gauss-Newton step at least this large (px, on either axis) is followed by another
-#: one from the new position (the linearization was made far from the optimum).
-REFINE_TOL = 0.25
-#: Most Gauss-Newton steps taken beyond ``refine_steps`` (each costs one inverse FFT, for
-#: the whole kernel batch when one of its frames needs it; a second step takes the CaImAn
-#: noise-free test movie from 0.27 to 0.076 px, more steps gain < 0.001 px).
-REFINE_EXTRA = 1
-
 if TYPE_CHECKING:  # pragma: no cover
     from .config import RigidParams
 
 __all__ = [
-    "REFINE_EXTRA",
-    "REFINE_TOL",
     "apply_shifts",
     "kernel_arrays",
     "mean_registered",
@@ -83,15 +73,10 @@ def spectrum_and_shift(
     a shifted frame would wrap around, so the frame's own border discontinuity never
     meets template content and the frame's spectrum serves both the estimate and the
     Fourier-shift application.  The correlation peak (:func:`estimate_shift`) is then
-    refined by noise-weighted Gauss-Newton steps against the template
+    refined by ``refine_steps`` noise-weighted Gauss-Newton steps against the template
     (:func:`xnormcorre.engine.refine.gauss_newton_step`; ``consts`` from
     :func:`xnormcorre.engine.refine.refine_constants`), which take the estimate to the
-    statistical limit whatever the correlation's whitening, smoothing or taper:
-    ``refine_steps`` of them, then more while a step is :data:`REFINE_TOL` or larger (at
-    most :data:`REFINE_EXTRA` more).  Each step is limited to
-    :data:`xnormcorre.engine.refine.MAX_STEP` per axis (a trust region): a correlation
-    peak off by more -- one cell dominating a frame whose template holds several -- is
-    walked to the optimum instead of kept.
+    statistical limit whatever the correlation's whitening, smoothing or taper.
     """
     h, w = frame.shape
     spec = jnp.fft.rfft2(frame)
@@ -106,24 +91,11 @@ def spectrum_and_shift(
         peak_fit=peak_fit,
         grid=refine_steps == 0,
     )
-    if refine_steps == 0:
-        return spec, dy, dx
-
-    def step(state):
-        dy, dx, k, _ = state
+    for _ in range(refine_steps):
         moved = fourier_shift(spec, dy, dx, (h, w))
-        ddy, ddx = gauss_newton_step(moved, consts, border_limits(dy, dx, h, w), clip=True)
-        small = (jnp.abs(ddy) < REFINE_TOL) & (jnp.abs(ddx) < REFINE_TOL)
+        ddy, ddx = gauss_newton_step(moved, consts, border_limits(dy, dx, h, w))
         dy = jnp.clip(dy + ddy, -max_shifts[0], max_shifts[0])
         dx = jnp.clip(dx + ddx, -max_shifts[1], max_shifts[1])
-        return dy, dx, k + 1, small & (k + 1 >= refine_steps)
-
-    def going(state):
-        return (state[2] < refine_steps + REFINE_EXTRA) & ~state[3]
-
-    # a while loop: under vmap it runs as long as one frame of the batch needs it, the
-    # others keep their result (the same bits whatever the batch)
-    dy, dx, _, _ = jax.lax.while_loop(going, step, (dy, dx, jnp.int32(0), jnp.bool_(False)))
     return spec, dy, dx
 
 
