@@ -51,6 +51,7 @@ __all__ = [
     "register_mean_batch",
     "shift_batch",
     "spectrum_and_shift",
+    "template_spectrum",
 ]
 
 
@@ -183,7 +184,7 @@ def register_batch(
     frames: jax.Array,
     template: jax.Array,
     fill_min: jax.Array,
-    window: jax.Array,
+    tmpl_spec: jax.Array,
     weight: jax.Array,
     consts,
     defects: jax.Array,
@@ -202,6 +203,7 @@ def register_batch(
 ):
     """Register a batch of frames ``(B, H, W)`` to ``template`` ``(H, W)``.
 
+    ``tmpl_spec`` is the template's apodized spectrum (:func:`template_spectrum`),
     ``consts`` are the Gauss-Newton constants of the template
     (:func:`xnormcorre.engine.refine.refine_constants`; unused if ``refine_steps == 0``),
     ``defects`` the ``(H, W)`` sensor-defect mask inpainted in the estimate (if
@@ -215,9 +217,7 @@ def register_batch(
     ``(B, H, W)`` and their correlation with the template ``(B,)`` (NaN if not
     ``with_corr``).
     """
-    tmpl_mean = template.mean()
-    tmpl_spec = jnp.fft.rfft2((template - tmpl_mean) * scale * window)
-    b0 = template - tmpl_mean
+    b0 = template - template.mean()
     fn = partial(
         _register_one,
         max_shifts=max_shifts,
@@ -280,8 +280,7 @@ def shift_batch(
 def register_mean_batch(
     frames: jax.Array,
     keep: jax.Array,
-    template: jax.Array,
-    window: jax.Array,
+    tmpl_spec: jax.Array,
     weight: jax.Array,
     consts,
     defects: jax.Array,
@@ -294,7 +293,8 @@ def register_mean_batch(
     refine_steps: int = 0,
     inpaint_defects: bool = False,
 ):
-    """Register a batch ``(B, H, W)`` and sum the corrected frames where they are valid.
+    """Register a batch ``(B, H, W)`` to the template of spectrum ``tmpl_spec``
+    (:func:`template_spectrum`) and sum the corrected frames where they are valid.
 
     Template estimation needs only the mean of the corrected frames: each pixel is the
     mean over the frames in which it stayed in view (no wrapped or filled content, so
@@ -305,7 +305,6 @@ def register_mean_batch(
     ``(H, W)`` and their count ``(H, W)``.
     """
     h, w = frames.shape[1:]
-    tmpl_spec = jnp.fft.rfft2((template - template.mean()) * scale * window)
 
     def one(frame):
         _, est = _prepare(frame, defects, scale, inpaint_defects)
@@ -333,10 +332,21 @@ def register_mean_batch(
 
 
 # ----------------------------------------------------------------------- NumPy drivers
+@jax.jit
+def template_spectrum(template: jax.Array, window: jax.Array, scale: jax.Array) -> jax.Array:
+    """The template's spectrum for the correlation: ``rfft2`` of the mean-free template,
+    scaled (see :func:`register_batch`) and apodized by ``window``; computed once per
+    template (:func:`kernel_arrays`), not per batch."""
+    return jnp.fft.rfft2((template - template.mean()) * scale * window)
+
+
 def kernel_arrays(params: RigidParams, template: np.ndarray) -> tuple:
-    """The per-template arrays of the rigid kernels: ``(window, weight, consts, defects, scale)``."""
+    """The per-template arrays of the rigid kernels: ``(tmpl_spec, weight, consts, defects,
+    scale)`` (``tmpl_spec`` from :func:`template_spectrum`)."""
     h, w = template.shape
     window, weight = params.arrays((h, w))
+    scale = np.float32(params.scale)
+    tmpl_spec = template_spectrum(np.asarray(template, np.float32), np.asarray(window, np.float32), scale)
     if params.refine_steps > 0:
         consts = refine_constants(template, pixel_weights(template, params.noise))
     else:
@@ -348,7 +358,9 @@ def kernel_arrays(params: RigidParams, template: np.ndarray) -> tuple:
             np.zeros((1,), np.float32),
         )
     defects = params.defects if params.inpaint_defects else np.zeros((1, 1), bool)
-    return window, weight, consts, defects, np.float32(params.scale)
+    # on the device once: not copied again at every kernel call (the refinement constants
+    # are ~15 float32 frames)
+    return jax.device_put((tmpl_spec, weight, consts, defects, scale))
 
 
 def register_frames(
@@ -391,8 +403,10 @@ def register_frames(
     corr = np.empty((n,), np.float32) if apply else None
     kw = params.kernel_kwargs()
 
+    tmpl_d = jax.device_put(tmpl)
+
     def kernel(_, batch):
-        return register_batch(batch, tmpl, fill, *arrays, apply=apply, with_corr=with_corr, **kw)
+        return register_batch(batch, tmpl_d, fill, *arrays, apply=apply, with_corr=with_corr, **kw)
 
     for a, b, out in run_kernels(kernel, movie, start, stop, params.batch_size, origin=origin):
         k = b - a
@@ -467,7 +481,7 @@ def mean_registered(
     def kernel(n_valid, batch, k):
         weights = np.zeros(m, np.float32)
         weights[:n_valid] = k[:n_valid]
-        return register_mean_batch(batch, weights, tmpl, *arrays, **kw)
+        return register_mean_batch(batch, weights, *arrays, **kw)
 
     for a, b, (s, total, count) in run_kernels(kernel, movie, start, stop, bs, use.astype(np.float32)):
         shifts[a:b] = s[: b - a]
