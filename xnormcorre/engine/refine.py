@@ -23,7 +23,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["HUBER_K", "MARGIN", "TUKEY_C", "gauss_newton_step", "gradient", "refine_constants"]
+__all__ = [
+    "HUBER_K",
+    "MARGIN",
+    "ROBUST_BISECT",
+    "ROBUST_ITERS",
+    "TUKEY_C",
+    "gauss_newton_step",
+    "gradient",
+    "quarter_products",
+    "refine_constants",
+    "robust_step",
+]
 
 #: Pixels left out next to the border rectangle (ringing of the Fourier shift).
 MARGIN = 2
