@@ -44,12 +44,10 @@ MARGIN = 2
 MAX_STEP = 0.5
 #: Huber threshold of the robust reweighting, in units of the RMS weighted residual.
 HUBER_K = 2.0
-#: Threshold of the optional Tukey-biweight reweighting, in units of the residual's
-#: robust standard deviation (1.4826 × median absolute residual): 95 % efficiency
-#: under Gaussian noise.
+#: Threshold of :func:`robust_step`'s Tukey-biweight reweighting, in units of the
+#: residual's robust standard deviation (1.4826 × median absolute residual): 95 %
+#: efficiency under Gaussian noise.
 TUKEY_C = 4.685
-#: Iterations of the Tukey-biweight reweighting.
-TUKEY_ITERS = 3
 
 _TRIU = [(i, k) for i in range(4) for k in range(i, 4)]
 _IDX = np.zeros((4, 4), np.int32)
@@ -119,19 +117,15 @@ def _solve(nmat: jax.Array, rhs: jax.Array) -> tuple[jax.Array, jax.Array]:
     return sol, (sol[0] > 0) & jnp.all(jnp.isfinite(sol))
 
 
-def gauss_newton_step(moved: jax.Array, consts, limits, tukey: float = 0.0) -> tuple[jax.Array, jax.Array]:
+def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.Array]:
     """Shift increment ``δ = (dy, dx)`` for a frame already moved by ``-s0``.
 
     ``moved`` is ``(H, W)``, ``consts`` the output of :func:`refine_constants`,
     ``limits`` the ``(lo_y, hi_y, lo_x, hi_x)`` valid rectangle of the move.  Returns
     ``(0, 0)`` where the step is not trustworthy (singular system, negative gain,
     ``|δ| > MAX_STEP``: then the linearization does not hold and ``s0`` is kept).
-    ``tukey > 0`` (e.g. :data:`TUKEY_C`) follows the Huber reweighting by
-    :data:`TUKEY_ITERS` Tukey-biweight reweightings with threshold ``tukey`` times the
-    current residual's robust standard deviation (1.4826 × its median absolute value,
-    by bisection): pixels far outside the residual's spread -- a
-    cell that lit up, where it is a large part of a small window's content -- get no
-    weight at all.
+    One Huber reweighting follows the least-squares solve (patches, where one cell is a
+    large part of the content, use the Tukey-robust :func:`robust_step`).
     """
     rhs_c, prefix, prods, jac, sqrt_w = consts
     h, w = moved.shape
@@ -162,24 +156,6 @@ def gauss_newton_step(moved: jax.Array, consts, limits, tukey: float = 0.0) -> t
     sol_r, ok_r = _solve((prods @ hub)[jnp.asarray(_IDX)], rhs_c @ (gc * hub))
     sol = jnp.where(ok_r, sol_r, sol)
     ok = ok | ok_r
-    for _ in range(TUKEY_ITERS if tukey > 0 else 0):
-        # robust scale of the current residual: 1.4826 × its median absolute value over
-        # the valid pixels, found by bisection (no sort)
-        resid = (gc - sol @ jac) * sqrt_w * maskf
-        ares = jnp.abs(resid)
-
-        def bisect(_, bounds, ares=ares):
-            lo, hi = bounds
-            mid = 0.5 * (lo + hi)
-            below = jnp.sum(jnp.where(mask & (ares <= mid), 1.0, 0.0)) >= 0.5 * n
-            return jnp.where(below, lo, mid), jnp.where(below, mid, hi)
-
-        _, med = jax.lax.fori_loop(0, 16, bisect, (jnp.zeros_like(sigma), jnp.max(ares)))
-        u = resid / (tukey * 1.4826 * med + 1e-30)
-        wt = jnp.where(jnp.abs(u) < 1.0, (1.0 - u * u) ** 2, 0.0) * maskf
-        sol_r, ok_r = _solve((prods @ wt)[jnp.asarray(_IDX)], rhs_c @ (gc * wt))
-        sol = jnp.where(ok_r, sol_r, sol)
-        ok = ok | ok_r
     a, cy, cx = sol[0], sol[2], sol[3]
     a = jnp.where(ok, a, 1.0)
     dy, dx = cy / a, cx / a
