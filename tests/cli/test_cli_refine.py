@@ -13,7 +13,8 @@ def _kwargs(*argv: str) -> dict:
 
 
 def test_refine_patches_flag():
-    assert _kwargs("--pw-rigid")["refine_patches"] is False
+    # without the flag: pwrigid's own default (off for frames, on for volumes)
+    assert _kwargs("--pw-rigid")["refine_patches"] is None
     assert _kwargs("--pw-rigid", "--refine-patches")["refine_patches"] is True
     assert "refine_patches" not in _kwargs()
     with pytest.raises(CLIError, match="--refine-patches applies to --pw-rigid only"):
