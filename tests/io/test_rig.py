@@ -159,13 +159,37 @@ def test_scanimage_inconsistent_channel_count_is_one_clear_error(tmp_path):
         xnormcorre.open_movie(p)
 
 
-def test_scanimage_volume_is_refused_single_channel_kept(tmp_path):
-    stack = FRAMEDATA.replace("SI.hStackManager.enable = false", "SI.hStackManager.enable = true").replace(
-        "numSlices = 1", "numSlices = 3"
+def _stack_framedata(slices: int, channels: str = "1") -> str:
+    return (
+        FRAMEDATA.replace("SI.hStackManager.enable = false", "SI.hStackManager.enable = true")
+        .replace("numSlices = 1", f"numSlices = {slices}")
+        .replace("SI.hFastZ.enable = false", "SI.hFastZ.enable = true")
+        .replace("channelSave = [1;2]", f"channelSave = {channels}")
     )
+
+
+def test_scanimage_fast_z_stack_opens_as_a_volume(tmp_path):
+    """One saved channel, 3 slices per volume: pages z0 z1 z2 z0 ... -> (time, z, y, x)."""
+    vols = _frames(12, 1)[:, 0].reshape(4, 3, 16, 20)  # (time, z, y, x)
     p = tmp_path / "stack.tif"
-    write_scanimage(p, _frames(6, 2).reshape(-1, 16, 20), stack)
-    with pytest.raises(ValueError, match=r"stack\.tif.*volume.*3 z planes.*planned"):
+    write_scanimage(p, vols.reshape(-1, 16, 20), _stack_framedata(3), channels=1)
+    movie = xnormcorre.open_movie(p)
+    assert movie.dims == ("time", "z", "y", "x") and movie.shape == (4, 3, 16, 20)
+    np.testing.assert_array_equal(movie.values, vols)
+    np.testing.assert_array_equal(movie.isel(time=2, z=1).values, vols[2, 1])  # lazy indexing
+    # the frame rate is per plane: the volume rate is a third of it
+    assert movie.attrs["fps"] == pytest.approx(29.87 / 3)
+    # one clear error where the pages do not make whole volumes
+    q = tmp_path / "partial.tif"
+    write_scanimage(q, vols.reshape(-1, 16, 20)[:-1], _stack_framedata(3), channels=1)
+    with pytest.raises(ValueError, match=r"partial\.tif.*3 z slices.*11 pages"):
+        xnormcorre.open_movie(q)
+
+
+def test_scanimage_volume_with_channels_is_refused_single_channel_kept(tmp_path):
+    p = tmp_path / "stack.tif"
+    write_scanimage(p, _frames(6, 2).reshape(-1, 16, 20), _stack_framedata(3, "[1;2]"))
+    with pytest.raises(ValueError, match=r"stack\.tif.*volume \(3 z planes\).*2 channels are saved"):
         xnormcorre.open_movie(p)
     one = FRAMEDATA.replace("channelSave = [1;2]", "channelSave = 2")
     q = tmp_path / "one.tif"

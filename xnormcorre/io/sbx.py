@@ -297,8 +297,9 @@ class SbxBackendEntrypoint(BackendEntrypoint):
         acq, layout = sbx_acquisition(info, path)
         if layout["planes"] > 1:
             raise ValueError(
-                f"Scanbox file {path!r} holds a volume scan ({layout['planes']} planes); xnormcorre registers "
-                "2-D movies -- volumetric (z) registration is planned but not supported yet"
+                f"Scanbox file {path!r} holds a volume scan ({layout['planes']} planes); Scanbox volume "
+                "scans are not read as volumes yet: convert it to a (time, z, y, x) TIFF (ImageJ TZYX) or "
+                "HDF5 dataset and open that"
             )
         rows, cols, nchan = layout["rows"], layout["columns"], layout["channels"]
         frame_bytes = rows * cols * nchan * 2

@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from . import _common as cm
 from ._lazy import CachingFileManager, SerializableLock
-from ._meta import Acquisition
+from ._meta import Acquisition, positive
 from .tiff_meta import file_acquisition, scanimage_acquisition, scanimage_framedata
 
 __all__ = ["TiffPart", "inspect_tiff"]
@@ -184,11 +184,11 @@ def inspect_tiff(path: str, series: int | None, lock: Any) -> tuple[TiffPart, Ac
     return part, acq
 
 
-def _volume_error(path: str, what: str, n_z: int) -> ValueError:
+def _scanimage_volume_error(path: str, why: str, n_z: int) -> ValueError:
     return ValueError(
-        f"TIFF file {path!r} holds a volume ({what}: {n_z} z planes); xnormcorre registers 2-D movies "
-        "(time, [channel,] y, x) -- volumetric (z) registration is planned but not supported yet. "
-        "Open one plane at a time, e.g. xr.DataArray(tifffile.imread(path)[:, k]) for plane k"
+        f"ScanImage file {path!r} holds a volume ({n_z} z planes) that cannot be read volume by volume: "
+        f"{why}. Volumes of one saved channel, one frame per slice, are opened as (time, z, y, x); "
+        "otherwise open one plane at a time, e.g. xr.DataArray(tifffile.imread(path)[k::planes]) for plane k"
     )
 
 
@@ -304,10 +304,14 @@ def _inspect_layout(path: str, series: int | None, lock: Any) -> tuple[TiffPart,
 def _scanimage_part(
     path: str, manager: CachingFileManager, tif: tifffile.TiffFile, lock: Any, framedata: dict
 ) -> tuple[TiffPart, Acquisition]:
-    """A ScanImage file: its pages interleave the saved channels of each frame."""
+    """A ScanImage file: its pages interleave the saved channels of each frame.
+
+    A stack or fast-z acquisition of one saved channel is a volumetric movie: its pages
+    hold the slices of each volume in turn (``second="z"``).
+    """
     acq, n_channels, n_slices = scanimage_acquisition(framedata, tif)
     if n_slices > 1:
-        raise _volume_error(path, "ScanImage stack / fast-z acquisition", n_slices)
+        return _scanimage_volume(path, manager, tif, lock, framedata, acq, n_channels, n_slices)
     n_pages = len(tif.pages)
     if n_pages % n_channels:
         raise ValueError(
@@ -331,6 +335,62 @@ def _scanimage_part(
         stride_t=n_channels,
         stride_c=1,
     )
+    return part, acq
+
+
+def _scanimage_volume(
+    path: str,
+    manager: CachingFileManager,
+    tif: tifffile.TiffFile,
+    lock: Any,
+    fd: dict,
+    acq: Acquisition,
+    n_channels: int,
+    n_slices: int,
+) -> tuple[TiffPart, Acquisition]:
+    """A ScanImage stack / fast-z file of one channel: ``(time, z, y, x)``."""
+    if n_channels > 1:
+        raise _scanimage_volume_error(
+            path, f"{n_channels} channels are saved (volumes with channels)", n_slices
+        )
+    fast_z = bool(fd.get("SI.hFastZ.enable", False))
+    per_slice = fd.get("SI.hStackManager.framesPerSlice", 1)
+    if not fast_z and isinstance(per_slice, (int, float)) and np.isfinite(per_slice) and per_slice > 1:
+        raise _scanimage_volume_error(path, f"{int(per_slice)} frames per slice (a slow stack)", n_slices)
+    flyback = fd.get("SI.hFastZ.numDiscardFlybackFrames", 0) or 0
+    if fast_z and flyback and not fd.get("SI.hFastZ.discardFlybackFrames", False):
+        raise _scanimage_volume_error(
+            path, f"{int(flyback)} flyback frames are saved with each volume", n_slices
+        )
+    n_pages = len(tif.pages)
+    if n_pages % n_slices:
+        raise ValueError(
+            f"inconsistent ScanImage metadata in {path!r}: {n_slices} z slices per volume "
+            f"(SI.hStackManager.numSlices) but the file has {n_pages} pages, not a multiple of {n_slices}"
+        )
+    page = tif.pages.first
+    if len(page.shape) != 2:
+        raise ValueError(f"ScanImage file {path!r} has pages of shape {page.shape}; expected (y, x) pages")
+    h, w = page.shape
+    part = TiffPart(
+        path=path,
+        manager=manager,
+        lock=lock,
+        series=-1,
+        n_frames=n_pages // n_slices,
+        frame_shape=(int(h), int(w)),
+        dtype=np.dtype(page.dtype),
+        dataoffset=None,
+        n_channels=n_slices,
+        stride_t=n_slices,
+        stride_c=1,
+        second="z",
+    )
+    volume_rate = positive(fd.get("SI.hRoiManager.scanVolumeRate"))
+    if volume_rate is not None:
+        acq = replace(acq, fps=volume_rate, fps_source="ScanImage SI.hRoiManager.scanVolumeRate")
+    elif acq.fps is not None:
+        acq = replace(acq, fps=acq.fps / n_slices, fps_source=f"{acq.fps_source} / {n_slices} slices")
     return part, acq
 
 
