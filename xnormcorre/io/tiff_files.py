@@ -310,49 +310,14 @@ def _scanimage_part(
     hold the slices of each volume in turn (``second="z"``).
     """
     acq, n_channels, n_slices = scanimage_acquisition(framedata, tif)
-    if n_slices > 1:
-        return _scanimage_volume(path, manager, tif, lock, framedata, acq, n_channels, n_slices)
-    n_pages = len(tif.pages)
-    if n_pages % n_channels:
-        raise ValueError(
-            f"inconsistent ScanImage metadata in {path!r}: {n_channels} channels are saved "
-            f"(SI.hChannels.channelSave) but the file has {n_pages} pages, not a multiple of {n_channels}"
-        )
-    page = tif.pages.first
-    if len(page.shape) != 2:
-        raise ValueError(f"ScanImage file {path!r} has pages of shape {page.shape}; expected (y, x) pages")
-    h, w = page.shape
-    part = TiffPart(
-        path=path,
-        manager=manager,
-        lock=lock,
-        series=-1,
-        n_frames=n_pages // n_channels,
-        frame_shape=(int(h), int(w)),
-        dtype=np.dtype(page.dtype),
-        dataoffset=None,
-        n_channels=n_channels,
-        stride_t=n_channels,
-        stride_c=1,
-    )
-    return part, acq
-
-
-def _scanimage_volume(
-    path: str,
-    manager: CachingFileManager,
-    tif: tifffile.TiffFile,
-    lock: Any,
-    fd: dict,
-    acq: Acquisition,
-    n_channels: int,
-    n_slices: int,
-) -> tuple[TiffPart, Acquisition]:
-    """A ScanImage stack / fast-z file of one channel: ``(time, z, y, x)``."""
+    if n_slices == 1:
+        what = f"{n_channels} channels are saved (SI.hChannels.channelSave)"
+        return _interleaved_pages(path, manager, tif, lock, n_channels, "channel", what), acq
     if n_channels > 1:
         raise _scanimage_volume_error(
             path, f"{n_channels} channels are saved (volumes with channels)", n_slices
         )
+    fd = framedata
     fast_z = bool(fd.get("SI.hFastZ.enable", False))
     per_slice = fd.get("SI.hStackManager.framesPerSlice", 1)
     if not fast_z and isinstance(per_slice, (int, float)) and np.isfinite(per_slice) and per_slice > 1:
@@ -362,36 +327,44 @@ def _scanimage_volume(
         raise _scanimage_volume_error(
             path, f"{int(flyback)} flyback frames are saved with each volume", n_slices
         )
-    n_pages = len(tif.pages)
-    if n_pages % n_slices:
-        raise ValueError(
-            f"inconsistent ScanImage metadata in {path!r}: {n_slices} z slices per volume "
-            f"(SI.hStackManager.numSlices) but the file has {n_pages} pages, not a multiple of {n_slices}"
-        )
-    page = tif.pages.first
-    if len(page.shape) != 2:
-        raise ValueError(f"ScanImage file {path!r} has pages of shape {page.shape}; expected (y, x) pages")
-    h, w = page.shape
-    part = TiffPart(
-        path=path,
-        manager=manager,
-        lock=lock,
-        series=-1,
-        n_frames=n_pages // n_slices,
-        frame_shape=(int(h), int(w)),
-        dtype=np.dtype(page.dtype),
-        dataoffset=None,
-        n_channels=n_slices,
-        stride_t=n_slices,
-        stride_c=1,
-        second="z",
-    )
+    what = f"{n_slices} z slices per volume (SI.hStackManager.numSlices)"
+    part = _interleaved_pages(path, manager, tif, lock, n_slices, "z", what)
     volume_rate = positive(fd.get("SI.hRoiManager.scanVolumeRate"))
     if volume_rate is not None:
         acq = replace(acq, fps=volume_rate, fps_source="ScanImage SI.hRoiManager.scanVolumeRate")
     elif acq.fps is not None:
         acq = replace(acq, fps=acq.fps / n_slices, fps_source=f"{acq.fps_source} / {n_slices} slices")
     return part, acq
+
+
+def _interleaved_pages(
+    path: str, manager: CachingFileManager, tif: tifffile.TiffFile, lock: Any, n: int, second: str, what: str
+) -> TiffPart:
+    """A file of ``(y, x)`` pages, ``n`` per frame (channels or z slices) in turn."""
+    n_pages = len(tif.pages)
+    if n_pages % n:
+        raise ValueError(
+            f"inconsistent ScanImage metadata in {path!r}: {what} but the file has {n_pages} pages, "
+            f"not a multiple of {n}"
+        )
+    page = tif.pages.first
+    if len(page.shape) != 2:
+        raise ValueError(f"ScanImage file {path!r} has pages of shape {page.shape}; expected (y, x) pages")
+    h, w = page.shape
+    return TiffPart(
+        path=path,
+        manager=manager,
+        lock=lock,
+        series=-1,
+        n_frames=n_pages // n,
+        frame_shape=(int(h), int(w)),
+        dtype=np.dtype(page.dtype),
+        dataoffset=None,
+        n_channels=n,
+        stride_t=n,
+        stride_c=1,
+        second=second,
+    )
 
 
 def _all_pages_part(path: str, manager: CachingFileManager, tif: tifffile.TiffFile, lock: Any) -> TiffPart:
