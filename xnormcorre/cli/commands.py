@@ -231,7 +231,7 @@ def _register_and_write(args: argparse.Namespace, movie, res, out: Path, fmt: st
     shifts_ds = rest.assign({v: computed[v] for v in time_vars})
     ms = tuple(shifts_ds.attrs["max_shifts"])
     if shifts_ds.attrs.get("planes") == "volume":
-        from ..core.volume import volume_result_flags
+        from ..core.volume_pw import volume_result_flags
 
         flags = volume_result_flags(shifts_ds)
     else:

@@ -39,7 +39,7 @@ from .shiftinput import (
     largest,
     match_time,
 )
-from .volume import apply_volume_shifts, is_volume_shifts
+from .volume_apply import apply_volume_shifts, is_volume_shifts
 
 __all__ = ["apply_shifts"]
 

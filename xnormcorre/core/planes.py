@@ -134,7 +134,8 @@ def by_plane(
     volume (:func:`xnormcorre.core.volume.rigid_volume` or
     :func:`xnormcorre.core.volume.pwrigid_volume`)."""
     if planes != "independent":
-        from .volume import pwrigid_volume, rigid_volume
+        from .volume import rigid_volume
+        from .volume_pw import pwrigid_volume
 
         if fn.__name__ == "pwrigid":
             return pwrigid_volume(movie, plane_dim, kwargs)

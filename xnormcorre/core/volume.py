@@ -5,6 +5,11 @@ lands here: each volume is registered to a volume template with a 3-D rigid shif
 ``(z, y, x)`` (:mod:`xnormcorre.engine.volume`), as NoRMCorre and CaImAn do for a 4-D
 movie.  Multi-plane rigs whose planes are not a contiguous volume use
 ``planes="independent"`` (:mod:`xnormcorre.core.planes`).
+
+It also holds what every volume run shares: the checks of the movie and its parameters, the
+template, the result Dataset and its verdict.  Piecewise-rigid registration of a volume is
+:mod:`xnormcorre.core.volume_pw`; volumes moved by their shifts, :mod:`xnormcorre.core.volume_move`
+and :mod:`xnormcorre.core.volume_apply`.
 """
 
 from __future__ import annotations
@@ -17,23 +22,31 @@ import xarray as xr
 from .. import schema as sc
 from .. import validate as vd
 from ..engine import volume as _vol
-from ..engine import volume_pw as _vpw
-from ..engine.patches import interp_matrix, patch_axis
 from .movie import Frames, estimated_on, source_of
+from .volume_move import RIGID_COMMENT, move_volumes
 
 __all__ = [
+    "as_volume_movie",
+    "check_unused",
     "is_volume_movie",
-    "pwrigid_volume",
+    "pick_template",
+    "reference_volumes",
+    "registration_input",
     "rigid_volume",
+    "volume_dataset",
     "volume_flags",
-    "volume_grid",
+    "volume_frames",
     "volume_max_shifts",
-    "volume_result_flags",
+    "volume_result",
+    "volume_setup",
     "volume_template",
 ]
 
 #: Volumes whose minimum is the default ``min_mov`` (as for frames).
-_MIN_MOV_VOLUMES = 400
+MIN_MOV_VOLUMES = 400
+
+#: ``units`` of the shifts of a volume run.
+SHIFT_UNITS = "pixel (planes along the plane dim)"
 
 #: Bytes of whole time chunks the template passes keep (a lazy movie's chunks are read in
 #: order, each once per pass: a few chunks suffice; memory stays O(chunk)).
@@ -68,7 +81,9 @@ def volume_max_shifts(value: Any, shape: tuple[int, int, int], dims: tuple[str, 
     return tuple(out)
 
 
-def _as_volume_movie(movie: Any, plane_dim: str) -> xr.DataArray:
+def as_volume_movie(movie: Any, plane_dim: str) -> xr.DataArray:
+    """``movie`` as a volumetric DataArray ``(time, plane_dim, y, x)``, checked: integer or
+    floating dtype, at least one volume, finite."""
     dims = (sc.DIM_TIME, plane_dim, sc.DIM_Y, sc.DIM_X)
     if not isinstance(movie, xr.DataArray):
         movie = np.asarray(movie) if not hasattr(movie, "shape") else movie
@@ -88,7 +103,9 @@ def _as_volume_movie(movie: Any, plane_dim: str) -> xr.DataArray:
     return movie
 
 
-def _check_unused(kwargs: dict) -> None:
+def check_unused(kwargs: dict) -> None:
+    """Refuse the parameters of :func:`xnormcorre.rigid` a volume run does not use (its
+    ``locals()``), each with the value to leave it at."""
     for name, neutral in _UNUSED.items():
         value = kwargs.get(name, neutral)
         if (value is not None) if neutral is None else (value != neutral):
@@ -140,7 +157,7 @@ def _register_block(block, index, *, template, params):
     return corrected, shifts, corr
 
 
-def _setup(movie: xr.DataArray, plane_dim: str, kwargs: dict) -> tuple:
+def volume_setup(movie: xr.DataArray, plane_dim: str, kwargs: dict) -> tuple:
     """``(dims3, shape, max_shifts, params, settings)`` of a volume run from the parameters
     of :func:`xnormcorre.rigid` (``settings``: the validated scalars, for the run's attrs)."""
     dims3 = (plane_dim, sc.DIM_Y, sc.DIM_X)
@@ -161,7 +178,7 @@ def _setup(movie: xr.DataArray, plane_dim: str, kwargs: dict) -> tuple:
     taper = kwargs.get("taper")
     min_mov = kwargs.get("min_mov")
     if border == "min" and min_mov is None:
-        head = movie.isel(time=slice(0, _MIN_MOV_VOLUMES))
+        head = movie.isel(time=slice(0, MIN_MOV_VOLUMES))
         min_mov = float(np.asarray(head.min()))
     params = _vol.make_volume_params(
         shape,
@@ -192,7 +209,7 @@ def _setup(movie: xr.DataArray, plane_dim: str, kwargs: dict) -> tuple:
 
 def _estimate(movie: xr.DataArray, params, settings: dict, with_shifts: bool = False):
     """The template of a volume run (and, ``with_shifts``, the shifts of its last pass)."""
-    frames = Frames(movie, cache_bytes=VOLUME_CACHE_BYTES)
+    frames = volume_frames(movie)
     tmpl, shifts = _vol.estimate_volume_template(
         frames, params, niter=settings["niter"], max_frames=settings["max_template_frames"]
     )
@@ -225,6 +242,71 @@ def _user_template(template: Any, shape: tuple[int, ...], dims3: tuple[str, ...]
     return tmpl.astype(np.float32)
 
 
+def volume_frames(movie: xr.DataArray) -> Frames:
+    """The volumes of ``movie`` as the template passes read them: whole time chunks, at most
+    :data:`VOLUME_CACHE_BYTES` of them kept."""
+    return Frames(movie, cache_bytes=VOLUME_CACHE_BYTES)
+
+
+def pick_template(template: Any, shape: tuple[int, ...], dims3: tuple[str, ...], estimate) -> tuple:
+    """``(template, sample_shifts, template_source)`` of a volume run: the user's ``template``,
+    checked, or (``template=None``) ``estimate()``'s ``(template, sample_shifts)``."""
+    if template is None:
+        tmpl, sample_shifts = estimate()
+        return tmpl, sample_shifts, "estimated"
+    return _user_template(template, shape, dims3), None, "user"
+
+
+def registration_input(est: xr.DataArray, dims3: tuple[str, ...]) -> tuple[xr.Variable, xr.Variable]:
+    """``(volumes, time index)`` of the volumes to register, as the ``apply_ufunc`` kernels take
+    them: whole volumes, one dask block per time chunk on lazy input."""
+    index = xr.Variable((sc.DIM_TIME,), np.arange(est.sizes[sc.DIM_TIME], dtype=np.int64))
+    data = est.variable
+    if data.chunks is not None:
+        data = data.chunk(dict.fromkeys(dims3, -1))
+        index = index.chunk({sc.DIM_TIME: data.chunks[0]})
+    return data, index
+
+
+def volume_dataset(
+    movie: xr.DataArray, dims3: tuple[str, ...], coords: dict, corrected, comment: str, tmpl, how: str, corr
+) -> xr.Dataset:
+    """The result Dataset of a volume run up to its shifts: the movie's and the ``axis``
+    coordinates (then ``coords``), ``corrected`` (``comment``), ``template``, ``correlation``."""
+    units = movie.attrs.get("units", "a.u.")
+    ds = xr.Dataset(coords=dict(movie.coords))
+    ds = ds.assign_coords({sc.DIM_AXIS: (sc.DIM_AXIS, list(dims3), dict(sc.AXIS_ATTRS))})
+    ds = ds.assign_coords(coords)
+    ds[sc.CORRECTED] = xr.DataArray(corrected, attrs=sc.corrected_attrs(units, comment))
+    ds[sc.TEMPLATE] = xr.DataArray(
+        tmpl, dims=dims3, coords={d: movie.coords[d] for d in dims3 if d in movie.coords}
+    ).variable
+    ds[sc.TEMPLATE].attrs = sc.template_attrs(units, how)
+    ds[sc.CORRELATION] = xr.DataArray(corr, attrs=dict(sc.CORRELATION_ATTRS))
+    return ds
+
+
+def volume_result(
+    ds: xr.Dataset,
+    kind: str,
+    run_params: dict,
+    movie: xr.DataArray,
+    ref: xr.DataArray | None,
+    plane_dim: str,
+    how: str,
+    max_shifts: tuple[int, ...],
+    sample_shifts,
+) -> xr.Dataset:
+    """``ds`` (shifts and flags assigned) with the attributes of a volume run (``kind``:
+    :data:`xnormcorre.schema.RIGID` or ``PWRIGID``; ``how``: the template source) and its verdict."""
+    ds.attrs = sc.provenance_attrs(kind, run_params, source_of(movie))
+    ds.attrs["planes"] = "volume"
+    ds.attrs["plane_dim"] = plane_dim
+    ds.attrs["template_source"] = how
+    ds.attrs["shifts_estimated_on"] = estimated_on(ref, movie)
+    return _conclude(ds, max_shifts, sample_shifts)
+
+
 def is_volume_movie(movie: Any, plane_dim: str = "z") -> bool:
     """Whether ``movie`` is a volumetric movie: a DataArray with ``plane_dim``, or a 4-D array."""
     if isinstance(movie, xr.DataArray):
@@ -237,7 +319,7 @@ def volume_template(movie: Any, kwargs: dict, plane_dim: str = "z") -> xr.DataAr
     """The template of a volumetric movie, as :func:`xnormcorre.rigid` estimates it for a
     volume (``planes="volume"``), with the parameters of
     :func:`xnormcorre.estimate_template` (its ``locals()``): ``(z, y, x)`` float32."""
-    movie = _as_volume_movie(movie, plane_dim)
+    movie = as_volume_movie(movie, plane_dim)
     for name, neutral in (("frames_per_split", 1000), ("num_splits_to_process", None)):
         if kwargs.get(name, neutral) != neutral:
             raise ValueError(
@@ -246,7 +328,7 @@ def volume_template(movie: Any, kwargs: dict, plane_dim: str = "z") -> xr.DataAr
             )
     if kwargs.get("aliases"):
         raise TypeError(f"unexpected keyword arguments for a volume: {sorted(kwargs['aliases'])}")
-    dims3, _, _, params, settings = _setup(movie, plane_dim, kwargs)
+    dims3, _, _, params, settings = volume_setup(movie, plane_dim, kwargs)
     tmpl = _estimate(movie, params, settings)
     coords = {d: movie.coords[d] for d in dims3 if d in movie.coords}
     return xr.DataArray(
@@ -261,26 +343,16 @@ def volume_template(movie: Any, kwargs: dict, plane_dim: str = "z") -> xr.DataAr
 def rigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
     """3-D rigid registration of a volumetric movie with the parameters of
     :func:`xnormcorre.rigid` (its ``locals()``): see its ``planes`` parameter."""
-    movie = _as_volume_movie(movie, plane_dim)
-    _check_unused(kwargs)
-    dims3, shape, max_shifts, params, settings = _setup(movie, plane_dim, kwargs)
-    ref = _reference(movie, kwargs, plane_dim)
+    movie = as_volume_movie(movie, plane_dim)
+    check_unused(kwargs)
+    dims3, shape, max_shifts, params, settings = volume_setup(movie, plane_dim, kwargs)
+    ref = reference_volumes(movie, kwargs, plane_dim)
     est = movie if ref is None else ref
-    n = movie.sizes[sc.DIM_TIME]
     border = settings["border"]
-    template = kwargs.get("template")
-    sample_shifts = None
-    if template is None:
-        tmpl, sample_shifts = _estimate(est, params, settings, with_shifts=True)
-        how = "estimated"
-    else:
-        tmpl = _user_template(template, shape, dims3)
-        how = "user"
-    index = xr.Variable((sc.DIM_TIME,), np.arange(n, dtype=np.int64))
-    data = est.variable
-    if data.chunks is not None:
-        data = data.chunk({plane_dim: -1, sc.DIM_Y: -1, sc.DIM_X: -1})
-        index = index.chunk({sc.DIM_TIME: data.chunks[0]})
+    tmpl, sample_shifts, how = pick_template(
+        kwargs.get("template"), shape, dims3, lambda: _estimate(est, params, settings, with_shifts=True)
+    )
+    data, index = registration_input(est, dims3)
     corrected, shifts, corr = xr.apply_ufunc(
         _register_block,
         data,
@@ -294,22 +366,9 @@ def rigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
     )
     if ref is not None:  # the shifts estimated on the reference, applied to the movie
         kw = dict(border=border, fill_min=params.fill_min, batch_size=params.batch_size, clip=params.clip)
-        corrected = _move_lazily(movie, shifts, None, **kw)
-    units = movie.attrs.get("units", "a.u.")
-    ds = xr.Dataset(coords=dict(movie.coords))
-    ds = ds.assign_coords({sc.DIM_AXIS: (sc.DIM_AXIS, list(dims3), dict(sc.AXIS_ATTRS))})
-    ds[sc.CORRECTED] = xr.DataArray(
-        corrected,
-        attrs=sc.corrected_attrs(units, "volume moved by -shifts (Fourier phase ramp); border: " + border),
-    )
-    ds[sc.TEMPLATE] = xr.DataArray(
-        tmpl, dims=dims3, coords={d: movie.coords[d] for d in dims3 if d in movie.coords}
-    ).variable
-    ds[sc.TEMPLATE].attrs = sc.template_attrs(units, how)
-    ds[sc.CORRELATION] = xr.DataArray(corr, attrs=dict(sc.CORRELATION_ATTRS))
-    shift_attrs = dict(sc.SHIFT_ATTRS)
-    shift_attrs["units"] = "pixel (planes along the plane dim)"
-    ds[sc.SHIFTS] = xr.DataArray(shifts, attrs=shift_attrs)
+        corrected = move_volumes(movie, shifts, None, **kw)
+    ds = volume_dataset(movie, dims3, {}, corrected, RIGID_COMMENT + border, tmpl, how, corr)
+    ds[sc.SHIFTS] = xr.DataArray(shifts, attrs={**sc.SHIFT_ATTRS, "units": SHIFT_UNITS})
     run_params: dict[str, Any] = {
         "max_shifts": list(max_shifts),
         **settings,
@@ -317,375 +376,18 @@ def rigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
         "refine_steps": params.refine_steps,
     }
     ds = ds.assign(volume_flags(ds, max_shifts, plane_dim))
-    ds.attrs = sc.provenance_attrs(sc.RIGID, run_params, source_of(movie))
-    ds.attrs["planes"] = "volume"
-    ds.attrs["plane_dim"] = plane_dim
-    ds.attrs["template_source"] = how
-    ds.attrs["shifts_estimated_on"] = estimated_on(ref, movie)
-    return _conclude(ds, max_shifts, sample_shifts)
+    return volume_result(ds, sc.RIGID, run_params, movie, ref, plane_dim, how, max_shifts, sample_shifts)
 
 
-def _is_volume_pw(da: xr.DataArray) -> bool:
-    """Whether ``da`` are piecewise-rigid shifts of a volume ``(time, patch_<z>, patch_y, patch_x, axis)``."""
-    dims = da.dims
-    return (
-        len(dims) == 5
-        and dims[0] == sc.DIM_TIME
-        and dims[-1] == sc.DIM_AXIS
-        and dims[2:4] == sc.PATCH_DIMS
-        and str(dims[1]).startswith("patch_")
-        and da.sizes[sc.DIM_AXIS] == 3
-    )
-
-
-def is_volume_shifts(shifts: Any) -> bool:
-    """Whether ``shifts`` are 3-D shifts of a volume: a result of a volume run, rigid
-    ``(time, axis)`` shifts of 3, or piecewise-rigid ``(time, patch_z, patch_y, patch_x, axis)``."""
-    if isinstance(shifts, xr.Dataset):
-        return shifts.attrs.get("planes") == "volume" and sc.SHIFTS in shifts
-    return isinstance(shifts, xr.DataArray) and (
-        (shifts.dims == (sc.DIM_TIME, sc.DIM_AXIS) and shifts.sizes[sc.DIM_AXIS] == 3)
-        or _is_volume_pw(shifts)
-    )
-
-
-def _pw_matrices(sh: xr.DataArray, movie: xr.DataArray, dims3: tuple[str, ...]) -> tuple[np.ndarray, ...]:
-    """Interpolation matrices from the patch centres of volume pw shifts (their
-    ``patch_*`` coordinates, checked against the movie's size) to the movie's samples."""
-    mats = []
-    for d, pd in zip(dims3, sh.dims[1:4], strict=True):
-        if pd not in sh.coords:
-            raise ValueError(f"piecewise-rigid shifts need their patch centres as the {pd!r} coordinate")
-        centres = np.asarray(sh[pd].values, np.float64)
-        stop = sh.coords.get(f"{pd}_stop")
-        n = movie.sizes[d]
-        if (stop is not None and int(np.max(stop)) != n) or centres.max() > n - 1:
-            raise ValueError(
-                f"the shifts' patches along {d!r} end at {int(np.max(stop)) if stop is not None else '?'}, "
-                f"but the movie has {n} samples along {d!r}: these shifts belong to another movie"
-            )
-        mats.append(interp_matrix(n, centres))
-    return tuple(mats)
-
-
-def _apply_block(block, index, sh, *, border, fill_min, batch_size, clip):
-    if block.shape[0] == 0:
-        return np.empty(block.shape, np.float32)
-    origin = int(np.asarray(index).reshape(-1)[0])
-    return _vol.apply_volume_shifts(
-        block, sh, border=border, fill_min=fill_min, batch_size=batch_size, clip=clip, origin=origin
-    )
-
-
-def _move_lazily(movie: xr.DataArray, shv: xr.Variable, mats, **kwargs) -> xr.Variable:
-    """``movie`` moved by the shifts ``shv`` (rigid ``(time, axis)``, or patch shifts with
-    the interpolation matrices ``mats``), chunk by chunk on dask input (or dask shifts)."""
-    dims3 = tuple(movie.dims[1:])
-    data = movie.variable
-    index = xr.Variable((sc.DIM_TIME,), np.arange(movie.sizes[sc.DIM_TIME], dtype=np.int64))
-    core = list(shv.dims[1:])
-    if data.chunks is not None or shv.chunks is not None:
-        chunks = data.chunks[0] if data.chunks is not None else shv.chunks[0]
-        data = data.chunk({sc.DIM_TIME: chunks, **{d: -1 for d in dims3}})
-        index = index.chunk({sc.DIM_TIME: chunks})
-        shv = shv.chunk({sc.DIM_TIME: chunks, **{d: -1 for d in core}})
-    if mats is not None:
-        kwargs["mats"] = mats
-    return xr.apply_ufunc(
-        _apply_block if mats is None else _apply_pw_block,
-        data,
-        index,
-        shv,
-        input_core_dims=[list(dims3), [], core],
-        output_core_dims=[list(dims3)],
-        kwargs=kwargs,
-        dask="parallelized",
-        output_dtypes=[np.float32],
-    )
-
-
-def _reference(movie: xr.DataArray, kwargs: dict, plane_dim: str) -> xr.DataArray | None:
+def reference_volumes(movie: xr.DataArray, kwargs: dict, plane_dim: str) -> xr.DataArray | None:
     """The ``reference`` volumes to estimate on (same sizes as ``movie``), or None; lazy
     like the movie (the same time chunks)."""
     ref = kwargs.get("reference")
     if ref is None:
         return None
-    ref = _as_volume_movie(ref, plane_dim)
+    ref = as_volume_movie(ref, plane_dim)
     if dict(ref.sizes) != dict(movie.sizes):
         raise ValueError(f"reference must have the movie's sizes {dict(movie.sizes)}, got {dict(ref.sizes)}")
     if movie.chunks is not None:
         ref = ref.chunk({sc.DIM_TIME: movie.chunks[0]})
     return ref
-
-
-def apply_volume_shifts(movie: Any, shifts: Any, *, border: str, min_mov, batch_size, clip) -> xr.DataArray:
-    """Move every volume of ``movie`` by ``-shifts`` (3-D rigid shifts ``(time, axis)``
-    with ``axis`` = the movie's plane dim, y, x, or a result Dataset of a volume run),
-    as the registration does: equal to its ``corrected`` for the same parameters."""
-    attrs = dict(shifts.attrs) if isinstance(shifts, xr.Dataset) else {}
-    sh = shifts[sc.SHIFTS] if isinstance(shifts, xr.Dataset) else shifts
-    pw = _is_volume_pw(sh)
-    if pw:
-        plane_dim = str(sh.dims[1])[len("patch_") :]
-    else:
-        plane_dim = str(sh[sc.DIM_AXIS].values[0]) if sc.DIM_AXIS in sh.coords else "z"
-    movie = _as_volume_movie(movie, plane_dim)
-    if sh.sizes[sc.DIM_TIME] != movie.sizes[sc.DIM_TIME]:
-        raise ValueError(
-            f"shifts has {sh.sizes[sc.DIM_TIME]} volumes but the movie has {movie.sizes[sc.DIM_TIME]}"
-        )
-    border = vd.check_border(border)
-    if min_mov is None:
-        min_mov = attrs.get("min_mov")
-    if border == "min" and min_mov is None:
-        min_mov = float(np.asarray(movie.isel(time=slice(0, _MIN_MOV_VOLUMES)).min()))
-    clip = vd.check_bool(attrs.get("clip", True) if clip is None else clip, "clip")
-    bs = batch_size or attrs.get("batch_size") or 1
-    dims3 = tuple(movie.dims[1:])
-    shv = xr.Variable(sh.dims, np.asarray(sh.values, np.float32))
-    mats = _pw_matrices(sh, movie, dims3) if pw else None
-    out = _move_lazily(
-        movie, shv, mats, border=border, fill_min=float(min_mov or 0.0), batch_size=int(bs), clip=clip
-    )
-    units = movie.attrs.get("units", "a.u.")
-    comment = (_PW_COMMENT if pw else "volume moved by -shifts (Fourier phase ramp); border: ") + border
-    return xr.DataArray(out, coords=movie.coords, name=sc.CORRECTED, attrs=sc.corrected_attrs(units, comment))
-
-
-# ----------------------------------------------------------------------- piecewise rigid
-#: pwrigid() parameters a volume run does not use, with their neutral values.
-_UNUSED_PW = {"num_splits_to_process_els": None}
-
-
-def _triple(value: Any, name: str, dims: tuple[str, ...], minimum: int, example: str) -> tuple[int, ...]:
-    """An int (the same on every axis) or 3 integers ``>= minimum`` (plane dim, y, x)."""
-    vals = (value,) * 3 if np.isscalar(value) else tuple(value) if value is not None else ()
-    if len(vals) != 3:
-        raise ValueError(
-            f"{name} must be an integer or have 3 entries {dims} for 3-D piecewise-rigid registration "
-            f"of a volume, got {value!r}; e.g. {name}={example}"
-        )
-    out = []
-    for v in vals:
-        if isinstance(v, bool | np.bool_) or not float(v).is_integer():
-            raise TypeError(f"{name} must hold integers, got {value!r}")
-        if int(v) < minimum:
-            raise ValueError(f"{name} must be >= {minimum} along each of {dims}, got {value!r}")
-        out.append(int(v))
-    return tuple(out)
-
-
-def volume_grid(
-    strides: Any, overlaps: Any, max_deviation_rigid: Any, shape: tuple[int, ...], dims: tuple[str, ...]
-) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """The patch grid of a volume, validated: ``(strides, overlaps, max_deviation_rigid)``,
-    3 integers each (plane dim, y, x; an integer is the same on every axis); the patch size
-    ``strides + overlaps`` at most the volume's size along each axis, ``0 <= overlaps <
-    strides`` and ``max_deviation_rigid + 1`` below half the patch size.
-
-    Examples
-    --------
-    >>> volume_grid((4, 24, 24), (2, 8, 8), (1, 2, 2), (8, 48, 48), ("z", "y", "x"))
-    ((4, 24, 24), (2, 8, 8), (1, 2, 2))
-    """
-    st = _triple(strides, "strides", dims, 1, "(4, 48, 48)")
-    ov = _triple(overlaps, "overlaps", dims, 0, "(2, 16, 16)")
-    md = _triple(max_deviation_rigid, "max_deviation_rigid", dims, 0, "(1, 3, 3)")
-    for s, o, d, n, dim in zip(st, ov, md, shape, dims, strict=True):
-        unit = "planes" if dim not in (sc.DIM_Y, sc.DIM_X) else "px"
-        if o >= s:
-            raise ValueError(f"overlaps must be smaller than strides along {dim!r}, got {o} >= {s}")
-        if s + o > n:
-            raise ValueError(
-                f"patch size strides + overlaps = {s + o} along {dim!r} is larger than the volume "
-                f"({n} {unit}); strides + overlaps must be at most {n} along {dim!r}"
-            )
-        if 2 * (d + 1) >= s + o:
-            raise ValueError(
-                f"max_deviation_rigid + 1 must be smaller than half the patch size along {dim!r} "
-                f"({(s + o) / 2:g} {unit} for strides + overlaps = {s + o}); got max_deviation_rigid={d}"
-            )
-    return st, ov, md
-
-
-def _patch_coords(shape: tuple[int, ...], dims: tuple[str, ...], strides, overlaps) -> dict:
-    coords: dict[str, Any] = {}
-    for dim, n, s, o in zip(dims, shape, strides, overlaps, strict=True):
-        geo = patch_axis(n, s, o)
-        attrs = sc.patch_coord_attrs(dim)
-        pd = f"patch_{dim}"
-        coords[pd] = (pd, geo.centres, attrs["centre"])
-        coords[f"{pd}_start"] = (pd, geo.starts, attrs["start"])
-        coords[f"{pd}_stop"] = (pd, geo.stops, attrs["stop"])
-    return coords
-
-
-def volume_result_flags(ds: xr.Dataset) -> xr.Dataset:
-    """The quality flags of a volume result (rigid: :func:`volume_flags`; piecewise rigid:
-    also ``patch_at_max_deviation``), from its shifts, correlation and attributes."""
-    plane_dim = ds.attrs["plane_dim"]
-    max_shifts = tuple(int(v) for v in ds.attrs["max_shifts"])
-    if sc.RIGID_SHIFTS in ds:
-        return _pw_flags(ds, max_shifts, tuple(int(v) for v in ds.attrs["max_deviation_rigid"]), plane_dim)
-    return volume_flags(ds, max_shifts, plane_dim)
-
-
-def _register_pw_block(block, index, *, template, params):
-    """apply_ufunc kernel: volumes ``(T, D, H, W)`` -> ``(corrected, patch shifts, rigid shifts, corr)``."""
-    grid = params.grid_shape
-    if block.shape[0] == 0:  # dask meta probing
-        return (
-            np.empty((0, *template.shape), np.float32),
-            np.empty((0, *grid, 3), np.float32),
-            np.empty((0, 3), np.float32),
-            np.empty((0,), np.float32),
-        )
-    vd.check_finite_block(block.reshape(block.shape[0], block.shape[1] * block.shape[2], -1))
-    origin = int(np.asarray(index).reshape(-1)[0])
-    rigid, pshifts, corrected, corr = _vpw.register_volumes_pw(block, template, params, origin=origin)
-    return corrected, pshifts, rigid, corr
-
-
-def _pw_flags(ds: xr.Dataset, max_shifts, max_dev, plane_dim: str) -> xr.Dataset:
-    """:func:`volume_flags` of the rigid shifts and ``patch_at_max_deviation (time, patch...)``:
-    ``|patch shift - rigid shift| >= max_deviation_rigid - 0.05`` along an axis (axes with
-    ``max_deviation_rigid = 0`` excepted)."""
-    rigid = ds[[sc.RIGID_SHIFTS, sc.CORRELATION]].rename({sc.RIGID_SHIFTS: sc.SHIFTS})
-    flags = volume_flags(rigid, max_shifts, plane_dim)
-    dev = abs(ds[sc.SHIFTS] - ds[sc.RIGID_SHIFTS])
-    lim = xr.DataArray(
-        np.asarray(max_dev, np.float32), dims=(sc.DIM_AXIS,), coords={sc.DIM_AXIS: ds[sc.DIM_AXIS]}
-    )
-    hit = ((dev >= lim - 0.05) & (lim > 0)).any(sc.DIM_AXIS)
-    flags["patch_at_max_deviation"] = hit.astype(np.int8).assign_attrs(
-        long_name="patch shift at the bound of its search window around the rigid shift",
-        units="1",
-        flag_values=[0, 1],
-        flag_meanings="ok at_max_deviation",
-        comment=f"1 where |shifts - rigid_shifts| >= max_deviation_rigid - 0.05 along an axis "
-        f"(max_deviation_rigid = {list(max_dev)}); the local motion may exceed the search window",
-    )
-    return flags
-
-
-def pwrigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
-    """3-D piecewise-rigid registration of a volumetric movie with the parameters of
-    :func:`xnormcorre.pwrigid` (its ``locals()``): see its ``planes`` parameter."""
-    movie = _as_volume_movie(movie, plane_dim)
-    _check_unused(kwargs)
-    for name, neutral in _UNUSED_PW.items():
-        if kwargs.get(name, neutral) != neutral:
-            raise ValueError(
-                f"{name}= is not available for 3-D registration of a volume; leave it at {neutral!r}"
-            )
-    dims3, shape, max_shifts, rparams, settings = _setup(movie, plane_dim, kwargs)
-    ref = _reference(movie, kwargs, plane_dim)
-    est = movie if ref is None else ref
-    strides, overlaps, max_dev = volume_grid(
-        kwargs.get("strides"), kwargs.get("overlaps"), kwargs.get("max_deviation_rigid"), shape, dims3
-    )
-    refine = kwargs.get("refine_patches")
-    refine = True if refine is None else vd.check_bool(refine, "refine_patches")
-    niter_els = vd.integer(kwargs.get("niter_els", 1), "niter_els", minimum=0)
-    params = _vpw.make_volume_pw_params(
-        shape,
-        strides=strides,
-        overlaps=overlaps,
-        max_deviation_rigid=max_dev,
-        refine_patches=refine,
-        batch_size=rparams.batch_size,
-        n_frames=movie.sizes[sc.DIM_TIME],
-        max_shifts=max_shifts,
-        upsample_factor=settings["upsample_factor"],
-        border=settings["border"],
-        fill_min=rparams.fill_min,
-        phase_corr=settings["phase_corr"],
-        smooth_sigma=settings["smooth_sigma"],
-        taper=settings["taper"],
-        clip=settings["clip"],
-    )
-    n = movie.sizes[sc.DIM_TIME]
-    template = kwargs.get("template")
-    sample_shifts = None
-    if template is None:
-        frames = Frames(est, cache_bytes=VOLUME_CACHE_BYTES)
-        tmpl, sample_shifts = _vpw.estimate_volume_pw_template(
-            frames,
-            params,
-            niter_rig=settings["niter"],
-            niter_els=niter_els,
-            max_frames=settings["max_template_frames"],
-        )
-        how = "estimated"
-    else:
-        tmpl = _user_template(template, shape, dims3)
-        how = "user"
-    index = xr.Variable((sc.DIM_TIME,), np.arange(n, dtype=np.int64))
-    data = est.variable
-    if data.chunks is not None:
-        data = data.chunk({plane_dim: -1, sc.DIM_Y: -1, sc.DIM_X: -1})
-        index = index.chunk({sc.DIM_TIME: data.chunks[0]})
-    pdims = [f"patch_{d}" for d in dims3]
-    grid = params.grid_shape
-    corrected, pshifts, rigid, corr = xr.apply_ufunc(
-        _register_pw_block,
-        data,
-        index,
-        input_core_dims=[list(dims3), []],
-        output_core_dims=[list(dims3), [*pdims, sc.DIM_AXIS], [sc.DIM_AXIS], []],
-        kwargs={"template": tmpl, "params": params},
-        dask="parallelized",
-        output_dtypes=[np.float32] * 4,
-        dask_gufunc_kwargs={"output_sizes": {**dict(zip(pdims, grid, strict=True)), sc.DIM_AXIS: 3}},
-    )
-    if ref is not None:  # the shifts estimated on the reference, applied to the movie
-        rp = params.rigid
-        kw = dict(border=rp.border, fill_min=rp.fill_min, batch_size=params.batch_size, clip=rp.clip)
-        corrected = _move_lazily(movie, pshifts, tuple(params.mats), **kw)
-    units = movie.attrs.get("units", "a.u.")
-    ds = xr.Dataset(coords=dict(movie.coords))
-    ds = ds.assign_coords({sc.DIM_AXIS: (sc.DIM_AXIS, list(dims3), dict(sc.AXIS_ATTRS))})
-    ds = ds.assign_coords(_patch_coords(shape, dims3, strides, overlaps))
-    ds[sc.CORRECTED] = xr.DataArray(
-        corrected, attrs=sc.corrected_attrs(units, _PW_COMMENT + settings["border"])
-    )
-    ds[sc.TEMPLATE] = xr.DataArray(
-        tmpl, dims=dims3, coords={d: movie.coords[d] for d in dims3 if d in movie.coords}
-    ).variable
-    ds[sc.TEMPLATE].attrs = sc.template_attrs(units, how)
-    ds[sc.CORRELATION] = xr.DataArray(corr, attrs=dict(sc.CORRELATION_ATTRS))
-    unit = "pixel (planes along the plane dim)"
-    ds[sc.SHIFTS] = xr.DataArray(pshifts, attrs={**sc.PW_SHIFT_ATTRS, "units": unit})
-    ds[sc.RIGID_SHIFTS] = xr.DataArray(rigid, attrs={**sc.RIGID_SHIFTS_ATTRS, "units": unit})
-    run_params: dict[str, Any] = {
-        "max_shifts": list(max_shifts),
-        "strides": list(strides),
-        "overlaps": list(overlaps),
-        "max_deviation_rigid": list(max_dev),
-        "refine_patches": refine,
-        "niter_els": niter_els,
-        **settings,
-        "batch_size": params.batch_size,
-    }
-    ds = ds.assign(_pw_flags(ds, max_shifts, max_dev, plane_dim))
-    ds.attrs = sc.provenance_attrs(sc.PWRIGID, run_params, source_of(movie))
-    ds.attrs["planes"] = "volume"
-    ds.attrs["plane_dim"] = plane_dim
-    ds.attrs["template_source"] = how
-    ds.attrs["shifts_estimated_on"] = estimated_on(ref, movie)
-    return _conclude(ds, max_shifts, sample_shifts)
-
-
-_PW_COMMENT = (
-    "volume resampled (Keys cubic) at r + field(r), the field interpolated linearly between patch "
-    "centres along each axis; border: "
-)
-
-
-def _apply_pw_block(block, index, sh, *, mats, border, fill_min, batch_size, clip):
-    if block.shape[0] == 0:
-        return np.empty(block.shape, np.float32)
-    origin = int(np.asarray(index).reshape(-1)[0])
-    return _vpw.apply_volume_pw_shifts(
-        block, sh, mats, border=border, fill_min=fill_min, batch_size=batch_size, clip=clip, origin=origin
-    )

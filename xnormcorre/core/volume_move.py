@@ -1,0 +1,71 @@
+"""Volumes moved by their shifts, lazily: the one mover of registration and apply.
+
+Rigid shifts ``(time, axis)`` move each volume by a Fourier phase ramp
+(:func:`xnormcorre.engine.volume.apply_volume_shifts`); piecewise-rigid patch shifts resample
+it at ``r + field(r)`` (:func:`xnormcorre.engine.volume_pw.apply_volume_pw_shifts`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from .. import schema as sc
+from ..engine import volume as _vol
+from ..engine import volume_pw as _vpw
+
+__all__ = ["PW_COMMENT", "RIGID_COMMENT", "move_volumes"]
+
+#: ``comment`` of the corrected movie of a rigid volume run (the border mode follows).
+RIGID_COMMENT = "volume moved by -shifts (Fourier phase ramp); border: "
+
+#: ``comment`` of the corrected movie of a piecewise-rigid volume run (the border mode follows).
+PW_COMMENT = (
+    "volume resampled (Keys cubic) at r + field(r), the field interpolated linearly between patch "
+    "centres along each axis; border: "
+)
+
+
+def _apply_block(block, index, sh, *, border, fill_min, batch_size, clip):
+    if block.shape[0] == 0:
+        return np.empty(block.shape, np.float32)
+    origin = int(np.asarray(index).reshape(-1)[0])
+    return _vol.apply_volume_shifts(
+        block, sh, border=border, fill_min=fill_min, batch_size=batch_size, clip=clip, origin=origin
+    )
+
+
+def _apply_pw_block(block, index, sh, *, mats, border, fill_min, batch_size, clip):
+    if block.shape[0] == 0:
+        return np.empty(block.shape, np.float32)
+    origin = int(np.asarray(index).reshape(-1)[0])
+    return _vpw.apply_volume_pw_shifts(
+        block, sh, mats, border=border, fill_min=fill_min, batch_size=batch_size, clip=clip, origin=origin
+    )
+
+
+def move_volumes(movie: xr.DataArray, shv: xr.Variable, mats, **kwargs) -> xr.Variable:
+    """``movie`` moved by the shifts ``shv`` (rigid ``(time, axis)``, or patch shifts with
+    the interpolation matrices ``mats``), chunk by chunk on dask input (or dask shifts)."""
+    dims3 = tuple(movie.dims[1:])
+    data = movie.variable
+    index = xr.Variable((sc.DIM_TIME,), np.arange(movie.sizes[sc.DIM_TIME], dtype=np.int64))
+    core = list(shv.dims[1:])
+    if data.chunks is not None or shv.chunks is not None:
+        chunks = data.chunks[0] if data.chunks is not None else shv.chunks[0]
+        data = data.chunk({sc.DIM_TIME: chunks, **{d: -1 for d in dims3}})
+        index = index.chunk({sc.DIM_TIME: chunks})
+        shv = shv.chunk({sc.DIM_TIME: chunks, **{d: -1 for d in core}})
+    if mats is not None:
+        kwargs["mats"] = mats
+    return xr.apply_ufunc(
+        _apply_block if mats is None else _apply_pw_block,
+        data,
+        index,
+        shv,
+        input_core_dims=[list(dims3), [], core],
+        output_core_dims=[list(dims3)],
+        kwargs=kwargs,
+        dask="parallelized",
+        output_dtypes=[np.float32],
+    )
