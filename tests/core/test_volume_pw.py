@@ -111,6 +111,12 @@ def test_bad_grid_names_the_parameter(vol, kw, match):
         vol.normcorre.pwrigid(**{**KW, **kw})
 
 
+def test_upsample_factor_grid_warns_and_has_no_effect(vol, sim, res):
+    with pytest.warns(UserWarning, match="upsample_factor_grid=16 has no effect"):
+        again = vol.normcorre.pwrigid(template=sim.template, upsample_factor_grid=16, **KW)
+    np.testing.assert_array_equal(again.shifts.values, res.shifts.values)
+
+
 @pytest.mark.slow
 def test_estimated_template_and_timing(vol, sim):
     """Template estimated (rigid passes, then a piecewise-rigid pass): patch RMSE <= 0.15 after

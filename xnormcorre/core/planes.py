@@ -132,7 +132,7 @@ def by_plane(
     (the caller's ``locals()``: its parameters, ``**aliases`` expanded; per-plane ``template``/``reference``/``defects``/DataArray values sliced) and stack
     the results along ``plane_dim``.  ``planes`` None or "volume": 3-D registration of the
     volume (:func:`xnormcorre.core.volume.rigid_volume` or
-    :func:`xnormcorre.core.volume.pwrigid_volume`)."""
+    :func:`xnormcorre.core.volume_pw.pwrigid_volume`)."""
     if planes != "independent":
         from .volume import rigid_volume
         from .volume_pw import pwrigid_volume

@@ -8,6 +8,7 @@ template within ``max_deviation_rigid`` of the volume's rigid shift
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -155,6 +156,14 @@ def pwrigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
     :func:`xnormcorre.pwrigid` (its ``locals()``): see its ``planes`` parameter."""
     movie = as_volume_movie(movie, plane_dim)
     check_unused(kwargs)
+    grid = vd.integer(kwargs.get("upsample_factor_grid", 4), "upsample_factor_grid", minimum=1)
+    if grid != 4:
+        warnings.warn(
+            f"upsample_factor_grid={grid} has no effect: the patch shifts are interpolated to a dense "
+            "3-D displacement field, the limit of an infinitely upsampled patch grid; leave it at its default",
+            UserWarning,
+            stacklevel=4,
+        )
     for name, neutral in _UNUSED_PW.items():
         if kwargs.get(name, neutral) != neutral:
             raise ValueError(
