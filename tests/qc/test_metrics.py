@@ -391,7 +391,8 @@ def test_summary_shows_a_suspect_verdict(small_movie):
     """Motion beyond max_shifts (walk up to 3 px, search bound 2 px): the summary says so."""
     with pytest.warns(RegistrationWarning) as record:
         res = xnormcorre.rigid(small_movie, max_shifts=2)
-    messages = [str(w.message) for w in record]
+    # only the run's own warnings (a shared compilation cache may add JAX's)
+    messages = [str(w.message) for w in record if issubclass(w.category, RegistrationWarning)]
     assert any("search bound" in m for m in messages)
     s = metrics.summary(small_movie, res, flow=False)
     assert s.attrs["qc_verdict"] == "suspect"

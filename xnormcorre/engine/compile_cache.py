@@ -178,7 +178,48 @@ def _enable(path: Path | None) -> Path | None:
     if jax.config.jax_compilation_cache_max_size == _JAX_DEFAULT_MAX_SIZE and _has_filelock():
         jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
     jax.config.update("jax_compilation_cache_dir", os.fspath(path))
+    repair(path)
     return path
+
+
+def repair(path: str | os.PathLike[str]) -> int:
+    """Give every cache entry without an access-time record one, under JAX's cache lock.
+
+    A process killed between JAX's two writes of an entry (the compiled program, then
+    its access time) leaves a program without an access time; JAX's size-bounded cache
+    then fails to list the directory and warns at every later compilation.  The
+    program is kept (it is whole: the access time is written after it) and stamped now.
+    Returns the number of entries repaired; never raises.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "jit_k-cache").write_bytes(b"program")
+    >>> repair(d), (d / "jit_k-atime").exists(), repair(d)
+    (1, True, 0)
+    """
+    try:
+        import time
+
+        import filelock
+
+        path = Path(path)
+        orphans = [
+            p for p in path.glob("*-cache") if not p.with_name(p.name[: -len("-cache")] + "-atime").exists()
+        ]
+        if not orphans:
+            return 0
+        with filelock.FileLock(path / ".lockfile", timeout=5):
+            n = 0
+            for p in orphans:
+                atime = p.with_name(p.name[: -len("-cache")] + "-atime")
+                if p.exists() and not atime.exists():
+                    atime.write_bytes(time.time_ns().to_bytes(8, "little"))
+                    n += 1
+            return n
+    except Exception:  # a cache that cannot be repaired stays as JAX left it
+        return 0
 
 
 def _has_filelock() -> bool:
