@@ -30,6 +30,7 @@ from . import volume as _vol
 from .borders import fill_outside
 from .patches import interp_matrix, patch_axis
 from .runner import run_kernels
+from .warp import keys_weights
 
 compile_cache.enable()
 
@@ -47,19 +48,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------- dense field and warp
-def keys_weights_nd(t: jax.Array, a: float = -0.75) -> jax.Array:
-    """Keys cubic-convolution weights for offsets -1, 0, 1, 2 at fraction ``t``: ``(..., 4)``
-    (OpenCV's ``INTER_CUBIC``, the kernel of :func:`xnormcorre.engine.warp.warp`)."""
-
-    def near(x):  # |x| <= 1
-        return (a + 2) * x**3 - (a + 3) * x**2 + 1
-
-    def far(x):  # 1 < |x| < 2
-        return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a
-
-    return jnp.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
-
-
 def warp_nd(img: jax.Array, fields: tuple[jax.Array, ...], border: str, fill_min, limits=None):
     """Sample ``img`` (any number of axes) at ``r + field(r)`` with Keys cubic
     interpolation: the image moved by ``-field``, clipped to ``limits = (lo, hi)`` if
@@ -94,7 +82,7 @@ def warp_nd(img: jax.Array, fields: tuple[jax.Array, ...], border: str, fill_min
         valid = valid & (s >= -eps) & (s <= n - 1 + eps)
         s = jnp.clip(s, 0.0, n - 1.0)
         i0 = jnp.floor(s)
-        wts.append(keys_weights_nd(s - i0))
+        wts.append(keys_weights(s - i0))
         base = base + i0.astype(jnp.int32) * strides[ax]
     # taps i0 - 1 ... i0 + 2 are samples i0 ... i0 + 3 of the image padded by 1 / 2
     flat = jnp.pad(img, [(1, 2)] * nd, mode="edge").ravel()

@@ -27,10 +27,10 @@ compile_cache.enable()  # before the first kernel compiles: later processes load
 if TYPE_CHECKING:  # pragma: no cover
     from .config import PwParams
 
-__all__ = ["apply_pw_shifts", "centre_patches", "clamp", "dense_field", "warp", "warp_batch"]
+__all__ = ["apply_pw_shifts", "centre_patches", "clamp", "dense_field", "keys_weights", "warp", "warp_batch"]
 
 
-def _keys_weights(t: jax.Array, a: float = -0.75) -> jax.Array:
+def keys_weights(t: jax.Array, a: float = -0.75) -> jax.Array:
     """Keys cubic-convolution weights for offsets -1, 0, 1, 2 at fraction ``t``: (..., 4)."""
 
     def near(x):  # |x| <= 1
@@ -81,8 +81,8 @@ def warp(
     sx = jnp.clip(sx, 0.0, w - 1.0)
     y0 = jnp.floor(sy)
     x0 = jnp.floor(sx)
-    wy = _keys_weights(sy - y0)  # (H, W, 4)
-    wx = _keys_weights(sx - x0)
+    wy = keys_weights(sy - y0)  # (H, W, 4)
+    wx = keys_weights(sx - x0)
     # taps y0 - 1 ... y0 + 2 are rows y0 ... y0 + 3 of the frame padded by 1 / 2 rows
     flat = jnp.pad(frame, ((1, 2), (1, 2)), mode="edge").ravel()
     wp = w + 3
