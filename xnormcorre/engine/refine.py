@@ -110,6 +110,18 @@ def refine_constants(template: np.ndarray, weights: np.ndarray) -> tuple[np.ndar
     )
 
 
+def _valid_rows_cols(limits, shape: tuple[int, int]):
+    """``(x0, x1, rows, cols)`` of the valid rectangle ``limits`` shrunk by :data:`MARGIN`:
+    its first and last column and the 0/1 masks of its rows and columns."""
+    h, w = shape
+    lo_y, hi_y, lo_x, hi_x = limits
+    y0, y1 = lo_y + MARGIN, hi_y - MARGIN
+    x0, x1 = lo_x + MARGIN, hi_x - MARGIN
+    ry = (jnp.arange(h) >= y0) & (jnp.arange(h) <= y1)
+    rx = (jnp.arange(w) >= x0) & (jnp.arange(w) <= x1)
+    return x0, x1, ry, rx
+
+
 def _solve(nmat: jax.Array, rhs: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Jacobi-scaled solve of the 4x4 normal equations; ``(solution, ok)``."""
     d = 1.0 / jnp.sqrt(jnp.maximum(jnp.diag(nmat), 1e-30))
@@ -129,11 +141,7 @@ def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.
     """
     rhs_c, prefix, prods, jac, sqrt_w = consts
     h, w = moved.shape
-    lo_y, hi_y, lo_x, hi_x = limits
-    y0, y1 = lo_y + MARGIN, hi_y - MARGIN
-    x0, x1 = lo_x + MARGIN, hi_x - MARGIN
-    ry = (jnp.arange(h) >= y0) & (jnp.arange(h) <= y1)
-    rx = (jnp.arange(w) >= x0) & (jnp.arange(w) <= x1)
+    x0, x1, ry, rx = _valid_rows_cols(limits, (h, w))
     mask = (ry[:, None] & rx[None, :]).ravel()
     maskf = mask.astype(moved.dtype)
     n = jnp.maximum(ry.sum() * rx.sum(), 1).astype(moved.dtype)
@@ -220,11 +228,7 @@ def robust_step(moved: jax.Array, consts, limits, iters: int = ROBUST_ITERS) -> 
     """
     rhs_c, prefix, jac, sqrt_w, prods_q = consts
     h, w = moved.shape
-    lo_y, hi_y, lo_x, hi_x = limits
-    y0, y1 = lo_y + MARGIN, hi_y - MARGIN
-    x0, x1 = lo_x + MARGIN, hi_x - MARGIN
-    ry = (jnp.arange(h) >= y0) & (jnp.arange(h) <= y1)
-    rx = (jnp.arange(w) >= x0) & (jnp.arange(w) <= x1)
+    x0, x1, ry, rx = _valid_rows_cols(limits, (h, w))
     mask = ry[:, None] & rx[None, :]
     maskf = mask.astype(moved.dtype)
     finite = jnp.isfinite(moved)
