@@ -192,6 +192,32 @@ def _spawn(tmp_path, fmt, path, mode):
     )
 
 
+def test_failed_zarr_write_leaves_nothing_when_other_chunks_are_still_writing(tmp_path, monkeypatch):
+    """A chunk that fails while another is still being written: the write waits for that one
+    before removing the temporary, so that it cannot recreate the store (a full disk)."""
+    pytest.importorskip("zarr")
+    import threading
+
+    started = threading.Event()
+    orig = blocks.cast_block
+
+    def cast(block, dtype):
+        if block.size and block.flat[0] == 0.0:  # the first chunk: fail once the second is under way
+            started.wait(5)
+            raise OSError(28, "No space left on device")
+        if block.size:
+            started.set()
+            time.sleep(0.5)  # still writing when the first chunk fails
+        return orig(block, dtype)
+
+    monkeypatch.setattr(blocks, "cast_block", cast)
+    movie = xr.DataArray(np.arange(2 * 16 * 16, dtype=np.float32).reshape(2, 16, 16), dims=("time", "y", "x"))
+    with pytest.raises(OSError, match="No space left on device"):
+        writers.to_zarr(movie.chunk({"time": 1}), tmp_path / "out.zarr", dtype=np.float64)
+    time.sleep(1.0)  # the other chunk would be written by now
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path):
     """A 1 MiB tmpfs (root only; skipped where mounting is not permitted)."""

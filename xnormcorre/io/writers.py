@@ -23,7 +23,7 @@ import xarray as xr
 from .atomic import is_store, write_atomically
 from .blocks import cast_block, cast_movie, count_clipped, stream_movie
 from .writers_hdf5 import Hdf5Layout, check_dataset_name, to_hdf5
-from .writers_store import ZarrLayout, to_netcdf, to_zarr
+from .writers_store import ZarrLayout, dask_compute, to_netcdf, to_zarr
 from .writers_tiff import TiffLayout, to_tiff
 
 __all__ = [
@@ -88,11 +88,9 @@ def write_movie(
         extra: list = []
 
         def compute(delayed, *more: Any) -> tuple:
-            import dask
-
-            computed = dask.compute(delayed, along, *more)
-            extra.append(computed[1])
-            return tuple(computed[2:])
+            computed = dask_compute(delayed, along, *more)
+            extra.append(computed[0])
+            return tuple(computed[1:])
 
         writer(da, path, overwrite=overwrite, dtype=dtype, attrs=attrs, progress=progress, _compute=compute)
         return extra[0].load()

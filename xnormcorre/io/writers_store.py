@@ -37,9 +37,21 @@ def _dask_progress(desc: str, enabled: bool) -> Iterator[None]:
 def dask_compute(delayed, *extra: Any) -> tuple:
     """Compute a delayed write together with ``extra`` (lazy values sharing its dask graph:
     the shared tasks run once); returns ``extra`` computed."""
-    import dask
+    from concurrent.futures import ThreadPoolExecutor
 
-    return tuple(dask.compute(delayed, *extra)[1:])
+    import dask
+    import dask.threaded
+
+    if dask.base.get_scheduler(collections=[delayed]) is not dask.threaded.get:
+        return tuple(dask.compute(delayed, *extra)[1:])
+    # dask's threaded scheduler raises at the first failed task while the others still
+    # run; an own pool is shut down before returning, so that no task writes into the
+    # temporary after the caller has removed it (a full disk in a zarr store).
+    pool = ThreadPoolExecutor(dask.config.get("num_workers", None) or dask.system.CPU_COUNT)
+    try:
+        return tuple(dask.compute(delayed, *extra, scheduler="threads", pool=pool)[1:])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def as_dataset(obj: xr.DataArray | xr.Dataset, dtype: Any, attrs: dict | None) -> tuple[xr.Dataset, Any]:
