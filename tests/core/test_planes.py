@@ -124,3 +124,25 @@ def test_reference_per_plane(vol):
     one = xnormcorre.rigid(movie.isel(z=1), reference=ref.isel(z=1), max_shifts=4)
     np.testing.assert_array_equal(out.shifts.isel(z=1).values, one.shifts.values)
     np.testing.assert_array_equal(out.corrected.isel(z=1).values, one.corrected.values)
+
+
+@pytest.mark.parametrize("planes", ["independent", "volume"])
+@pytest.mark.parametrize("method", ["rigid", "pwrigid"])
+def test_store_is_refused_for_plane_movies_before_any_work(vol, tmp_path, planes, method):
+    with pytest.raises(ValueError, match="store= is not available yet for multi-plane or volume movies"):
+        getattr(vol[0].normcorre, method)(planes=planes, store=tmp_path / "run.zarr")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_warnings_point_at_the_callers_line(vol):
+    """A suspect run's warning names the user's line, not a line inside the package, for
+    frames and volumes alike (the package's own frames between them vary in depth)."""
+    movie = vol[0]
+    for call in (
+        lambda: xnormcorre.rigid(movie.isel(z=0), max_shifts=1),
+        lambda: movie.normcorre.rigid(planes="independent", max_shifts=1),
+        lambda: movie.normcorre.rigid(max_shifts=(1, 1, 1)),
+    ):
+        with pytest.warns(xnormcorre.RegistrationWarning) as rec:
+            call()
+        assert {w.filename for w in rec} == {__file__}

@@ -132,7 +132,12 @@ def by_plane(
     (the caller's ``locals()``: its parameters, ``**aliases`` expanded; per-plane ``template``/``reference``/``defects``/DataArray values sliced) and stack
     the results along ``plane_dim``.  ``planes`` None or "volume": 3-D registration of the
     volume (:func:`xnormcorre.core.volume.rigid_volume` or
-    :func:`xnormcorre.core.volume_pw.pwrigid_volume`)."""
+    :func:`xnormcorre.core.volume_pw.pwrigid_volume`).  ``store=`` is refused for both."""
+    if kwargs.get("store") is not None:
+        raise ValueError(
+            "store= is not available yet for multi-plane or volume movies; register without a store "
+            "(or save each plane's result with to_netcdf)"
+        )
     if planes != "independent":
         from .volume import rigid_volume
         from .volume_pw import pwrigid_volume

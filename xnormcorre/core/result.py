@@ -8,10 +8,12 @@ import numpy as np
 import xarray as xr
 
 from .. import schema as sc
+from ..qc.diagnose import conclude
 from ..qc.flags import quality_flags
 from .movie import estimated_on, source_of
+from .scanphase import record_scan_phase, scan_phase_parameter
 
-__all__ = ["base_dataset", "finish", "template_da"]
+__all__ = ["base_dataset", "complete", "finish", "template_da"]
 
 
 def template_da(movie: xr.DataArray, tmpl: np.ndarray, how: str) -> xr.DataArray:
@@ -55,3 +57,35 @@ def finish(
     ds.attrs["shifts_estimated_on"] = estimated_on(ref, movie)
     ds.attrs["template_source"] = tmpl_da.attrs["template_source"]
     return ds
+
+
+def complete(
+    ds: xr.Dataset,
+    method: str,
+    opts: Any,
+    params: Any,
+    *,
+    movie: xr.DataArray,
+    ref: xr.DataArray | None,
+    tmpl_da: xr.DataArray,
+    min_mov: float | None,
+    scan_phase: Any,
+    phase: Any,
+    cal: Any,
+    sample_shifts: np.ndarray | None,
+) -> xr.Dataset:
+    """The last steps of a 2-D run: parameters and flags (:func:`finish`), the scan phase
+    used, and the verdict on the run (:func:`xnormcorre.qc.diagnose.conclude`, which warns).
+
+    ``opts`` are the run's validated options, ``params`` its engine parameters of the rigid
+    step (batch size, clip), ``phase`` the scan phase applied (None without).
+    """
+    run_params = opts.run_parameters(
+        min_mov=min_mov,
+        batch_size=params.batch_size,
+        clip=params.clip,
+        scan_phase=scan_phase_parameter(scan_phase),
+    )
+    ds = finish(ds, method, run_params, movie, ref, tmpl_da, opts.max_shifts)
+    ds = record_scan_phase(ds, phase)
+    return conclude(ds, cal, sample_shifts, opts.max_shifts)

@@ -11,14 +11,13 @@ import xarray as xr
 
 from .. import schema as sc
 from .. import validate as vd
-from ..qc.diagnose import conclude
 from .docstrings import fill_doc
 from .movie import register_lazily, run_inputs
 from .options import options_for
 from .planes import by_plane, wants_planes
-from .result import base_dataset, finish
+from .result import base_dataset, complete
 from .resume import run_with_store, wants_store
-from .scanphase import record_scan_phase, scan_phase_inputs, scan_phase_parameter
+from .scanphase import scan_phase_inputs
 from .template import template_for_run
 
 __all__ = ["rigid"]
@@ -123,11 +122,6 @@ def rigid(
     True
     """
     if wants_planes(movie, planes, plane_dim):
-        if store is not None:
-            raise ValueError(
-                "store= is not available yet for multi-plane or volume movies; register without a store "
-                "(or save each plane's result with to_netcdf)"
-            )
         return by_plane(rigid, movie, planes, plane_dim, locals())
     if wants_store(store, resume):
         return run_with_store(rigid, locals())
@@ -142,12 +136,17 @@ def rigid(
     corrected, shifts, corr = register_lazily(movie, ref, tmpl_da.values, params, {(sc.DIM_AXIS,): (2,)})
     ds = base_dataset(movie, corrected, corr, tmpl_da, sc.RIGID_COMMENT + opts.border)
     ds[sc.SHIFTS] = xr.DataArray(shifts, attrs=sc.with_frame_size(sc.SHIFT_ATTRS, shape))
-    run_params = opts.run_parameters(
+    return complete(
+        ds,
+        sc.RIGID,
+        opts,
+        params,
+        movie=movie,
+        ref=ref,
+        tmpl_da=tmpl_da,
         min_mov=min_mov,
-        batch_size=params.batch_size,
-        clip=params.clip,
-        scan_phase=scan_phase_parameter(scan_phase),
+        scan_phase=scan_phase,
+        phase=phase,
+        cal=cal,
+        sample_shifts=sample_shifts,
     )
-    ds = finish(ds, sc.RIGID, run_params, movie, ref, tmpl_da, opts.max_shifts)
-    ds = record_scan_phase(ds, phase)
-    return conclude(ds, cal, sample_shifts, opts.max_shifts)

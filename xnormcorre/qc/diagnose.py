@@ -20,6 +20,7 @@ model whose ``1/var`` weights the subpixel refinement (``noise_gain``,
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -106,5 +107,17 @@ def conclude(ds: xr.Dataset, cal, sample_shifts, max_shifts: tuple[int, int]) ->
     ds.attrs["qc_verdict"] = "suspect" if findings else "ok"
     ds.attrs["qc_warnings"] = " | ".join(findings)
     for msg in findings:
-        warnings.warn(msg, RegistrationWarning, stacklevel=3)
+        warnings.warn(msg, RegistrationWarning, stacklevel=_user_stacklevel())
     return ds
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` of the first caller outside xnormcorre (the user's call of ``rigid``,
+    ``pwrigid``, the accessor, a volume run...), whatever the depth of the package's own
+    frames between it and the warning."""
+    frame = sys._getframe(2)  # the caller of conclude (level 2 of the warning)
+    level = 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("xnormcorre."):
+        frame = frame.f_back
+        level += 1
+    return level
