@@ -30,7 +30,7 @@ from . import volume as _vol
 from .borders import fill_outside
 from .patches import interp_matrix, patch_axis
 from .runner import run_kernels
-from .warp import keys_weights
+from .warp import clamp, keys_weights
 
 compile_cache.enable()
 
@@ -48,13 +48,11 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------- dense field and warp
-def warp_nd(img: jax.Array, fields: tuple[jax.Array, ...], border: str, fill_min, limits=None):
+def warp_nd(img: jax.Array, fields: tuple[jax.Array, ...], border: str, fill_min, clip: bool = False):
     """Sample ``img`` (any number of axes) at ``r + field(r)`` with Keys cubic
-    interpolation: the image moved by ``-field``, clipped to ``limits = (lo, hi)`` if
-    given (the image's own range: no overshoot of the cubic kernel).  Returns the image
-    and the mask of samples whose source lay inside it.  The range is an input rather
-    than reduced here: XLA's CPU code for the tap sums is several times slower when they
-    are clipped to a reduction of the same image in the same computation.
+    interpolation: the image moved by ``-field`` (``clip``: limited to the image's own
+    range, no overshoot of the cubic kernel, by :func:`xnormcorre.engine.warp.clamp`).
+    Returns the image and the mask of samples whose source lay inside it.
 
     The n-dimensional form of :func:`xnormcorre.engine.warp.warp` (for two axes the same
     sums in the same order): sources clamped to the image (the edge-replicated image
@@ -96,8 +94,8 @@ def warp_nd(img: jax.Array, fields: tuple[jax.Array, ...], border: str, fill_min
         return acc
 
     out = taps(0, 0)
-    if limits is not None:
-        out = jnp.clip(out, limits[0], limits[1])
+    if clip:
+        out = clamp(out, jnp.min(img), jnp.max(img))
     if border != "copy":
         out = fill_outside(out, valid, border, fill_min)
     return out, valid
@@ -214,7 +212,6 @@ def _template_patches(template, starts, size):
 def _pw_one(
     vol,
     rshift,
-    limits,
     template,
     tp_p,
     tp_spec,
@@ -259,7 +256,7 @@ def _pw_one(
     if not apply:
         return pshifts
     fields = dense_field_nd(pshifts, mats)
-    out, valid = warp_nd(vol, fields, border, fill_min, (limits[0], limits[1]) if clip else None)
+    out, valid = warp_nd(vol, fields, border, fill_min, clip)
     return pshifts, out, valid
 
 
@@ -267,7 +264,6 @@ def _pw_one(
 def register_volume_pw_batch(
     vols,
     rshifts,
-    limits,
     template,
     pgrads,
     pwindow,
@@ -285,8 +281,8 @@ def register_volume_pw_batch(
     apply=True,
 ):
     """Piecewise-rigid registration of volumes ``(B, D, H, W)`` given their rigid shifts
-    ``(B, 3)`` and their ranges ``(B, 2)`` (min, max: ``clip`` limits each corrected volume
-    to it, see :func:`warp_nd`): patch shifts ``(B, *grid, 3)`` and, if ``apply``, the
+    ``(B, 3)`` (``clip``: each corrected volume limited to its own range, see
+    :func:`warp_nd`): patch shifts ``(B, *grid, 3)`` and, if ``apply``, the
     corrected volumes and the masks of their voxels whose source lay inside the volume
     (their correlation with the template: :func:`corr_volume_batch`, a separate
     computation: fused with the warp, XLA's CPU code recomputes the warp once per sum).  ``pgrads``: gradients of the padded template
@@ -307,7 +303,7 @@ def register_volume_pw_batch(
         apply=apply,
     )
     consts = (template, tp_p, tp_spec, pgrads, pwindow, pweight, mats, fill_min)
-    return jax.vmap(lambda v, r, lim: fn(v, r, lim, *consts))(vols, rshifts, limits)
+    return jax.vmap(lambda v, r: fn(v, r, *consts))(vols, rshifts)
 
 
 @jax.jit
@@ -317,25 +313,13 @@ def corr_volume_batch(vols, template, valid):
     return jax.vmap(lambda v, m: _vol.corr_nd(v, template, m & jnp.isfinite(v)))(vols, valid)
 
 
-@partial(jax.jit, static_argnames=("border",))
-def warp_volume_batch(vols, pshifts, mats, fill_min, limits=None, *, border="copy"):
-    """Apply known patch shifts ``(B, *grid, 3)`` to volumes ``(B, D, H, W)``, each clipped
-    to its ``limits`` ``(B, 2)`` if given."""
-    if limits is None:
-        return jax.vmap(lambda v, ps: warp_nd(v, dense_field_nd(ps, mats), border, fill_min)[0])(
-            vols, pshifts
-        )
-
-    def one(v, ps, lim):
-        return warp_nd(v, dense_field_nd(ps, mats), border, fill_min, (lim[0], lim[1]))[0]
-
-    return jax.vmap(one)(vols, pshifts, limits)
-
-
-def _ranges(batch: np.ndarray) -> np.ndarray:
-    """``(B, 2)`` min and max of each volume of a batch (the clip limits of :func:`warp_nd`)."""
-    b = np.asarray(batch, np.float32).reshape(len(batch), -1)
-    return np.stack([b.min(axis=1), b.max(axis=1)], axis=1)
+@partial(jax.jit, static_argnames=("border", "clip"))
+def warp_volume_batch(vols, pshifts, mats, fill_min, *, border="copy", clip=False):
+    """Apply known patch shifts ``(B, *grid, 3)`` to volumes ``(B, D, H, W)`` (``clip``:
+    each limited to its own range)."""
+    return jax.vmap(lambda v, ps: warp_nd(v, dense_field_nd(ps, mats), border, fill_min, clip)[0])(
+        vols, pshifts
+    )
 
 
 # ----------------------------------------------------------------------- NumPy drivers
@@ -388,7 +372,6 @@ def register_volumes_pw(
         out = register_volume_pw_batch(
             batch,
             rs,
-            _ranges(batch),
             tmpl,
             pgrads,
             params.patch.window,
@@ -432,8 +415,7 @@ def apply_volume_pw_shifts(
     mats = tuple(np.asarray(m, np.float32) for m in mats)
 
     def kernel(_, batch, sh):
-        lim = _ranges(batch) if clip else None
-        return warp_volume_batch(batch, sh, mats, np.float32(fill_min), lim, border=border)
+        return warp_volume_batch(batch, sh, mats, np.float32(fill_min), border=border, clip=clip)
 
     for a, b, (res,) in run_kernels(kernel, movie, 0, n, batch_size, ps, origin=origin):
         out[a:b] = res[: b - a]
