@@ -116,6 +116,7 @@ class VolumeParams:
     pads: tuple[int, ...] = ()
 
     def kernel_kwargs(self) -> dict:
+        """The estimate's static settings (``kw`` of :func:`estimate_padded`)."""
         return dict(
             pads=self.pads,
             max_shifts=self.max_shifts,
@@ -123,6 +124,26 @@ class VolumeParams:
             whiten=self.whiten,
             peak_fit=self.peak_fit,
             refine_steps=self.refine_steps if self.upsample_factor > 1 else 0,
+        )
+
+    def static_kw(self) -> tuple:
+        """:meth:`kernel_kwargs` as a hashable (compile-time) argument of the kernels."""
+        return tuple(sorted(self.kernel_kwargs().items()))
+
+    def register_batch(self, vols, template: np.ndarray, grads: np.ndarray, *, apply: bool = True):
+        """:func:`register_volume_batch` of ``vols`` with these parameters (``template``
+        float32, ``grads``: :func:`template_gradients` of it with these ``pads``)."""
+        return register_volume_batch(
+            vols,
+            template,
+            self.window,
+            self.weight,
+            grads,
+            np.float32(self.fill_min),
+            kw=self.static_kw(),
+            border=self.border,
+            clip=self.clip,
+            apply=apply,
         )
 
 
@@ -174,9 +195,12 @@ def make_volume_params(
 
 
 # ----------------------------------------------------------------------- kernels
-def template_gradients(template: np.ndarray) -> np.ndarray:
-    """Gradient of the template along each axis ``(ndim, *shape)`` (fourth-order central
-    differences, :func:`xnormcorre.engine.refine.gradient`)."""
+def template_gradients(template: np.ndarray, pads: tuple[int, ...] = ()) -> np.ndarray:
+    """Gradient along each axis ``(ndim, *padded shape)`` of the template edge-padded by
+    ``pads`` samples on both sides of each axis (fourth-order central differences,
+    :func:`xnormcorre.engine.refine.gradient`)."""
+    if any(pads):
+        template = np.pad(template, [(p, p) for p in pads], mode="edge")
     return np.stack(gradient(template)).astype(np.float32)
 
 
@@ -279,51 +303,16 @@ def corr_nd(out, template, valid):
     return (a * b * v).sum() / jnp.sqrt((a * a * v).sum() * (b * b * v).sum() + 1e-30)
 
 
-_STATIC = (
-    "max_shifts",
-    "upsample_factor",
-    "whiten",
-    "peak_fit",
-    "refine_steps",
-    "pads",
-    "border",
-    "clip",
-    "apply",
-)
-
-
-@partial(jax.jit, static_argnames=_STATIC)
+@partial(jax.jit, static_argnames=("kw", "border", "clip", "apply"))
 def register_volume_batch(
-    vols,
-    template,
-    window,
-    weight,
-    grads,
-    fill_min,
-    *,
-    max_shifts,
-    upsample_factor,
-    whiten,
-    peak_fit,
-    refine_steps,
-    pads=(),
-    border="copy",
-    clip=True,
-    apply=True,
+    vols, template, window, weight, grads, fill_min, *, kw, border="copy", clip=True, apply=True
 ):
     """Register a batch of volumes ``(B, D, H, W)`` to ``template`` ``(D, H, W)``:
     ``shifts (B, 3)`` and, if ``apply``, the corrected volumes and their correlation.
-    ``window``, ``weight`` and ``grads`` are on the padded shape (``pads``)."""
-    pads = tuple(pads) or (0,) * template.ndim
-    tmpl_p, tmpl_spec = template_spectrum(template, pads, window)
-    kw = dict(
-        max_shifts=max_shifts,
-        upsample_factor=upsample_factor,
-        whiten=whiten,
-        peak_fit=peak_fit,
-        refine_steps=refine_steps,
-        pads=pads,
-    )
+    ``kw``: the estimate's settings (:meth:`VolumeParams.static_kw`); ``window``,
+    ``weight`` and ``grads`` are on the padded shape (``kw``'s ``pads``)."""
+    kw = dict(kw)
+    tmpl_p, tmpl_spec = template_spectrum(template, kw["pads"], window)
     fn = partial(_register_one, kw=kw, border=border, clip=clip, apply=apply)
     return jax.vmap(fn, in_axes=(0, None, None, None, None, None, None))(
         vols, tmpl_spec, template, tmpl_p, grads, weight, fill_min
@@ -349,26 +338,13 @@ def register_volumes(movie, template: np.ndarray, params: VolumeParams, *, apply
     the number of ``movie[0]`` in the whole movie (same kernel lane whatever the chunking)."""
     n = len(movie)
     tmpl = np.asarray(template, np.float32)
-    grads = template_gradients(np.pad(tmpl, [(p, p) for p in params.pads], mode="edge"))
-    fill = np.float32(params.fill_min)
+    grads = template_gradients(tmpl, params.pads)
     shifts = np.empty((n, len(tmpl.shape)), np.float32)
     corrected = np.empty((n, *tmpl.shape), np.float32) if apply else None
     corr = np.empty((n,), np.float32) if apply else None
-    kw = params.kernel_kwargs()
 
     def kernel(_, batch):
-        return register_volume_batch(
-            batch,
-            tmpl,
-            params.window,
-            params.weight,
-            grads,
-            fill,
-            border=params.border,
-            clip=params.clip,
-            apply=apply,
-            **kw,
-        )
+        return params.register_batch(batch, tmpl, grads, apply=apply)
 
     for a, b, out in run_kernels(kernel, movie, 0, n, params.batch_size, origin=origin):
         k = b - a

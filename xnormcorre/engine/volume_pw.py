@@ -155,7 +155,7 @@ class VolumePwParams:
             max_dev=self.max_dev,
             starts=self.starts,
             size=self.size,
-            patch_kw=tuple(sorted(self.patch.kernel_kwargs().items())),
+            patch_kw=self.patch.static_kw(),
             border=self.rigid.border,
             clip=self.rigid.clip,
         )
@@ -330,7 +330,7 @@ def _patch_gradients(template: np.ndarray, params: VolumePwParams) -> np.ndarray
     out = []
     for s in itertools.product(*params.starts):
         patch = t[tuple(slice(a, a + n) for a, n in zip(s, params.size, strict=True))]
-        out.append(_vol.template_gradients(np.pad(patch, [(p, p) for p in pads], mode="edge")))
+        out.append(_vol.template_gradients(patch, pads))
     return np.stack(out)
 
 
@@ -344,7 +344,7 @@ def register_volumes_pw(
     n = len(movie)
     tmpl = np.asarray(template, np.float32)
     rp = params.rigid
-    rgrads = _vol.template_gradients(np.pad(tmpl, [(p, p) for p in rp.pads], mode="edge"))
+    rgrads = _vol.template_gradients(tmpl, rp.pads)
     pgrads = _patch_gradients(tmpl, params)
     fill = np.float32(rp.fill_min)
     mats = tuple(np.asarray(m, np.float32) for m in params.mats)
@@ -353,22 +353,10 @@ def register_volumes_pw(
     pshifts = np.empty((n, *grid, tmpl.ndim), np.float32)
     corrected = np.empty((n, *tmpl.shape), np.float32) if apply else None
     corr = np.empty((n,), np.float32) if apply else None
-    rkw = rp.kernel_kwargs()
     kw = params.kernel_kwargs()
 
     def kernel(_, batch):
-        rs = _vol.register_volume_batch(
-            batch,
-            tmpl,
-            rp.window,
-            rp.weight,
-            rgrads,
-            fill,
-            border=rp.border,
-            clip=rp.clip,
-            apply=False,
-            **rkw,
-        )
+        rs = rp.register_batch(batch, tmpl, rgrads, apply=False)
         out = register_volume_pw_batch(
             batch,
             rs,
