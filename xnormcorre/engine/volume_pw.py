@@ -209,57 +209,6 @@ def _template_patches(template, starts, size):
     )
 
 
-def _pw_one(
-    vol,
-    rshift,
-    template,
-    tp_p,
-    tp_spec,
-    pgrads,
-    pwindow,
-    pweight,
-    mats,
-    fill_min,
-    *,
-    pad,
-    max_dev,
-    starts,
-    size,
-    kw,
-    border,
-    clip,
-    apply,
-):
-    """Patch shifts ``(*grid, ndim)`` of one volume given its rigid shift and, if
-    ``apply``, the volume warped by their dense field and the mask of its voxels whose
-    source lay inside the volume."""
-    nd = vol.ndim
-    c = jnp.round(rshift).astype(jnp.int32)
-    padded = jnp.pad(vol, [(m, m) for m in pad], mode="edge")
-    origins = jnp.asarray(list(itertools.product(*starts)), jnp.int32) + c + jnp.asarray(pad, jnp.int32)
-    patches = jax.vmap(lambda o: jax.lax.dynamic_slice(padded, tuple(o[i] for i in range(nd)), size))(origins)
-    md = jnp.asarray(max_dev, jnp.float32)
-    cf = c.astype(jnp.float32)
-    lo, hi = rshift - md - cf, rshift + md - cf  # the residual's bounds: rigid ± max_dev, less the cut offset
-
-    def one(p, ts, tpp, g):
-        # correlated mean-subtracted and tapered as the template patch (as 2-D patches are:
-        # a raw patch's edge-padded planes would outweigh a few real ones), refined raw
-        padded = _vol.pad_volume(p, kw["pads"])
-        spec = jnp.fft.rfftn((padded - p.mean()) * pwindow)
-        raw = jnp.fft.rfftn(padded) if kw["refine_steps"] else None
-        return _vol.estimate_padded(spec, ts, tpp, g, pweight, size, kw=kw, lo=lo, hi=hi, raw=raw)
-
-    res = jax.vmap(one)(patches, tp_spec, tp_p, pgrads)  # (P, ndim)
-    grid = tuple(len(s) for s in starts)
-    pshifts = (res + cf).reshape((*grid, nd))
-    if not apply:
-        return pshifts
-    fields = dense_field_nd(pshifts, mats)
-    out, valid = warp_nd(vol, fields, border, fill_min, clip)
-    return pshifts, out, valid
-
-
 @partial(jax.jit, static_argnames=("pad", "max_dev", "starts", "size", "patch_kw", "border", "clip", "apply"))
 def register_volume_pw_batch(
     vols,
@@ -282,28 +231,52 @@ def register_volume_pw_batch(
 ):
     """Piecewise-rigid registration of volumes ``(B, D, H, W)`` given their rigid shifts
     ``(B, 3)`` (``clip``: each corrected volume limited to its own range, see
-    :func:`warp_nd`): patch shifts ``(B, *grid, 3)`` and, if ``apply``, the
-    corrected volumes and the masks of their voxels whose source lay inside the volume
-    (their correlation with the template: :func:`corr_volume_batch`, a separate
-    computation: fused with the warp, XLA's CPU code recomputes the warp once per sum).  ``pgrads``: gradients of the padded template
-    patches ``(P, 3, *padded size)``; ``pwindow``/``pweight``: a patch's taper and
-    spectral weight (on the padded patch shape)."""
+    :func:`warp_nd`): patch shifts ``(B, *grid, 3)`` and, if ``apply``, the corrected
+    volumes and the masks of their voxels whose source lay inside the volume (their
+    correlation with the template: :func:`corr_volume_batch`, a separate computation:
+    fused with the warp, XLA's CPU code recomputes the warp once per sum).  ``pgrads``:
+    gradients of the padded template patches ``(P, 3, *padded size)``;
+    ``pwindow``/``pweight``: a patch's taper and spectral weight (on the padded patch
+    shape)."""
     kw = dict(patch_kw)
     tp = _template_patches(template, starts, size)
     tp_p, tp_spec = jax.vmap(lambda t: _vol.template_spectrum(t, kw["pads"], pwindow))(tp)
-    fn = partial(
-        _pw_one,
-        pad=pad,
-        max_dev=max_dev,
-        starts=starts,
-        size=size,
-        kw=kw,
-        border=border,
-        clip=clip,
-        apply=apply,
-    )
-    consts = (template, tp_p, tp_spec, pgrads, pwindow, pweight, mats, fill_min)
-    return jax.vmap(lambda v, r: fn(v, r, *consts))(vols, rshifts)
+    grid = tuple(len(s) for s in starts)
+    corners = jnp.asarray(list(itertools.product(*starts)), jnp.int32) + jnp.asarray(pad, jnp.int32)
+    md = jnp.asarray(max_dev, jnp.float32)
+
+    def one_volume(vol, rshift):
+        """Patch shifts ``(*grid, ndim)`` of one volume and, if ``apply``, the volume
+        warped by their dense field and the mask of its voxels whose source lay inside it."""
+        nd = vol.ndim
+        c = jnp.round(rshift).astype(jnp.int32)
+        padded = jnp.pad(vol, [(m, m) for m in pad], mode="edge")
+        origins = corners + c
+        patches = jax.vmap(lambda o: jax.lax.dynamic_slice(padded, tuple(o[i] for i in range(nd)), size))(
+            origins
+        )
+        cf = c.astype(jnp.float32)
+        lo, hi = (
+            rshift - md - cf,
+            rshift + md - cf,
+        )  # the residual's bounds: rigid ± max_dev, less the cut offset
+
+        def one_patch(p, ts, tpp, g):
+            # correlated mean-subtracted and tapered as the template patch (as 2-D patches are:
+            # a raw patch's edge-padded planes would outweigh a few real ones), refined raw
+            padded = _vol.pad_volume(p, kw["pads"])
+            spec = jnp.fft.rfftn((padded - p.mean()) * pwindow)
+            raw = jnp.fft.rfftn(padded) if kw["refine_steps"] else None
+            return _vol.estimate_padded(spec, ts, tpp, g, pweight, size, kw=kw, lo=lo, hi=hi, raw=raw)
+
+        res = jax.vmap(one_patch)(patches, tp_spec, tp_p, pgrads)  # (P, ndim)
+        pshifts = (res + cf).reshape((*grid, nd))
+        if not apply:
+            return pshifts
+        out, valid = warp_nd(vol, dense_field_nd(pshifts, mats), border, fill_min, clip)
+        return pshifts, out, valid
+
+    return jax.vmap(one_volume)(vols, rshifts)
 
 
 @jax.jit
