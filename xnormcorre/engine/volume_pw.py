@@ -7,12 +7,14 @@ volume registration (:mod:`xnormcorre.engine.volume`).  Per volume: the rigid sh
 geometry of :mod:`xnormcorre.engine.patches`, per axis) is cut where the template
 patch's content went -- at the patch start moved by the rounded rigid shift, from the
 volume edge-padded by ``max_shifts`` -- and registered to the template patch as a small
-volume (:func:`xnormcorre.engine.volume.estimate_padded`: a patch axis shorter than 16
-planes is edge-padded, not tapered), its peak searched within ``rigid ± max_dev``.  The
+volume (:func:`xnormcorre.engine.volume_estimate.estimate_padded`: a patch axis shorter
+than 16 planes is edge-padded, not tapered), its peak searched within ``rigid ±
+max_dev``.  The
 grid of patch shifts is interpolated linearly between patch centres (one matrix per
 axis, :func:`xnormcorre.engine.patches.interp_matrix`) to a dense displacement field
-(:func:`dense_field_nd`) and the volume resampled once with the Keys cubic kernel
-(a = -0.75) of the 2-D warp, in n dimensions (:func:`warp_nd`).
+(:func:`xnormcorre.engine.warp_nd.dense_field_nd`) and the volume resampled once with the
+Keys cubic kernel (a = -0.75) of the 2-D warp, in n dimensions
+(:func:`xnormcorre.engine.warp_nd.warp_nd`).
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ import numpy as np
 
 from . import compile_cache
 from . import volume as _vol
-from .borders import fill_outside
 from .patches import interp_matrix, patch_axis
 from .runner import run_kernels
-from .warp import clamp, keys_weights
+from .volume_estimate import corr_nd, estimate_padded, pad_volume, template_gradients, template_spectrum
+from .warp_nd import dense_field_nd, warp_nd
 
 compile_cache.enable()
 
@@ -45,82 +47,6 @@ __all__ = [
     "register_volumes_pw",
     "warp_nd",
 ]
-
-
-# ----------------------------------------------------------------------- dense field and warp
-def warp_nd(img: jax.Array, fields: tuple[jax.Array, ...], border: str, fill_min, clip: bool = False):
-    """Sample ``img`` (any number of axes) at ``r + field(r)`` with Keys cubic
-    interpolation: the image moved by ``-field`` (``clip``: limited to the image's own
-    range, no overshoot of the cubic kernel, by :func:`xnormcorre.engine.warp.clamp`).
-    Returns the image and the mask of samples whose source lay inside it.
-
-    The n-dimensional form of :func:`xnormcorre.engine.warp.warp` (for two axes the same
-    sums in the same order): sources clamped to the image (the edge-replicated image
-    supplies the taps outside it, so ``border="copy"`` is the nearest valid value), the
-    ``4**ndim`` taps read with 1-D gathers from the flattened, edge-padded image.
-
-    Examples
-    --------
-    >>> vol = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
-    >>> f = tuple(jnp.full(vol.shape, v, jnp.float32) for v in (1.0, 0.0, 0.0))
-    >>> out, valid = warp_nd(jnp.asarray(vol), f, "nan", 0.0)
-    >>> bool(np.allclose(np.asarray(out)[:3], vol[1:], atol=1e-4)), bool(np.isnan(np.asarray(out)[3]).all())
-    (True, True)
-    """
-    shape = img.shape
-    nd = len(shape)
-    eps = 1e-3
-    valid = jnp.ones(shape, bool)
-    base = jnp.zeros(shape, jnp.int32)
-    padded = tuple(n + 3 for n in shape)
-    strides = [int(np.prod(padded[ax + 1 :])) for ax in range(nd)]
-    wts = []
-    for ax, (n, f) in enumerate(zip(shape, fields, strict=True)):
-        s = jnp.arange(n, dtype=jnp.float32).reshape((-1,) + (1,) * (nd - 1 - ax)) + f
-        valid = valid & (s >= -eps) & (s <= n - 1 + eps)
-        s = jnp.clip(s, 0.0, n - 1.0)
-        i0 = jnp.floor(s)
-        wts.append(keys_weights(s - i0))
-        base = base + i0.astype(jnp.int32) * strides[ax]
-    # taps i0 - 1 ... i0 + 2 are samples i0 ... i0 + 3 of the image padded by 1 / 2
-    flat = jnp.pad(img, [(1, 2)] * nd, mode="edge").ravel()
-
-    def taps(ax: int, offset: int):
-        if ax == nd:
-            return flat.at[base + offset].get(mode="promise_in_bounds")
-        acc = jnp.zeros(shape, img.dtype)
-        for i in range(4):
-            acc = acc + wts[ax][..., i] * taps(ax + 1, offset + i * strides[ax])
-        return acc
-
-    out = taps(0, 0)
-    if clip:
-        out = clamp(out, jnp.min(img), jnp.max(img))
-    if border != "copy":
-        out = fill_outside(out, valid, border, fill_min)
-    return out, valid
-
-
-def dense_field_nd(pshifts: jax.Array, mats: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-    """Interpolate a grid of patch shifts ``(N_0, ..., N_k, ndim)`` to dense fields, one
-    per axis, of shape ``(n_0, ..., n_k)`` (``mats[ax]``: ``(n_ax, N_ax)``, rows summing
-    to one): linear between patch centres along each axis, constant beyond the outer ones.
-
-    Examples
-    --------
-    >>> mats = tuple(jnp.asarray(interp_matrix(n, np.array([1.0, n - 2.0]))) for n in (4, 6, 8))
-    >>> ps = jnp.zeros((2, 2, 2, 3)).at[1, :, :, 0].set(1.0)  # z shift 1 in the far z patches
-    >>> fz = np.asarray(dense_field_nd(ps, mats)[0])
-    >>> fz[:, 0, 0].tolist()
-    [0.0, 0.0, 1.0, 1.0]
-    """
-    out = []
-    for a in range(pshifts.shape[-1]):
-        g = pshifts[..., a]
-        for ax, m in enumerate(mats):
-            g = jnp.moveaxis(jnp.tensordot(m, g, axes=([1], [ax])), 0, ax)
-        out.append(g)
-    return tuple(out)
 
 
 # ----------------------------------------------------------------------- parameters
@@ -240,7 +166,7 @@ def register_volume_pw_batch(
     shape)."""
     kw = dict(patch_kw)
     tp = _template_patches(template, starts, size)
-    tp_p, tp_spec = jax.vmap(lambda t: _vol.template_spectrum(t, kw["pads"], pwindow))(tp)
+    tp_p, tp_spec = jax.vmap(lambda t: template_spectrum(t, kw["pads"], pwindow))(tp)
     grid = tuple(len(s) for s in starts)
     corners = jnp.asarray(list(itertools.product(*starts)), jnp.int32) + jnp.asarray(pad, jnp.int32)
     md = jnp.asarray(max_dev, jnp.float32)
@@ -264,10 +190,10 @@ def register_volume_pw_batch(
         def one_patch(p, ts, tpp, g):
             # correlated mean-subtracted and tapered as the template patch (as 2-D patches are:
             # a raw patch's edge-padded planes would outweigh a few real ones), refined raw
-            padded = _vol.pad_volume(p, kw["pads"])
+            padded = pad_volume(p, kw["pads"])
             spec = jnp.fft.rfftn((padded - p.mean()) * pwindow)
             raw = jnp.fft.rfftn(padded) if kw["refine_steps"] else None
-            return _vol.estimate_padded(spec, ts, tpp, g, pweight, size, kw=kw, lo=lo, hi=hi, raw=raw)
+            return estimate_padded(spec, ts, tpp, g, pweight, size, kw=kw, lo=lo, hi=hi, raw=raw)
 
         res = jax.vmap(one_patch)(patches, tp_spec, tp_p, pgrads)  # (P, ndim)
         pshifts = (res + cf).reshape((*grid, nd))
@@ -283,7 +209,7 @@ def register_volume_pw_batch(
 def corr_volume_batch(vols, template, valid):
     """Pearson correlation of each volume ``(B, D, H, W)`` with ``template`` over its
     ``valid`` voxels (finite ones only)."""
-    return jax.vmap(lambda v, m: _vol.corr_nd(v, template, m & jnp.isfinite(v)))(vols, valid)
+    return jax.vmap(lambda v, m: corr_nd(v, template, m & jnp.isfinite(v)))(vols, valid)
 
 
 @partial(jax.jit, static_argnames=("border", "clip"))
@@ -303,7 +229,7 @@ def _patch_gradients(template: np.ndarray, params: VolumePwParams) -> np.ndarray
     out = []
     for s in itertools.product(*params.starts):
         patch = t[tuple(slice(a, a + n) for a, n in zip(s, params.size, strict=True))]
-        out.append(_vol.template_gradients(patch, pads))
+        out.append(template_gradients(patch, pads))
     return np.stack(out)
 
 
@@ -317,7 +243,7 @@ def register_volumes_pw(
     n = len(movie)
     tmpl = np.asarray(template, np.float32)
     rp = params.rigid
-    rgrads = _vol.template_gradients(tmpl, rp.pads)
+    rgrads = template_gradients(tmpl, rp.pads)
     pgrads = _patch_gradients(tmpl, params)
     fill = np.float32(rp.fill_min)
     mats = tuple(np.asarray(m, np.float32) for m in params.mats)
