@@ -37,6 +37,7 @@ __all__ = [
     "volume_flags",
     "volume_frames",
     "volume_max_shifts",
+    "volume_params_kw",
     "volume_result",
     "volume_setup",
     "volume_template",
@@ -180,19 +181,6 @@ def volume_setup(movie: xr.DataArray, plane_dim: str, kwargs: dict) -> tuple:
     if border == "min" and min_mov is None:
         head = movie.isel(time=slice(0, MIN_MOV_VOLUMES))
         min_mov = float(np.asarray(head.min()))
-    params = _vol.make_volume_params(
-        shape,
-        max_shifts=max_shifts,
-        upsample_factor=upsample_factor,
-        border=border,
-        batch_size=batch_size,
-        n_frames=n,
-        fill_min=float(min_mov or 0.0),
-        phase_corr=phase_corr,
-        smooth_sigma=smooth_sigma,
-        taper=taper,
-        clip=clip,
-    )
     settings = dict(
         upsample_factor=upsample_factor,
         niter=niter,
@@ -204,7 +192,26 @@ def volume_setup(movie: xr.DataArray, plane_dim: str, kwargs: dict) -> tuple:
         smooth_sigma=smooth_sigma,
         taper=taper,
     )
+    params = _vol.make_volume_params(
+        shape, batch_size=batch_size, n_frames=n, **volume_params_kw(settings, max_shifts)
+    )
     return dims3, shape, max_shifts, params, settings
+
+
+def volume_params_kw(settings: dict, max_shifts: tuple[int, ...]) -> dict:
+    """The keyword arguments of :func:`xnormcorre.engine.volume.make_volume_params` (and
+    of the rigid step of :func:`xnormcorre.engine.volume_pw.make_volume_pw_params`) from a
+    volume run's ``settings`` (:func:`volume_setup`) and ``max_shifts``."""
+    return dict(
+        max_shifts=max_shifts,
+        upsample_factor=settings["upsample_factor"],
+        border=settings["border"],
+        fill_min=float(settings["min_mov"] or 0.0),
+        phase_corr=settings["phase_corr"],
+        smooth_sigma=settings["smooth_sigma"],
+        taper=settings["taper"],
+        clip=settings["clip"],
+    )
 
 
 def _estimate(movie: xr.DataArray, params, settings: dict, with_shifts: bool = False):
