@@ -43,7 +43,7 @@ from scipy import ndimage
 from .common import check_bounds, derivative, integer, nonnegative, positive
 from .motion import MOTIONS, nonrigid_modes, trajectory
 from .scene import block_mean, calcium_traces, render_scene
-from .sensor import DEFECT_KINDS, add_defects, camera, camera_parameters
+from .sensor import DEFECT_KINDS, add_defects, camera, camera_parameters, pixel_variance
 
 __all__ = [
     "DEFECT_KINDS",
@@ -152,9 +152,7 @@ class SimulatedMovie:
                 g = self.gradient.astype(np.float64)
             else:
                 g = np.stack([derivative(mu, a) for a in (1, 2)], 1)
-            var = np.maximum(
-                self.gain * (mu - self.offset) + self.read_noise**2, max(self.read_noise**2, 1e-12)
-            )
+            var = pixel_variance(mu, self.gain, self.offset, self.read_noise)
             m = g[:, :, None] * g[:, None, :] / var[:, None, None]  # (T, 2, 2, H, W)
         for i, (y0, y1) in enumerate(yb):
             for j, (x0, x1) in enumerate(xb):
