@@ -30,6 +30,7 @@ __all__ = [
     "gaussian_weight",
     "make_pw_params",
     "make_rigid_params",
+    "pass_settings",
     "scale_for",
 ]
 
@@ -89,6 +90,28 @@ def estimator_settings(upsample_factor: int, phase_corr: bool, smooth_sigma: flo
         "whiten": bool(phase_corr),
         "peak_fit": bool(phase_corr) and sigma >= PEAK_FIT_MIN_SIGMA,
         "refine_steps": 0 if int(upsample_factor) == 1 else 1,
+    }
+
+
+def pass_settings(
+    max_shifts, upsample_factor: int, border: str, fill_min: float, phase_corr: bool, smooth_sigma, clip: bool
+) -> dict:
+    """The settings of a pass that frames and volumes share, from the parameters of a run:
+    ``max_shifts`` (integers), ``border``, ``fill_min``, ``clip`` and the estimator's
+    (:func:`estimator_settings`, which validates them).
+
+    Examples
+    --------
+    >>> s = pass_settings((3.0, 4), 1, "copy", 0, True, 1.15, 1)
+    >>> s["max_shifts"], s["fill_min"], s["clip"], s["refine_steps"]
+    ((3, 4), 0.0, True, 0)
+    """
+    return {
+        "max_shifts": tuple(int(m) for m in max_shifts),
+        "border": border,
+        "fill_min": float(fill_min),
+        "clip": bool(clip),
+        **estimator_settings(upsample_factor, phase_corr, smooth_sigma),
     }
 
 
@@ -207,14 +230,10 @@ def make_rigid_params(
         window = edge_taper(h, ty)[:, None] * edge_taper(w, tx)[None, :]
     weight = gaussian_weight(shape, smooth_sigma) if smooth_sigma and smooth_sigma > 0 else None
     return RigidParams(
-        max_shifts=(int(max_shifts[0]), int(max_shifts[1])),
-        border=border,
         batch_size=batch_size or default_batch_size(shape, n_frames),
-        fill_min=float(fill_min),
         window=window,
         weight=weight,
-        clip=bool(clip),
-        **estimator_settings(upsample_factor, phase_corr, smooth_sigma),
+        **pass_settings(max_shifts, upsample_factor, border, fill_min, phase_corr, smooth_sigma, clip),
     )
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import compile_cache
 from .borders import apply_border_nd, border_limits_nd, fill_invalid, valid_nd
-from .config import auto_taper, edge_taper, estimator_settings, gaussian_weight
+from .config import auto_taper, edge_taper, gaussian_weight, pass_settings
 from .fourier import fourier_shift_nd
 from .runner import default_batch_size, run_kernels
 from .volume_estimate import (
@@ -145,7 +145,7 @@ def make_volume_params(
 ) -> VolumeParams:
     """Parameters of a volume registration, from the same parameter list as a frame's
     (:func:`xnormcorre.engine.config.make_rigid_params`) and with the same estimator
-    settings (:func:`xnormcorre.engine.config.estimator_settings`, which validates
+    settings (:func:`xnormcorre.engine.config.pass_settings`, which validates
     them): the padding of short axes (:func:`pad_width`), the template's edge taper
     (per axis, see :func:`_taper_width`; ``taper`` overrides it on the axes that are not
     padded) and the Gaussian spectral weight of ``smooth_sigma`` voxels
@@ -160,20 +160,10 @@ def make_volume_params(
             t = _taper_width(n, m) if taper is None else float(taper)
             taper_ax = edge_taper(n, t) if t > 0 else np.ones(n, np.float32)
         window = window * taper_ax.reshape((-1,) + (1,) * (len(shape) - 1 - ax))
-    settings = estimator_settings(upsample_factor, phase_corr, smooth_sigma)
+    settings = pass_settings(max_shifts, upsample_factor, border, fill_min, phase_corr, smooth_sigma, clip)
     weight = gaussian_weight(padded, float(smooth_sigma or 0.0))
     bs = batch_size or max(1, default_batch_size(shape[1:], n_frames) // shape[0])
-    return VolumeParams(
-        max_shifts=tuple(int(m) for m in max_shifts),
-        border=border,
-        batch_size=int(bs),
-        fill_min=float(fill_min),
-        clip=bool(clip),
-        window=window,
-        weight=weight,
-        pads=pads,
-        **settings,
-    )
+    return VolumeParams(batch_size=int(bs), window=window, weight=weight, pads=pads, **settings)
 
 
 # ----------------------------------------------------------------------- kernels
