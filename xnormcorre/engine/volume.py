@@ -31,9 +31,9 @@ import numpy as np
 
 from . import compile_cache
 from .borders import apply_border_nd, border_limits_nd, fill_invalid, valid_nd
-from .config import auto_taper, edge_taper, gaussian_weight, pass_settings
 from .fourier import fourier_shift_nd
 from .runner import default_batch_size, run_kernels
+from .settings import auto_taper, edge_taper, gaussian_weight, pass_settings
 from .volume_estimate import (
     MIN_TAPERED,
     corr_nd,
@@ -68,7 +68,7 @@ __all__ = [
 
 def _taper_width(n: int, max_shift: int) -> float:
     """Edge taper (px) of one axis: that of a frame's axis
-    (:func:`xnormcorre.engine.config.auto_taper`), none on an axis shorter than
+    (:func:`xnormcorre.engine.settings.auto_taper`), none on an axis shorter than
     :data:`MIN_TAPERED`."""
     return 0.0 if n < MIN_TAPERED else auto_taper(n, max_shift)
 
@@ -145,11 +145,11 @@ def make_volume_params(
 ) -> VolumeParams:
     """Parameters of a volume registration, from the same parameter list as a frame's
     (:func:`xnormcorre.engine.config.make_rigid_params`) and with the same estimator
-    settings (:func:`xnormcorre.engine.config.pass_settings`, which validates
+    settings (:func:`xnormcorre.engine.settings.pass_settings`, which validates
     them): the padding of short axes (:func:`pad_width`), the template's edge taper
     (per axis, see :func:`_taper_width`; ``taper`` overrides it on the axes that are not
     padded) and the Gaussian spectral weight of ``smooth_sigma`` voxels
-    (:func:`xnormcorre.engine.config.gaussian_weight`), on the padded shape."""
+    (:func:`xnormcorre.engine.settings.gaussian_weight`), on the padded shape."""
     pads = tuple(pad_width(n) for n in shape)
     padded = tuple(n + 2 * p for n, p in zip(shape, pads, strict=True))
     window = np.ones(padded, np.float32)
