@@ -23,7 +23,7 @@ from .. import schema as sc
 from .. import validate as vd
 from ..engine import volume as _vol
 from .movie import Frames, estimated_on, source_of
-from .volume_move import RIGID_COMMENT, move_volumes
+from .volume_move import RIGID_COMMENT, block_origin, move_volumes
 
 __all__ = [
     "as_volume_movie",
@@ -153,8 +153,7 @@ def _register_block(block, index, *, template, params):
             np.empty((0,), np.float32),
         )
     vd.check_finite_block(block.reshape(block.shape[0], block.shape[1] * block.shape[2], -1))
-    origin = int(np.asarray(index).reshape(-1)[0])
-    shifts, corrected, corr = _vol.register_volumes(block, template, params, origin=origin)
+    shifts, corrected, corr = _vol.register_volumes(block, template, params, origin=block_origin(index))
     return corrected, shifts, corr
 
 

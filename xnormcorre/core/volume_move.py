@@ -14,7 +14,7 @@ from .. import schema as sc
 from ..engine import volume as _vol
 from ..engine import volume_pw as _vpw
 
-__all__ = ["PW_COMMENT", "RIGID_COMMENT", "move_volumes"]
+__all__ = ["PW_COMMENT", "RIGID_COMMENT", "block_origin", "move_volumes"]
 
 #: ``comment`` of the corrected movie of a rigid volume run (the border mode follows).
 RIGID_COMMENT = "volume moved by -shifts (Fourier phase ramp); border: "
@@ -26,21 +26,38 @@ PW_COMMENT = (
 )
 
 
+def block_origin(index) -> int:
+    """The number of a block's first volume in the whole movie, from the time ``index``
+    that ``apply_ufunc`` passes a block kernel (the same kernel lane whatever the chunking)."""
+    return int(np.asarray(index).reshape(-1)[0])
+
+
 def _apply_block(block, index, sh, *, border, fill_min, batch_size, clip):
     if block.shape[0] == 0:
         return np.empty(block.shape, np.float32)
-    origin = int(np.asarray(index).reshape(-1)[0])
     return _vol.apply_volume_shifts(
-        block, sh, border=border, fill_min=fill_min, batch_size=batch_size, clip=clip, origin=origin
+        block,
+        sh,
+        border=border,
+        fill_min=fill_min,
+        batch_size=batch_size,
+        clip=clip,
+        origin=block_origin(index),
     )
 
 
 def _apply_pw_block(block, index, sh, *, mats, border, fill_min, batch_size, clip):
     if block.shape[0] == 0:
         return np.empty(block.shape, np.float32)
-    origin = int(np.asarray(index).reshape(-1)[0])
     return _vpw.apply_volume_pw_shifts(
-        block, sh, mats, border=border, fill_min=fill_min, batch_size=batch_size, clip=clip, origin=origin
+        block,
+        sh,
+        mats,
+        border=border,
+        fill_min=fill_min,
+        batch_size=batch_size,
+        clip=clip,
+        origin=block_origin(index),
     )
 
 

@@ -32,7 +32,7 @@ from .volume import (
     volume_result,
     volume_setup,
 )
-from .volume_move import PW_COMMENT, move_volumes
+from .volume_move import PW_COMMENT, block_origin, move_volumes
 
 __all__ = ["pwrigid_volume", "volume_grid", "volume_result_flags"]
 
@@ -113,8 +113,9 @@ def _register_pw_block(block, index, *, template, params):
             np.empty((0,), np.float32),
         )
     vd.check_finite_block(block.reshape(block.shape[0], block.shape[1] * block.shape[2], -1))
-    origin = int(np.asarray(index).reshape(-1)[0])
-    rigid, pshifts, corrected, corr = _vpw.register_volumes_pw(block, template, params, origin=origin)
+    rigid, pshifts, corrected, corr = _vpw.register_volumes_pw(
+        block, template, params, origin=block_origin(index)
+    )
     return corrected, pshifts, rigid, corr
 
 
