@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import xarray as xr
 
 import xnormcorre
 from xnormcorre.qc.diagnose import RegistrationWarning
@@ -17,18 +16,6 @@ SHAPE = (8, 32, 32)  # (z, y, x) of the small movie; few shapes keep the compile
 @pytest.fixture(scope="module")
 def sim():
     return simulate_volume(SHAPE, 12, max_shift=(1.0, 2.0, 2.0), n_cells=25, os=(2, 2, 2), seed=3)
-
-
-@pytest.fixture(scope="module")
-def vol(sim):
-    return xr.DataArray(sim.frames, dims=("time", "z", "y", "x"), name="movie").assign_coords(
-        z=np.arange(SHAPE[0]) * 5.0
-    )
-
-
-@pytest.fixture(scope="module")
-def res(vol, sim):
-    return vol.normcorre.rigid(max_shifts=(2, 4, 4), template=sim.template)
 
 
 def test_skimage_3d_phase_correlation_case():

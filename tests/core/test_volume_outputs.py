@@ -21,18 +21,6 @@ def sim():
 
 
 @pytest.fixture(scope="module")
-def vol(sim):
-    return xr.DataArray(sim.frames, dims=("time", "z", "y", "x"), name="movie").assign_coords(
-        z=np.arange(SHAPE[0]) * 5.0
-    )
-
-
-@pytest.fixture(scope="module")
-def res(vol, sim):
-    return vol.normcorre.rigid(max_shifts=(2, 4, 4), template=sim.template)
-
-
-@pytest.fixture(scope="module")
 def planes(vol):
     return vol.normcorre.rigid(max_shifts=(4, 4), planes="independent")
 

@@ -22,14 +22,8 @@ def sim():
 
 
 @pytest.fixture(scope="module")
-def vol(sim):
-    return xr.DataArray(sim.frames, dims=("time", "z", "y", "x"), name="movie").assign_coords(
-        z=np.arange(SHAPE[0]) * 5.0
-    )
-
-
-@pytest.fixture(scope="module")
 def res(vol, sim):
+    """Piecewise rigid (overrides the rigid ``res`` of the conftest)."""
     return vol.normcorre.pwrigid(template=sim.template, **KW)
 
 

@@ -27,7 +27,6 @@ import xarray as xr
 from .. import schema as sc
 from .. import validate as vd
 from ..engine.config import Calibration
-from ..engine.runner import kernel_batch
 from ..engine.template import initial_template
 from .corrector_file import (
     FORMAT_VERSION,
@@ -37,7 +36,7 @@ from .corrector_file import (
     write_atomically,
 )
 from .corrector_frames import SingleFrames
-from .corrector_run import PW_KEYWORDS, RIGID_KEYWORDS, correction_comment, corrector_result, register_frames
+from .corrector_run import PW_KEYWORDS, RIGID_KEYWORDS, Movies
 from .loader import as_movie
 from .movie import Frames, check_reference, resolve_min_mov
 from .options import pw_options, rigid_options
@@ -57,7 +56,7 @@ def _refuse_volume(name: str, shape: tuple) -> None:
     )
 
 
-class Corrector(SingleFrames):
+class Corrector(Movies, SingleFrames):
     """Register frames to a fixed template with fixed parameters, again and again.
 
     Parameters
@@ -336,75 +335,6 @@ class Corrector(SingleFrames):
         if shape != self.shape:
             raise ValueError(f"{name} must have the template's frame shape {self.shape} (y, x), got {shape}")
         return movie
-
-    def correct(self, frames, *, reference=None) -> xr.Dataset:
-        """Register ``frames`` to the template: a result Dataset as :func:`xnormcorre.rigid`
-        (or :func:`xnormcorre.pwrigid`) returns it.
-
-        Parameters
-        ----------
-        frames : DataArray, ndarray or frame reader, (time, y, x)
-            Frames of the template's shape (anything :func:`xnormcorre.as_movie` takes);
-            a dask-backed movie stays lazy.
-        reference : DataArray or ndarray (time, y, x), optional
-            Frames of the same sizes to estimate the shifts on (another channel, or a
-            filtered copy); the shifts are applied to ``frames``.
-
-        Returns
-        -------
-        xarray.Dataset
-            ``corrected``, ``shifts``, ``correlation``, ``template``, the quality flags,
-            ``defect_mask`` and the attrs of a :func:`xnormcorre.rigid` result
-            (``template_source="user"``).
-        """
-        movie = self._movie(frames)
-        vd.check_finite(movie, "frames")
-        ref = check_reference(reference, movie)
-        self._ensure(movie, ref)
-        params = self._params(movie.sizes[sc.DIM_TIME])
-        return corrector_result(
-            movie, ref, self.template, self._opts, params, self._cal, self._min_mov, self.piecewise
-        )
-
-    def lazy(self, movie, *, reference=None, chunks: int | None = None) -> xr.DataArray:
-        """The corrected movie, dask-backed: each time chunk is registered when it is read.
-
-        Reading frame ``i`` (``lazy.isel(time=i).values``) registers only the chunk that
-        holds it; every chunk gives the same bits as :meth:`correct`.
-
-        Parameters
-        ----------
-        movie : DataArray, ndarray or frame reader, (time, y, x)
-        reference : optional
-            As in :meth:`correct`.
-        chunks : int, optional
-            Frames per time chunk: default the movie's own chunks if it is dask-backed,
-            otherwise the frames of one compiled kernel call
-            (:func:`xnormcorre.engine.runner.kernel_batch`: 64 at 128², 16 at 256²).
-
-        Notes
-        -----
-        A corrector that is not calibrated yet calibrates here, reading up to 100
-        frames of ``movie`` (:meth:`calibrate`).
-        """
-        mv = self._movie(movie, "movie")
-        ref = check_reference(reference, mv)
-        self._ensure(mv, ref)
-        if chunks is not None or mv.chunks is None:
-            t = vd.integer(chunks, "chunks") if chunks is not None else kernel_batch(self.shape)
-            mv = mv.chunk({sc.DIM_TIME: t})
-            ref = None if ref is None else ref.chunk({sc.DIM_TIME: t})
-        params = self._params(mv.sizes[sc.DIM_TIME])
-        out = register_frames(mv, ref, self.template, params, self.piecewise)[0]
-        da = xr.DataArray(
-            out,
-            coords=dict(mv.coords),
-            name=sc.CORRECTED,
-            attrs=sc.corrected_attrs(
-                mv.attrs.get("units", "a.u."), correction_comment(self.piecewise, self._opts.border)
-            ),
-        )
-        return da
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

@@ -12,7 +12,28 @@ from .. import schema as sc
 from .. import validate as vd
 from ..engine.patches import patch_axis
 
-__all__ = ["get_patch_start_and_end_coords", "patch_grid"]
+__all__ = ["get_patch_start_and_end_coords", "patch_coords", "patch_grid"]
+
+
+def patch_coords(shape: tuple[int, ...], dims: tuple[str, ...], strides, overlaps) -> dict[str, Any]:
+    """The coordinates of a patch grid along ``dims`` (sizes ``shape``, validated
+    ``strides`` and ``overlaps`` per dim): ``patch_<dim>`` (patch centres) and
+    ``patch_<dim>_start`` / ``patch_<dim>_stop``, as ``{name: (dim, values, attrs)}``.
+
+    Examples
+    --------
+    >>> patch_coords((8, 48), ("z", "y"), (4, 24), (2, 8))["patch_z_stop"][1].tolist()
+    [6, 8]
+    """
+    coords: dict[str, Any] = {}
+    for dim, n, s, o in zip(dims, shape, strides, overlaps, strict=True):
+        geo = patch_axis(n, s, o)
+        attrs = sc.patch_coord_attrs(dim)
+        pd = f"patch_{dim}"
+        coords[pd] = (pd, geo.centres, attrs["centre"])
+        coords[f"{pd}_start"] = (pd, geo.starts, attrs["start"])
+        coords[f"{pd}_stop"] = (pd, geo.stops, attrs["stop"])
+    return coords
 
 
 def patch_grid(
@@ -40,15 +61,7 @@ def patch_grid(
     [56, 96, 100]
     """
     st, ov, _ = vd.check_grid(shape, strides, overlaps)
-    coords: dict[str, Any] = {}
-    for ax, n, s, o in (("y", shape[0], st[0], ov[0]), ("x", shape[1], st[1], ov[1])):
-        geo = patch_axis(n, s, o)
-        attrs = sc.patch_coord_attrs(ax)
-        dim = f"patch_{ax}"
-        coords[dim] = (dim, geo.centres, attrs["centre"])
-        coords[f"{dim}_start"] = (dim, geo.starts, attrs["start"])
-        coords[f"{dim}_stop"] = (dim, geo.stops, attrs["stop"])
-    return xr.Dataset(coords=coords)
+    return xr.Dataset(coords=patch_coords(shape, (sc.DIM_Y, sc.DIM_X), st, ov))
 
 
 def get_patch_start_and_end_coords(

@@ -23,7 +23,7 @@ from .. import schema as sc
 from .. import validate as vd
 from ..engine import volume as _vol
 from .movie import Frames, estimated_on, source_of
-from .volume_move import RIGID_COMMENT, move_volumes
+from .volume_move import RIGID_COMMENT, block_origin, move_volumes
 
 __all__ = [
     "as_volume_movie",
@@ -37,6 +37,7 @@ __all__ = [
     "volume_flags",
     "volume_frames",
     "volume_max_shifts",
+    "volume_params_kw",
     "volume_result",
     "volume_setup",
     "volume_template",
@@ -152,8 +153,7 @@ def _register_block(block, index, *, template, params):
             np.empty((0,), np.float32),
         )
     vd.check_finite_block(block.reshape(block.shape[0], block.shape[1] * block.shape[2], -1))
-    origin = int(np.asarray(index).reshape(-1)[0])
-    shifts, corrected, corr = _vol.register_volumes(block, template, params, origin=origin)
+    shifts, corrected, corr = _vol.register_volumes(block, template, params, origin=block_origin(index))
     return corrected, shifts, corr
 
 
@@ -180,19 +180,6 @@ def volume_setup(movie: xr.DataArray, plane_dim: str, kwargs: dict) -> tuple:
     if border == "min" and min_mov is None:
         head = movie.isel(time=slice(0, MIN_MOV_VOLUMES))
         min_mov = float(np.asarray(head.min()))
-    params = _vol.make_volume_params(
-        shape,
-        max_shifts=max_shifts,
-        upsample_factor=upsample_factor,
-        border=border,
-        batch_size=batch_size,
-        n_frames=n,
-        fill_min=float(min_mov or 0.0),
-        phase_corr=phase_corr,
-        smooth_sigma=smooth_sigma,
-        taper=taper,
-        clip=clip,
-    )
     settings = dict(
         upsample_factor=upsample_factor,
         niter=niter,
@@ -204,7 +191,26 @@ def volume_setup(movie: xr.DataArray, plane_dim: str, kwargs: dict) -> tuple:
         smooth_sigma=smooth_sigma,
         taper=taper,
     )
+    params = _vol.make_volume_params(
+        shape, batch_size=batch_size, n_frames=n, **volume_params_kw(settings, max_shifts)
+    )
     return dims3, shape, max_shifts, params, settings
+
+
+def volume_params_kw(settings: dict, max_shifts: tuple[int, ...]) -> dict:
+    """The keyword arguments of :func:`xnormcorre.engine.volume.make_volume_params` (and
+    of the rigid step of :func:`xnormcorre.engine.volume_pw.make_volume_pw_params`) from a
+    volume run's ``settings`` (:func:`volume_setup`) and ``max_shifts``."""
+    return dict(
+        max_shifts=max_shifts,
+        upsample_factor=settings["upsample_factor"],
+        border=settings["border"],
+        fill_min=float(settings["min_mov"] or 0.0),
+        phase_corr=settings["phase_corr"],
+        smooth_sigma=settings["smooth_sigma"],
+        taper=settings["taper"],
+        clip=settings["clip"],
+    )
 
 
 def _estimate(movie: xr.DataArray, params, settings: dict, with_shifts: bool = False):

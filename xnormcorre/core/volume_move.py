@@ -14,7 +14,7 @@ from .. import schema as sc
 from ..engine import volume as _vol
 from ..engine import volume_pw as _vpw
 
-__all__ = ["PW_COMMENT", "RIGID_COMMENT", "move_volumes"]
+__all__ = ["PW_COMMENT", "RIGID_COMMENT", "block_origin", "move_volumes"]
 
 #: ``comment`` of the corrected movie of a rigid volume run (the border mode follows).
 RIGID_COMMENT = "volume moved by -shifts (Fourier phase ramp); border: "
@@ -26,22 +26,20 @@ PW_COMMENT = (
 )
 
 
-def _apply_block(block, index, sh, *, border, fill_min, batch_size, clip):
-    if block.shape[0] == 0:
-        return np.empty(block.shape, np.float32)
-    origin = int(np.asarray(index).reshape(-1)[0])
-    return _vol.apply_volume_shifts(
-        block, sh, border=border, fill_min=fill_min, batch_size=batch_size, clip=clip, origin=origin
-    )
+def block_origin(index) -> int:
+    """The number of a block's first volume in the whole movie, from the time ``index``
+    that ``apply_ufunc`` passes a block kernel (the same kernel lane whatever the chunking)."""
+    return int(np.asarray(index).reshape(-1)[0])
 
 
-def _apply_pw_block(block, index, sh, *, mats, border, fill_min, batch_size, clip):
+def _apply_block(block, index, sh, *, mats=None, **kw):
+    """apply_ufunc kernel: volumes ``(T, D, H, W)`` moved by their rigid shifts, or warped
+    by their patch shifts with the interpolation matrices ``mats``."""
     if block.shape[0] == 0:
         return np.empty(block.shape, np.float32)
-    origin = int(np.asarray(index).reshape(-1)[0])
-    return _vpw.apply_volume_pw_shifts(
-        block, sh, mats, border=border, fill_min=fill_min, batch_size=batch_size, clip=clip, origin=origin
-    )
+    if mats is None:
+        return _vol.apply_volume_shifts(block, sh, origin=block_origin(index), **kw)
+    return _vpw.apply_volume_pw_shifts(block, sh, mats, origin=block_origin(index), **kw)
 
 
 def move_volumes(movie: xr.DataArray, shv: xr.Variable, mats, **kwargs) -> xr.Variable:
@@ -56,16 +54,14 @@ def move_volumes(movie: xr.DataArray, shv: xr.Variable, mats, **kwargs) -> xr.Va
         data = data.chunk({sc.DIM_TIME: chunks, **{d: -1 for d in dims3}})
         index = index.chunk({sc.DIM_TIME: chunks})
         shv = shv.chunk({sc.DIM_TIME: chunks, **{d: -1 for d in core}})
-    if mats is not None:
-        kwargs["mats"] = mats
     return xr.apply_ufunc(
-        _apply_block if mats is None else _apply_pw_block,
+        _apply_block,
         data,
         index,
         shv,
         input_core_dims=[list(dims3), [], core],
         output_core_dims=[list(dims3)],
-        kwargs=kwargs,
+        kwargs={**kwargs, "mats": mats},
         dask="parallelized",
         output_dtypes=[np.float32],
     )

@@ -17,7 +17,7 @@ import xarray as xr
 from .. import schema as sc
 from .. import validate as vd
 from ..engine import volume_pw as _vpw
-from ..engine.patches import patch_axis
+from .grid import patch_coords
 from .volume import (
     SHIFT_UNITS,
     as_volume_movie,
@@ -28,10 +28,11 @@ from .volume import (
     volume_dataset,
     volume_flags,
     volume_frames,
+    volume_params_kw,
     volume_result,
     volume_setup,
 )
-from .volume_move import PW_COMMENT, move_volumes
+from .volume_move import PW_COMMENT, block_origin, move_volumes
 
 __all__ = ["pwrigid_volume", "volume_grid", "volume_result_flags"]
 
@@ -91,18 +92,6 @@ def volume_grid(
     return st, ov, md
 
 
-def _patch_coords(shape: tuple[int, ...], dims: tuple[str, ...], strides, overlaps) -> dict:
-    coords: dict[str, Any] = {}
-    for dim, n, s, o in zip(dims, shape, strides, overlaps, strict=True):
-        geo = patch_axis(n, s, o)
-        attrs = sc.patch_coord_attrs(dim)
-        pd = f"patch_{dim}"
-        coords[pd] = (pd, geo.centres, attrs["centre"])
-        coords[f"{pd}_start"] = (pd, geo.starts, attrs["start"])
-        coords[f"{pd}_stop"] = (pd, geo.stops, attrs["stop"])
-    return coords
-
-
 def volume_result_flags(ds: xr.Dataset) -> xr.Dataset:
     """The quality flags of a volume result (rigid: :func:`volume_flags`; piecewise rigid:
     also ``patch_at_max_deviation``), from its shifts, correlation and attributes."""
@@ -124,8 +113,9 @@ def _register_pw_block(block, index, *, template, params):
             np.empty((0,), np.float32),
         )
     vd.check_finite_block(block.reshape(block.shape[0], block.shape[1] * block.shape[2], -1))
-    origin = int(np.asarray(index).reshape(-1)[0])
-    rigid, pshifts, corrected, corr = _vpw.register_volumes_pw(block, template, params, origin=origin)
+    rigid, pshifts, corrected, corr = _vpw.register_volumes_pw(
+        block, template, params, origin=block_origin(index)
+    )
     return corrected, pshifts, rigid, corr
 
 
@@ -186,14 +176,7 @@ def pwrigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
         refine_patches=refine,
         batch_size=rparams.batch_size,
         n_frames=movie.sizes[sc.DIM_TIME],
-        max_shifts=max_shifts,
-        upsample_factor=settings["upsample_factor"],
-        border=settings["border"],
-        fill_min=rparams.fill_min,
-        phase_corr=settings["phase_corr"],
-        smooth_sigma=settings["smooth_sigma"],
-        taper=settings["taper"],
-        clip=settings["clip"],
+        **volume_params_kw(settings, max_shifts),
     )
 
     def estimate():
@@ -224,7 +207,7 @@ def pwrigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
         rp = params.rigid
         kw = dict(border=rp.border, fill_min=rp.fill_min, batch_size=params.batch_size, clip=rp.clip)
         corrected = move_volumes(movie, pshifts, tuple(params.mats), **kw)
-    coords = _patch_coords(shape, dims3, strides, overlaps)
+    coords = patch_coords(shape, dims3, strides, overlaps)
     comment = PW_COMMENT + settings["border"]
     ds = volume_dataset(movie, dims3, coords, corrected, comment, tmpl, how, corr)
     ds[sc.SHIFTS] = xr.DataArray(pshifts, attrs={**sc.PW_SHIFT_ATTRS, "units": SHIFT_UNITS})

@@ -18,6 +18,14 @@ from . import warp as _warp
 from .noise import UNIFORM, NoiseModel
 from .patches import interp_matrix, patch_axis
 from .runner import default_batch_size, pw_batch_size
+from .settings import (
+    PEAK_FIT_MIN_SIGMA,
+    auto_taper,
+    edge_taper,
+    estimator_settings,
+    gaussian_weight,
+    pass_settings,
+)
 
 __all__ = [
     "PEAK_FIT_MIN_SIGMA",
@@ -30,66 +38,9 @@ __all__ = [
     "gaussian_weight",
     "make_pw_params",
     "make_rigid_params",
+    "pass_settings",
     "scale_for",
 ]
-
-#: Smallest ``smooth_sigma`` (px) for which the phase-correlation peak is a Gaussian
-#: sampled finely enough (its spectrum is at most 6 % at Nyquist) to be located by a
-#: Gaussian fit of its integer samples; below it the upsampled DFT refines the peak.
-PEAK_FIT_MIN_SIGMA = 0.75
-
-
-def edge_taper(n: int, width: float) -> np.ndarray:
-    """Sigmoid apodization that falls to ~0 over ``width`` pixels at both ends."""
-    x = np.arange(n, dtype=np.float64)
-    d = np.minimum(x, n - 1 - x)
-    return (1.0 / (1.0 + np.exp(-(d - width) / (width / 4.0)))).astype(np.float32)
-
-
-def auto_taper(n: int, max_shift: int) -> float:
-    """Default taper width: ``2·max_shift + 2`` px, at least 4 px, at most ``n / 6``."""
-    return float(max(4.0, min(2.0 * max_shift + 2.0, n / 6.0)))
-
-
-def gaussian_weight(shape: tuple[int, ...], sigma: float) -> np.ndarray:
-    """Spectral weight ``exp(-2π²σ²|k|²)`` on the ``rfftn`` half-space of an image or
-    volume of ``shape`` (a Gaussian low-pass of ``sigma`` samples).
-
-    Examples
-    --------
-    >>> gaussian_weight((8, 6), 1.0).shape, gaussian_weight((4, 8, 6), 0.0).min()
-    ((8, 4), np.float32(1.0))
-    """
-    grids = np.meshgrid(*[np.fft.fftfreq(n) for n in shape[:-1]], np.fft.rfftfreq(shape[-1]), indexing="ij")
-    k2 = sum(g**2 for g in grids)
-    return np.exp(-2 * np.pi**2 * sigma**2 * k2).astype(np.float32)
-
-
-def estimator_settings(upsample_factor: int, phase_corr: bool, smooth_sigma: float | None) -> dict:
-    """The shift estimator's settings shared by frames and volumes, from the parameters
-    of a run: ``upsample_factor``, ``whiten`` (phase correlation), ``peak_fit`` (a
-    Gaussian fit of the peak, with phase correlation and ``smooth_sigma >=``
-    :data:`PEAK_FIT_MIN_SIGMA`) and ``refine_steps`` (one Gauss-Newton step; none for
-    integer shifts, ``upsample_factor=1``).
-
-    Examples
-    --------
-    >>> estimator_settings(10, True, 1.15)
-    {'upsample_factor': 10, 'whiten': True, 'peak_fit': True, 'refine_steps': 1}
-    >>> estimator_settings(1, False, 0.0)["refine_steps"]
-    0
-    """
-    if isinstance(upsample_factor, bool) or int(upsample_factor) != upsample_factor or upsample_factor < 1:
-        raise ValueError(f"upsample_factor must be an integer >= 1, got {upsample_factor!r}")
-    sigma = float(smooth_sigma or 0.0)
-    if not sigma >= 0:
-        raise ValueError(f"smooth_sigma must be >= 0, got {smooth_sigma!r}")
-    return {
-        "upsample_factor": int(upsample_factor),
-        "whiten": bool(phase_corr),
-        "peak_fit": bool(phase_corr) and sigma >= PEAK_FIT_MIN_SIGMA,
-        "refine_steps": 0 if int(upsample_factor) == 1 else 1,
-    }
 
 
 @dataclass(frozen=True)
@@ -207,14 +158,10 @@ def make_rigid_params(
         window = edge_taper(h, ty)[:, None] * edge_taper(w, tx)[None, :]
     weight = gaussian_weight(shape, smooth_sigma) if smooth_sigma and smooth_sigma > 0 else None
     return RigidParams(
-        max_shifts=(int(max_shifts[0]), int(max_shifts[1])),
-        border=border,
         batch_size=batch_size or default_batch_size(shape, n_frames),
-        fill_min=float(fill_min),
         window=window,
         weight=weight,
-        clip=bool(clip),
-        **estimator_settings(upsample_factor, phase_corr, smooth_sigma),
+        **pass_settings(max_shifts, upsample_factor, border, fill_min, phase_corr, smooth_sigma, clip),
     )
 
 

@@ -4,7 +4,9 @@ imports xarray).
 The steps are the n-dimensional forms of the 2-D ones: the cross-power spectrum
 (:func:`xnormcorre.engine.estimate.cross_power`), the peak within ``±max_shifts`` and its
 subpixel refinement (:func:`xnormcorre.engine.estimate.estimate_shift_nd`), a
-Gauss-Newton step against the template (:func:`gauss_newton_nd`), the Fourier-shift
+Gauss-Newton step against the template
+(:func:`xnormcorre.engine.volume_estimate.gauss_newton_nd`; these steps of the estimate,
+shared with 3-D patches, are in :mod:`xnormcorre.engine.volume_estimate`), the Fourier-shift
 warp (:func:`xnormcorre.engine.fourier.fourier_shift_nd`) and the border fill
 (:func:`xnormcorre.engine.borders.apply_border_nd`), with the same sign convention: a
 shift is the displacement of a volume's content relative to the template; the corrected
@@ -12,7 +14,8 @@ volume is the volume moved by ``-shift``.
 
 A z axis is often short (4-30 planes) and sampled more coarsely than y/x.  The template's
 edge taper is sized to each axis; an axis shorter than 16 planes, which a taper would
-mostly erase, is edge-padded instead (:func:`pad_width`) and tapered over the padding
+mostly erase, is edge-padded instead
+(:func:`xnormcorre.engine.volume_estimate.pad_width`) and tapered over the padding
 only, so that the periodic Fourier steps never wrap one end of the stack onto the other;
 the Gauss-Newton margin is sized per axis too.
 """
@@ -28,15 +31,24 @@ import numpy as np
 
 from . import compile_cache
 from .borders import apply_border_nd, border_limits_nd, fill_invalid, valid_nd
-from .config import auto_taper, edge_taper, estimator_settings, gaussian_weight
-from .estimate import estimate_shift_nd
 from .fourier import fourier_shift_nd
-from .refine import gradient
 from .runner import default_batch_size, run_kernels
+from .settings import auto_taper, edge_taper, gaussian_weight, pass_settings
+from .volume_estimate import (
+    MIN_TAPERED,
+    corr_nd,
+    estimate_padded,
+    gauss_newton_nd,
+    pad_volume,
+    pad_width,
+    template_gradients,
+    template_spectrum,
+)
 
 compile_cache.enable()
 
 __all__ = [
+    "MIN_TAPERED",
     "VolumeParams",
     "apply_volume_shifts",
     "centre_volume",
@@ -46,55 +58,25 @@ __all__ = [
     "gauss_newton_nd",
     "make_volume_params",
     "pad_volume",
+    "pad_width",
     "register_volumes",
     "template_gradients",
     "template_spectrum",
     "valid_mean_of",
 ]
 
-#: Axes shorter than this get no edge taper.
-MIN_TAPERED = 16
-
 
 def _taper_width(n: int, max_shift: int) -> float:
     """Edge taper (px) of one axis: that of a frame's axis
-    (:func:`xnormcorre.engine.config.auto_taper`), none on an axis shorter than
+    (:func:`xnormcorre.engine.settings.auto_taper`), none on an axis shorter than
     :data:`MIN_TAPERED`."""
     return 0.0 if n < MIN_TAPERED else auto_taper(n, max_shift)
-
-
-def pad_width(n: int) -> int:
-    """Edge padding (samples on each side) of an axis shorter than :data:`MIN_TAPERED`.
-
-    The Fourier steps treat every axis as periodic: along a long axis the template's
-    taper hides the wrap-around, but a short axis (a few planes) cannot be tapered.  It
-    is padded instead, by repeating its end planes, with the taper over the padding only,
-    so that content moving in or out at one end never meets the other end.
-
-    Examples
-    --------
-    >>> pad_width(4), pad_width(10), pad_width(16)
-    (4, 5, 0)
-    """
-    return 0 if n >= MIN_TAPERED else max(4, -(-n // 2))
-
-
-def pad_volume(x, pads: tuple[int, ...]):
-    """``x`` (an image or volume) edge-padded by ``pads`` samples on both sides of each axis."""
-    if not any(pads):
-        return x
-    return jnp.pad(x, [(p, p) for p in pads], mode="edge")
 
 
 def _crop(x, pads: tuple[int, ...], shape: tuple[int, ...]):
     if not any(pads):
         return x
     return x[tuple(slice(p, p + n) for p, n in zip(pads, shape, strict=True))]
-
-
-def _margin(n: int) -> int:
-    """Samples left out next to the valid box in the Gauss-Newton sums (ringing)."""
-    return 2 if n >= 32 else (1 if n >= 8 else 0)
 
 
 @dataclass(frozen=True)
@@ -116,6 +98,7 @@ class VolumeParams:
     pads: tuple[int, ...] = ()
 
     def kernel_kwargs(self) -> dict:
+        """The estimate's static settings (``kw`` of :func:`estimate_padded`)."""
         return dict(
             pads=self.pads,
             max_shifts=self.max_shifts,
@@ -123,6 +106,26 @@ class VolumeParams:
             whiten=self.whiten,
             peak_fit=self.peak_fit,
             refine_steps=self.refine_steps if self.upsample_factor > 1 else 0,
+        )
+
+    def static_kw(self) -> tuple:
+        """:meth:`kernel_kwargs` as a hashable (compile-time) argument of the kernels."""
+        return tuple(sorted(self.kernel_kwargs().items()))
+
+    def register_batch(self, vols, template: np.ndarray, grads: np.ndarray, *, apply: bool = True):
+        """:func:`register_volume_batch` of ``vols`` with these parameters (``template``
+        float32, ``grads``: :func:`template_gradients` of it with these ``pads``)."""
+        return register_volume_batch(
+            vols,
+            template,
+            self.window,
+            self.weight,
+            grads,
+            np.float32(self.fill_min),
+            kw=self.static_kw(),
+            border=self.border,
+            clip=self.clip,
+            apply=apply,
         )
 
 
@@ -142,11 +145,11 @@ def make_volume_params(
 ) -> VolumeParams:
     """Parameters of a volume registration, from the same parameter list as a frame's
     (:func:`xnormcorre.engine.config.make_rigid_params`) and with the same estimator
-    settings (:func:`xnormcorre.engine.config.estimator_settings`, which validates
+    settings (:func:`xnormcorre.engine.settings.pass_settings`, which validates
     them): the padding of short axes (:func:`pad_width`), the template's edge taper
     (per axis, see :func:`_taper_width`; ``taper`` overrides it on the axes that are not
     padded) and the Gaussian spectral weight of ``smooth_sigma`` voxels
-    (:func:`xnormcorre.engine.config.gaussian_weight`), on the padded shape."""
+    (:func:`xnormcorre.engine.settings.gaussian_weight`), on the padded shape."""
     pads = tuple(pad_width(n) for n in shape)
     padded = tuple(n + 2 * p for n, p in zip(shape, pads, strict=True))
     window = np.ones(padded, np.float32)
@@ -157,96 +160,13 @@ def make_volume_params(
             t = _taper_width(n, m) if taper is None else float(taper)
             taper_ax = edge_taper(n, t) if t > 0 else np.ones(n, np.float32)
         window = window * taper_ax.reshape((-1,) + (1,) * (len(shape) - 1 - ax))
-    settings = estimator_settings(upsample_factor, phase_corr, smooth_sigma)
+    settings = pass_settings(max_shifts, upsample_factor, border, fill_min, phase_corr, smooth_sigma, clip)
     weight = gaussian_weight(padded, float(smooth_sigma or 0.0))
     bs = batch_size or max(1, default_batch_size(shape[1:], n_frames) // shape[0])
-    return VolumeParams(
-        max_shifts=tuple(int(m) for m in max_shifts),
-        border=border,
-        batch_size=int(bs),
-        fill_min=float(fill_min),
-        clip=bool(clip),
-        window=window,
-        weight=weight,
-        pads=pads,
-        **settings,
-    )
+    return VolumeParams(batch_size=int(bs), window=window, weight=weight, pads=pads, **settings)
 
 
 # ----------------------------------------------------------------------- kernels
-def template_gradients(template: np.ndarray) -> np.ndarray:
-    """Gradient of the template along each axis ``(ndim, *shape)`` (fourth-order central
-    differences, :func:`xnormcorre.engine.refine.gradient`)."""
-    return np.stack(gradient(template)).astype(np.float32)
-
-
-def gauss_newton_nd(
-    moved: jax.Array, template: jax.Array, grads: jax.Array, lo, hi, margin: tuple[int, ...] | None = None
-) -> jax.Array:
-    """One Gauss-Newton step ``δ`` (clipped to ±0.5 voxel) of a volume already moved by
-    ``-s0`` towards the template: least squares of ``moved ≈ a·T + b - c·∇T`` over the
-    voxels that stayed in view (less a margin per axis), ``δ = c / a``.  The gain and
-    offset are free."""
-    shape = moved.shape
-    margin = jnp.asarray([_margin(n) for n in shape] if margin is None else margin, jnp.int32)
-    valid = valid_nd(lo + margin, hi - margin, shape).astype(jnp.float32)
-    cols = [template, jnp.ones_like(template), *(-g for g in grads)]
-    x = jnp.stack([c.ravel() for c in cols], axis=1)  # (N, 2 + ndim)
-    wx = x * valid.ravel()[:, None]
-    a = wx.T @ x
-    rhs = wx.T @ moved.ravel()
-    k = a.shape[0]
-    sol = jnp.linalg.solve(a + 1e-6 * jnp.trace(a) / k * jnp.eye(k), rhs)
-    step = sol[2:] / jnp.where(jnp.abs(sol[0]) > 1e-12, sol[0], 1.0)
-    ok = jnp.isfinite(step).all() & (sol[0] > 0)
-    return jnp.where(ok, jnp.clip(step, -0.5, 0.5), 0.0)
-
-
-def template_spectrum(template, pads: tuple[int, ...], window):
-    """The edge-padded template ``(tmpl_p)`` and the ``rfftn`` of its mean-subtracted,
-    tapered form (what each volume or patch is correlated with)."""
-    tmpl_p = pad_volume(template, pads)
-    return tmpl_p, jnp.fft.rfftn((tmpl_p - template.mean()) * window)
-
-
-def estimate_padded(spec, tmpl_spec, tmpl_p, grads, weight, shape, *, kw, lo=None, hi=None, raw=None):
-    """Shift ``(ndim,)`` of a volume (or patch) of ``shape`` whose edge-padded ``rfftn`` is
-    ``spec`` against a template (:func:`template_spectrum`; ``grads``: its gradients on the
-    padded shape): the correlation peak within ``±kw["max_shifts"]``
-    (:func:`xnormcorre.engine.estimate.estimate_shift_nd`), clipped to ``[lo, hi]``
-    (default ``±max_shifts``), then ``kw["refine_steps"]`` Gauss-Newton steps
-    (:func:`gauss_newton_nd`) within the same bounds, on the volume whose padded
-    ``rfftn`` is ``raw`` (default ``spec``; a patch is correlated mean-subtracted and
-    tapered, but refined as it is)."""
-    raw = spec if raw is None else raw
-    pads = kw["pads"]
-    shape_p = tuple(n + 2 * p for n, p in zip(shape, pads, strict=True))
-    shift = estimate_shift_nd(
-        spec,
-        tmpl_spec,
-        weight,
-        shape_p,
-        radius=kw["max_shifts"],
-        upsample_factor=kw["upsample_factor"],
-        whiten=kw["whiten"],
-        peak_fit=kw["peak_fit"],
-        grid=kw["refine_steps"] == 0,
-    )
-    lim = jnp.asarray(kw["max_shifts"], jnp.float32)
-    lo = -lim if lo is None else lo
-    hi = lim if hi is None else hi
-    shift = jnp.clip(shift, lo, hi)
-    offset = jnp.asarray(pads, jnp.int32)
-    margin = tuple(0 if p else _margin(n) for n, p in zip(shape, pads, strict=True))
-    for _ in range(kw["refine_steps"]):
-        moved = fourier_shift_nd(raw, tuple(shift), shape_p)
-        a, b = border_limits_nd(shift, shape)  # the volume's own samples that stayed in view
-        shift = jnp.clip(
-            shift + gauss_newton_nd(moved, tmpl_p, grads, a + offset, b + offset, margin), lo, hi
-        )
-    return shift
-
-
 def _register_one(vol, tmpl_spec, template, tmpl_p, grads, weight, fill_min, *, kw, border, clip, apply):
     shape = vol.shape
     pads = kw["pads"]
@@ -270,60 +190,16 @@ def _move(vol, spec, shift, fill_min, *, pads, border, clip):
     return apply_border_nd(out, shift, border, fill_min)[0]
 
 
-def corr_nd(out, template, valid):
-    """Pearson correlation of ``out`` with ``template`` over ``valid``."""
-    v = valid.astype(jnp.float32)
-    n = jnp.maximum(v.sum(), 1.0)
-    a = out - (out * v).sum() / n
-    b = template - (template * v).sum() / n
-    return (a * b * v).sum() / jnp.sqrt((a * a * v).sum() * (b * b * v).sum() + 1e-30)
-
-
-_STATIC = (
-    "max_shifts",
-    "upsample_factor",
-    "whiten",
-    "peak_fit",
-    "refine_steps",
-    "pads",
-    "border",
-    "clip",
-    "apply",
-)
-
-
-@partial(jax.jit, static_argnames=_STATIC)
+@partial(jax.jit, static_argnames=("kw", "border", "clip", "apply"))
 def register_volume_batch(
-    vols,
-    template,
-    window,
-    weight,
-    grads,
-    fill_min,
-    *,
-    max_shifts,
-    upsample_factor,
-    whiten,
-    peak_fit,
-    refine_steps,
-    pads=(),
-    border="copy",
-    clip=True,
-    apply=True,
+    vols, template, window, weight, grads, fill_min, *, kw, border="copy", clip=True, apply=True
 ):
     """Register a batch of volumes ``(B, D, H, W)`` to ``template`` ``(D, H, W)``:
     ``shifts (B, 3)`` and, if ``apply``, the corrected volumes and their correlation.
-    ``window``, ``weight`` and ``grads`` are on the padded shape (``pads``)."""
-    pads = tuple(pads) or (0,) * template.ndim
-    tmpl_p, tmpl_spec = template_spectrum(template, pads, window)
-    kw = dict(
-        max_shifts=max_shifts,
-        upsample_factor=upsample_factor,
-        whiten=whiten,
-        peak_fit=peak_fit,
-        refine_steps=refine_steps,
-        pads=pads,
-    )
+    ``kw``: the estimate's settings (:meth:`VolumeParams.static_kw`); ``window``,
+    ``weight`` and ``grads`` are on the padded shape (``kw``'s ``pads``)."""
+    kw = dict(kw)
+    tmpl_p, tmpl_spec = template_spectrum(template, kw["pads"], window)
     fn = partial(_register_one, kw=kw, border=border, clip=clip, apply=apply)
     return jax.vmap(fn, in_axes=(0, None, None, None, None, None, None))(
         vols, tmpl_spec, template, tmpl_p, grads, weight, fill_min
@@ -349,26 +225,13 @@ def register_volumes(movie, template: np.ndarray, params: VolumeParams, *, apply
     the number of ``movie[0]`` in the whole movie (same kernel lane whatever the chunking)."""
     n = len(movie)
     tmpl = np.asarray(template, np.float32)
-    grads = template_gradients(np.pad(tmpl, [(p, p) for p in params.pads], mode="edge"))
-    fill = np.float32(params.fill_min)
+    grads = template_gradients(tmpl, params.pads)
     shifts = np.empty((n, len(tmpl.shape)), np.float32)
     corrected = np.empty((n, *tmpl.shape), np.float32) if apply else None
     corr = np.empty((n,), np.float32) if apply else None
-    kw = params.kernel_kwargs()
 
     def kernel(_, batch):
-        return register_volume_batch(
-            batch,
-            tmpl,
-            params.window,
-            params.weight,
-            grads,
-            fill,
-            border=params.border,
-            clip=params.clip,
-            apply=apply,
-            **kw,
-        )
+        return params.register_batch(batch, tmpl, grads, apply=apply)
 
     for a, b, out in run_kernels(kernel, movie, 0, n, params.batch_size, origin=origin):
         k = b - a

@@ -7,12 +7,14 @@ volume registration (:mod:`xnormcorre.engine.volume`).  Per volume: the rigid sh
 geometry of :mod:`xnormcorre.engine.patches`, per axis) is cut where the template
 patch's content went -- at the patch start moved by the rounded rigid shift, from the
 volume edge-padded by ``max_shifts`` -- and registered to the template patch as a small
-volume (:func:`xnormcorre.engine.volume.estimate_padded`: a patch axis shorter than 16
-planes is edge-padded, not tapered), its peak searched within ``rigid ± max_dev``.  The
+volume (:func:`xnormcorre.engine.volume_estimate.estimate_padded`: a patch axis shorter
+than 16 planes is edge-padded, not tapered), its peak searched within ``rigid ±
+max_dev``.  The
 grid of patch shifts is interpolated linearly between patch centres (one matrix per
 axis, :func:`xnormcorre.engine.patches.interp_matrix`) to a dense displacement field
-(:func:`dense_field_nd`) and the volume resampled once with the Keys cubic kernel
-(a = -0.75) of the 2-D warp, in n dimensions (:func:`warp_nd`).
+(:func:`xnormcorre.engine.warp_nd.dense_field_nd`) and the volume resampled once with the
+Keys cubic kernel (a = -0.75) of the 2-D warp, in n dimensions
+(:func:`xnormcorre.engine.warp_nd.warp_nd`).
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ import numpy as np
 
 from . import compile_cache
 from . import volume as _vol
-from .borders import fill_outside
 from .patches import interp_matrix, patch_axis
 from .runner import run_kernels
-from .warp import keys_weights
+from .volume_estimate import corr_nd, estimate_padded, pad_volume, template_gradients, template_spectrum
+from .warp_nd import dense_field_nd, warp_nd
 
 compile_cache.enable()
 
@@ -45,84 +47,6 @@ __all__ = [
     "register_volumes_pw",
     "warp_nd",
 ]
-
-
-# ----------------------------------------------------------------------- dense field and warp
-def warp_nd(img: jax.Array, fields: tuple[jax.Array, ...], border: str, fill_min, limits=None):
-    """Sample ``img`` (any number of axes) at ``r + field(r)`` with Keys cubic
-    interpolation: the image moved by ``-field``, clipped to ``limits = (lo, hi)`` if
-    given (the image's own range: no overshoot of the cubic kernel).  Returns the image
-    and the mask of samples whose source lay inside it.  The range is an input rather
-    than reduced here: XLA's CPU code for the tap sums is several times slower when they
-    are clipped to a reduction of the same image in the same computation.
-
-    The n-dimensional form of :func:`xnormcorre.engine.warp.warp` (for two axes the same
-    sums in the same order): sources clamped to the image (the edge-replicated image
-    supplies the taps outside it, so ``border="copy"`` is the nearest valid value), the
-    ``4**ndim`` taps read with 1-D gathers from the flattened, edge-padded image.
-
-    Examples
-    --------
-    >>> vol = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
-    >>> f = tuple(jnp.full(vol.shape, v, jnp.float32) for v in (1.0, 0.0, 0.0))
-    >>> out, valid = warp_nd(jnp.asarray(vol), f, "nan", 0.0)
-    >>> bool(np.allclose(np.asarray(out)[:3], vol[1:], atol=1e-4)), bool(np.isnan(np.asarray(out)[3]).all())
-    (True, True)
-    """
-    shape = img.shape
-    nd = len(shape)
-    eps = 1e-3
-    valid = jnp.ones(shape, bool)
-    base = jnp.zeros(shape, jnp.int32)
-    padded = tuple(n + 3 for n in shape)
-    strides = [int(np.prod(padded[ax + 1 :])) for ax in range(nd)]
-    wts = []
-    for ax, (n, f) in enumerate(zip(shape, fields, strict=True)):
-        s = jnp.arange(n, dtype=jnp.float32).reshape((-1,) + (1,) * (nd - 1 - ax)) + f
-        valid = valid & (s >= -eps) & (s <= n - 1 + eps)
-        s = jnp.clip(s, 0.0, n - 1.0)
-        i0 = jnp.floor(s)
-        wts.append(keys_weights(s - i0))
-        base = base + i0.astype(jnp.int32) * strides[ax]
-    # taps i0 - 1 ... i0 + 2 are samples i0 ... i0 + 3 of the image padded by 1 / 2
-    flat = jnp.pad(img, [(1, 2)] * nd, mode="edge").ravel()
-
-    def taps(ax: int, offset: int):
-        if ax == nd:
-            return flat.at[base + offset].get(mode="promise_in_bounds")
-        acc = jnp.zeros(shape, img.dtype)
-        for i in range(4):
-            acc = acc + wts[ax][..., i] * taps(ax + 1, offset + i * strides[ax])
-        return acc
-
-    out = taps(0, 0)
-    if limits is not None:
-        out = jnp.clip(out, limits[0], limits[1])
-    if border != "copy":
-        out = fill_outside(out, valid, border, fill_min)
-    return out, valid
-
-
-def dense_field_nd(pshifts: jax.Array, mats: tuple[jax.Array, ...]) -> tuple[jax.Array, ...]:
-    """Interpolate a grid of patch shifts ``(N_0, ..., N_k, ndim)`` to dense fields, one
-    per axis, of shape ``(n_0, ..., n_k)`` (``mats[ax]``: ``(n_ax, N_ax)``, rows summing
-    to one): linear between patch centres along each axis, constant beyond the outer ones.
-
-    Examples
-    --------
-    >>> mats = tuple(jnp.asarray(interp_matrix(n, np.array([1.0, n - 2.0]))) for n in (4, 6, 8))
-    >>> ps = jnp.zeros((2, 2, 2, 3)).at[1, :, :, 0].set(1.0)  # z shift 1 in the far z patches
-    >>> fz = np.asarray(dense_field_nd(ps, mats)[0])
-    >>> fz[:, 0, 0].tolist()
-    [0.0, 0.0, 1.0, 1.0]
-    """
-    out = []
-    for a in range(pshifts.shape[-1]):
-        g = pshifts[..., a]
-        for ax, m in enumerate(mats):
-            g = jnp.moveaxis(jnp.tensordot(m, g, axes=([1], [ax])), 0, ax)
-        out.append(g)
-    return tuple(out)
 
 
 # ----------------------------------------------------------------------- parameters
@@ -157,7 +81,7 @@ class VolumePwParams:
             max_dev=self.max_dev,
             starts=self.starts,
             size=self.size,
-            patch_kw=tuple(sorted(self.patch.kernel_kwargs().items())),
+            patch_kw=self.patch.static_kw(),
             border=self.rigid.border,
             clip=self.rigid.clip,
         )
@@ -211,63 +135,10 @@ def _template_patches(template, starts, size):
     )
 
 
-def _pw_one(
-    vol,
-    rshift,
-    limits,
-    template,
-    tp_p,
-    tp_spec,
-    pgrads,
-    pwindow,
-    pweight,
-    mats,
-    fill_min,
-    *,
-    pad,
-    max_dev,
-    starts,
-    size,
-    kw,
-    border,
-    clip,
-    apply,
-):
-    """Patch shifts ``(*grid, ndim)`` of one volume given its rigid shift and, if
-    ``apply``, the volume warped by their dense field and the mask of its voxels whose
-    source lay inside the volume."""
-    nd = vol.ndim
-    c = jnp.round(rshift).astype(jnp.int32)
-    padded = jnp.pad(vol, [(m, m) for m in pad], mode="edge")
-    origins = jnp.asarray(list(itertools.product(*starts)), jnp.int32) + c + jnp.asarray(pad, jnp.int32)
-    patches = jax.vmap(lambda o: jax.lax.dynamic_slice(padded, tuple(o[i] for i in range(nd)), size))(origins)
-    md = jnp.asarray(max_dev, jnp.float32)
-    cf = c.astype(jnp.float32)
-    lo, hi = rshift - md - cf, rshift + md - cf  # the residual's bounds: rigid ± max_dev, less the cut offset
-
-    def one(p, ts, tpp, g):
-        # correlated mean-subtracted and tapered as the template patch (as 2-D patches are:
-        # a raw patch's edge-padded planes would outweigh a few real ones), refined raw
-        padded = _vol.pad_volume(p, kw["pads"])
-        spec = jnp.fft.rfftn((padded - p.mean()) * pwindow)
-        raw = jnp.fft.rfftn(padded) if kw["refine_steps"] else None
-        return _vol.estimate_padded(spec, ts, tpp, g, pweight, size, kw=kw, lo=lo, hi=hi, raw=raw)
-
-    res = jax.vmap(one)(patches, tp_spec, tp_p, pgrads)  # (P, ndim)
-    grid = tuple(len(s) for s in starts)
-    pshifts = (res + cf).reshape((*grid, nd))
-    if not apply:
-        return pshifts
-    fields = dense_field_nd(pshifts, mats)
-    out, valid = warp_nd(vol, fields, border, fill_min, (limits[0], limits[1]) if clip else None)
-    return pshifts, out, valid
-
-
 @partial(jax.jit, static_argnames=("pad", "max_dev", "starts", "size", "patch_kw", "border", "clip", "apply"))
 def register_volume_pw_batch(
     vols,
     rshifts,
-    limits,
     template,
     pgrads,
     pwindow,
@@ -285,57 +156,69 @@ def register_volume_pw_batch(
     apply=True,
 ):
     """Piecewise-rigid registration of volumes ``(B, D, H, W)`` given their rigid shifts
-    ``(B, 3)`` and their ranges ``(B, 2)`` (min, max: ``clip`` limits each corrected volume
-    to it, see :func:`warp_nd`): patch shifts ``(B, *grid, 3)`` and, if ``apply``, the
-    corrected volumes and the masks of their voxels whose source lay inside the volume
-    (their correlation with the template: :func:`corr_volume_batch`, a separate
-    computation: fused with the warp, XLA's CPU code recomputes the warp once per sum).  ``pgrads``: gradients of the padded template
-    patches ``(P, 3, *padded size)``; ``pwindow``/``pweight``: a patch's taper and
-    spectral weight (on the padded patch shape)."""
+    ``(B, 3)`` (``clip``: each corrected volume limited to its own range, see
+    :func:`warp_nd`): patch shifts ``(B, *grid, 3)`` and, if ``apply``, the corrected
+    volumes and the masks of their voxels whose source lay inside the volume (their
+    correlation with the template: :func:`corr_volume_batch`, a separate computation:
+    fused with the warp, XLA's CPU code recomputes the warp once per sum).  ``pgrads``:
+    gradients of the padded template patches ``(P, 3, *padded size)``;
+    ``pwindow``/``pweight``: a patch's taper and spectral weight (on the padded patch
+    shape)."""
     kw = dict(patch_kw)
     tp = _template_patches(template, starts, size)
-    tp_p, tp_spec = jax.vmap(lambda t: _vol.template_spectrum(t, kw["pads"], pwindow))(tp)
-    fn = partial(
-        _pw_one,
-        pad=pad,
-        max_dev=max_dev,
-        starts=starts,
-        size=size,
-        kw=kw,
-        border=border,
-        clip=clip,
-        apply=apply,
-    )
-    consts = (template, tp_p, tp_spec, pgrads, pwindow, pweight, mats, fill_min)
-    return jax.vmap(lambda v, r, lim: fn(v, r, lim, *consts))(vols, rshifts, limits)
+    tp_p, tp_spec = jax.vmap(lambda t: template_spectrum(t, kw["pads"], pwindow))(tp)
+    grid = tuple(len(s) for s in starts)
+    corners = jnp.asarray(list(itertools.product(*starts)), jnp.int32) + jnp.asarray(pad, jnp.int32)
+    md = jnp.asarray(max_dev, jnp.float32)
+
+    def one_volume(vol, rshift):
+        """Patch shifts ``(*grid, ndim)`` of one volume and, if ``apply``, the volume
+        warped by their dense field and the mask of its voxels whose source lay inside it."""
+        nd = vol.ndim
+        c = jnp.round(rshift).astype(jnp.int32)
+        padded = jnp.pad(vol, [(m, m) for m in pad], mode="edge")
+        origins = corners + c
+        patches = jax.vmap(lambda o: jax.lax.dynamic_slice(padded, tuple(o[i] for i in range(nd)), size))(
+            origins
+        )
+        cf = c.astype(jnp.float32)
+        lo, hi = (
+            rshift - md - cf,
+            rshift + md - cf,
+        )  # the residual's bounds: rigid ± max_dev, less the cut offset
+
+        def one_patch(p, ts, tpp, g):
+            # correlated mean-subtracted and tapered as the template patch (as 2-D patches are:
+            # a raw patch's edge-padded planes would outweigh a few real ones), refined raw
+            padded = pad_volume(p, kw["pads"])
+            spec = jnp.fft.rfftn((padded - p.mean()) * pwindow)
+            raw = jnp.fft.rfftn(padded) if kw["refine_steps"] else None
+            return estimate_padded(spec, ts, tpp, g, pweight, size, kw=kw, lo=lo, hi=hi, raw=raw)
+
+        res = jax.vmap(one_patch)(patches, tp_spec, tp_p, pgrads)  # (P, ndim)
+        pshifts = (res + cf).reshape((*grid, nd))
+        if not apply:
+            return pshifts
+        out, valid = warp_nd(vol, dense_field_nd(pshifts, mats), border, fill_min, clip)
+        return pshifts, out, valid
+
+    return jax.vmap(one_volume)(vols, rshifts)
 
 
 @jax.jit
 def corr_volume_batch(vols, template, valid):
     """Pearson correlation of each volume ``(B, D, H, W)`` with ``template`` over its
     ``valid`` voxels (finite ones only)."""
-    return jax.vmap(lambda v, m: _vol.corr_nd(v, template, m & jnp.isfinite(v)))(vols, valid)
+    return jax.vmap(lambda v, m: corr_nd(v, template, m & jnp.isfinite(v)))(vols, valid)
 
 
-@partial(jax.jit, static_argnames=("border",))
-def warp_volume_batch(vols, pshifts, mats, fill_min, limits=None, *, border="copy"):
-    """Apply known patch shifts ``(B, *grid, 3)`` to volumes ``(B, D, H, W)``, each clipped
-    to its ``limits`` ``(B, 2)`` if given."""
-    if limits is None:
-        return jax.vmap(lambda v, ps: warp_nd(v, dense_field_nd(ps, mats), border, fill_min)[0])(
-            vols, pshifts
-        )
-
-    def one(v, ps, lim):
-        return warp_nd(v, dense_field_nd(ps, mats), border, fill_min, (lim[0], lim[1]))[0]
-
-    return jax.vmap(one)(vols, pshifts, limits)
-
-
-def _ranges(batch: np.ndarray) -> np.ndarray:
-    """``(B, 2)`` min and max of each volume of a batch (the clip limits of :func:`warp_nd`)."""
-    b = np.asarray(batch, np.float32).reshape(len(batch), -1)
-    return np.stack([b.min(axis=1), b.max(axis=1)], axis=1)
+@partial(jax.jit, static_argnames=("border", "clip"))
+def warp_volume_batch(vols, pshifts, mats, fill_min, *, border="copy", clip=False):
+    """Apply known patch shifts ``(B, *grid, 3)`` to volumes ``(B, D, H, W)`` (``clip``:
+    each limited to its own range)."""
+    return jax.vmap(lambda v, ps: warp_nd(v, dense_field_nd(ps, mats), border, fill_min, clip)[0])(
+        vols, pshifts
+    )
 
 
 # ----------------------------------------------------------------------- NumPy drivers
@@ -346,7 +229,7 @@ def _patch_gradients(template: np.ndarray, params: VolumePwParams) -> np.ndarray
     out = []
     for s in itertools.product(*params.starts):
         patch = t[tuple(slice(a, a + n) for a, n in zip(s, params.size, strict=True))]
-        out.append(_vol.template_gradients(np.pad(patch, [(p, p) for p in pads], mode="edge")))
+        out.append(template_gradients(patch, pads))
     return np.stack(out)
 
 
@@ -360,7 +243,7 @@ def register_volumes_pw(
     n = len(movie)
     tmpl = np.asarray(template, np.float32)
     rp = params.rigid
-    rgrads = _vol.template_gradients(np.pad(tmpl, [(p, p) for p in rp.pads], mode="edge"))
+    rgrads = template_gradients(tmpl, rp.pads)
     pgrads = _patch_gradients(tmpl, params)
     fill = np.float32(rp.fill_min)
     mats = tuple(np.asarray(m, np.float32) for m in params.mats)
@@ -369,26 +252,13 @@ def register_volumes_pw(
     pshifts = np.empty((n, *grid, tmpl.ndim), np.float32)
     corrected = np.empty((n, *tmpl.shape), np.float32) if apply else None
     corr = np.empty((n,), np.float32) if apply else None
-    rkw = rp.kernel_kwargs()
     kw = params.kernel_kwargs()
 
     def kernel(_, batch):
-        rs = _vol.register_volume_batch(
-            batch,
-            tmpl,
-            rp.window,
-            rp.weight,
-            rgrads,
-            fill,
-            border=rp.border,
-            clip=rp.clip,
-            apply=False,
-            **rkw,
-        )
+        rs = rp.register_batch(batch, tmpl, rgrads, apply=False)
         out = register_volume_pw_batch(
             batch,
             rs,
-            _ranges(batch),
             tmpl,
             pgrads,
             params.patch.window,
@@ -432,8 +302,7 @@ def apply_volume_pw_shifts(
     mats = tuple(np.asarray(m, np.float32) for m in mats)
 
     def kernel(_, batch, sh):
-        lim = _ranges(batch) if clip else None
-        return warp_volume_batch(batch, sh, mats, np.float32(fill_min), lim, border=border)
+        return warp_volume_batch(batch, sh, mats, np.float32(fill_min), border=border, clip=clip)
 
     for a, b, (res,) in run_kernels(kernel, movie, 0, n, batch_size, ps, origin=origin):
         out[a:b] = res[: b - a]

@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 
 from .common import check_bounds, derivative
+from .sensor import pixel_variance
 
 __all__ = ["CramerRao", "crlb", "crlb_patches", "efficiency", "fisher_information", "rmse", "shift_errors"]
-
-_TINY = 1e-12
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ def _terms(clean, gain, read_noise, offset, gradient, stencil) -> tuple[np.ndarr
                 f"gradient must have shape (T, 2, H, W) = {(mu.shape[0], 2, *mu.shape[1:])}, got {g.shape}"
             )
         gy, gx = g[:, 0], g[:, 1]
-    var = np.maximum(gain * (mu - float(offset)) + read_noise**2, max(read_noise**2, _TINY))
+    var = pixel_variance(mu, gain, offset, read_noise)
     return gy * gy / var, gy * gx / var, gx * gx / var
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from .common import finite, nonnegative, positive
 
-__all__ = ["DEFECT_KINDS", "add_defects", "camera", "camera_parameters"]
+__all__ = ["DEFECT_KINDS", "add_defects", "camera", "camera_parameters", "pixel_variance"]
 
 DEFECT_KINDS = ("hot", "dead", "stuck", "line")
 
@@ -15,6 +15,19 @@ def camera_parameters(gain, offset, read_noise) -> tuple[float, float, float]:
     """The camera model's ``(gain, offset, read_noise)`` checked: ADU per photon > 0, a
     finite offset (ADU) and a read noise >= 0 (ADU)."""
     return positive(gain, "gain"), finite(offset, "offset"), nonnegative(read_noise, "read_noise")
+
+
+def pixel_variance(mu: np.ndarray, gain: float, offset: float, read_noise: float) -> np.ndarray:
+    """Variance (ADU²) of a pixel of expected value ``mu`` (ADU) under the :func:`camera`
+    model: ``gain · (mu - offset) + read_noise²`` (Poisson plus Gaussian), at least
+    ``read_noise²`` (and above 0).
+
+    Examples
+    --------
+    >>> pixel_variance(np.array([100.0, 160.0]), 30.0, 100.0, 2.0).tolist()
+    [4.0, 1804.0]
+    """
+    return np.maximum(gain * (mu - float(offset)) + read_noise**2, max(read_noise**2, 1e-12))
 
 
 def camera(

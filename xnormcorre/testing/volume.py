@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from .simulate import camera
+from .sensor import camera
 
 __all__ = ["DeformedVolume", "SimulatedVolume", "simulate_deformed_volume", "simulate_volume"]
 
