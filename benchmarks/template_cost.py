@@ -104,6 +104,7 @@ STAGES = {
     "scale_for": "scale_for",
     "cluster": "densest_cluster",
     "median": "nanmedian",
+    "first pass (sample)": "_first_pass",
     "pass (sample)": "_pass",
     "noise (register+fit)": "_noise",
     "noise fit": "fit_noise_model",
@@ -181,11 +182,11 @@ def fresh(case: str, spec: str, kw) -> None:
     frames, shifts, patch = movie(n, size)
     r = run(case, frames, shifts, patch, kw)
     distinct = collections.Counter(names)
-    extra = f" patch RMSE {r['rmse_patch']:.4f}" if "rmse_patch" in r else ""
+    extra = f" patch RMSE {r['rmse_patch']:.5f}" if "rmse_patch" in r else ""
     print(
         f"fresh {case} {spec}: import {IMPORT_S:.2f} s, run {r['template_s'] + r['final_s']:.2f} s "
         f"(template {r['template_s']:.2f} s wall / {r['template_cpu']:.2f} s CPU, final "
-        f"{r['final_s']:.2f} / {r['final_cpu']:.2f}); rigid RMSE {r['rmse_rigid']:.4f}{extra}; "
+        f"{r['final_s']:.2f} / {r['final_cpu']:.2f}); rigid RMSE {r['rmse_rigid']:.5f}{extra}; "
         f"{len(distinct)} distinct programs ({len(names)} compile requests): {dict(distinct)}",
         flush=True,
     )
@@ -223,11 +224,11 @@ def main() -> None:
             for _ in range(args.repeat):
                 with stage_timer() if args.stages else contextlib.nullcontext({}) as acc:
                     r = run(case, frames, shifts, patch, kw)
-                extra = f" patch RMSE {r['rmse_patch']:.4f}" if "rmse_patch" in r else ""
+                extra = f" patch RMSE {r['rmse_patch']:.5f}" if "rmse_patch" in r else ""
                 print(
                     f"{kind:5s} {n}x{size}^2: template {r['template_s']:6.2f} s, final pass {r['final_s']:6.2f} s, "
                     f"ratio {r['template_s'] / r['final_s']:5.1%}; CPU template {r['template_cpu']:6.2f} s, "
-                    f"final {r['final_cpu']:6.2f} s, ratio {r['template_cpu'] / r['final_cpu']:5.1%}; rigid RMSE {r['rmse_rigid']:.4f}{extra} px; "
+                    f"final {r['final_cpu']:6.2f} s, ratio {r['template_cpu'] / r['final_cpu']:5.1%}; rigid RMSE {r['rmse_rigid']:.5f}{extra} px; "
                     f"load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
