@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -23,6 +24,7 @@ from .config import Calibration, scale_for
 from .defects import find_defects, inpaint
 from .fourier import fourier_shift_np
 from .noise import UNIFORM, NoiseModel, fit_noise_model
+from .runner import aligned_batch_size
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Params, RigidParams
@@ -184,19 +186,49 @@ def _first_pass(
     model fitted to the same registered frames.  Returns ``(template, shifts, noise)``."""
     # defects are inpainted in est already: the probe's program is the one without defects
     shifts, frames = _registered(est, template, replace(params, defects=None))
-    keep = _inside(shifts, params)
+    acc, cnt = _sums(frames[_inside(shifts, params)])
+    return centre(_mean(acc, cnt), shifts), shifts, _fit(frames, mask)
+
+
+def _sums(frames: np.ndarray, block: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel sum (float64) and count of the finite values of ``frames`` (N, H, W)."""
     acc = np.zeros(frames.shape[1:], np.float64)
     cnt = np.zeros(frames.shape[1:], np.float64)
-    kept = np.flatnonzero(keep)
-    for i in range(0, len(kept), 16):  # in frame order, summed in float64
-        blk = frames[kept[i : i + 16]]
+    for i in range(0, len(frames), block):  # in frame order
+        blk = frames[i : i + block]
         ok = np.isfinite(blk)
         acc += np.where(ok, blk, 0.0).sum(axis=0, dtype=np.float64)
         cnt += ok.sum(axis=0)
+    return acc, cnt
+
+
+def _mean(acc: np.ndarray, cnt: np.ndarray) -> np.ndarray:
+    """The mean of each pixel over the frames that kept it in view; pixels never in view
+    take the nearest mean (a template holds no NaN)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(cnt > 0, acc / np.maximum(cnt, 1.0), np.nan)
-    mean = fill_invalid(mean).astype(np.float32)
-    return centre(mean, shifts), shifts, _fit(frames, mask)
+    return fill_invalid(mean).astype(np.float32)
+
+
+def _probe_mean(params: RigidParams, movie, template: np.ndarray, start: int, stop: int):
+    """``params.mean_registered`` (rigid, no sensor defects) on the noise probe's compiled
+    program: ``(mean, shifts, None)`` of frames ``start:stop`` registered to ``template``,
+    each pixel averaged over the frames that kept it in view.  One compiled program fewer
+    in a run; the frames come back one read batch at a time (bounded memory)."""
+    h, w = template.shape
+    acc = np.zeros((h, w), np.float64)
+    cnt = np.zeros((h, w), np.float64)
+    shifts = np.empty((stop - start, 2), np.float32)
+    step = aligned_batch_size(params.batch_size, (h, w))
+    probe = replace(params, border="nan", clip=False)
+    for a in range(start, stop, step):
+        b = min(stop, a + step)
+        s, frames, _ = probe.register(movie, template, start=a, stop=b, with_corr=False, origin=a - start)
+        shifts[a - start : b - start] = s
+        da, dc = _sums(frames)
+        acc += da
+        cnt += dc
+    return _mean(acc, cnt), shifts, None
 
 
 class Survey(NamedTuple):
@@ -371,6 +403,12 @@ def estimate_template(
             splits = [(0, len(movie))]
         num_splits_to_process = max(1, max_frames // frames_per_split)
     rng = np.random.default_rng(seed)
+    # rigid without sensor defects: on the noise probe's program (the kernel's own mean
+    # step inpaints the defects in the frames it averages)
+    if params.rigid is params and not params.inpaint_defects:
+        mean_registered = partial(_probe_mean, params)
+    else:
+        mean_registered = params.mean_registered
     for _ in range(niter):
         chosen = splits
         if num_splits_to_process is not None and num_splits_to_process < len(splits):
@@ -378,7 +416,7 @@ def estimate_template(
             chosen = [splits[i] for i in pick]
         means, shifts, devs = [], [], []
         for a, b in chosen:
-            m, s, d = params.mean_registered(movie, tmpl, a, b)
+            m, s, d = mean_registered(movie, tmpl, a, b)
             means.append(m)
             shifts.append(s)
             devs.append(d)
