@@ -162,8 +162,9 @@ def run(case: str, frames, shifts, patch, kw) -> dict:
 def fresh(case: str, spec: str, kw) -> None:
     """One default run in this (fresh) process: seconds of the run and the compiled programs.
 
-    Every compilation request JAX logs (``jax_log_compiles``) is counted, by function name and
-    argument shapes; with the persistent compilation cache a request may be a cache hit."""
+    Every compilation JAX logs (``jax_log_compiles``: one per miss of its in-memory cache, i.e. one
+    per distinct program: function, shapes and static arguments) is counted; with the persistent
+    compilation cache filled, a program is loaded from disk instead of compiled."""
     import logging
 
     import jax
@@ -187,7 +188,7 @@ def fresh(case: str, spec: str, kw) -> None:
         f"fresh {case} {spec}: import {IMPORT_S:.2f} s, run {r['template_s'] + r['final_s']:.2f} s "
         f"(template {r['template_s']:.2f} s wall / {r['template_cpu']:.2f} s CPU, final "
         f"{r['final_s']:.2f} / {r['final_cpu']:.2f}); rigid RMSE {r['rmse_rigid']:.5f}{extra}; "
-        f"{len(distinct)} distinct programs ({len(names)} compile requests): {dict(distinct)}",
+        f"{len(names)} compiled programs (by function: {dict(distinct)})",
         flush=True,
     )
 
