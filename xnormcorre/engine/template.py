@@ -184,8 +184,9 @@ def _first_pass(
     first template: the mean of the frames inside the search range where each pixel stayed in
     view, centred on the range of the frames' positions (as :func:`_pass`), and the noise
     model fitted to the same registered frames.  Returns ``(template, shifts, noise)``."""
-    # defects are inpainted in est already: the probe's program is the one without defects
-    shifts, frames = _registered(est, template, replace(params, defects=None))
+    # est: defects inpainted (the probe inpaints its estimate again, a no-op, and moves est):
+    # the probe's program of the calibration, no other
+    shifts, frames = _registered(est, template, params)
     acc, cnt = _sums(frames[_inside(shifts, params)])
     return centre(_mean(acc, cnt), shifts), shifts, _fit(frames, mask)
 
