@@ -254,19 +254,26 @@ def test_nan_in_a_lazy_movie_is_refused_when_computed(small_movie):
 
 def test_template_work_is_bounded_for_long_movies(monkeypatch):
     """Template iterations register at most max_template_frames frames (jnormcorre pitfall)."""
+    from xnormcorre.engine import template as engine_template
     from xnormcorre.engine.config import RigidParams
 
     movie = xnormcorre.datasets.synthetic_movie(120, (32, 32), 2, seed=1)
     counted = []
-    real = RigidParams.mean_registered
+    real, real_probe = RigidParams.mean_registered, engine_template._probe_mean
 
     def spy(params, mv, tmpl, start, stop, keep=None):
         counted.append(stop - start)
         return real(params, mv, tmpl, start, stop, keep)
 
+    def spy_probe(params, mv, tmpl, start, stop):
+        counted.append(stop - start)
+        return real_probe(params, mv, tmpl, start, stop)
+
+    # the iterations' means (rigid, no sensor defects: on the noise probe's program)
     monkeypatch.setattr(RigidParams, "mean_registered", spy)
-    # the initial template's passes register the 100-frame sample (once more without the
-    # frames at the search bound, if any); the iterations register splits of 20 or 30 frames
+    monkeypatch.setattr(engine_template, "_probe_mean", spy_probe)
+    # the initial template's pass registers the 100-frame sample; the iterations register
+    # splits of 20 or 30 frames
     xnormcorre.estimate_template(movie, max_shifts=3, frames_per_split=20, max_template_frames=40, niter=2)
     bounded = [c for c in counted if c != 100]
     counted.clear()

@@ -125,7 +125,9 @@ def estimate_for(source: xr.DataArray, opts: Options, pw=None, *, defects=True) 
     movie's calibration (:class:`xnormcorre.engine.template.TemplateEstimate`).
 
     The rigid template (``num_splits_to_process``/``niter``); with piecewise-rigid engine
-    parameters ``pw``, then refined by ``niter_els`` piecewise-rigid iterations.
+    parameters ``pw``, then refined by ``niter_els`` piecewise-rigid iterations (the rigid
+    iterations then register the frames of the 100-frame sample only, at most
+    ``max_template_frames``; the piecewise-rigid ones ``max_template_frames`` frames).
     ``defects``: find sensor defects (True), ignore them (False) or a ``(y, x)`` mask.
     """
     n = source.sizes[DIM_TIME]
@@ -139,6 +141,11 @@ def estimate_for(source: xr.DataArray, opts: Options, pw=None, *, defects=True) 
         "defects": defects,
         "sample": _tmpl.survey(frames, defects),  # read once for both steps
     }
+    rigid_common = common
+    if pw is not None and opts.max_template_frames is not None:
+        # the piecewise-rigid iterations register max_template_frames frames from this
+        # template: its own iteration registers the frames of the sample only (held, not read)
+        rigid_common = {**common, "max_frames": min(opts.max_template_frames, len(common["sample"].index))}
     tmpl = _tmpl.estimate_template(
         frames,
         rigid,
@@ -147,7 +154,7 @@ def estimate_for(source: xr.DataArray, opts: Options, pw=None, *, defects=True) 
         seed=opts.seed,
         # a piecewise-rigid step follows and measures the calibration against its own template
         final_calibration=pw is None,
-        **common,
+        **rigid_common,
     )
     if pw is None:
         return tmpl

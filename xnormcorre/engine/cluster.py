@@ -14,7 +14,7 @@ from scipy import fft as sfft
 
 __all__ = ["FrameCluster", "densest_cluster", "frame_cluster", "frame_similarity"]
 
-_TARGET_SIDE = 192  # frames are block-averaged by the largest factor keeping this many px per side
+_TARGET_SIDE = 128  # frames are block-averaged by the largest factor keeping this many px per side
 _BAND = (1.5, 5.0)  # px of the binned frame: sigmas of the difference-of-Gaussians band-pass
 _KEEP = 0.85  # a frame joins when its similarity to the medoid is >= this fraction of the reference
 
@@ -30,7 +30,7 @@ class FrameCluster(NamedTuple):
 def frame_similarity(sample: np.ndarray) -> np.ndarray:
     """Correlation matrix ``(N, N)`` of the high-passed, z-normalised frames of ``sample`` (N, H, W).
 
-    Frames are block-averaged by the largest integer factor that keeps >= 192 px on their shorter
+    Frames are block-averaged by the largest integer factor that keeps >= 128 px on their shorter
     side, band-passed by a difference of Gaussians (sigmas 1.5 and 5 binned px, by FFT: pixel noise
     and slow shading removed) and z-normalised: ``C = Z Z^T / P``, one matrix product. Frames at the
     same position correlate by the content's share of their band-passed variance; the band-passed
@@ -63,7 +63,9 @@ def frame_similarity(sample: np.ndarray) -> np.ndarray:
     z = sfft.irfft2(sfft.rfft2(a, workers=-1) * band.astype(np.float32), s=(hh, ww), workers=-1)
     # the band-pass has no DC response: the band-passed frames have zero mean
     z = z.reshape(n, -1)
-    c = (z @ z.T).astype(np.float64)
+    # single-threaded (einsum, not BLAS): a multi-threaded BLAS product of this small matrix costs
+    # 10-50x its arithmetic on a loaded machine (threads spinning while waiting for a core)
+    c = np.einsum("ik,jk->ij", z, z).astype(np.float64)
     d = np.sqrt(np.clip(np.diag(c), 0, None))
     d = np.where(d > 0, d, 1.0)
     c = c / d[:, None] / d[None, :]

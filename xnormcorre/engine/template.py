@@ -12,17 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from scipy import ndimage
 
-from .borders import fill_edges
+from .borders import fill_edges, fill_invalid
 from .cluster import densest_cluster
 from .config import Calibration, scale_for
 from .defects import find_defects, inpaint
 from .fourier import fourier_shift_np
 from .noise import UNIFORM, NoiseModel, fit_noise_model
+from .runner import aligned_batch_size
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Params, RigidParams
@@ -154,12 +156,80 @@ def _pass(sample: np.ndarray, template: np.ndarray, params: RigidParams) -> tupl
     return centre(mean, shifts), shifts
 
 
-def _noise(sample: np.ndarray, template: np.ndarray, params: RigidParams, mask) -> NoiseModel:
-    """Photon-transfer fit on the sample registered to ``template`` (NaN outside the view)."""
+def _registered(
+    sample: np.ndarray, template: np.ndarray, params: RigidParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(shifts, frames)`` of ``sample`` registered to ``template``, NaN outside the view,
+    unclipped (the noise probe)."""
     probe = replace(params, border="nan", clip=False)
-    _, frames, _ = probe.register(sample, template, with_corr=False, origin=0)
+    shifts, frames, _ = probe.register(sample, template, with_corr=False, origin=0)
+    return shifts, frames
+
+
+def _fit(frames: np.ndarray, mask) -> NoiseModel:
+    """Photon-transfer fit on registered frames, sensor defects (dilated) left out."""
     valid = None if mask is None else ~ndimage.binary_dilation(mask, iterations=2)
     return fit_noise_model(frames, valid)
+
+
+def _noise(sample: np.ndarray, template: np.ndarray, params: RigidParams, mask) -> NoiseModel:
+    """Photon-transfer fit on the sample registered to ``template`` (NaN outside the view)."""
+    return _fit(_registered(sample, template, params)[1], mask)
+
+
+def _first_pass(
+    est: np.ndarray, template: np.ndarray, params: RigidParams, mask
+) -> tuple[np.ndarray, np.ndarray, NoiseModel]:
+    """One registration of the sample (sensor defects already inpainted in ``est``) to the
+    first template: the mean of the frames inside the search range where each pixel stayed in
+    view, centred on the range of the frames' positions (as :func:`_pass`), and the noise
+    model fitted to the same registered frames.  Returns ``(template, shifts, noise)``."""
+    # est: defects inpainted (the probe inpaints its estimate again, a no-op, and moves est):
+    # the probe's program of the calibration, no other
+    shifts, frames = _registered(est, template, params)
+    acc, cnt = _sums(frames[_inside(shifts, params)])
+    return centre(_mean(acc, cnt), shifts), shifts, _fit(frames, mask)
+
+
+def _sums(frames: np.ndarray, block: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel sum (float64) and count of the finite values of ``frames`` (N, H, W)."""
+    acc = np.zeros(frames.shape[1:], np.float64)
+    cnt = np.zeros(frames.shape[1:], np.float64)
+    for i in range(0, len(frames), block):  # in frame order
+        blk = frames[i : i + block]
+        ok = np.isfinite(blk)
+        acc += np.where(ok, blk, 0.0).sum(axis=0, dtype=np.float64)
+        cnt += ok.sum(axis=0)
+    return acc, cnt
+
+
+def _mean(acc: np.ndarray, cnt: np.ndarray) -> np.ndarray:
+    """The mean of each pixel over the frames that kept it in view; pixels never in view
+    take the nearest mean (a template holds no NaN)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(cnt > 0, acc / np.maximum(cnt, 1.0), np.nan)
+    return fill_invalid(mean).astype(np.float32)
+
+
+def _probe_mean(params: RigidParams, movie, template: np.ndarray, start: int, stop: int):
+    """``params.mean_registered`` (rigid, no sensor defects) on the noise probe's compiled
+    program: ``(mean, shifts, None)`` of frames ``start:stop`` registered to ``template``,
+    each pixel averaged over the frames that kept it in view.  One compiled program fewer
+    in a run; the frames come back one read batch at a time (bounded memory)."""
+    h, w = template.shape
+    acc = np.zeros((h, w), np.float64)
+    cnt = np.zeros((h, w), np.float64)
+    shifts = np.empty((stop - start, 2), np.float32)
+    step = aligned_batch_size(params.batch_size, (h, w))
+    probe = replace(params, border="nan", clip=False)
+    for a in range(start, stop, step):
+        b = min(stop, a + step)
+        s, frames, _ = probe.register(movie, template, start=a, stop=b, with_corr=False, origin=a - start)
+        shifts[a - start : b - start] = s
+        da, dc = _sums(frames)
+        acc += da
+        cnt += dc
+    return _mean(acc, cnt), shifts, None
 
 
 class Survey(NamedTuple):
@@ -176,9 +246,11 @@ def survey(movie, defects, n_init: int = 100) -> Survey:
     """Read the sample of ``n_init`` evenly spaced frames once: its sensor defects
     (``defects``: find them (True), none (False) or a mask) and intensity scale."""
     sample = _read_sample(movie, n_init)
-    return Survey(
-        sample, _sensor_defects(sample, defects), scale_for(sample), sample_indices(len(movie), n_init)
-    )
+    # the scale from an evenly strided subset of at most ~2**20 values: any power of two
+    # near the data's magnitude gives the same registration, bit for bit
+    flat = sample.reshape(-1)
+    scale = scale_for(flat[:: -(-flat.size // (1 << 20))])
+    return Survey(sample, _sensor_defects(sample, defects), scale, sample_indices(len(movie), n_init))
 
 
 class _Subsample:
@@ -233,22 +305,25 @@ def initial_template(movie, params: RigidParams, n_init: int = 100, *, defects=T
     between two never starts from a double image; the sample is registered to it, the
     frames inside the search range are averaged and the mean is centred on the range of
     their positions (the NoRMCorre ``init_batch`` step).  The noise model of the pixels
-    is then fitted to the registered sample (:func:`xnormcorre.engine.noise.fit_noise_model`)
-    and a second, noise-weighted pass gives the template.
+    is fitted to the same registered frames (:func:`xnormcorre.engine.noise.fit_noise_model`;
+    one registration gives both) and a second, noise-weighted pass gives the template.
+    (:func:`estimate_template` skips that second pass when template iterations follow: they
+    register with the noise weights themselves.)
     """
     return _initial(survey(movie, defects, n_init), params, defects)
 
 
-def _initial(surveyed: Survey, params: RigidParams, defects) -> TemplateEstimate:
+def _initial(surveyed: Survey, params: RigidParams, defects, weighted_pass: bool = True) -> TemplateEstimate:
     sample, mask = surveyed.sample, surveyed.mask
     cal = Calibration(mask, UNIFORM, surveyed.scale)
     p0 = params.calibrated(cal)
     est = sample if mask is None else np.asarray(inpaint(sample, mask))
     members = densest_cluster(est) if len(est) >= 6 else np.arange(len(est))
-    tmpl, _ = _pass(sample, nanmedian(est[members]), p0)
-    noise = _noise(sample, tmpl, p0, mask)
+    # one registration of the sample: the first template and the noise model
+    tmpl, shifts, noise = _first_pass(est, nanmedian(est[members]), p0, mask)
     cal = Calibration(_trusted(mask, noise, defects), noise, cal.scale)
-    tmpl, shifts = _pass(sample, tmpl, params.calibrated(cal))
+    if weighted_pass:
+        tmpl, shifts = _pass(sample, tmpl, params.calibrated(cal))
     return TemplateEstimate(tmpl, cal, shifts)
 
 
@@ -313,7 +388,8 @@ def estimate_template(
     # read once: the initial template and the calibrations
     surveyed = survey(movie, defects) if sample is None else sample
     if init is None:
-        tmpl, calibration, last = _initial(surveyed, params.rigid, defects)
+        # the iterations register with the noise weights: no weighted pass of the sample first
+        tmpl, calibration, last = _initial(surveyed, params.rigid, defects, weighted_pass=niter == 0)
     else:
         tmpl = np.asarray(init, np.float32)
         if calibration is None:
@@ -328,6 +404,12 @@ def estimate_template(
             splits = [(0, len(movie))]
         num_splits_to_process = max(1, max_frames // frames_per_split)
     rng = np.random.default_rng(seed)
+    # rigid without sensor defects: on the noise probe's program (the kernel's own mean
+    # step inpaints the defects in the frames it averages)
+    if params.rigid is params and not params.inpaint_defects:
+        mean_registered = partial(_probe_mean, params)
+    else:
+        mean_registered = params.mean_registered
     for _ in range(niter):
         chosen = splits
         if num_splits_to_process is not None and num_splits_to_process < len(splits):
@@ -335,7 +417,7 @@ def estimate_template(
             chosen = [splits[i] for i in pick]
         means, shifts, devs = [], [], []
         for a, b in chosen:
-            m, s, d = params.mean_registered(movie, tmpl, a, b)
+            m, s, d = mean_registered(movie, tmpl, a, b)
             means.append(m)
             shifts.append(s)
             devs.append(d)
