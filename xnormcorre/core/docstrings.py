@@ -65,7 +65,9 @@ max_template_frames : int or None
     (default 300: on the benchmark movies, the shift accuracy of registering 2000
     frames at a fraction of the cost).
     ``None`` registers every split (jnormcorre/CaImAn).  Movies up to
-    ``max_template_frames`` frames are unaffected.""",
+    ``max_template_frames`` frames are unaffected.  In a piecewise-rigid run the rigid
+    iterations that come first register only the 100 frames of the initial sample, and
+    the piecewise-rigid iterations follow this bound.""",
     "min_mov": """\
 min_mov : float, optional
     Movie floor, the fill value of ``border="min"`` (default: minimum of the first
