@@ -184,13 +184,23 @@ def rigid_constants(template: np.ndarray, weights: np.ndarray) -> tuple[np.ndarr
     return (*refine_constants(template, weights), ex, ey)
 
 
-def _block_sum(x: jax.Array, nb: tuple[int, int]) -> jax.Array:
-    """Sums of ``x`` ``(..., H, W)`` over the blocks of a ``nb`` grid: ``(..., n_y, n_x)``."""
+def _blocks(x: jax.Array, nb: tuple[int, int]) -> jax.Array:
+    """``x`` ``(..., H, W)`` as ``(n_y, n_x, ..., by·bx)``: the pixels of each block of a
+    ``nb`` grid (zero-padded at the far edges)."""
     h, w = x.shape[-2:]
     nby, nbx = nb
     by, bx = -(-h // nby), -(-w // nbx)
-    x = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, nby * by - h), (0, nbx * bx - w)])
-    return x.reshape(x.shape[:-2] + (nby, by, nbx, bx)).sum(axis=(-3, -1))
+    lead = x.shape[:-2]
+    x = jnp.pad(x, [(0, 0)] * len(lead) + [(0, nby * by - h), (0, nbx * bx - w)])
+    x = x.reshape(lead + (nby, by, nbx, bx))
+    x = jnp.moveaxis(x, (len(lead), len(lead) + 2), (0, 1))
+    return x.reshape((nby, nbx) + lead + (by * bx,))
+
+
+def _block_dot(const: jax.Array, x: jax.Array, nb: tuple[int, int]) -> jax.Array:
+    """Block sums of ``const · x`` (``(c, H, W)`` times ``(H, W)``): ``(c, n_y, n_x)``.
+    A batched matrix product per block (the products are never formed pixel by pixel)."""
+    return jnp.einsum("klcp,klp->ckl", _blocks(const, nb), _blocks(x, nb))
 
 
 def _expand(v: jax.Array, shape: tuple[int, int]) -> jax.Array:
@@ -274,7 +284,7 @@ def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.
     rows = jnp.pad(rows, ((0, 0), (0, nb[0] * by - h), (0, 0)))
     sums = rows.reshape(10, nb[0], by, nb[1]).sum(axis=2)
     rhs = rhs_c.reshape(4, h, w)
-    data = _block_sum(rhs * gc, nb)
+    data = _block_dot(rhs, gc, nb)
     sw = sqrt_w.reshape(h, w)
     gg = jnp.sum(jnp.square(gc * sw))
 
@@ -305,9 +315,7 @@ def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.
     # artefact, activity within a block -- are down-weighted
     k = jnp.where(use, HUBER_K_BLOCKS, HUBER_K)
     hub = jnp.minimum(1.0, k * sigma / jnp.maximum(jnp.abs(resid), 1e-30)) * maskf
-    blk_r, glob_r = solve_both(
-        _block_sum(prods.reshape(10, h, w) * hub, nb), _block_sum(rhs * (gc * hub), nb)
-    )
+    blk_r, glob_r = solve_both(_block_dot(prods.reshape(10, h, w), hub, nb), _block_dot(rhs, gc * hub, nb))
     delta_r = jnp.where(use, blk_r[0], glob_r[0])
     ok_r = jnp.where(use, blk_r[4], glob_r[4])
     delta = jnp.where(ok_r, delta_r, delta)
