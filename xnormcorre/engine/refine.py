@@ -139,6 +139,8 @@ def _solve(nmat: jax.Array, rhs: jax.Array) -> tuple[jax.Array, jax.Array]:
 #: Side (px) aimed at by the blocks of :func:`gauss_newton_step`'s activity model (each
 #: block has its own gain and offset).
 BLOCK = 16
+#: Most blocks per axis (larger frames get larger blocks: the block sums stay cheap).
+MAX_BLOCKS = 8
 #: Huber threshold with the activity model: it explains the activity, what is left is
 #: noise and what no gain explains.
 HUBER_K_BLOCKS = 1.5
@@ -163,52 +165,52 @@ def block_grid(shape: tuple[int, int]) -> tuple[int, int]:
     >>> block_grid((40, 50)), block_grid((512, 512))
     ((2, 3), (32, 32))
     """
-    return tuple(max(2, int(round(n / BLOCK))) for n in shape)
+    return tuple(min(MAX_BLOCKS, max(2, int(round(n / BLOCK)))) for n in shape)
 
 
 def rigid_constants(template: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Constant arrays of :func:`gauss_newton_step` for one template: those of
-    :func:`refine_constants`, then the first column of each block of :func:`block_grid`
-    and the frame width ``(n_x + 1,)`` (int32), and the same for rows ``(n_y + 1,)``.
+    """Constant arrays of :func:`gauss_newton_step` for one template: the ``prefix`` of
+    :func:`refine_constants`; the first column of each block of :func:`block_grid` and
+    the frame width ``(n_x + 1,)`` (int32), and the same for rows ``(n_y + 1,)``; then
+    ``rhs``, ``prods``, ``jac`` and ``sqrt_w`` of :func:`refine_constants` in block
+    layout ``(n_y, n_x, c, by·bx)`` (zero-padded at the far edges).
 
     Examples
     --------
     >>> c = rigid_constants(np.random.default_rng(0).random((40, 50)), np.ones((40, 50)))
-    >>> c[5].tolist(), c[6].tolist()
-    ([0, 17, 34, 50], [0, 20, 40])
+    >>> c[1].tolist(), c[2].tolist(), c[4].shape
+    ([0, 17, 34, 50], [0, 20, 40], (2, 3, 10, 340))
     """
     h, w = np.shape(template)
-    nby, nbx = block_grid((h, w))
-    ex = np.minimum(np.arange(nbx + 1) * -(-w // nbx), w).astype(np.int32)
-    ey = np.minimum(np.arange(nby + 1) * -(-h // nby), h).astype(np.int32)
-    return (*refine_constants(template, weights), ex, ey)
+    nb = block_grid((h, w))
+    ex = np.minimum(np.arange(nb[1] + 1) * -(-w // nb[1]), w).astype(np.int32)
+    ey = np.minimum(np.arange(nb[0] + 1) * -(-h // nb[0]), h).astype(np.int32)
+    rhs, prefix, prods, jac, sqrt_w = refine_constants(template, weights)
+    # the per-pixel constants in block layout, once per template (not per frame)
+    blocked = [
+        np.asarray(_blocks(np.asarray(c).reshape(-1, h, w), nb)) for c in (rhs, prods, jac, sqrt_w[None])
+    ]
+    return (prefix, ex, ey, *blocked)
 
 
-def _blocks(x: jax.Array, nb: tuple[int, int]) -> jax.Array:
+def _blocks(x, nb: tuple[int, int]):
     """``x`` ``(..., H, W)`` as ``(n_y, n_x, ..., by·bx)``: the pixels of each block of a
-    ``nb`` grid (zero-padded at the far edges)."""
+    ``nb`` grid (zero-padded at the far edges).  NumPy or JAX arrays."""
+    xp = jnp if isinstance(x, jax.Array) else np
     h, w = x.shape[-2:]
     nby, nbx = nb
     by, bx = -(-h // nby), -(-w // nbx)
     lead = x.shape[:-2]
-    x = jnp.pad(x, [(0, 0)] * len(lead) + [(0, nby * by - h), (0, nbx * bx - w)])
+    x = xp.pad(x, [(0, 0)] * len(lead) + [(0, nby * by - h), (0, nbx * bx - w)])
     x = x.reshape(lead + (nby, by, nbx, bx))
-    x = jnp.moveaxis(x, (len(lead), len(lead) + 2), (0, 1))
+    x = xp.moveaxis(x, (len(lead), len(lead) + 2), (0, 1))
     return x.reshape((nby, nbx) + lead + (by * bx,))
 
 
-def _block_dot(const: jax.Array, x: jax.Array, nb: tuple[int, int]) -> jax.Array:
-    """Block sums of ``const · x`` (``(c, H, W)`` times ``(H, W)``): ``(c, n_y, n_x)``.
-    A batched matrix product per block (the products are never formed pixel by pixel)."""
-    return jnp.einsum("klcp,klp->ckl", _blocks(const, nb), _blocks(x, nb))
-
-
-def _expand(v: jax.Array, shape: tuple[int, int]) -> jax.Array:
-    """Block values ``(..., n_y, n_x)`` on the pixels of a frame of ``shape``."""
-    h, w = shape
-    nby, nbx = v.shape[-2:]
-    by, bx = -(-h // nby), -(-w // nbx)
-    return jnp.repeat(jnp.repeat(v, by, axis=-2), bx, axis=-1)[..., :h, :w]
+def _block_dot(const_b: jax.Array, x_b: jax.Array) -> jax.Array:
+    """Block sums of ``const · x``, both in block layout (``(n_y, n_x, c, P)`` and
+    ``(n_y, n_x, P)``): ``(c, n_y, n_x)``."""
+    return jnp.einsum("klcp,klp->ckl", const_b, x_b)
 
 
 def _block_solve(sums: jax.Array, data: jax.Array):
@@ -265,7 +267,7 @@ def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.
     :data:`TRUST_Z` standard errors from zero); a larger, significant step is clipped to
     ``MAX_STEP`` (``clipped`` True: the caller re-linearizes from there).
     """
-    rhs_c, prefix, prods, jac, sqrt_w, ex, ey = consts
+    prefix, ex, ey, rhs_b, prods_b, jac_b, sw_b = consts
     h, w = moved.shape
     nb = (ey.shape[0] - 1, ex.shape[0] - 1)
     x0, x1, ry, rx = _valid_rows_cols(limits, (h, w))
@@ -283,10 +285,11 @@ def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.
     by = -(-h // nb[0])
     rows = jnp.pad(rows, ((0, 0), (0, nb[0] * by - h), (0, 0)))
     sums = rows.reshape(10, nb[0], by, nb[1]).sum(axis=2)
-    rhs = rhs_c.reshape(4, h, w)
-    data = _block_dot(rhs, gc, nb)
-    sw = sqrt_w.reshape(h, w)
-    gg = jnp.sum(jnp.square(gc * sw))
+    gc_b = _blocks(gc, nb)  # (n_y, n_x, P): the frame in block layout, as the constants
+    mask_b = _blocks(maskf, nb)
+    sw_b = sw_b[:, :, 0]
+    data = _block_dot(rhs_b, gc_b)
+    gg = jnp.sum(jnp.square(gc_b * sw_b))
 
     def solve_both(sums, data):
         blk = _block_solve(sums, data)
@@ -301,21 +304,20 @@ def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.
     rss_b = jnp.maximum(gg - blk[6], 0.0)
     use = (blk[6] - glob[6]) * (n - 2.0 * nb[0] * nb[1] - 2.0) > ACTIVITY_F * extra * rss_b
     delta, a0, a, b, ok, mm = (jnp.where(use, u, v) for u, v in zip(blk[:6], glob[:6], strict=True))
-    jt = jac.reshape(4, h, w)
     model = (
-        _expand(a, (h, w)) * jt[0]
-        + _expand(b, (h, w))
-        + _expand(a0, (h, w)) * (delta[0] * jt[2] + delta[1] * jt[3])
+        a[..., None] * jac_b[:, :, 0]
+        + b[..., None]
+        + a0[..., None] * (delta[0] * jac_b[:, :, 2] + delta[1] * jac_b[:, :, 3])
     )
-    resid = (gc - model) * sw * maskf
+    resid = (gc_b - model) * sw_b * mask_b
     sigma = jnp.sqrt(jnp.sum(resid * resid) / n) + 1e-30
     # squared distance of the step from zero in standard errors
     signif = (delta @ mm @ delta) / (sigma * sigma)
     # one robust reweighting (Huber): pixels the model does not explain -- a passing
     # artefact, activity within a block -- are down-weighted
     k = jnp.where(use, HUBER_K_BLOCKS, HUBER_K)
-    hub = jnp.minimum(1.0, k * sigma / jnp.maximum(jnp.abs(resid), 1e-30)) * maskf
-    blk_r, glob_r = solve_both(_block_dot(prods.reshape(10, h, w), hub, nb), _block_dot(rhs, gc * hub, nb))
+    hub = jnp.minimum(1.0, k * sigma / jnp.maximum(jnp.abs(resid), 1e-30)) * mask_b
+    blk_r, glob_r = solve_both(_block_dot(prods_b, hub), _block_dot(rhs_b, gc_b * hub))
     delta_r = jnp.where(use, blk_r[0], glob_r[0])
     ok_r = jnp.where(use, blk_r[4], glob_r[4])
     delta = jnp.where(ok_r, delta_r, delta)

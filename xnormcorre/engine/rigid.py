@@ -365,14 +365,12 @@ def kernel_arrays(params: RigidParams, template: np.ndarray) -> tuple:
     if params.refine_steps > 0:
         consts = rigid_constants(template, pixel_weights(template, params.noise))
     else:
+        # unused without refinement (placeholders of the same structure)
         consts = (
-            np.zeros((4, 1), np.float32),
             np.zeros((10, 1, 2), np.float32),
-            np.zeros((10, 1), np.float32),
-            np.zeros((4, 1), np.float32),
-            np.zeros((1,), np.float32),
             np.zeros((2,), np.int32),
-            np.zeros((1, 1), np.float32),
+            np.zeros((2,), np.int32),
+            *(np.zeros((1, 1, c, 1), np.float32) for c in (4, 10, 4, 1)),
         )
     defects = params.defects if params.inpaint_defects else np.zeros((1, 1), bool)
     # on the device once: not copied again at every kernel call (the refinement constants
