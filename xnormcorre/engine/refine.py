@@ -158,12 +158,12 @@ TRUST_Z = 5.0
 
 def block_grid(shape: tuple[int, int]) -> tuple[int, int]:
     """Blocks ``(n_y, n_x)`` of the activity model for a frame of ``shape``: about
-    :data:`BLOCK` px, at least 2 per axis.
+    :data:`BLOCK` px, at least 2 and at most :data:`MAX_BLOCKS` per axis.
 
     Examples
     --------
-    >>> block_grid((40, 50)), block_grid((512, 512))
-    ((2, 3), (32, 32))
+    >>> block_grid((40, 50)), block_grid((128, 128)), block_grid((512, 512))
+    ((2, 3), (8, 8), (8, 8))
     """
     return tuple(min(MAX_BLOCKS, max(2, int(round(n / BLOCK)))) for n in shape)
 
