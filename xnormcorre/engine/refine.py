@@ -29,10 +29,17 @@ __all__ = [
     "ROBUST_BISECT",
     "ROBUST_ITERS",
     "TUKEY_C",
+    "ACTIVITY_F",
+    "BLOCK",
+    "HUBER_K_BLOCKS",
+    "TRUST_STEPS",
+    "TRUST_Z",
+    "block_grid",
     "gauss_newton_step",
     "gradient",
     "quarter_products",
     "refine_constants",
+    "rigid_constants",
     "robust_step",
 ]
 
@@ -129,46 +136,199 @@ def _solve(nmat: jax.Array, rhs: jax.Array) -> tuple[jax.Array, jax.Array]:
     return sol, (sol[0] > 0) & jnp.all(jnp.isfinite(sol))
 
 
-def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.Array]:
-    """Shift increment ``δ = (dy, dx)`` for a frame already moved by ``-s0``.
+#: Side (px) aimed at by the blocks of :func:`gauss_newton_step`'s activity model (each
+#: block has its own gain and offset).
+BLOCK = 16
+#: Most blocks per axis (larger frames get larger blocks: the block sums stay cheap).
+MAX_BLOCKS = 8
+#: Huber threshold with the activity model: it explains the activity, what is left is
+#: noise and what no gain explains.
+HUBER_K_BLOCKS = 1.5
+#: The activity model is used where it explains this many times more of the residual per
+#: extra parameter than the noise does (an F ratio): otherwise its ``2·(K - 1)`` extra
+#: parameters would only cost precision, and one gain and offset are used.
+ACTIVITY_F = 2.0
+#: Steps clipped to :data:`MAX_STEP` and re-linearized after the first (trust region).
+TRUST_STEPS = 2
+#: A step beyond :data:`MAX_STEP` is followed (clipped) only where it is this many
+#: standard errors from zero (elsewhere it is refused and the correlation peak kept): a
+#: frame with little signal does not walk away from the peak.
+TRUST_Z = 5.0
 
-    ``moved`` is ``(H, W)``, ``consts`` the output of :func:`refine_constants`,
-    ``limits`` the ``(lo_y, hi_y, lo_x, hi_x)`` valid rectangle of the move.  Returns
-    ``(0, 0)`` where the step is not trustworthy (singular system, negative gain,
-    ``|δ| > MAX_STEP``: then the linearization does not hold and ``s0`` is kept).
-    One Huber reweighting follows the least-squares solve (patches, where one cell is a
-    large part of the content, use the Tukey-robust :func:`robust_step`).
+
+def block_grid(shape: tuple[int, int]) -> tuple[int, int]:
+    """Blocks ``(n_y, n_x)`` of the activity model for a frame of ``shape``: about
+    :data:`BLOCK` px, at least 2 and at most :data:`MAX_BLOCKS` per axis.
+
+    Examples
+    --------
+    >>> block_grid((40, 50)), block_grid((128, 128)), block_grid((512, 512))
+    ((2, 3), (8, 8), (8, 8))
     """
-    rhs_c, prefix, prods, jac, sqrt_w = consts
+    return tuple(min(MAX_BLOCKS, max(2, int(round(n / BLOCK)))) for n in shape)
+
+
+def rigid_constants(template: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Constant arrays of :func:`gauss_newton_step` for one template: the ``prefix`` of
+    :func:`refine_constants`; the first column of each block of :func:`block_grid` and
+    the frame width ``(n_x + 1,)`` (int32), and the same for rows ``(n_y + 1,)``; then
+    ``rhs``, ``prods``, ``jac`` and ``sqrt_w`` of :func:`refine_constants` in block
+    layout ``(n_y, n_x, c, by·bx)`` (zero-padded at the far edges).
+
+    Examples
+    --------
+    >>> c = rigid_constants(np.random.default_rng(0).random((40, 50)), np.ones((40, 50)))
+    >>> c[1].tolist(), c[2].tolist(), c[4].shape
+    ([0, 17, 34, 50], [0, 20, 40], (2, 3, 10, 340))
+    """
+    h, w = np.shape(template)
+    nb = block_grid((h, w))
+    ex = np.minimum(np.arange(nb[1] + 1) * -(-w // nb[1]), w).astype(np.int32)
+    ey = np.minimum(np.arange(nb[0] + 1) * -(-h // nb[0]), h).astype(np.int32)
+    rhs, prefix, prods, jac, sqrt_w = refine_constants(template, weights)
+    # the per-pixel constants in block layout, once per template (not per frame)
+    blocked = [
+        np.asarray(_blocks(np.asarray(c).reshape(-1, h, w), nb)) for c in (rhs, prods, jac, sqrt_w[None])
+    ]
+    return (prefix, ex, ey, *blocked)
+
+
+def _blocks(x, nb: tuple[int, int]):
+    """``x`` ``(..., H, W)`` as ``(n_y, n_x, ..., by·bx)``: the pixels of each block of a
+    ``nb`` grid (zero-padded at the far edges).  NumPy or JAX arrays."""
+    xp = jnp if isinstance(x, jax.Array) else np
+    h, w = x.shape[-2:]
+    nby, nbx = nb
+    by, bx = -(-h // nby), -(-w // nbx)
+    lead = x.shape[:-2]
+    x = xp.pad(x, [(0, 0)] * len(lead) + [(0, nby * by - h), (0, nbx * bx - w)])
+    x = x.reshape(lead + (nby, by, nbx, bx))
+    x = xp.moveaxis(x, (len(lead), len(lead) + 2), (0, 1))
+    return x.reshape((nby, nbx) + lead + (by * bx,))
+
+
+def _block_dot(const_b: jax.Array, x_b: jax.Array) -> jax.Array:
+    """Block sums of ``const · x``, both in block layout (``(n_y, n_x, c, P)`` and
+    ``(n_y, n_x, P)``): ``(c, n_y, n_x)``."""
+    return jnp.einsum("klcp,klp->ckl", const_b, x_b)
+
+
+def _block_solve(sums: jax.Array, data: jax.Array):
+    """Shift step of the block model from the block sums of the 10 products ``(10, n_y, n_x)``
+    and of the data products ``(4, n_y, n_x)``: ``(delta (2,), gain (n_y, n_x), offset
+    (n_y, n_x), ok)``."""
+    s = sums[jnp.asarray(_IDX)]  # (4, 4, n_y, n_x)
+    n00, n01, n11 = s[0, 0], s[0, 1], s[1, 1]
+    det = n00 * n11 - n01 * n01
+    good = (det > 1e-6 * n00 * n11) & (n11 > 0)
+    inv = jnp.where(good, 1.0 / jnp.where(good, det, 1.0), 0.0)
+    # per block: gain and offset of the template alone, and the gradient columns with
+    # the (template, 1) columns projected out (Schur complement)
+    a0 = inv * (n11 * data[0] - n01 * data[1])
+    b0 = inv * (-n01 * data[0] + n00 * data[1])
+    c = s[0:2, 2:4]  # (2, 2, n_y, n_x): rows (T, 1), columns (gy, gx)
+    # N^-1 C
+    nic0 = inv * (n11 * c[0] - n01 * c[1])
+    nic1 = inv * (-n01 * c[0] + n00 * c[1])
+    m = s[2:4, 2:4] - (c[0][:, None] * nic0[None, :] + c[1][:, None] * nic1[None, :])
+    r = data[2:4] - (c[0] * a0 + c[1] * b0)
+    a0 = jnp.where(good, a0, 0.0)
+    mm = jnp.sum(m * (a0 * a0), axis=(-2, -1))
+    rr = jnp.sum(r * a0, axis=(-2, -1))
+    d = 1.0 / jnp.sqrt(jnp.maximum(jnp.diag(mm), 1e-30))
+    delta = jnp.linalg.solve(mm * d[:, None] * d[None, :], rr * d) * d
+    gain = jnp.sum(a0 * (m[0, 0] + m[1, 1]))
+    ok = (gain > 0) & jnp.all(jnp.isfinite(delta))
+    # gain and offset of each block at this step
+    cd = a0 * (c[:, 0] * delta[0] + c[:, 1] * delta[1])  # (2, n_y, n_x)
+    a = a0 - jnp.where(good, inv * (n11 * cd[0] - n01 * cd[1]), 0.0)
+    b = b0 - jnp.where(good, inv * (-n01 * cd[0] + n00 * cd[1]), 0.0)
+    fitted = jnp.sum(a * data[0] + b * data[1]) + delta @ jnp.sum(a0 * data[2:4], axis=(-2, -1))
+    return delta, a0, a, b, ok, mm, fitted
+
+
+def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Shift increment ``δ = (dy, dx)`` for a frame already moved by ``-s0``, and whether
+    it was clipped to the trust radius :data:`MAX_STEP`.
+
+    ``moved`` is ``(H, W)``, ``consts`` the output of :func:`rigid_constants`,
+    ``limits`` the ``(lo_y, hi_y, lo_x, hi_x)`` valid rectangle of the move.
+
+    Activity model: each block ``k`` of :func:`block_grid` has its own gain and offset,
+    ``g ≈ a_k·T + b_k - a_k·δ·∇T`` (a frame of a calcium movie is a different mix of its
+    cells, not a scaled template).  Solved by variable projection: per block, the gain
+    ``a_k`` of the template alone, and the (template, 1) columns projected out of the
+    gradient columns and the data (a Schur complement); the 2x2 system for ``δ`` sums the
+    blocks weighted by ``a_k``.  It is used where an F test finds that it explains the
+    frame significantly better than one gain and offset (:data:`ACTIVITY_F`), else the
+    global model is (its extra parameters would only cost precision).  One Huber
+    reweighting follows.  Returns ``(0, 0, False)`` where the step is not trustworthy
+    (singular system, negative gain, a step beyond :data:`MAX_STEP` that is less than
+    :data:`TRUST_Z` standard errors from zero); a larger, significant step is clipped to
+    ``MAX_STEP`` (``clipped`` True: the caller re-linearizes from there).
+    """
+    prefix, ex, ey, rhs_b, prods_b, jac_b, sw_b = consts
     h, w = moved.shape
+    nb = (ey.shape[0] - 1, ex.shape[0] - 1)
     x0, x1, ry, rx = _valid_rows_cols(limits, (h, w))
-    mask = (ry[:, None] & rx[None, :]).ravel()
+    mask = ry[:, None] & rx[None, :]
     maskf = mask.astype(moved.dtype)
     n = jnp.maximum(ry.sum() * rx.sum(), 1).astype(moved.dtype)
-    g = jnp.where(mask & jnp.isfinite(moved.ravel()), moved.ravel(), 0.0)
-    # the offset column absorbs any constant: centring keeps float32 sums precise
+    g = jnp.where(mask & jnp.isfinite(moved), moved, 0.0)
+    # the offset columns absorb any constant: centring keeps float32 sums precise
     gc = jnp.where(mask, g - jnp.sum(g) / n, 0.0)
-    x1c = jnp.clip(x1 + 1, 0, w)
-    x0c = jnp.clip(x0, 0, w)
-    rows = jax.lax.dynamic_index_in_dim(prefix, x1c, axis=2, keepdims=False) - jax.lax.dynamic_index_in_dim(
-        prefix, x0c, axis=2, keepdims=False
-    )  # (10, H): each row's sum over the valid columns
-    sums = rows @ ry.astype(moved.dtype)
-    sol, ok = _solve(sums[jnp.asarray(_IDX)], rhs_c @ gc)
-    # one robust reweighting (Huber): pixels the model does not explain -- a neuron
-    # that lit up, a passing artefact -- are down-weighted, so that local intensity
-    # changes do not pull the shift
-    resid = (gc - sol @ jac) * sqrt_w * maskf
+    # block sums of the constant products over the valid rectangle: row prefix sums at
+    # the block columns (one gather per row and block), then sums over the block rows
+    cb = jnp.clip(ex, jnp.clip(x0, 0, w), jnp.clip(x1 + 1, 0, w))
+    rows = jnp.take(prefix, cb, axis=2)
+    rows = (rows[..., 1:] - rows[..., :-1]) * ry[:, None].astype(moved.dtype)  # (10, H, n_x)
+    by = -(-h // nb[0])
+    rows = jnp.pad(rows, ((0, 0), (0, nb[0] * by - h), (0, 0)))
+    sums = rows.reshape(10, nb[0], by, nb[1]).sum(axis=2)
+    gc_b = _blocks(gc, nb)  # (n_y, n_x, P): the frame in block layout, as the constants
+    mask_b = _blocks(maskf, nb)
+    sw_b = sw_b[:, :, 0]
+    data = _block_dot(rhs_b, gc_b)
+    gg = jnp.sum(jnp.square(gc_b * sw_b))
+
+    def solve_both(sums, data):
+        blk = _block_solve(sums, data)
+        glob = _block_solve(sums.sum(axis=(-2, -1), keepdims=True), data.sum(axis=(-2, -1), keepdims=True))
+        return blk, glob
+
+    blk, glob = solve_both(sums, data)
+    # F test of the activity model against one gain and offset (residual sums of squares
+    # from the fitted sums; the weights make the residual's variance 1 where the noise
+    # model holds, the ratio does not depend on it)
+    extra = 2.0 * (nb[0] * nb[1] - 1)
+    rss_b = jnp.maximum(gg - blk[6], 0.0)
+    use = (blk[6] - glob[6]) * (n - 2.0 * nb[0] * nb[1] - 2.0) > ACTIVITY_F * extra * rss_b
+    delta, a0, a, b, ok, mm = (jnp.where(use, u, v) for u, v in zip(blk[:6], glob[:6], strict=True))
+    model = (
+        a[..., None] * jac_b[:, :, 0]
+        + b[..., None]
+        + a0[..., None] * (delta[0] * jac_b[:, :, 2] + delta[1] * jac_b[:, :, 3])
+    )
+    resid = (gc_b - model) * sw_b * mask_b
     sigma = jnp.sqrt(jnp.sum(resid * resid) / n) + 1e-30
-    hub = jnp.minimum(1.0, HUBER_K * sigma / jnp.maximum(jnp.abs(resid), 1e-30)) * maskf
-    sol_r, ok_r = _solve((prods @ hub)[jnp.asarray(_IDX)], rhs_c @ (gc * hub))
-    sol = jnp.where(ok_r, sol_r, sol)
+    # squared distance of the step from zero in standard errors
+    signif = (delta @ mm @ delta) / (sigma * sigma)
+    # one robust reweighting (Huber): pixels the model does not explain -- a passing
+    # artefact, activity within a block -- are down-weighted
+    k = jnp.where(use, HUBER_K_BLOCKS, HUBER_K)
+    hub = jnp.minimum(1.0, k * sigma / jnp.maximum(jnp.abs(resid), 1e-30)) * mask_b
+    blk_r, glob_r = solve_both(_block_dot(prods_b, hub), _block_dot(rhs_b, gc_b * hub))
+    delta_r = jnp.where(use, blk_r[0], glob_r[0])
+    ok_r = jnp.where(use, blk_r[4], glob_r[4])
+    delta = jnp.where(ok_r, delta_r, delta)
     ok = ok | ok_r
-    a, cy, cx = sol[0], sol[2], sol[3]
-    a = jnp.where(ok, a, 1.0)
-    dy, dx = cy / a, cx / a
-    ok = ok & (jnp.abs(dy) <= MAX_STEP) & (jnp.abs(dx) <= MAX_STEP)
-    return jnp.where(ok, dy, 0.0), jnp.where(ok, dx, 0.0)
+    big = jnp.max(jnp.abs(delta))
+    # a step beyond the trust radius is taken (clipped) only where the data determine it
+    ok = ok & ((big <= MAX_STEP) | (signif > TRUST_Z * TRUST_Z))
+    clipped = ok & (big > MAX_STEP)
+    delta = jnp.where(clipped, delta * (MAX_STEP / jnp.maximum(big, 1e-30)), delta)
+    delta = jnp.where(ok, delta, 0.0)
+    return delta[0], delta[1], clipped
 
 
 #: Tukey-biweight iterations of :func:`robust_step` after its least-squares start.

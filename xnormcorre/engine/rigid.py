@@ -34,7 +34,7 @@ from .defects import inpaint
 from .estimate import estimate_shift
 from .fourier import fourier_shift
 from .noise import pixel_weights
-from .refine import gauss_newton_step, refine_constants
+from .refine import TRUST_STEPS, gauss_newton_step, rigid_constants
 from .runner import aligned_batch_size, default_batch_size, kernel_batch, run_kernels
 
 compile_cache.enable()  # before the first kernel compiles: later processes load it from disk
@@ -91,11 +91,26 @@ def spectrum_and_shift(
         peak_fit=peak_fit,
         grid=refine_steps == 0,
     )
-    for _ in range(refine_steps):
+
+    def step(dy, dx):
         moved = fourier_shift(spec, dy, dx, (h, w))
-        ddy, ddx = gauss_newton_step(moved, consts, border_limits(dy, dx, h, w))
+        ddy, ddx, clipped = gauss_newton_step(moved, consts, border_limits(dy, dx, h, w))
         dy = jnp.clip(dy + ddy, -max_shifts[0], max_shifts[0])
         dx = jnp.clip(dx + ddx, -max_shifts[1], max_shifts[1])
+        return dy, dx, clipped
+
+    for _ in range(refine_steps):
+        dy, dx, clipped = step(dy, dx)
+        if TRUST_STEPS > 0:
+            # trust region: a step clipped to MAX_STEP is followed by another from there
+            # (a loop: batches where no frame was clipped pay nothing)
+            def body(state):
+                i, dy, dx, _ = state
+                return (i + 1, *step(dy, dx))
+
+            _, dy, dx, _ = jax.lax.while_loop(
+                lambda st: st[3] & (st[0] < TRUST_STEPS), body, (0, dy, dx, clipped)
+            )
     return spec, dy, dx
 
 
@@ -348,14 +363,14 @@ def kernel_arrays(params: RigidParams, template: np.ndarray) -> tuple:
     scale = np.float32(params.scale)
     tmpl_spec = template_spectrum(np.asarray(template, np.float32), np.asarray(window, np.float32), scale)
     if params.refine_steps > 0:
-        consts = refine_constants(template, pixel_weights(template, params.noise))
+        consts = rigid_constants(template, pixel_weights(template, params.noise))
     else:
+        # unused without refinement (placeholders of the same structure)
         consts = (
-            np.zeros((4, 1), np.float32),
             np.zeros((10, 1, 2), np.float32),
-            np.zeros((10, 1), np.float32),
-            np.zeros((4, 1), np.float32),
-            np.zeros((1,), np.float32),
+            np.zeros((2,), np.int32),
+            np.zeros((2,), np.int32),
+            *(np.zeros((1, 1, c, 1), np.float32) for c in (4, 10, 4, 1)),
         )
     defects = params.defects if params.inpaint_defects else np.zeros((1, 1), bool)
     # on the device once: not copied again at every kernel call (the refinement constants
