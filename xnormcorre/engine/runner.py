@@ -137,13 +137,24 @@ def _pool(n_threads: int) -> ThreadPoolExecutor:
         return _POOL[key]
 
 
+_NONE = object()
+
+
 def ordered_map(fn: Callable, items: Iterable) -> Iterator:
     """``map(fn, items)`` with up to :func:`kernel_threads` calls in flight, in order.
 
     ``items`` is consumed lazily in the calling thread (so reading the next frames
-    overlaps the kernels), at most two items per thread ahead of the results.
+    overlaps the kernels), at most two items per thread ahead of the results.  The
+    first call runs alone: it compiles the kernels once, instead of every thread
+    compiling the same programs at the same time (twice the work, and concurrent XLA
+    compilations of one program have crashed the process).
     """
     n = kernel_threads()
+    items = iter(items)
+    first = next(items, _NONE)
+    if first is _NONE:
+        return
+    yield fn(first)
     if n == 1:
         yield from map(fn, items)
         return
