@@ -233,3 +233,59 @@ def test_a_size_the_user_set_is_kept(tmp_path):
     out = _run(tmp_path, {"XNORMCORRE_JAX_CACHE": str(cache)}, before=before)
     assert out["max_size"] == 123_456_789
     assert len(_entries(cache)) >= 1
+
+
+# -- memory maps: compiled programs dropped near the process's cap --------------------
+
+
+@pytest.fixture
+def map_counter(monkeypatch):
+    """``release_if_crowded`` with a controlled map count and a recorded clear_caches."""
+    import jax
+
+    state = {"count": (1000, 65530), "cleared": 0}
+    monkeypatch.setattr(compile_cache, "_map_count_and_cap", lambda: state["count"])
+    monkeypatch.setattr(jax, "clear_caches", lambda: state.__setitem__("cleared", state["cleared"] + 1))
+    monkeypatch.setattr(compile_cache, "_MAP_LAST", [-float("inf")])
+    return state
+
+
+def test_programs_are_kept_below_half_the_map_cap(map_counter):
+    map_counter["count"] = (32_000, 65_530)
+    assert compile_cache.release_if_crowded() is False
+    assert map_counter["cleared"] == 0
+
+
+def test_programs_are_dropped_beyond_half_the_map_cap(map_counter):
+    map_counter["count"] = (40_000, 65_530)
+    assert compile_cache.release_if_crowded() is True
+    assert map_counter["cleared"] == 1
+    # counted at most once a second: an immediate second call does nothing
+    assert compile_cache.release_if_crowded() is False
+    assert map_counter["cleared"] == 1
+
+
+def test_unknown_map_count_does_nothing(map_counter):
+    map_counter["count"] = None
+    assert compile_cache.release_if_crowded() is False
+    assert map_counter["cleared"] == 0
+
+
+def test_map_count_is_read_on_linux():
+    counted = compile_cache._map_count_and_cap()
+    if not Path("/proc/self/maps").exists():
+        assert counted is None
+    else:
+        n, cap = counted
+        assert 0 < n < cap
+
+
+def test_every_pass_of_kernels_checks_the_map_count(monkeypatch):
+    from xnormcorre.engine import runner
+
+    calls = []
+    monkeypatch.setattr(compile_cache, "release_if_crowded", lambda: calls.append(1) or False)
+    assert list(runner.ordered_map(lambda x: x * 2, range(5))) == [0, 2, 4, 6, 8]
+    assert calls == [1]
+    assert list(runner.ordered_map(lambda x: x, [])) == []  # no pass, no count
+    assert calls == [1]

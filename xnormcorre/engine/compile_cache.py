@@ -28,12 +28,23 @@ the cache is left unbounded and unlocked; a truncated entry then fails its decom
 check, JAX warns ("Error reading persistent compilation cache entry") and compiles the
 program itself.  An entry left damaged by a writer that was killed mid-write keeps
 producing that warning: delete the cache directory (it is rebuilt on the next run).
+
+Memory maps: XLA's CPU backend keeps a few hundred memory mappings (the code and data
+sections of the program) for each compiled program as long as JAX caches it, and Linux
+caps the mappings of a process (``vm.max_map_count``, usually 65,530); past the cap,
+loading the next program aborts the process.  A long-lived process that registers many
+different frame shapes or parameter sets (a parameter sweep in a notebook, a test suite)
+can get there.  :func:`release_if_crowded`, run before each pass of kernels, drops
+JAX's in-memory compiled programs when the process holds more than
+:data:`MAP_SHARE` of the cap (they are compiled again, or loaded from this cache, when
+next needed).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -50,6 +61,15 @@ _JAX_DEFAULT_MIN_ENTRY_BYTES = 0
 MAX_BYTES = 2 * 1024**3
 #: JAX's default: no bound (and no lock).
 _JAX_DEFAULT_MAX_SIZE = -1
+
+#: Share of the process's memory-map cap (``vm.max_map_count``) beyond which
+#: :func:`release_if_crowded` drops JAX's in-memory compiled programs.
+MAP_SHARE = 0.5
+#: Seconds between two counts of the process's memory maps (a count reads
+#: ``/proc/self/maps``: about 2 ms per 5,000 maps).
+_MAP_CHECK_SECONDS = 1.0
+_MAP_LOCK = threading.Lock()
+_MAP_LAST = [-float("inf")]
 
 _LOCK = threading.Lock()
 _DONE = False
@@ -236,3 +256,56 @@ def _reset_for_tests() -> None:
     global _DONE, _RESULT
     with _LOCK:
         _DONE, _RESULT = False, None
+
+
+def _map_count_and_cap() -> tuple[int, int] | None:
+    """The process's memory maps and the kernel's cap on them; None where unknown
+    (not Linux)."""
+    try:
+        with open("/proc/sys/vm/max_map_count", "rb") as f:
+            cap = int(f.read())
+        with open("/proc/self/maps", "rb") as f:
+            return f.read().count(b"\n"), cap
+    except (OSError, ValueError):
+        return None
+
+
+def release_if_crowded(share: float = MAP_SHARE) -> bool:
+    """Drop JAX's in-memory compiled programs if the process holds more than ``share``
+    of the kernel's memory-map cap.
+
+    Every program that XLA's CPU backend compiles (or loads from the persistent cache)
+    keeps a few hundred memory mappings for as long as JAX caches it, and a process
+    beyond ``vm.max_map_count`` mappings (usually 65,530) is aborted the next time a
+    program is loaded.  This runs ``jax.clear_caches()`` when the count is above
+    ``share`` of the cap: the programs are compiled again (or loaded from the
+    persistent cache) when next needed; results do not change.  The count is taken at
+    most once a second; where it cannot be read (not Linux) nothing is done.
+
+    Parameters
+    ----------
+    share : float
+        Fraction of ``vm.max_map_count`` beyond which the programs are dropped.
+
+    Returns
+    -------
+    bool
+        Whether the compiled programs were dropped.
+
+    Examples
+    --------
+    >>> release_if_crowded(share=1.0)  # never beyond the cap itself
+    False
+    """
+    now = time.monotonic()
+    with _MAP_LOCK:
+        if now - _MAP_LAST[0] < _MAP_CHECK_SECONDS:
+            return False
+        _MAP_LAST[0] = now
+        counted = _map_count_and_cap()
+        if counted is None or counted[0] <= share * counted[1]:
+            return False
+        import jax
+
+        jax.clear_caches()
+        return True

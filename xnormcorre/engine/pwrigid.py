@@ -6,7 +6,7 @@ Per frame: a rigid estimate on the whole frame; then each patch (geometry:
 with the peak searched only within ``rigid ± max_deviation_rigid`` and, optionally
 (``PwParams.patch_refine_steps > 0``), refined as the rigid estimate by a
 noise-weighted Gauss-Newton step of the patch against the template patch
-(:func:`xnormcorre.engine.refine.robust_step`: one rfft2/irfft2 pair per patch, a
+(:func:`xnormcorre.engine.refine_patch.robust_step`: one rfft2/irfft2 pair per patch, a
 least-squares start and two Tukey-biweight steps against cells that lit up; bounded by
 ``MAX_STEP`` and by the search window); the grid of patch
 shifts is interpolated to a dense displacement field and the frame resampled once
@@ -32,7 +32,8 @@ from .defects import inpaint
 from .estimate import estimate_shift
 from .fourier import fourier_shift
 from .noise import pixel_weights
-from .refine import quarter_products, refine_constants, robust_step
+from .refine import refine_constants
+from .refine_patch import quarter_products, robust_step
 from .runner import iter_batches, run_kernels
 from .warp import dense_field, warp
 
@@ -227,7 +228,7 @@ def register_pw_batch(
     ``clip`` limits each corrected frame to its raw frame's range.  ``refine``: the
     Gauss-Newton constants of each template patch (:func:`patch_constants`); each patch's
     correlation peak is then refined by ``refine_steps`` noise-weighted, Tukey-robust
-    Gauss-Newton steps (:func:`xnormcorre.engine.refine.robust_step`), within the same
+    Gauss-Newton steps (:func:`xnormcorre.engine.refine_patch.robust_step`), within the same
     bounds.
     """
     tp = _patches(template * scale, starts_y, starts_x, size)
@@ -263,8 +264,8 @@ def patch_constants(template: np.ndarray, params: PwParams) -> tuple[np.ndarray,
     patch, weighted by the noise model's ``1/var`` on the whole template (cut to the
     patch), as the rigid step: ``(rhs, prefix, jac, sqrt_w, prods_q)``, the products
     of the Jacobian on a quarter of the pixels
-    (:func:`xnormcorre.engine.refine.quarter_products`), as
-    :func:`xnormcorre.engine.refine.robust_step` takes them.
+    (:func:`xnormcorre.engine.refine_patch.quarter_products`), as
+    :func:`xnormcorre.engine.refine_patch.robust_step` takes them.
     """
     if params.patch_refine_steps <= 0:
         return None

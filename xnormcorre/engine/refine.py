@@ -8,7 +8,11 @@ least-squares solution, each pixel weighted by ``1/var(r)`` of a Poisson-Gaussia
 model evaluated on the *template* (weights from the noisy frame itself would bias the
 estimate), is the maximum-likelihood step: one step from a peak-fit start reaches the
 Cramér-Rao bound within the accuracy of the template.  The intensity gain ``a`` and
-offset ``b`` are free, so bleaching and global brightness changes do not bias ``δ``.
+offset ``b`` are free, so bleaching and global brightness changes do not bias ``δ``;
+where an F test finds it significant, each block of about 16 px gets its own gain and
+offset (a frame of a calcium movie is a different mix of its cells), and a step beyond
+:data:`MAX_STEP` that the data determine is clipped and taken again from there (a trust
+region).  The robust form of the step for patches is :mod:`xnormcorre.engine.refine_patch`.
 
 Only pixels that stayed in view after the move (the border rectangle, less a 2-pixel
 margin against the ringing of the Fourier shift at the wrapped edge) enter the sums.
@@ -26,14 +30,20 @@ import numpy as np
 __all__ = [
     "HUBER_K",
     "MARGIN",
-    "ROBUST_BISECT",
-    "ROBUST_ITERS",
-    "TUKEY_C",
+    "MAX_STEP",
+    "PAIR_INDEX",
+    "ACTIVITY_F",
+    "BLOCK",
+    "HUBER_K_BLOCKS",
+    "TRUST_STEPS",
+    "TRUST_Z",
+    "block_grid",
     "gauss_newton_step",
     "gradient",
-    "quarter_products",
     "refine_constants",
-    "robust_step",
+    "rigid_constants",
+    "solve_normal",
+    "valid_rows_cols",
 ]
 
 #: Pixels left out next to the border rectangle (ringing of the Fourier shift).
@@ -44,15 +54,11 @@ MARGIN = 2
 MAX_STEP = 0.5
 #: Huber threshold of the robust reweighting, in units of the RMS weighted residual.
 HUBER_K = 2.0
-#: Threshold of :func:`robust_step`'s Tukey-biweight reweighting, in units of the
-#: residual's robust standard deviation (1.4826 × median absolute residual): 95 %
-#: efficiency under Gaussian noise.
-TUKEY_C = 4.685
 
-_TRIU = [(i, k) for i in range(4) for k in range(i, 4)]
-_IDX = np.zeros((4, 4), np.int32)
-for _n, (_i, _k) in enumerate(_TRIU):
-    _IDX[_i, _k] = _IDX[_k, _i] = _n
+PAIRS = [(i, k) for i in range(4) for k in range(i, 4)]
+PAIR_INDEX = np.zeros((4, 4), np.int32)
+for _n, (_i, _k) in enumerate(PAIRS):
+    PAIR_INDEX[_i, _k] = PAIR_INDEX[_k, _i] = _n
 
 
 def gradient(img: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -98,7 +104,7 @@ def refine_constants(template: np.ndarray, weights: np.ndarray) -> tuple[np.ndar
     s = t0.std() or 1.0
     jac = [t0 / s, np.ones_like(t), -gy / s, -gx / s]
     rhs = np.stack([w * j for j in jac]).reshape(4, -1).astype(np.float32)
-    prods = np.stack([w * jac[i] * jac[k] for i, k in _TRIU])
+    prods = np.stack([w * jac[i] * jac[k] for i, k in PAIRS])
     prefix = np.zeros(prods.shape[:2] + (prods.shape[2] + 1,))
     np.cumsum(prods, axis=2, out=prefix[:, :, 1:])
     return (
@@ -110,7 +116,7 @@ def refine_constants(template: np.ndarray, weights: np.ndarray) -> tuple[np.ndar
     )
 
 
-def _valid_rows_cols(limits, shape: tuple[int, int]):
+def valid_rows_cols(limits, shape: tuple[int, int]):
     """``(x0, x1, rows, cols)`` of the valid rectangle ``limits`` shrunk by :data:`MARGIN`:
     its first and last column and the 0/1 masks of its rows and columns."""
     h, w = shape
@@ -122,154 +128,203 @@ def _valid_rows_cols(limits, shape: tuple[int, int]):
     return x0, x1, ry, rx
 
 
-def _solve(nmat: jax.Array, rhs: jax.Array) -> tuple[jax.Array, jax.Array]:
+def solve_normal(nmat: jax.Array, rhs: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Jacobi-scaled solve of the 4x4 normal equations; ``(solution, ok)``."""
     d = 1.0 / jnp.sqrt(jnp.maximum(jnp.diag(nmat), 1e-30))
     sol = jnp.linalg.solve(nmat * d[:, None] * d[None, :], rhs * d) * d
     return sol, (sol[0] > 0) & jnp.all(jnp.isfinite(sol))
 
 
-def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.Array]:
-    """Shift increment ``δ = (dy, dx)`` for a frame already moved by ``-s0``.
-
-    ``moved`` is ``(H, W)``, ``consts`` the output of :func:`refine_constants`,
-    ``limits`` the ``(lo_y, hi_y, lo_x, hi_x)`` valid rectangle of the move.  Returns
-    ``(0, 0)`` where the step is not trustworthy (singular system, negative gain,
-    ``|δ| > MAX_STEP``: then the linearization does not hold and ``s0`` is kept).
-    One Huber reweighting follows the least-squares solve (patches, where one cell is a
-    large part of the content, use the Tukey-robust :func:`robust_step`).
-    """
-    rhs_c, prefix, prods, jac, sqrt_w = consts
-    h, w = moved.shape
-    x0, x1, ry, rx = _valid_rows_cols(limits, (h, w))
-    mask = (ry[:, None] & rx[None, :]).ravel()
-    maskf = mask.astype(moved.dtype)
-    n = jnp.maximum(ry.sum() * rx.sum(), 1).astype(moved.dtype)
-    g = jnp.where(mask & jnp.isfinite(moved.ravel()), moved.ravel(), 0.0)
-    # the offset column absorbs any constant: centring keeps float32 sums precise
-    gc = jnp.where(mask, g - jnp.sum(g) / n, 0.0)
-    x1c = jnp.clip(x1 + 1, 0, w)
-    x0c = jnp.clip(x0, 0, w)
-    rows = jax.lax.dynamic_index_in_dim(prefix, x1c, axis=2, keepdims=False) - jax.lax.dynamic_index_in_dim(
-        prefix, x0c, axis=2, keepdims=False
-    )  # (10, H): each row's sum over the valid columns
-    sums = rows @ ry.astype(moved.dtype)
-    sol, ok = _solve(sums[jnp.asarray(_IDX)], rhs_c @ gc)
-    # one robust reweighting (Huber): pixels the model does not explain -- a neuron
-    # that lit up, a passing artefact -- are down-weighted, so that local intensity
-    # changes do not pull the shift
-    resid = (gc - sol @ jac) * sqrt_w * maskf
-    sigma = jnp.sqrt(jnp.sum(resid * resid) / n) + 1e-30
-    hub = jnp.minimum(1.0, HUBER_K * sigma / jnp.maximum(jnp.abs(resid), 1e-30)) * maskf
-    sol_r, ok_r = _solve((prods @ hub)[jnp.asarray(_IDX)], rhs_c @ (gc * hub))
-    sol = jnp.where(ok_r, sol_r, sol)
-    ok = ok | ok_r
-    a, cy, cx = sol[0], sol[2], sol[3]
-    a = jnp.where(ok, a, 1.0)
-    dy, dx = cy / a, cx / a
-    ok = ok & (jnp.abs(dy) <= MAX_STEP) & (jnp.abs(dx) <= MAX_STEP)
-    return jnp.where(ok, dy, 0.0), jnp.where(ok, dx, 0.0)
+#: Side (px) aimed at by the blocks of :func:`gauss_newton_step`'s activity model (each
+#: block has its own gain and offset).
+BLOCK = 16
+#: Most blocks per axis (larger frames get larger blocks: the block sums stay cheap).
+MAX_BLOCKS = 8
+#: Huber threshold with the activity model: it explains the activity, what is left is
+#: noise and what no gain explains.
+HUBER_K_BLOCKS = 1.5
+#: The activity model is used where it explains this many times more of the residual per
+#: extra parameter than the noise does (an F ratio): otherwise its ``2·(K - 1)`` extra
+#: parameters would only cost precision, and one gain and offset are used.
+ACTIVITY_F = 2.0
+#: Steps clipped to :data:`MAX_STEP` and re-linearized after the first (trust region).
+TRUST_STEPS = 2
+#: A step beyond :data:`MAX_STEP` is followed (clipped) only where it is this many
+#: standard errors from zero (elsewhere it is refused and the correlation peak kept): a
+#: frame with little signal does not walk away from the peak.
+TRUST_Z = 5.0
 
 
-#: Tukey-biweight iterations of :func:`robust_step` after its least-squares start.
-ROBUST_ITERS = 2
-#: Bisection steps of :func:`robust_step`'s median absolute residual (bracket ``[0, 1.5·rms]``:
-#: resolution 0.6 % of the rms).
-ROBUST_BISECT = 8
-
-
-def quarter_products(prods: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The ``prods`` of :func:`refine_constants` (``(..., 10, H·W)``) on every other row
-    and column (``(..., 10, ⌈H/2⌉·⌈W/2⌉)``): the weighted normal matrix of
-    :func:`robust_step` is assembled on a quarter of the pixels.
+def block_grid(shape: tuple[int, int]) -> tuple[int, int]:
+    """Blocks ``(n_y, n_x)`` of the activity model for a frame of ``shape``: about
+    :data:`BLOCK` px, at least 2 and at most :data:`MAX_BLOCKS` per axis.
 
     Examples
     --------
-    >>> quarter_products(np.arange(32.0).reshape(2, 16), (4, 4)).tolist()
-    [[0.0, 2.0, 8.0, 10.0], [16.0, 18.0, 24.0, 26.0]]
+    >>> block_grid((40, 50)), block_grid((128, 128)), block_grid((512, 512))
+    ((2, 3), (8, 8), (8, 8))
     """
-    p = np.asarray(prods)
-    q = p.reshape(p.shape[:-1] + tuple(shape))[..., ::2, ::2]
-    return np.ascontiguousarray(q.reshape(p.shape[:-1] + (-1,)))
+    return tuple(min(MAX_BLOCKS, max(2, int(round(n / BLOCK)))) for n in shape)
 
 
-def robust_step(moved: jax.Array, consts, limits, iters: int = ROBUST_ITERS) -> tuple[jax.Array, jax.Array]:
-    """Shift increment ``δ = (dy, dx)`` for a small window (a patch) already moved by
-    ``-s0``: the Gauss-Newton step of :func:`gauss_newton_step`, made cheap, with a
-    Tukey-biweight M-estimate.
-
-    ``consts`` is ``(rhs, prefix, jac, sqrt_w, prods_q)``: those of
-    :func:`refine_constants` and its products on a quarter of the pixels
-    (:func:`quarter_products`); ``limits`` as in :func:`gauss_newton_step`.  The
-    weighted least-squares solution over the valid rectangle (normal matrix from the
-    row prefix sums) starts ``iters`` iteratively reweighted steps with the Tukey
-    biweight, threshold :data:`TUKEY_C` times the robust standard deviation of the
-    start's residual (1.4826 × its median absolute value, by :data:`ROBUST_BISECT`
-    bisection steps on every other row and column).  Each step takes the weighted
-    right-hand side on every pixel and the weighted normal matrix on a quarter of them
-    (scaled to the valid pixel count): ``θ += N_w⁻¹ Jᵀ W^½ ψ(r)``, the reweighted
-    least-squares step with an approximate matrix, whose fixed point is the same
-    M-estimate.  Pixels far outside the residual's spread -- a cell that lit up, a large
-    part of a small window -- get no weight.  Returns ``(0, 0)`` where the step is not
-    trustworthy (singular system, negative gain, non-finite pixels in the window,
-    ``|δ| > MAX_STEP``).
+def rigid_constants(template: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Constant arrays of :func:`gauss_newton_step` for one template: the ``prefix`` of
+    :func:`refine_constants`; the first column of each block of :func:`block_grid` and
+    the frame width ``(n_x + 1,)`` (int32), and the same for rows ``(n_y + 1,)``; then
+    ``rhs``, ``prods``, ``jac`` and ``sqrt_w`` of :func:`refine_constants` in block
+    layout ``(n_y, n_x, c, by·bx)`` (zero-padded at the far edges).
 
     Examples
     --------
-    >>> from xnormcorre.engine.fourier import fourier_shift_np
-    >>> yy, xx = np.mgrid[:24, :24]
-    >>> t = np.exp(-((yy - 11.0) ** 2 + (xx - 12.0) ** 2) / 18.0) + np.exp(-((yy - 6.0) ** 2 + (xx - 16.0) ** 2) / 8.0)
-    >>> rhs, prefix, prods, jac, sqrt_w = refine_constants(t, np.ones_like(t))
-    >>> consts = (rhs, prefix, jac, sqrt_w, quarter_products(prods, t.shape))
-    >>> frame = jnp.asarray(fourier_shift_np(t, (0.2, -0.3)), jnp.float32)  # content moved by (0.2, -0.3)
-    >>> dy, dx = robust_step(frame, consts, (0, 23, 0, 23))
-    >>> round(float(dy), 2), round(float(dx), 2)
-    (0.2, -0.3)
+    >>> c = rigid_constants(np.random.default_rng(0).random((40, 50)), np.ones((40, 50)))
+    >>> c[1].tolist(), c[2].tolist(), c[4].shape
+    ([0, 17, 34, 50], [0, 20, 40], (2, 3, 10, 340))
     """
-    rhs_c, prefix, jac, sqrt_w, prods_q = consts
+    h, w = np.shape(template)
+    nb = block_grid((h, w))
+    ex = np.minimum(np.arange(nb[1] + 1) * -(-w // nb[1]), w).astype(np.int32)
+    ey = np.minimum(np.arange(nb[0] + 1) * -(-h // nb[0]), h).astype(np.int32)
+    rhs, prefix, prods, jac, sqrt_w = refine_constants(template, weights)
+    # the per-pixel constants in block layout, once per template (not per frame)
+    blocked = [
+        np.asarray(_blocks(np.asarray(c).reshape(-1, h, w), nb)) for c in (rhs, prods, jac, sqrt_w[None])
+    ]
+    return (prefix, ex, ey, *blocked)
+
+
+def _blocks(x, nb: tuple[int, int]):
+    """``x`` ``(..., H, W)`` as ``(n_y, n_x, ..., by·bx)``: the pixels of each block of a
+    ``nb`` grid (zero-padded at the far edges).  NumPy or JAX arrays."""
+    xp = jnp if isinstance(x, jax.Array) else np
+    h, w = x.shape[-2:]
+    nby, nbx = nb
+    by, bx = -(-h // nby), -(-w // nbx)
+    lead = x.shape[:-2]
+    x = xp.pad(x, [(0, 0)] * len(lead) + [(0, nby * by - h), (0, nbx * bx - w)])
+    x = x.reshape(lead + (nby, by, nbx, bx))
+    x = xp.moveaxis(x, (len(lead), len(lead) + 2), (0, 1))
+    return x.reshape((nby, nbx) + lead + (by * bx,))
+
+
+def _block_dot(const_b: jax.Array, x_b: jax.Array) -> jax.Array:
+    """Block sums of ``const · x``, both in block layout (``(n_y, n_x, c, P)`` and
+    ``(n_y, n_x, P)``): ``(c, n_y, n_x)``."""
+    return jnp.einsum("klcp,klp->ckl", const_b, x_b)
+
+
+def _block_solve(sums: jax.Array, data: jax.Array):
+    """Shift step of the block model from the block sums of the 10 products ``(10, n_y, n_x)``
+    and of the data products ``(4, n_y, n_x)``: ``(delta (2,), gain (n_y, n_x), offset
+    (n_y, n_x), ok)``."""
+    s = sums[jnp.asarray(PAIR_INDEX)]  # (4, 4, n_y, n_x)
+    n00, n01, n11 = s[0, 0], s[0, 1], s[1, 1]
+    det = n00 * n11 - n01 * n01
+    good = (det > 1e-6 * n00 * n11) & (n11 > 0)
+    inv = jnp.where(good, 1.0 / jnp.where(good, det, 1.0), 0.0)
+    # per block: gain and offset of the template alone, and the gradient columns with
+    # the (template, 1) columns projected out (Schur complement)
+    a0 = inv * (n11 * data[0] - n01 * data[1])
+    b0 = inv * (-n01 * data[0] + n00 * data[1])
+    c = s[0:2, 2:4]  # (2, 2, n_y, n_x): rows (T, 1), columns (gy, gx)
+    # N^-1 C
+    nic0 = inv * (n11 * c[0] - n01 * c[1])
+    nic1 = inv * (-n01 * c[0] + n00 * c[1])
+    m = s[2:4, 2:4] - (c[0][:, None] * nic0[None, :] + c[1][:, None] * nic1[None, :])
+    r = data[2:4] - (c[0] * a0 + c[1] * b0)
+    a0 = jnp.where(good, a0, 0.0)
+    mm = jnp.sum(m * (a0 * a0), axis=(-2, -1))
+    rr = jnp.sum(r * a0, axis=(-2, -1))
+    d = 1.0 / jnp.sqrt(jnp.maximum(jnp.diag(mm), 1e-30))
+    delta = jnp.linalg.solve(mm * d[:, None] * d[None, :], rr * d) * d
+    gain = jnp.sum(a0 * (m[0, 0] + m[1, 1]))
+    ok = (gain > 0) & jnp.all(jnp.isfinite(delta))
+    # gain and offset of each block at this step
+    cd = a0 * (c[:, 0] * delta[0] + c[:, 1] * delta[1])  # (2, n_y, n_x)
+    a = a0 - jnp.where(good, inv * (n11 * cd[0] - n01 * cd[1]), 0.0)
+    b = b0 - jnp.where(good, inv * (-n01 * cd[0] + n00 * cd[1]), 0.0)
+    fitted = jnp.sum(a * data[0] + b * data[1]) + delta @ jnp.sum(a0 * data[2:4], axis=(-2, -1))
+    return delta, a0, a, b, ok, mm, fitted
+
+
+def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Shift increment ``δ = (dy, dx)`` for a frame already moved by ``-s0``, and whether
+    it was clipped to the trust radius :data:`MAX_STEP`.
+
+    ``moved`` is ``(H, W)``, ``consts`` the output of :func:`rigid_constants`,
+    ``limits`` the ``(lo_y, hi_y, lo_x, hi_x)`` valid rectangle of the move.
+
+    Activity model: each block ``k`` of :func:`block_grid` has its own gain and offset,
+    ``g ≈ a_k·T + b_k - a_k·δ·∇T`` (a frame of a calcium movie is a different mix of its
+    cells, not a scaled template).  Solved by variable projection: per block, the gain
+    ``a_k`` of the template alone, and the (template, 1) columns projected out of the
+    gradient columns and the data (a Schur complement); the 2x2 system for ``δ`` sums the
+    blocks weighted by ``a_k``.  It is used where an F test finds that it explains the
+    frame significantly better than one gain and offset (:data:`ACTIVITY_F`), else the
+    global model is (its extra parameters would only cost precision).  One Huber
+    reweighting follows.  Returns ``(0, 0, False)`` where the step is not trustworthy
+    (singular system, negative gain, a step beyond :data:`MAX_STEP` that is less than
+    :data:`TRUST_Z` standard errors from zero); a larger, significant step is clipped to
+    ``MAX_STEP`` (``clipped`` True: the caller re-linearizes from there).
+    """
+    prefix, ex, ey, rhs_b, prods_b, jac_b, sw_b = consts
     h, w = moved.shape
-    x0, x1, ry, rx = _valid_rows_cols(limits, (h, w))
+    nb = (ey.shape[0] - 1, ex.shape[0] - 1)
+    x0, x1, ry, rx = valid_rows_cols(limits, (h, w))
     mask = ry[:, None] & rx[None, :]
     maskf = mask.astype(moved.dtype)
-    finite = jnp.isfinite(moved)
-    g = jnp.where(mask & finite, moved, 0.0)
-    rows = jax.lax.dynamic_index_in_dim(
-        prefix, jnp.clip(x1 + 1, 0, w), axis=2, keepdims=False
-    ) - jax.lax.dynamic_index_in_dim(prefix, jnp.clip(x0, 0, w), axis=2, keepdims=False)
-    nmat = (rows @ ry.astype(moved.dtype))[jnp.asarray(_IDX)]  # (4, 4) over the valid rectangle
-    rhs = rhs_c.reshape(4, h, w)
-    jy, jx, jt = jac[2].reshape(h, w), jac[3].reshape(h, w), jac[0].reshape(h, w)
-    sw = sqrt_w.reshape(h, w)
     n = jnp.maximum(ry.sum() * rx.sum(), 1).astype(moved.dtype)
-    mq = mask[::2, ::2]
-    nq = jnp.maximum(jnp.sum(mq), 1).astype(moved.dtype)
-    sol, ok = _solve(nmat, jnp.einsum("khw,hw->k", rhs, g))
-    scale = jnp.ones((), moved.dtype)
-    for it in range(iters):
-        r = (g - (sol[0] * jt + sol[1] + sol[2] * jy + sol[3] * jx)) * sw * maskf
-        if it == 0:
-            # robust scale of the least-squares residual: median of |r| by bisection on a
-            # quarter of the pixels, bracket [0, 1.5 rms] (the median is below sqrt(2) rms)
-            a = jnp.abs(r[::2, ::2])
-            lo = jnp.zeros((), r.dtype)
-            hi = 1.5 * jnp.sqrt(jnp.sum(r * r) / n)
-            for _ in range(ROBUST_BISECT):
-                mid = 0.5 * (lo + hi)
-                below = 2 * jnp.sum(mq & (a <= mid)) >= nq
-                lo, hi = jnp.where(below, lo, mid), jnp.where(below, mid, hi)
-            scale = TUKEY_C * 1.4826 * 0.5 * (lo + hi) + 1e-30
-        u2 = (r / scale) ** 2
-        wt = jnp.where((u2 < 1.0) & mask, (1.0 - u2) ** 2, 0.0)
-        nw = (jnp.einsum("khw,hw->k", prods_q.reshape((10,) + mq.shape), wt[::2, ::2]) * (n / nq))[
-            jnp.asarray(_IDX)
-        ]
-        d = 1.0 / jnp.sqrt(jnp.maximum(jnp.diag(nw), 1e-30))
-        step = (
-            jnp.linalg.solve(nw * d[:, None] * d[None, :], jnp.einsum("khw,hw->k", rhs, wt * r / sw) * d) * d
-        )
-        sol = jnp.where(jnp.all(jnp.isfinite(step)), sol + step, sol)
-    ok = ok & (sol[0] > 0) & jnp.all(jnp.isfinite(sol)) & jnp.all(finite | ~mask)
-    a = jnp.where(ok, sol[0], 1.0)
-    dy, dx = sol[2] / a, sol[3] / a
-    ok = ok & (jnp.abs(dy) <= MAX_STEP) & (jnp.abs(dx) <= MAX_STEP)
-    return jnp.where(ok, dy, 0.0), jnp.where(ok, dx, 0.0)
+    g = jnp.where(mask & jnp.isfinite(moved), moved, 0.0)
+    # the offset columns absorb any constant: centring keeps float32 sums precise
+    gc = jnp.where(mask, g - jnp.sum(g) / n, 0.0)
+    # block sums of the constant products over the valid rectangle: row prefix sums at
+    # the block columns (one gather per row and block), then sums over the block rows
+    cb = jnp.clip(ex, jnp.clip(x0, 0, w), jnp.clip(x1 + 1, 0, w))
+    rows = jnp.take(prefix, cb, axis=2)
+    rows = (rows[..., 1:] - rows[..., :-1]) * ry[:, None].astype(moved.dtype)  # (10, H, n_x)
+    by = -(-h // nb[0])
+    rows = jnp.pad(rows, ((0, 0), (0, nb[0] * by - h), (0, 0)))
+    sums = rows.reshape(10, nb[0], by, nb[1]).sum(axis=2)
+    gc_b = _blocks(gc, nb)  # (n_y, n_x, P): the frame in block layout, as the constants
+    mask_b = _blocks(maskf, nb)
+    sw_b = sw_b[:, :, 0]
+    data = _block_dot(rhs_b, gc_b)
+    gg = jnp.sum(jnp.square(gc_b * sw_b))
+
+    def solve_both(sums, data):
+        blk = _block_solve(sums, data)
+        glob = _block_solve(sums.sum(axis=(-2, -1), keepdims=True), data.sum(axis=(-2, -1), keepdims=True))
+        return blk, glob
+
+    blk, glob = solve_both(sums, data)
+    # F test of the activity model against one gain and offset (residual sums of squares
+    # from the fitted sums; the weights make the residual's variance 1 where the noise
+    # model holds, the ratio does not depend on it)
+    extra = 2.0 * (nb[0] * nb[1] - 1)
+    rss_b = jnp.maximum(gg - blk[6], 0.0)
+    use = (blk[6] - glob[6]) * (n - 2.0 * nb[0] * nb[1] - 2.0) > ACTIVITY_F * extra * rss_b
+    delta, a0, a, b, ok, mm = (jnp.where(use, u, v) for u, v in zip(blk[:6], glob[:6], strict=True))
+    model = (
+        a[..., None] * jac_b[:, :, 0]
+        + b[..., None]
+        + a0[..., None] * (delta[0] * jac_b[:, :, 2] + delta[1] * jac_b[:, :, 3])
+    )
+    resid = (gc_b - model) * sw_b * mask_b
+    sigma = jnp.sqrt(jnp.sum(resid * resid) / n) + 1e-30
+    # squared distance of the step from zero in standard errors
+    signif = (delta @ mm @ delta) / (sigma * sigma)
+    # one robust reweighting (Huber): pixels the model does not explain -- a passing
+    # artefact, activity within a block -- are down-weighted
+    k = jnp.where(use, HUBER_K_BLOCKS, HUBER_K)
+    hub = jnp.minimum(1.0, k * sigma / jnp.maximum(jnp.abs(resid), 1e-30)) * mask_b
+    blk_r, glob_r = solve_both(_block_dot(prods_b, hub), _block_dot(rhs_b, gc_b * hub))
+    delta_r = jnp.where(use, blk_r[0], glob_r[0])
+    ok_r = jnp.where(use, blk_r[4], glob_r[4])
+    delta = jnp.where(ok_r, delta_r, delta)
+    ok = ok | ok_r
+    big = jnp.max(jnp.abs(delta))
+    # a step beyond the trust radius is taken (clipped) only where the data determine it
+    ok = ok & ((big <= MAX_STEP) | (signif > TRUST_Z * TRUST_Z))
+    clipped = ok & (big > MAX_STEP)
+    delta = jnp.where(clipped, delta * (MAX_STEP / jnp.maximum(big, 1e-30)), delta)
+    delta = jnp.where(ok, delta, 0.0)
+    return delta[0], delta[1], clipped

@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import compile_cache
+
 __all__ = [
     "aligned_batch_size",
     "default_batch_size",
@@ -137,13 +139,27 @@ def _pool(n_threads: int) -> ThreadPoolExecutor:
         return _POOL[key]
 
 
+_NONE = object()
+
+
 def ordered_map(fn: Callable, items: Iterable) -> Iterator:
     """``map(fn, items)`` with up to :func:`kernel_threads` calls in flight, in order.
 
     ``items`` is consumed lazily in the calling thread (so reading the next frames
-    overlaps the kernels), at most two items per thread ahead of the results.
+    overlaps the kernels), at most two items per thread ahead of the results.  The
+    first call runs alone: it compiles the kernels once, instead of every thread
+    compiling the same programs at the same time (twice the work, and concurrent XLA
+    compilations of one program have crashed the process).  Before it, compiled
+    programs are dropped if the process is near its memory-map cap
+    (:func:`xnormcorre.engine.compile_cache.release_if_crowded`).
     """
     n = kernel_threads()
+    items = iter(items)
+    first = next(items, _NONE)
+    if first is _NONE:
+        return
+    compile_cache.release_if_crowded()
+    yield fn(first)
     if n == 1:
         yield from map(fn, items)
         return

@@ -1,0 +1,320 @@
+"""Rigid registration kernels (JAX, ``jit``-compiled per input shape; never imports xarray).
+
+One frame: its spectrum, its shift (the correlation peak,
+:func:`xnormcorre.engine.estimate.estimate_shift`, then the noise-weighted Gauss-Newton
+steps of :func:`xnormcorre.engine.refine.gauss_newton_step`), the frame moved by a
+Fourier phase ramp (exact for band-limited rigid shifts; the spectrum is computed once for
+both), then border handling so that nothing wraps around
+(:mod:`xnormcorre.engine.borders`).  Batches are ``vmap``-ped.  The sign convention and
+the NumPy drivers that feed these kernels are in :mod:`xnormcorre.engine.rigid`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from . import compile_cache
+from .borders import apply_border, border_limits
+from .correlation import rect_corr
+from .defects import inpaint
+from .estimate import estimate_shift
+from .fourier import fourier_shift
+from .refine import TRUST_STEPS, gauss_newton_step
+
+compile_cache.enable()  # before the first kernel compiles: later processes load it from disk
+
+__all__ = ["register_batch", "register_mean_batch", "shift_batch", "spectrum_and_shift"]
+
+
+def spectrum_and_shift(
+    frame: jax.Array,
+    tmpl_spec: jax.Array,
+    weight: jax.Array,
+    consts,
+    *,
+    max_shifts: tuple[int, int],
+    upsample_factor: int,
+    whiten: bool,
+    peak_fit: bool,
+    refine_steps: int = 0,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """A frame's rfft2 and its displacement relative to the template (``tmpl_spec``).
+
+    Only the template is apodized: its taper (wider than max_shifts) vanishes wherever
+    a shifted frame would wrap around, so the frame's own border discontinuity never
+    meets template content and the frame's spectrum serves both the estimate and the
+    Fourier-shift application.  The correlation peak (:func:`estimate_shift`) is then
+    refined by ``refine_steps`` noise-weighted Gauss-Newton steps against the template
+    (:func:`xnormcorre.engine.refine.gauss_newton_step`; ``consts`` from
+    :func:`xnormcorre.engine.refine.refine_constants`), which take the estimate to the
+    statistical limit whatever the correlation's whitening, smoothing or taper.
+    """
+    h, w = frame.shape
+    spec = jnp.fft.rfft2(frame)
+    dy, dx = estimate_shift(
+        spec,
+        tmpl_spec,
+        weight,
+        frame.shape,
+        radius=max_shifts,
+        upsample_factor=upsample_factor,
+        whiten=whiten,
+        peak_fit=peak_fit,
+        grid=refine_steps == 0,
+    )
+
+    def step(dy, dx):
+        moved = fourier_shift(spec, dy, dx, (h, w))
+        ddy, ddx, clipped = gauss_newton_step(moved, consts, border_limits(dy, dx, h, w))
+        dy = jnp.clip(dy + ddy, -max_shifts[0], max_shifts[0])
+        dx = jnp.clip(dx + ddx, -max_shifts[1], max_shifts[1])
+        return dy, dx, clipped
+
+    for _ in range(refine_steps):
+        dy, dx, clipped = step(dy, dx)
+        if TRUST_STEPS > 0:
+            # trust region: a step clipped to MAX_STEP is followed by another from there
+            # (a loop: batches where no frame was clipped pay nothing)
+            def body(state):
+                i, dy, dx, _ = state
+                return (i + 1, *step(dy, dx))
+
+            _, dy, dx, _ = jax.lax.while_loop(
+                lambda st: st[3] & (st[0] < TRUST_STEPS), body, (0, dy, dx, clipped)
+            )
+    return spec, dy, dx
+
+
+def _prepare(frame, defects, scale, inpaint_defects: bool):
+    """Scaled frame and the frame used for estimation (sensor defects inpainted)."""
+    raw = frame * scale
+    est = inpaint(raw, defects) if inpaint_defects else raw
+    return raw, est
+
+
+def _output(raw, spec_est, dy, dx, fill_min, scale, *, border: str, clip: bool, inpaint_defects: bool):
+    """The frame moved by ``-(dy, dx)``, clipped to its own range, unscaled, border filled."""
+    h, w = raw.shape
+    spec = jnp.fft.rfft2(raw) if inpaint_defects else spec_est
+    out = fourier_shift(spec, dy, dx, (h, w))
+    if clip:
+        out = jnp.clip(out, jnp.min(raw), jnp.max(raw))
+    out = out * (1.0 / scale)
+    return apply_border(out, dy, dx, border, fill_min)[0]
+
+
+def _register_one(
+    frame: jax.Array,
+    tmpl_spec: jax.Array,
+    template: jax.Array,
+    fill_min: jax.Array,
+    weight: jax.Array,
+    consts,
+    defects: jax.Array,
+    scale: jax.Array,
+    *,
+    max_shifts: tuple[int, int],
+    upsample_factor: int,
+    border: str,
+    apply: bool,
+    whiten: bool,
+    peak_fit: bool = False,
+    with_corr: bool = True,
+    refine_steps: int = 0,
+    inpaint_defects: bool = False,
+    clip: bool = False,
+):
+    h, w = frame.shape
+    raw, est = _prepare(frame, defects, scale, inpaint_defects)
+    spec, dy, dx = spectrum_and_shift(
+        est,
+        tmpl_spec,
+        weight,
+        consts,
+        max_shifts=max_shifts,
+        upsample_factor=upsample_factor,
+        whiten=whiten,
+        peak_fit=peak_fit,
+        refine_steps=refine_steps,
+    )
+    shift = jnp.stack([dy, dx])
+    if not apply:
+        return shift
+    out = _output(
+        raw, spec, dy, dx, fill_min, scale, border=border, clip=clip, inpaint_defects=inpaint_defects
+    )
+    if with_corr:
+        b0, b0sq = template
+        corr = rect_corr(out, b0, b0sq, frame.mean(), border_limits(dy, dx, h, w))
+    else:
+        corr = jnp.float32(jnp.nan)
+    return shift, out, corr
+
+
+_STATIC = (
+    "max_shifts",
+    "upsample_factor",
+    "border",
+    "apply",
+    "whiten",
+    "peak_fit",
+    "with_corr",
+    "refine_steps",
+    "inpaint_defects",
+    "clip",
+)
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def register_batch(
+    frames: jax.Array,
+    template: jax.Array,
+    fill_min: jax.Array,
+    tmpl_spec: jax.Array,
+    weight: jax.Array,
+    consts,
+    defects: jax.Array,
+    scale: jax.Array,
+    *,
+    max_shifts: tuple[int, int],
+    upsample_factor: int,
+    border: str = "copy",
+    apply: bool = True,
+    whiten: bool = False,
+    peak_fit: bool = False,
+    with_corr: bool = True,
+    refine_steps: int = 0,
+    inpaint_defects: bool = False,
+    clip: bool = False,
+):
+    """Register a batch of frames ``(B, H, W)`` to ``template`` ``(H, W)``.
+
+    ``tmpl_spec`` is the template's apodized spectrum (:func:`template_spectrum`),
+    ``consts`` are the Gauss-Newton constants of the template
+    (:func:`xnormcorre.engine.refine.refine_constants`; unused if ``refine_steps == 0``),
+    ``defects`` the ``(H, W)`` sensor-defect mask inpainted in the estimate (if
+    ``inpaint_defects``; the output keeps the raw values), ``scale`` a power of two
+    that brings the frames near unit magnitude (exact: the same bits for any scale of
+    the movie by a power of two, and no float32 overflow in the spectra).  ``clip``
+    limits each corrected frame to its raw frame's range (no interpolation ringing
+    beyond the data).
+
+    Returns ``shifts (B, 2)`` and, if ``apply``, also the corrected frames
+    ``(B, H, W)`` and their correlation with the template ``(B,)`` (NaN if not
+    ``with_corr``).
+    """
+    b0 = template - template.mean()
+    fn = partial(
+        _register_one,
+        max_shifts=max_shifts,
+        upsample_factor=upsample_factor,
+        border=border,
+        apply=apply,
+        whiten=whiten,
+        peak_fit=peak_fit,
+        with_corr=with_corr,
+        refine_steps=refine_steps,
+        inpaint_defects=inpaint_defects,
+        clip=clip,
+    )
+    return jax.vmap(fn, in_axes=(0, None, None, None, None, None, None, None))(
+        frames, tmpl_spec, (b0, b0 * b0), fill_min, weight, consts, defects, scale
+    )
+
+
+@partial(jax.jit, static_argnames=("border", "clip"))
+def shift_batch(
+    frames: jax.Array,
+    shifts: jax.Array,
+    fill_min: jax.Array,
+    scale: jax.Array = 1.0,
+    *,
+    border: str = "copy",
+    clip: bool = False,
+):
+    """Move each frame ``(B, H, W)`` by ``-shifts[b]`` (apply known rigid shifts), as
+    :func:`register_batch` does: the same output for the same shift, bit for bit."""
+
+    def one(frame, s):
+        raw = frame * scale
+        return _output(
+            raw,
+            jnp.fft.rfft2(raw),
+            s[0],
+            s[1],
+            fill_min,
+            scale,
+            border=border,
+            clip=clip,
+            inpaint_defects=False,
+        )
+
+    return jax.vmap(one)(frames, shifts)
+
+
+@partial(
+    jax.jit,
+    static_argnames=(
+        "max_shifts",
+        "upsample_factor",
+        "whiten",
+        "peak_fit",
+        "refine_steps",
+        "inpaint_defects",
+    ),
+)
+def register_mean_batch(
+    frames: jax.Array,
+    keep: jax.Array,
+    tmpl_spec: jax.Array,
+    weight: jax.Array,
+    consts,
+    defects: jax.Array,
+    scale: jax.Array,
+    *,
+    max_shifts: tuple[int, int],
+    upsample_factor: int,
+    whiten: bool = False,
+    peak_fit: bool = False,
+    refine_steps: int = 0,
+    inpaint_defects: bool = False,
+):
+    """Register a batch ``(B, H, W)`` to the template of spectrum ``tmpl_spec``
+    (:func:`template_spectrum`) and sum the corrected frames where they are valid.
+
+    Template estimation needs only the mean of the corrected frames: each pixel is the
+    mean over the frames in which it stayed in view (no wrapped or filled content, so
+    the template's edges are as good as its centre).  The sums are of the estimation
+    frames (sensor defects inpainted), moved by the refined shifts, unclipped.
+
+    Returns ``shifts (B, 2)``, the ``keep``-weighted sum of the valid corrected pixels
+    ``(H, W)`` and their count ``(H, W)``.
+    """
+    h, w = frames.shape[1:]
+
+    def one(frame):
+        _, est = _prepare(frame, defects, scale, inpaint_defects)
+        spec, dy, dx = spectrum_and_shift(
+            est,
+            tmpl_spec,
+            weight,
+            consts,
+            max_shifts=max_shifts,
+            upsample_factor=upsample_factor,
+            whiten=whiten,
+            peak_fit=peak_fit,
+            refine_steps=refine_steps,
+        )
+        out = fourier_shift(spec, dy, dx, (h, w)) * (1.0 / scale)
+        lo_y, hi_y, lo_x, hi_x = border_limits(dy, dx, h, w)
+        rows = jnp.arange(h)[:, None]
+        cols = jnp.arange(w)[None, :]
+        valid = (rows >= lo_y) & (rows <= hi_y) & (cols >= lo_x) & (cols <= hi_x)
+        return jnp.stack([dy, dx]), jnp.where(valid, out, 0.0), valid.astype(out.dtype)
+
+    shifts, outs, valid = jax.vmap(one)(frames)
+    k = keep.astype(outs.dtype)
+    return shifts, jnp.einsum("b,bij->ij", k, outs), jnp.einsum("b,bij->ij", k, valid)
