@@ -147,6 +147,7 @@ def test_pwrigid_accepts_jnormcorre_configurations():
 
 def test_upsample_factor_grid_warns_that_it_has_no_effect(walk):
     kw = dict(max_shifts=6, strides=(32, 32), overlaps=(16, 16), template=walk.template)
-    with pytest.warns(UserWarning, match="upsample_factor_grid=16 has no effect"):
+    with pytest.warns(UserWarning, match="upsample_factor_grid=16 has no effect") as rec:
         res = xnormcorre.pwrigid(walk.frames[:8], upsample_factor_grid=16, **kw)
+    assert rec[0].filename == __file__  # the user's line, not the package's
     np.testing.assert_array_equal(res.shifts.values, xnormcorre.pwrigid(walk.frames[:8], **kw).shifts.values)
