@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 from xnormcorre import stacklevel
 
@@ -22,7 +23,7 @@ def test_warn_from_outside_the_package_names_the_caller():
     w = _caught(users_function)
     assert w.filename == __file__
     assert w.category is RuntimeWarning and str(w.message) == "from the user"
-    assert "this line" in open(__file__).read().splitlines()[w.lineno - 1]
+    assert "this line" in Path(__file__).read_text().splitlines()[w.lineno - 1]
 
 
 def test_package_frames_are_skipped(monkeypatch):
@@ -30,9 +31,7 @@ def test_package_frames_are_skipped(monkeypatch):
     are walked past, however many."""
     namespace = {"__name__": "xnormcorre.core.fake", "stacklevel": stacklevel}
     exec(
-        "def deep():\n    stacklevel.warn('deep')\n"
-        "def middle():\n    deep()\n"
-        "def outer():\n    middle()\n",
+        "def deep():\n    stacklevel.warn('deep')\ndef middle():\n    deep()\ndef outer():\n    middle()\n",
         namespace,
     )
     w = _caught(lambda: namespace["outer"]())  # the lambda is this file's
