@@ -226,31 +226,32 @@ def _block_dot(const_b: jax.Array, x_b: jax.Array) -> jax.Array:
 def _block_solve(sums: jax.Array, data: jax.Array):
     """Shift step of the block model from the block sums of the 10 products ``(10, n_y, n_x)``
     and of the data products ``(4, n_y, n_x)``: ``(delta (2,), gain (n_y, n_x), offset
-    (n_y, n_x), ok)``."""
+    (n_y, n_x), ok)``; the per-block 2x2 algebra written out elementwise."""
     s = sums[jnp.asarray(PAIR_INDEX)]  # (4, 4, n_y, n_x)
-    # per block: N, the (template, 1) normal matrix; C, its products with the gradient
-    # columns (rows (T, 1), columns (gy, gx)); G, the gradient columns' own products
     n00, n01, n11 = s[0, 0], s[0, 1], s[1, 1]
-    c, g = s[:2, 2:], s[2:, 2:]
     det = n00 * n11 - n01 * n01
     good = (det > 1e-6 * n00 * n11) & (n11 > 0)
     inv = jnp.where(good, 1.0 / jnp.where(good, det, 1.0), 0.0)
-    n_inv = jnp.stack([jnp.stack([n11, -n01]), jnp.stack([-n01, n00])]) * inv  # (2, 2, n_y, n_x)
-    # gain and offset of the template alone, and the gradient columns with the (template,
-    # 1) columns projected out (Schur complement G - C^T N^-1 C)
-    ab0 = jnp.einsum("ijkl,jkl->ikl", n_inv, data[:2])
-    m = g - jnp.einsum("jikl,jmkl->imkl", c, jnp.einsum("ijkl,jmkl->imkl", n_inv, c))
-    r = data[2:4] - jnp.einsum("jikl,jkl->ikl", c, ab0)
-    a0 = jnp.where(good, ab0[0], 0.0)
+    # per block: gain and offset of the template alone, and the gradient columns with
+    # the (template, 1) columns projected out (Schur complement)
+    a0 = inv * (n11 * data[0] - n01 * data[1])
+    b0 = inv * (-n01 * data[0] + n00 * data[1])
+    c = s[0:2, 2:4]  # (2, 2, n_y, n_x): rows (T, 1), columns (gy, gx)
+    # N^-1 C
+    nic0 = inv * (n11 * c[0] - n01 * c[1])
+    nic1 = inv * (-n01 * c[0] + n00 * c[1])
+    m = s[2:4, 2:4] - (c[0][:, None] * nic0[None, :] + c[1][:, None] * nic1[None, :])
+    r = data[2:4] - (c[0] * a0 + c[1] * b0)
+    a0 = jnp.where(good, a0, 0.0)
     mm = jnp.sum(m * (a0 * a0), axis=(-2, -1))
     rr = jnp.sum(r * a0, axis=(-2, -1))
     delta = _solve2(mm, rr)
     gain = jnp.sum(a0 * (m[0, 0] + m[1, 1]))
     ok = (gain > 0) & jnp.all(jnp.isfinite(delta))
     # gain and offset of each block at this step
-    cd = a0 * jnp.einsum("jikl,i->jkl", c, delta)  # (2, n_y, n_x)
-    ab = jnp.where(good, ab0 - jnp.einsum("ijkl,jkl->ikl", n_inv, cd), jnp.stack([a0, ab0[1]]))
-    a, b = ab[0], ab[1]
+    cd = a0 * (c[:, 0] * delta[0] + c[:, 1] * delta[1])  # (2, n_y, n_x)
+    a = a0 - jnp.where(good, inv * (n11 * cd[0] - n01 * cd[1]), 0.0)
+    b = b0 - jnp.where(good, inv * (-n01 * cd[0] + n00 * cd[1]), 0.0)
     fitted = jnp.sum(a * data[0] + b * data[1]) + delta @ jnp.sum(a0 * data[2:4], axis=(-2, -1))
     return delta, a0, a, b, ok, mm, fitted
 

@@ -33,6 +33,7 @@ __all__ = [
     "calibrate",
     "calibrate_survey",
     "centre",
+    "displacement",
     "frame_sums",
     "initial_from_survey",
     "initial_template",
@@ -301,9 +302,83 @@ def initial_from_survey(
     p0 = params.calibrated(cal)
     est = sample if mask is None else np.asarray(inpaint(sample, mask))
     members = densest_cluster(est) if len(est) >= 6 else np.arange(len(est))
+    first = nanmedian(est[members])
     # one registration of the sample: the first template and the noise model
-    tmpl, shifts, noise = _first_pass(est, nanmedian(est[members]), p0, mask)
+    tmpl, shifts, noise = _first_pass(est, first, p0, mask)
+    bridge = _bridged(est, members, first, shifts, p0)
+    if bridge is not None:  # a second position out of reach: once more, from midway,
+        again = _first_pass(est, bridge, p0, mask)
+        if 2 * _n_at_bound(again[1], p0) <= _n_at_bound(shifts, p0):  # kept if it reaches them
+            tmpl, shifts, noise = again
     cal = Calibration(_trusted(mask, noise, defects), noise, cal.scale)
     if weighted_pass:
         tmpl, shifts = _pass(sample, tmpl, params.calibrated(cal))
     return TemplateEstimate(tmpl, cal, shifts)
+
+
+#: Share of the sample outside the densest cluster from which the other frames are looked
+#: at as a second position (when the first registration put frames at the search bound).
+BRIDGE_SHARE = 0.2
+
+
+def _n_at_bound(shifts: np.ndarray, params: RigidParams) -> int:
+    """Frames whose shift reached the search bound (within 0.5 px) on either axis."""
+    lim = np.asarray(params.max_shifts, np.float64) - 0.5
+    return int((np.abs(shifts) >= lim).any(axis=1).sum())
+
+
+def _bridged(
+    est: np.ndarray, members: np.ndarray, first: np.ndarray, shifts: np.ndarray, params: RigidParams
+) -> np.ndarray | None:
+    """A first template midway between two positions of a movie further apart than
+    ``max_shifts``, or None.
+
+    The densest cluster (``members``) gives the template of one position (``first``);
+    frames at another position more than ``max_shifts`` away cannot be registered to it
+    (their shifts stop at the search bound or at a wrong match), and the template
+    iterations that follow may then settle on a wrong match for every frame.  When the
+    registration to ``first`` put frames at the search bound and at least
+    :data:`BRIDGE_SHARE` of the sample lies outside the cluster, the densest cluster of
+    the other frames gives a second position; if its displacement from the first
+    (:func:`displacement`, searched up to twice ``max_shifts``) is out of reach, the
+    template is placed midway, where both positions are in reach (the caller keeps it if
+    it halves the frames at the bound at least: motion beyond any template's reach is
+    left to the warnings).
+    """
+    lim = np.asarray(params.max_shifts, np.float64) - 0.5
+    if _n_at_bound(shifts, params) < 3:
+        return None
+    rest = np.setdiff1d(np.arange(len(est)), members)
+    if len(rest) < max(3, BRIDGE_SHARE * len(est)):
+        return None
+    group = rest[densest_cluster(est[rest])] if len(rest) >= 6 else rest
+    d = displacement(first, nanmedian(est[group]), 2 * np.asarray(params.max_shifts) - 1)
+    if not (np.abs(d) >= lim).any():
+        return None  # the other frames are in reach after all
+    return centre(first, np.stack([np.zeros(2), d]))
+
+
+def displacement(a: np.ndarray, b: np.ndarray, radius) -> np.ndarray:
+    """Integer displacement ``(dy, dx)`` of ``b``'s content relative to ``a``'s, up to
+    ``radius`` px per axis: the peak of their phase correlation (Hann-windowed,
+    smoothed by a 1-px Gaussian), for images with little noise such as medians of
+    frames.
+
+    Examples
+    --------
+    >>> a = np.random.default_rng(0).random((64, 64))
+    >>> displacement(a, np.roll(a, (3, -9), axis=(0, 1)), (12, 12)).tolist()
+    [3.0, -9.0]
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    h, w = a.shape
+    win = np.outer(np.hanning(h), np.hanning(w))
+    cross = np.fft.rfft2((b - b.mean()) * win) * np.conj(np.fft.rfft2((a - a.mean()) * win))
+    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
+    smooth = np.exp(-2 * np.pi**2 * (fy**2 + fx**2))  # a Gaussian of 1 px
+    cc = np.fft.irfft2(cross / np.maximum(np.abs(cross), 1e-12 * np.abs(cross).max()) * smooth, s=(h, w))
+    oy, ox = np.fft.fftfreq(h, 1.0 / h), np.fft.fftfreq(w, 1.0 / w)  # signed offsets
+    ry, rx = np.broadcast_to(np.asarray(radius, np.float64), (2,))
+    cc = np.where((np.abs(oy)[:, None] <= ry) & (np.abs(ox)[None, :] <= rx), cc, -np.inf)
+    iy, ix = np.unravel_index(int(np.argmax(cc)), cc.shape)
+    return np.array([oy[iy], ox[ix]])
