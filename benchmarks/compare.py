@@ -30,6 +30,8 @@ Usage::
     python benchmarks/compare.py --quick            # tiny movies, one round: a smoke test
     python benchmarks/compare.py --cases rigid-256 --engines xnormcorre,opencv
     python benchmarks/compare.py --profile          # where xnormcorre's time goes
+    python benchmarks/compare.py --cases rigid-256 --engines xnormcorre --baseline /tmp/old-checkout
+                                                    # speed against an earlier version
 
 Synthetic movies are generated once with ``xnormcorre.datasets.synthetic_movie`` and
 cached (``--cache-dir``, default ``~/.cache/xnormcorre-bench``); generation is not timed.
@@ -122,18 +124,24 @@ QUICK_FRAMES = 120  # --quick: this many frames, frame sides halved (256 -> 128,
 RIGID_ENGINES = ["xnormcorre", "opencv", "skimage", "jnormcorre", "pycorre"]
 PW_ENGINES = ["xnormcorre-pw", "jnormcorre-pw", "pycorre-pw"]
 OURS = {"xnormcorre", "xnormcorre-pw"}
+# --baseline: the same engines from an earlier source tree (compiled, cached and timed
+# like ours, compared like a peer: "xnormcorre ÷ engine" is then the speed-up)
+BASELINE = {"xnormcorre@base", "xnormcorre-pw@base"}
+JAX_ENGINES = OURS | BASELINE
 # nothing to compile (NumPy/OpenCV/torch eager): one run per process; its time is both
 # the fresh-process run and the steady state (a second run would only repeat it)
 SINGLE_RUN = {"skimage", "pycorre", "pycorre-pw"}
 
 
-def engines_for(group: str) -> list[str]:
-    return {"rigid": RIGID_ENGINES, "pw": PW_ENGINES}.get(group, RIGID_ENGINES + PW_ENGINES)
+def engines_for(group: str, baseline: bool = False) -> list[str]:
+    rigid = RIGID_ENGINES + (["xnormcorre@base"] if baseline else [])
+    pw = PW_ENGINES + (["xnormcorre-pw@base"] if baseline else [])
+    return {"rigid": rigid, "pw": pw}.get(group, rigid + pw)
 
 
 def ours_for(engine: str) -> str:
     """The xnormcorre engine a peer is compared with."""
-    return "xnormcorre-pw" if engine.endswith("-pw") else "xnormcorre"
+    return "xnormcorre-pw" if engine.removesuffix("@base").endswith("-pw") else "xnormcorre"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -453,6 +461,8 @@ ENGINES = {
     # name: (import step, run)
     "xnormcorre": (import_xnormcorre, run_xnormcorre),
     "xnormcorre-pw": (import_xnormcorre, run_xnormcorre_pw),
+    "xnormcorre@base": (import_xnormcorre, run_xnormcorre),
+    "xnormcorre-pw@base": (import_xnormcorre, run_xnormcorre_pw),
     "opencv": (import_opencv, run_opencv),
     "skimage": (import_skimage, run_skimage),
     "jnormcorre": (import_jnormcorre, run_jnormcorre),
@@ -586,19 +596,21 @@ def image_metrics(movie: np.ndarray, max_shifts: int) -> dict:
     }
 
 
-def _env_for(engine: str, jax_cache: Path | None) -> dict:
+def _env_for(engine: str, jax_cache: Path | None, baseline: str | None = None) -> dict:
     env = {
         k: v for k, v in os.environ.items() if k not in ("JAX_COMPILATION_CACHE_DIR", "XNORMCORRE_JAX_CACHE")
     }
-    if engine in OURS:
+    if engine in JAX_ENGINES:
         env["XNORMCORRE_JAX_CACHE"] = str(jax_cache) if jax_cache else "off"
+    if engine in BASELINE:  # the earlier tree's package first on the path
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (baseline, env.get("PYTHONPATH")) if p)
     return env
 
 
 def run_process(args, name, engine, movie_path: Path, out: Path, jax_cache: Path | None) -> dict | None:
     """Start one fresh worker process; its timings (driver clock) or None on failure."""
     kind, _, max_shifts, _ = CASES[name]
-    python = sys.executable if engine in OURS else args.peers_python
+    python = sys.executable if engine in JAX_ENGINES else args.peers_python
     repeats = 0 if engine in SINGLE_RUN else args.repeats
     cmd = [python, str(Path(__file__).resolve()), "--worker", engine, "--movie", str(movie_path)]
     cmd += ["--max-shifts", str(max_shifts), "--repeats", str(repeats), "--out", str(out)]
@@ -607,7 +619,11 @@ def run_process(args, name, engine, movie_path: Path, out: Path, jax_cache: Path
     t_launch = time.monotonic()
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=args.timeout, env=_env_for(engine, jax_cache)
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=args.timeout,
+            env=_env_for(engine, jax_cache, getattr(args, "baseline", None)),
         )
     except subprocess.TimeoutExpired:
         print(f"[fail] {name} / {engine}: timed out after {args.timeout} s", file=sys.stderr)
@@ -641,13 +657,15 @@ def run_case(args, name: str, movie_path: Path, wanted: list[str] | None, tmp: P
     """Every engine of a case, ``--rounds`` times interleaved; one row per engine/variant."""
     kind, _, max_shifts, group = CASES[name]
     truth_file = Path(str(movie_path)[: -len(".npy")] + "-truth.npz")
-    engines = [e for e in engines_for(group) if not wanted or e in wanted]
+    engines = [
+        e for e in engines_for(group, bool(args.baseline)) if not wanted or e in wanted or e in BASELINE
+    ]
     runs: dict[tuple[str, str], list[dict]] = {}
     load = [os.getloadavg()[0]]
     for rnd in range(max(1, args.rounds)):
         for engine in engines if rnd % 2 == 0 else engines[::-1]:
             out = tmp / f"{name}-{engine}-{rnd}"
-            if engine in OURS:
+            if engine in JAX_ENGINES:
                 cache = tmp / f"jax-cache-{name}-{engine}-{rnd}"  # empty: the first-ever run
                 for variant in ("first-ever", "cached"):
                     r = run_process(args, name, engine, movie_path, Path(f"{out}-{variant}"), cache)
@@ -661,7 +679,7 @@ def run_case(args, name: str, movie_path: Path, wanted: list[str] | None, tmp: P
             load.append(os.getloadavg()[0])
     rows = []
     for engine in engines:
-        variants = ("first-ever", "cached") if engine in OURS else ("",)
+        variants = ("first-ever", "cached") if engine in JAX_ENGINES else ("",)
         all_runs = [r for v in variants for r in runs.get((engine, v), []) if r is not None]
         if not all_runs:
             continue
@@ -774,8 +792,17 @@ def steady_table(rows: list[dict]) -> str:
         peer = r["engine"] not in OURS
         ref = _ref(rows, r["case"], r["engine"], "cached", "steady_fps") if peer else None
         comp = r["compile_s"]
-        if r["engine"] in OURS:  # the JIT: first-ever first run minus steady
-            first = _ref(rows, r["case"], r["engine"], "first-ever", "first_run_s")
+        if r["engine"] in JAX_ENGINES:  # the JIT: first-ever first run minus steady
+            first = next(
+                (
+                    q["first_run_s"]
+                    for q in rows
+                    if q["case"] == r["case"]
+                    and q["engine"] == r["engine"]
+                    and q.get("variant") == "first-ever"
+                ),
+                None,
+            )
             comp = None if first is None else max(0.0, first - r["frames"] / r["steady_fps"])
         lines.append(
             f"| {r['case']} | {r['frames']} | {r['engine']} | {r['steady_fps']:.0f}"
@@ -1074,6 +1101,12 @@ def main(argv=None) -> int:
         "--cases", default=",".join(DEFAULT_CASES), help=f"comma-separated, from: {', '.join(CASES)}"
     )
     ap.add_argument("--engines", default=None, help="comma-separated engines (default: all that apply)")
+    ap.add_argument(
+        "--baseline",
+        default=None,
+        help="source tree of an earlier xnormcorre (e.g. a git worktree of an older commit): its engines "
+        "run beside ours as xnormcorre@base / xnormcorre-pw@base, and the ratio columns give the speed-up",
+    )
     ap.add_argument("--repeats", type=int, default=1, help="steady-state runs after each process's first run")
     ap.add_argument(
         "--rounds",

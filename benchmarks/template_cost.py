@@ -33,6 +33,7 @@ import numpy as np
 _T0 = time.perf_counter()
 import xnormcorre  # noqa: E402
 from xnormcorre.engine import template as _engine_template  # noqa: E402
+from xnormcorre.engine import template_sample as _engine_sample  # noqa: E402
 from xnormcorre.testing.crlb import rmse  # noqa: E402
 from xnormcorre.testing.simulate import simulate_movie  # noqa: E402
 
@@ -96,7 +97,7 @@ class Timed:
         self.module.template_for_run = self.orig
 
 
-#: stage label -> name of the function the template module calls
+#: stage label -> name of the function the template modules call
 STAGES = {
     "survey": "survey",
     "defects": "_sensor_defects",
@@ -108,15 +109,17 @@ STAGES = {
     "pass (sample)": "_pass",
     "noise (register+fit)": "_noise",
     "noise fit": "fit_noise_model",
-    "calibrate (final)": "_calibrate",
+    "calibrate (final)": "calibrate_survey",
 }
 
 
 @contextlib.contextmanager
 def stage_timer():
-    """Time the template module's stages (seconds per label, summed over calls)."""
+    """Time the template modules' stages (seconds per label, summed over calls): each
+    stage's function is wrapped in every template module that calls it."""
     acc = collections.defaultdict(float)
-    orig = {name: getattr(_engine_template, name) for name in STAGES.values()}
+    modules = (_engine_template, _engine_sample)
+    orig = {(m, name): getattr(m, name) for m in modules for name in STAGES.values() if hasattr(m, name)}
 
     def timed(label, f):
         def g(*a, **k):
@@ -128,13 +131,14 @@ def stage_timer():
 
         return g
 
-    for label, name in STAGES.items():
-        setattr(_engine_template, name, timed(label, orig[name]))
+    label_of = {name: label for label, name in STAGES.items()}
+    for (m, name), f in orig.items():
+        setattr(m, name, timed(label_of[name], f))
     try:
         yield acc
     finally:
-        for name, f in orig.items():
-            setattr(_engine_template, name, f)
+        for (m, name), f in orig.items():
+            setattr(m, name, f)
 
 
 def run(case: str, frames, shifts, patch, kw) -> dict:

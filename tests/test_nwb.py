@@ -199,8 +199,9 @@ def test_refuses_overwrite_and_name_clash(tmp_path, movie, rigid_res):
 
 def test_frame_index_time_needs_rate(tmp_path, movie, rigid_res):
     frames = rigid_res.assign_coords(time=np.arange(80)).drop_vars("frame", errors="ignore")
-    with pytest.warns(UserWarning, match="rate = 1.0 Hz"):
+    with pytest.warns(UserWarning, match="rate = 1.0 Hz") as rec:
         p1 = to_nwb(frames, tmp_path / "a.nwb", movie=movie.values, progress=False)
+    assert rec[0].filename == __file__
     assert _read(p1)["rate"] == 1.0
     p2 = to_nwb(frames, tmp_path / "b.nwb", movie=movie.values, rate=15.0, progress=False)
     back = _read(p2)

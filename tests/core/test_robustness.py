@@ -295,7 +295,7 @@ def test_bounded_template_sample_reads_the_movie_frames():
     surveyed = tmpl.survey(movie, defects=False)
     index = tmpl.sample_indices(250, 160)
     assert 0 < np.isin(index, surveyed.index).sum() < len(index)  # some held, some read
-    view = tmpl._Subsample(movie, index, surveyed)
+    view = tmpl.Subsample(movie, index, surveyed)
     assert len(view) == 160 and view.shape == (160, 8, 8)
     np.testing.assert_array_equal(view[10:90], movie[index[10:90]])
     np.testing.assert_array_equal(view[0 : len(view)], movie[index])

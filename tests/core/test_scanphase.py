@@ -184,5 +184,6 @@ def test_errors_name_the_problem():
         xnormcorre.scan_phase(np.zeros((8, 32)), window=5)
     with pytest.warns(RuntimeWarning, match="no structure"):
         assert float(xnormcorre.scan_phase(np.ones((4, 16, 32)))) == 0.0
-    with pytest.warns(RuntimeWarning, match="edge of the search range"):
+    with pytest.warns(RuntimeWarning, match="edge of the search range") as rec:
         xnormcorre.scan_phase(bidi_movie(4.0, n_frames=4, shape=(32, 64), photons=50.0, seed=11), max_phase=3)
+    assert rec[0].filename == __file__

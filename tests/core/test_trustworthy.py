@@ -86,6 +86,31 @@ def test_multi_position_movies_converge_to_one_position(motion, separation):
     assert res.attrs["qc_verdict"] == "ok"
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("motion", ["alternating", "two_position"])
+def test_positions_further_apart_than_max_shifts_are_bridged(motion, seed):
+    """Two positions 12 px apart with max_shifts=7: out of reach of a template at either,
+    in reach of one midway (seed 1 of the alternating movie ended 8 px off, with no
+    warning, before the first template was placed midway)."""
+    sim = simulate_movie(
+        (128, 128), 100, motion=motion, separation=12.0, max_shift=12.0, angle=0.0, seed=seed
+    )
+    res = xnormcorre.rigid(sim.frames, max_shifts=7)
+    assert rmse(res.shifts.values, sim.shifts) <= 0.1
+    assert res.attrs["qc_verdict"] == "ok"
+
+
+def test_bridge_finds_the_displacement_between_two_medians():
+    from xnormcorre.engine.template_sample import displacement
+
+    sim = simulate_movie((128, 128), 40, motion="two_position", separation=12.0, angle=0.0, seed=3)
+    x = sim.shifts[:, 1]
+    a, b = np.median(sim.frames[x < x.mean()], 0), np.median(sim.frames[x > x.mean()], 0)
+    d = displacement(a, b, (13, 13))
+    true = np.median(sim.shifts[x > x.mean()], 0) - np.median(sim.shifts[x < x.mean()], 0)
+    np.testing.assert_allclose(d, true, atol=0.5 + 1e-9)
+
+
 def test_motion_beyond_the_search_range_warns():
     sim = simulate_movie(SHAPE, 60, photons_per_px=5.0, motion="walk", max_shift=8.0, seed=5)
     with pytest.warns(RegistrationWarning, match="search bound"):
@@ -147,6 +172,7 @@ def test_pwrigid_accepts_jnormcorre_configurations():
 
 def test_upsample_factor_grid_warns_that_it_has_no_effect(walk):
     kw = dict(max_shifts=6, strides=(32, 32), overlaps=(16, 16), template=walk.template)
-    with pytest.warns(UserWarning, match="upsample_factor_grid=16 has no effect"):
+    with pytest.warns(UserWarning, match="upsample_factor_grid=16 has no effect") as rec:
         res = xnormcorre.pwrigid(walk.frames[:8], upsample_factor_grid=16, **kw)
+    assert rec[0].filename == __file__  # the user's line, not the package's
     np.testing.assert_array_equal(res.shifts.values, xnormcorre.pwrigid(walk.frames[:8], **kw).shifts.values)

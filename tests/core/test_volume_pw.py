@@ -106,8 +106,9 @@ def test_bad_grid_names_the_parameter(vol, kw, match):
 
 
 def test_upsample_factor_grid_warns_and_has_no_effect(vol, sim, res):
-    with pytest.warns(UserWarning, match="upsample_factor_grid=16 has no effect"):
+    with pytest.warns(UserWarning, match="upsample_factor_grid=16 has no effect") as rec:
         again = vol.normcorre.pwrigid(template=sim.template, upsample_factor_grid=16, **KW)
+    assert rec[0].filename == __file__
     np.testing.assert_array_equal(again.shifts.values, res.shifts.values)
 
 

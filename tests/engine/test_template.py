@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xnormcorre.engine import config, template
+from xnormcorre.engine import config, template, template_sample
 from xnormcorre.engine.config import Calibration
 from xnormcorre.engine.noise import UNIFORM
 from xnormcorre.testing.simulate import simulate_movie
@@ -38,11 +38,11 @@ def test_first_pass_gives_the_pass_template_and_the_noise_model(walk):
     p = _params(walk)
     frames = walk.frames.astype(np.float32)
     start = template.nanmedian(frames[:10])
-    tmpl, shifts, noise = template._first_pass(frames, start, p, None)
-    ref, ref_shifts = template._pass(frames, start, p)
+    tmpl, shifts, noise = template_sample._first_pass(frames, start, p, None)
+    ref, ref_shifts = template_sample._pass(frames, start, p)
     np.testing.assert_allclose(shifts, ref_shifts, atol=1e-4)
     np.testing.assert_allclose(tmpl, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
-    probe = template._noise(frames, start, p, None)
+    probe = template_sample._noise(frames, start, p, None)
     assert noise.fitted and probe.fitted
     assert noise.gain == pytest.approx(probe.gain, rel=1e-4)
     assert noise.intercept == pytest.approx(probe.intercept, rel=1e-3, abs=1e-6 * abs(probe.gain))

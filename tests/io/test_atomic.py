@@ -283,8 +283,11 @@ def test_every_writer_warns_when_an_integer_dtype_saturates(tmp_path, fmt, lazy)
     movie = _movie() * 1000 + 5000
     movie[:6] = 100.0  # half the frames fit in uint8
     src = movie.chunk({"time": 5}) if lazy else movie
-    with pytest.warns(UserWarning, match=r"50\.0% of the pixels .* outside the range of uint8 \[0, 255\]"):
+    with pytest.warns(
+        UserWarning, match=r"50\.0% of the pixels .* outside the range of uint8 \[0, 255\]"
+    ) as rec:
         _write(fmt, src, tmp_path / f"m.{fmt}", dtype=np.uint8)
+    assert {w.filename for w in rec} == {__file__}  # the warning names the user's line
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import replace
 from typing import Any
 
@@ -12,6 +11,7 @@ import xarray as xr
 
 from .. import schema as sc
 from .. import validate as vd
+from ..stacklevel import warn
 from .docstrings import fill_doc
 from .grid import patch_grid
 from .movie import register_lazily, run_inputs
@@ -185,12 +185,11 @@ def pwrigid(
     shape = (movie.sizes[sc.DIM_Y], movie.sizes[sc.DIM_X])
     opts = options_for(pwrigid, locals(), shape, movie.sizes[sc.DIM_TIME])
     if opts.upsample_factor_grid != 4:
-        warnings.warn(
+        warn(
             f"upsample_factor_grid={opts.upsample_factor_grid} has no effect: the patch shifts are "
             "interpolated to a dense displacement field, the limit of an infinitely upsampled patch "
             "grid; leave it at its default",
             UserWarning,
-            stacklevel=2,
         )
     movie, reference, phase = scan_phase_inputs(movie, reference, scan_phase)
     user_template, min_mov, ref = run_inputs(movie, template, reference, opts.border, opts.min_mov, shape)

@@ -8,7 +8,6 @@ template within ``max_deviation_rigid`` of the volume's rigid shift
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ import xarray as xr
 from .. import schema as sc
 from .. import validate as vd
 from ..engine import volume_pw as _vpw
+from ..stacklevel import warn
 from .grid import patch_coords
 from .volume import (
     SHIFT_UNITS,
@@ -148,11 +148,10 @@ def pwrigid_volume(movie: Any, plane_dim: str, kwargs: dict) -> xr.Dataset:
     check_unused(kwargs)
     grid = vd.integer(kwargs.get("upsample_factor_grid", 4), "upsample_factor_grid", minimum=1)
     if grid != 4:
-        warnings.warn(
+        warn(
             f"upsample_factor_grid={grid} has no effect: the patch shifts are interpolated to a dense "
             "3-D displacement field, the limit of an infinitely upsampled patch grid; leave it at its default",
             UserWarning,
-            stacklevel=4,
         )
     for name, neutral in _UNUSED_PW.items():
         if kwargs.get(name, neutral) != neutral:

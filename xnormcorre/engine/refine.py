@@ -135,6 +135,17 @@ def solve_normal(nmat: jax.Array, rhs: jax.Array) -> tuple[jax.Array, jax.Array]
     return sol, (sol[0] > 0) & jnp.all(jnp.isfinite(sol))
 
 
+def _solve2(m: jax.Array, r: jax.Array) -> jax.Array:
+    """Jacobi-scaled solve of a 2x2 system in closed form (a general solve lowers to a
+    LAPACK call and pivoting: more to trace and compile in every kernel); a singular
+    system gives non-finite values."""
+    d = 1.0 / jnp.sqrt(jnp.maximum(jnp.diag(m), 1e-30))
+    a = m * d[:, None] * d[None, :]
+    b = r * d
+    det = a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]
+    return jnp.stack([a[1, 1] * b[0] - a[0, 1] * b[1], a[0, 0] * b[1] - a[1, 0] * b[0]]) / det * d
+
+
 #: Side (px) aimed at by the blocks of :func:`gauss_newton_step`'s activity model (each
 #: block has its own gain and offset).
 BLOCK = 16
@@ -215,7 +226,7 @@ def _block_dot(const_b: jax.Array, x_b: jax.Array) -> jax.Array:
 def _block_solve(sums: jax.Array, data: jax.Array):
     """Shift step of the block model from the block sums of the 10 products ``(10, n_y, n_x)``
     and of the data products ``(4, n_y, n_x)``: ``(delta (2,), gain (n_y, n_x), offset
-    (n_y, n_x), ok)``."""
+    (n_y, n_x), ok)``; the per-block 2x2 algebra written out elementwise."""
     s = sums[jnp.asarray(PAIR_INDEX)]  # (4, 4, n_y, n_x)
     n00, n01, n11 = s[0, 0], s[0, 1], s[1, 1]
     det = n00 * n11 - n01 * n01
@@ -234,8 +245,7 @@ def _block_solve(sums: jax.Array, data: jax.Array):
     a0 = jnp.where(good, a0, 0.0)
     mm = jnp.sum(m * (a0 * a0), axis=(-2, -1))
     rr = jnp.sum(r * a0, axis=(-2, -1))
-    d = 1.0 / jnp.sqrt(jnp.maximum(jnp.diag(mm), 1e-30))
-    delta = jnp.linalg.solve(mm * d[:, None] * d[None, :], rr * d) * d
+    delta = _solve2(mm, rr)
     gain = jnp.sum(a0 * (m[0, 0] + m[1, 1]))
     ok = (gain > 0) & jnp.all(jnp.isfinite(delta))
     # gain and offset of each block at this step

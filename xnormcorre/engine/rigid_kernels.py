@@ -26,11 +26,11 @@ from .refine import TRUST_STEPS, gauss_newton_step
 
 compile_cache.enable()  # before the first kernel compiles: later processes load it from disk
 
-__all__ = ["register_batch", "register_mean_batch", "shift_batch", "spectrum_and_shift"]
+__all__ = ["register_batch", "register_mean_batch", "shift_batch", "spectra_and_shifts", "spectrum_and_shift"]
 
 
-def spectrum_and_shift(
-    frame: jax.Array,
+def spectra_and_shifts(
+    frames: jax.Array,
     tmpl_spec: jax.Array,
     weight: jax.Array,
     consts,
@@ -41,7 +41,8 @@ def spectrum_and_shift(
     peak_fit: bool,
     refine_steps: int = 0,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """A frame's rfft2 and its displacement relative to the template (``tmpl_spec``).
+    """The rfft2 of each frame of a batch ``(B, H, W)`` and its displacement relative to
+    the template (``tmpl_spec``): ``(spectra, dy (B,), dx (B,))``.
 
     Only the template is apodized: its taper (wider than max_shifts) vanishes wherever
     a shifted frame would wrap around, so the frame's own border discontinuity never
@@ -49,43 +50,61 @@ def spectrum_and_shift(
     Fourier-shift application.  The correlation peak (:func:`estimate_shift`) is then
     refined by ``refine_steps`` noise-weighted Gauss-Newton steps against the template
     (:func:`xnormcorre.engine.refine.gauss_newton_step`; ``consts`` from
-    :func:`xnormcorre.engine.refine.refine_constants`), which take the estimate to the
-    statistical limit whatever the correlation's whitening, smoothing or taper.
+    :func:`xnormcorre.engine.refine.rigid_constants`), which take the estimate to the
+    statistical limit whatever the correlation's whitening, smoothing or taper.  A step
+    clipped to the trust radius is followed by another from there, at most
+    :data:`xnormcorre.engine.refine.TRUST_STEPS` more (trust region).
     """
-    h, w = frame.shape
-    spec = jnp.fft.rfft2(frame)
-    dy, dx = estimate_shift(
-        spec,
-        tmpl_spec,
-        weight,
-        frame.shape,
-        radius=max_shifts,
-        upsample_factor=upsample_factor,
-        whiten=whiten,
-        peak_fit=peak_fit,
-        grid=refine_steps == 0,
-    )
+    h, w = frames.shape[1:]
 
-    def step(dy, dx):
+    def first(frame):
+        spec = jnp.fft.rfft2(frame)
+        dy, dx = estimate_shift(
+            spec,
+            tmpl_spec,
+            weight,
+            frame.shape,
+            radius=max_shifts,
+            upsample_factor=upsample_factor,
+            whiten=whiten,
+            peak_fit=peak_fit,
+            grid=refine_steps == 0,
+        )
+        return spec, dy, dx
+
+    def step(spec, dy, dx):
         moved = fourier_shift(spec, dy, dx, (h, w))
         ddy, ddx, clipped = gauss_newton_step(moved, consts, border_limits(dy, dx, h, w))
         dy = jnp.clip(dy + ddy, -max_shifts[0], max_shifts[0])
         dx = jnp.clip(dx + ddx, -max_shifts[1], max_shifts[1])
         return dy, dx, clipped
 
-    for _ in range(refine_steps):
-        dy, dx, clipped = step(dy, dx)
-        if TRUST_STEPS > 0:
-            # trust region: a step clipped to MAX_STEP is followed by another from there
-            # (a loop: batches where no frame was clipped pay nothing)
-            def body(state):
-                i, dy, dx, _ = state
-                return (i + 1, *step(dy, dx))
+    spec, dy, dx = jax.vmap(first)(frames)
+    steps = jax.vmap(step)
 
-            _, dy, dx, _ = jax.lax.while_loop(
-                lambda st: st[3] & (st[0] < TRUST_STEPS), body, (0, dy, dx, clipped)
-            )
+    # each refinement step, then (trust region) the frames whose step was clipped to
+    # MAX_STEP step again from there, at most TRUST_STEPS times: one loop over the batch
+    # (not a loop per frame under vmap), so that the step is traced and compiled once;
+    # batches where no frame was clipped run one iteration
+    def body(state):
+        i, dy, dx, active = state
+        ndy, ndx, clipped = steps(spec, dy, dx)
+        return i + 1, jnp.where(active, ndy, dy), jnp.where(active, ndx, dx), active & clipped
+
+    def more(state):
+        i, _, _, active = state
+        return jnp.any(active) & (i <= TRUST_STEPS)
+
+    for _ in range(refine_steps):
+        _, dy, dx, _ = jax.lax.while_loop(more, body, (0, dy, dx, jnp.ones(dy.shape, bool)))
     return spec, dy, dx
+
+
+def spectrum_and_shift(frame: jax.Array, tmpl_spec: jax.Array, weight: jax.Array, consts, **kw):
+    """One frame's rfft2 and its displacement relative to the template:
+    :func:`spectra_and_shifts` of a batch of one frame (same keywords)."""
+    spec, dy, dx = spectra_and_shifts(frame[None], tmpl_spec, weight, consts, **kw)
+    return spec[0], dy[0], dx[0]
 
 
 def _prepare(frame, defects, scale, inpaint_defects: bool):
@@ -106,43 +125,24 @@ def _output(raw, spec_est, dy, dx, fill_min, scale, *, border: str, clip: bool, 
     return apply_border(out, dy, dx, border, fill_min)[0]
 
 
-def _register_one(
+def _finish_one(
     frame: jax.Array,
-    tmpl_spec: jax.Array,
-    template: jax.Array,
+    raw: jax.Array,
+    spec: jax.Array,
+    dy: jax.Array,
+    dx: jax.Array,
+    template,
     fill_min: jax.Array,
-    weight: jax.Array,
-    consts,
-    defects: jax.Array,
     scale: jax.Array,
     *,
-    max_shifts: tuple[int, int],
-    upsample_factor: int,
     border: str,
-    apply: bool,
-    whiten: bool,
-    peak_fit: bool = False,
-    with_corr: bool = True,
-    refine_steps: int = 0,
-    inpaint_defects: bool = False,
-    clip: bool = False,
+    with_corr: bool,
+    inpaint_defects: bool,
+    clip: bool,
 ):
+    """A registered frame's output: its corrected frame and its correlation with the
+    template (NaN if not ``with_corr``)."""
     h, w = frame.shape
-    raw, est = _prepare(frame, defects, scale, inpaint_defects)
-    spec, dy, dx = spectrum_and_shift(
-        est,
-        tmpl_spec,
-        weight,
-        consts,
-        max_shifts=max_shifts,
-        upsample_factor=upsample_factor,
-        whiten=whiten,
-        peak_fit=peak_fit,
-        refine_steps=refine_steps,
-    )
-    shift = jnp.stack([dy, dx])
-    if not apply:
-        return shift
     out = _output(
         raw, spec, dy, dx, fill_min, scale, border=border, clip=clip, inpaint_defects=inpaint_defects
     )
@@ -151,7 +151,7 @@ def _register_one(
         corr = rect_corr(out, b0, b0sq, frame.mean(), border_limits(dy, dx, h, w))
     else:
         corr = jnp.float32(jnp.nan)
-    return shift, out, corr
+    return out, corr
 
 
 _STATIC = (
@@ -206,23 +206,27 @@ def register_batch(
     ``(B, H, W)`` and their correlation with the template ``(B,)`` (NaN if not
     ``with_corr``).
     """
-    b0 = template - template.mean()
-    fn = partial(
-        _register_one,
+    raw, est = jax.vmap(lambda f: _prepare(f, defects, scale, inpaint_defects))(frames)
+    spec, dy, dx = spectra_and_shifts(
+        est,
+        tmpl_spec,
+        weight,
+        consts,
         max_shifts=max_shifts,
         upsample_factor=upsample_factor,
-        border=border,
-        apply=apply,
         whiten=whiten,
         peak_fit=peak_fit,
-        with_corr=with_corr,
         refine_steps=refine_steps,
-        inpaint_defects=inpaint_defects,
-        clip=clip,
     )
-    return jax.vmap(fn, in_axes=(0, None, None, None, None, None, None, None))(
-        frames, tmpl_spec, (b0, b0 * b0), fill_min, weight, consts, defects, scale
+    shifts = jnp.stack([dy, dx], axis=1)
+    if not apply:
+        return shifts
+    b0 = template - template.mean()
+    fn = partial(_finish_one, border=border, with_corr=with_corr, inpaint_defects=inpaint_defects, clip=clip)
+    out, corr = jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, None, None, None))(
+        frames, raw, spec, dy, dx, (b0, b0 * b0), fill_min, scale
     )
+    return shifts, out, corr
 
 
 @partial(jax.jit, static_argnames=("border", "clip"))
@@ -295,26 +299,28 @@ def register_mean_batch(
     """
     h, w = frames.shape[1:]
 
-    def one(frame):
-        _, est = _prepare(frame, defects, scale, inpaint_defects)
-        spec, dy, dx = spectrum_and_shift(
-            est,
-            tmpl_spec,
-            weight,
-            consts,
-            max_shifts=max_shifts,
-            upsample_factor=upsample_factor,
-            whiten=whiten,
-            peak_fit=peak_fit,
-            refine_steps=refine_steps,
-        )
+    est = jax.vmap(lambda f: _prepare(f, defects, scale, inpaint_defects)[1])(frames)
+    spec, dy, dx = spectra_and_shifts(
+        est,
+        tmpl_spec,
+        weight,
+        consts,
+        max_shifts=max_shifts,
+        upsample_factor=upsample_factor,
+        whiten=whiten,
+        peak_fit=peak_fit,
+        refine_steps=refine_steps,
+    )
+
+    def one(spec, dy, dx):
         out = fourier_shift(spec, dy, dx, (h, w)) * (1.0 / scale)
         lo_y, hi_y, lo_x, hi_x = border_limits(dy, dx, h, w)
         rows = jnp.arange(h)[:, None]
         cols = jnp.arange(w)[None, :]
         valid = (rows >= lo_y) & (rows <= hi_y) & (cols >= lo_x) & (cols <= hi_x)
-        return jnp.stack([dy, dx]), jnp.where(valid, out, 0.0), valid.astype(out.dtype)
+        return jnp.where(valid, out, 0.0), valid.astype(out.dtype)
 
-    shifts, outs, valid = jax.vmap(one)(frames)
+    outs, valid = jax.vmap(one)(spec, dy, dx)
+    shifts = jnp.stack([dy, dx], axis=1)
     k = keep.astype(outs.dtype)
     return shifts, jnp.einsum("b,bij->ij", k, outs), jnp.einsum("b,bij->ij", k, valid)

@@ -37,10 +37,11 @@ left untouched.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 from scipy import ndimage, optimize
+
+from ..stacklevel import warn
 
 __all__ = [
     "MIN_COLUMNS",
@@ -199,11 +200,10 @@ def estimate_scan_phase(
     grid = np.arange(-math.floor(rng / _GRID_STEP), math.floor(rng / _GRID_STEP) + 1) * _GRID_STEP
     values = np.array([corr(d) for d in grid])
     if not np.isfinite(values).any():
-        warnings.warn(
+        warn(
             "the image has no structure to estimate the scan phase on (flat lines); "
             "reporting 0 -- estimate on a mean image of more frames or a brighter channel",
             RuntimeWarning,
-            stacklevel=2,
         )
         return 0.0, math.nan
     k = int(np.nanargmax(values))
@@ -213,11 +213,10 @@ def estimate_scan_phase(
     )
     phase = float(res.x)
     if abs(phase) > rng - 0.5 * _GRID_STEP:
-        warnings.warn(
+        warn(
             f"the scan phase {phase:+.2f} px is at the edge of the search range +/-{rng:g} px; "
             "it may be larger: increase max_phase",
             RuntimeWarning,
-            stacklevel=2,
         )
     return phase, float(-res.fun)
 

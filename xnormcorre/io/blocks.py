@@ -10,7 +10,6 @@ few blocks whatever the movie length.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import xarray as xr
 
 from ..schema import DIM_TIME, DIM_X, DIM_Y, MOVIE_DIMS
+from ..stacklevel import warn
 from ..validate import as_movie
 from ._common import default_time_chunk
 from .atomic import Terminated, check_target
@@ -68,18 +68,17 @@ def count_clipped(block: np.ndarray, dtype: np.dtype) -> int:
 CLIP_WARN_FRACTION = 1e-3
 
 
-def warn_clipped(n_clipped: int, n_pixels: int, dtype: np.dtype, target: Path, stacklevel: int = 3) -> None:
+def warn_clipped(n_clipped: int, n_pixels: int, dtype: np.dtype, target: Path) -> None:
     """Warn (``UserWarning``) when more than :data:`CLIP_WARN_FRACTION` of the pixels written
     to ``target`` saturated the integer ``dtype``, naming the fraction and the remedy."""
     frac = n_clipped / max(1, n_pixels)
     if frac > CLIP_WARN_FRACTION:
         info = np.iinfo(dtype)
-        warnings.warn(
+        warn(
             f"{frac:.1%} of the pixels written to {str(target)!r} were outside the range of {dtype} "
             f"[{info.min}, {info.max}] and were clipped; write float32 (the default dtype) or a wider "
             "integer dtype, or rescale the movie first",
             UserWarning,
-            stacklevel=stacklevel,
         )
 
 
@@ -285,7 +284,7 @@ def stream_movie(
         clipped: list[int] = []
         write(movie, target, dtype, _blocks(movie, dtype, _prefetch(), along, kept, clipped))
         n_clipped = sum(clipped)
-    warn_clipped(n_clipped, movie.size, dtype, target, stacklevel=4)
+    warn_clipped(n_clipped, movie.size, dtype, target)
     if along is None:
         return target, None
     dim = MOVIE_DIMS[0]

@@ -10,7 +10,6 @@ import json
 import math
 import numbers
 import os
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import xarray as xr
 
 from .. import conventions as cv
+from ..stacklevel import warn
 
 __all__ = [
     "CORRECTION",
@@ -120,11 +120,10 @@ def series_timing(res: xr.Dataset, rate: float | None, original: Any) -> dict[st
             return {"rate": float(original.rate), "starting_time": float(original.starting_time or 0.0)}
         if original.timestamps is not None and len(original.timestamps) == n:
             return {"timestamps": original}  # link to the original's timestamps
-    warnings.warn(
+    warn(
         "the result's time coordinate is the frame index, so the NWB series get rate = 1.0 Hz; "
         "pass rate=<frames per second> (or open the movie with fps=) to store the real frame rate",
         UserWarning,
-        stacklevel=5,  # the caller of to_nwb (to_nwb, write_nwb, build, here)
     )
     return {"rate": 1.0, "starting_time": float(vals[0])}
 

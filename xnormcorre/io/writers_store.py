@@ -96,7 +96,7 @@ def _write_dataset(
 
     atomic.write_atomically(target, write, overwrite=overwrite, store=store)
     if not isinstance(obj, xr.Dataset) and dtype is not None:
-        warn_clipped(n_clipped[0], obj.size, np.dtype(dtype), target, stacklevel=4)
+        warn_clipped(n_clipped[0], obj.size, np.dtype(dtype), target)
     return target
 
 

@@ -20,13 +20,11 @@ model whose ``1/var`` weights the subpixel refinement (``noise_gain``,
 
 from __future__ import annotations
 
-import sys
-import warnings
-
 import numpy as np
 import xarray as xr
 
 from .. import schema as sc
+from ..stacklevel import warn
 
 __all__ = ["RegistrationWarning", "conclude"]
 
@@ -107,17 +105,5 @@ def conclude(ds: xr.Dataset, cal, sample_shifts, max_shifts: tuple[int, int]) ->
     ds.attrs["qc_verdict"] = "suspect" if findings else "ok"
     ds.attrs["qc_warnings"] = " | ".join(findings)
     for msg in findings:
-        warnings.warn(msg, RegistrationWarning, stacklevel=_user_stacklevel())
+        warn(msg, RegistrationWarning)
     return ds
-
-
-def _user_stacklevel() -> int:
-    """``stacklevel`` of the first caller outside xnormcorre (the user's call of ``rigid``,
-    ``pwrigid``, the accessor, a volume run...), whatever the depth of the package's own
-    frames between it and the warning."""
-    frame = sys._getframe(2)  # the caller of conclude (level 2 of the warning)
-    level = 2
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("xnormcorre."):
-        frame = frame.f_back
-        level += 1
-    return level
