@@ -137,10 +137,15 @@ def _sensor_defects(sample: np.ndarray, defects) -> np.ndarray | None:
     return mask if mask.any() else None
 
 
+def _at_bound(shifts: np.ndarray, params: RigidParams) -> np.ndarray:
+    """Whether each shift (``(..., 2)``) reached the search bound (within 0.5 px) on
+    either axis."""
+    return ~(np.abs(shifts) < np.asarray(params.max_shifts, np.float64) - 0.5).all(axis=-1)
+
+
 def inside_range(shifts: np.ndarray, params: RigidParams) -> np.ndarray:
     """Frames whose shift is not at the search bound (their registration is trusted)."""
-    lim = np.asarray(params.max_shifts, np.float64) - 0.5
-    ok = (np.abs(shifts) < lim).all(axis=1)
+    ok = ~_at_bound(shifts, params)
     return ok if ok.sum() >= max(3, len(ok) // 4) else np.ones(len(ok), bool)
 
 
@@ -322,9 +327,8 @@ BRIDGE_SHARE = 0.2
 
 
 def _n_at_bound(shifts: np.ndarray, params: RigidParams) -> int:
-    """Frames whose shift reached the search bound (within 0.5 px) on either axis."""
-    lim = np.asarray(params.max_shifts, np.float64) - 0.5
-    return int((np.abs(shifts) >= lim).any(axis=1).sum())
+    """Frames whose shift reached the search bound."""
+    return int(_at_bound(shifts, params).sum())
 
 
 def _bridged(
@@ -345,7 +349,6 @@ def _bridged(
     it halves the frames at the bound at least: motion beyond any template's reach is
     left to the warnings).
     """
-    lim = np.asarray(params.max_shifts, np.float64) - 0.5
     if _n_at_bound(shifts, params) < 3:
         return None
     rest = np.setdiff1d(np.arange(len(est)), members)
@@ -353,7 +356,7 @@ def _bridged(
         return None
     group = rest[densest_cluster(est[rest])] if len(rest) >= 6 else rest
     d = displacement(first, nanmedian(est[group]), 2 * np.asarray(params.max_shifts) - 1)
-    if not (np.abs(d) >= lim).any():
+    if not _at_bound(d, params):
         return None  # the other frames are in reach after all
     return centre(first, np.stack([np.zeros(2), d]))
 
