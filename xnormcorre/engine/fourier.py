@@ -20,6 +20,7 @@ __all__ = [
     "freqs",
     "freqs_nd",
     "hermitian_weights",
+    "materialize",
     "phase_ramp",
 ]
 
@@ -40,19 +41,36 @@ def hermitian_weights(w: int) -> jax.Array:
     return wts
 
 
+def materialize(x: jax.Array) -> jax.Array:
+    """``x`` itself (exactly), computed once: the product of the identity matrix with the
+    rows of ``x`` ``(2, n)`` (float32, highest precision: ``1·a + 0·b == a``).
+
+    XLA on CPU fuses elementwise producers into their consumers, so a per-row vector such
+    as a phase ramp broadcast over a spectrum would have its cosines and sines evaluated
+    again for every element of the spectrum (``optimization_barrier`` does not survive
+    the CPU pipeline).  A dot is never fused into an elementwise consumer: the vector is
+    evaluated once.
+    """
+    eye = jnp.eye(x.shape[0], dtype=x.dtype)
+    return jnp.matmul(eye, x, precision=jax.lax.Precision.HIGHEST)
+
+
+def _unit_phasor(phase: jax.Array) -> jax.Array:
+    """``exp(i·phase)`` of a real vector, evaluated once (:func:`materialize`)."""
+    cs = materialize(jnp.stack([jnp.cos(phase), jnp.sin(phase)]))
+    return jax.lax.complex(cs[0], cs[1])
+
+
 def phase_ramp(dy: jax.Array, dx: jax.Array, shape: tuple[int, int]) -> tuple[jax.Array, jax.Array]:
     """Separable phase ramp ``exp(2πi·ky·dy/h)``, ``exp(2πi·kx·dx/w)`` on the rfft2 half-plane.
 
     Multiplying a spectrum by ``ramp_y[:, None] * ramp_x[None, :]`` moves its image by
-    ``-(dy, dx)``.  The two vectors are materialized (optimization barrier): otherwise
-    XLA fuses the exponentials into the full-plane product and evaluates them once per
-    frequency.
+    ``-(dy, dx)``.  The two vectors are evaluated once each (:func:`materialize`), not
+    once per frequency of the spectrum they multiply.
     """
     h, w = shape
     ky, kx = freqs(h, w)
-    ramp_y = jnp.exp((2j * jnp.pi / h) * (ky * dy))
-    ramp_x = jnp.exp((2j * jnp.pi / w) * (kx * dx))
-    return jax.lax.optimization_barrier((ramp_y, ramp_x))
+    return _unit_phasor((2 * jnp.pi / h) * (ky * dy)), _unit_phasor((2 * jnp.pi / w) * (kx * dx))
 
 
 def fourier_shift(spec: jax.Array, dy: jax.Array, dx: jax.Array, shape: tuple[int, int]):
@@ -161,6 +179,6 @@ def fourier_shift_nd(spec: jax.Array, shift: tuple[jax.Array, ...], shape: tuple
     nd = len(shape)
     out = spec
     for ax, (k, s, n) in enumerate(zip(ks, shift, shape, strict=True)):
-        ramp = jnp.exp((2j * jnp.pi / n) * (k * s))
+        ramp = _unit_phasor((2 * jnp.pi / n) * (k * s))
         out = out * ramp.reshape((-1,) + (1,) * (nd - 1 - ax))
     return jnp.fft.irfftn(out, s=shape, axes=tuple(range(nd)))
