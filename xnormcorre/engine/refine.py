@@ -59,6 +59,13 @@ PAIRS = [(i, k) for i in range(4) for k in range(i, 4)]
 PAIR_INDEX = np.zeros((4, 4), np.int32)
 for _n, (_i, _k) in enumerate(PAIRS):
     PAIR_INDEX[_i, _k] = PAIR_INDEX[_k, _i] = _n
+#: The pairs without the constant column (index 1), as indices into :data:`PAIRS`.
+_PAIRS6 = [n for n, (i, k) in enumerate(PAIRS) if 1 not in (i, k)]
+#: Where each of the 10 pair sums comes from in ``concat(sums of rhs (4), sums of the 6
+#: products)``: the pair ``(i, 1)`` is the sum of ``rhs_i``.
+_PAIR_SOURCE = np.asarray(
+    [k if i == 1 else i if k == 1 else 4 + _PAIRS6.index(n) for n, (i, k) in enumerate(PAIRS)]
+)
 
 
 def gradient(img: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -182,14 +189,16 @@ def rigid_constants(template: np.ndarray, weights: np.ndarray) -> tuple[np.ndarr
     """Constant arrays of :func:`gauss_newton_step` for one template: the ``prefix`` of
     :func:`refine_constants`; the first column of each block of :func:`block_grid` and
     the frame width ``(n_x + 1,)`` (int32), and the same for rows ``(n_y + 1,)``; then
-    ``rhs``, ``prods``, ``jac`` and ``sqrt_w`` of :func:`refine_constants` in block
-    layout ``(n_y, n_x, c, by·bx)`` (zero-padded at the far edges).
+    ``rhs``, the 6 ``prods`` of the non-constant columns (:data:`_PAIRS6`; a product
+    with the constant column is ``rhs`` itself), ``jac`` and ``sqrt_w`` of
+    :func:`refine_constants` in block layout ``(n_y, n_x, c, by·bx)`` (zero-padded at
+    the far edges).
 
     Examples
     --------
     >>> c = rigid_constants(np.random.default_rng(0).random((40, 50)), np.ones((40, 50)))
     >>> c[1].tolist(), c[2].tolist(), c[4].shape
-    ([0, 17, 34, 50], [0, 20, 40], (2, 3, 10, 340))
+    ([0, 17, 34, 50], [0, 20, 40], (2, 3, 6, 340))
     """
     h, w = np.shape(template)
     nb = block_grid((h, w))
@@ -197,8 +206,11 @@ def rigid_constants(template: np.ndarray, weights: np.ndarray) -> tuple[np.ndarr
     ey = np.minimum(np.arange(nb[0] + 1) * -(-h // nb[0]), h).astype(np.int32)
     rhs, prefix, prods, jac, sqrt_w = refine_constants(template, weights)
     # the per-pixel constants in block layout, once per template (not per frame)
+    # the products with the constant column (J_1 = 1) are ``rhs`` itself: only the 6
+    # products of the other columns are kept (4 fewer frame-sized constants to read)
+    prods6 = prods[np.asarray(_PAIRS6)]
     blocked = [
-        np.asarray(_blocks(np.asarray(c).reshape(-1, h, w), nb)) for c in (rhs, prods, jac, sqrt_w[None])
+        np.asarray(_blocks(np.asarray(c).reshape(-1, h, w), nb)) for c in (rhs, prods6, jac, sqrt_w[None])
     ]
     return (prefix, ex, ey, *blocked)
 
@@ -326,7 +338,11 @@ def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.
     # artefact, activity within a block -- are down-weighted
     k = jnp.where(use, HUBER_K_BLOCKS, HUBER_K)
     hub = jnp.minimum(1.0, k * sigma / jnp.maximum(jnp.abs(resid), 1e-30)) * mask_b
-    blk_r, glob_r = solve_both(_block_dot(prods_b, hub), _block_dot(rhs_b, gc_b * hub))
+    # the reweighted sums: rhs against the weights and the weighted frame (one product),
+    # the 6 products without the constant column against the weights
+    by_rhs = jnp.einsum("klcp,sklp->sckl", rhs_b, jnp.stack([hub, gc_b * hub]))
+    pairs = jnp.concatenate([by_rhs[0], _block_dot(prods_b, hub)])[jnp.asarray(_PAIR_SOURCE)]
+    blk_r, glob_r = solve_both(pairs, by_rhs[1])
     delta_r = jnp.where(use, blk_r[0], glob_r[0])
     ok_r = jnp.where(use, blk_r[4], glob_r[4])
     delta = jnp.where(ok_r, delta_r, delta)
