@@ -51,3 +51,27 @@ def test_large_step_on_noise_is_refused():
     step, clipped = _step(frame, template)
     assert not clipped
     np.testing.assert_array_equal(step, [0.0, 0.0])
+
+
+def test_batched_steps_match_each_frame():
+    """The batched step gives each frame the step it gets alone (different moves, hence
+    different valid rectangles, in one batch)."""
+    from xnormcorre.engine.borders import border_limits
+    from xnormcorre.engine.refine import gauss_newton_steps
+
+    template = _cells([1.0, 1.0])
+    consts = rigid_constants(template, np.ones(SHAPE))
+    shifts = [(0.2, -0.3), (-0.1, 0.15), (0.3, 0.25)]
+    moves = [(2.6, -1.2), (-3.4, 0.0), (0.0, 4.7)]  # each frame's s0 (sets its valid rectangle)
+    frames = np.stack([fourier_shift_np(_cells([2.0, 0.5]), s) for s in shifts]).astype(np.float32)
+    limits = [border_limits(jnp.float32(a), jnp.float32(b), *SHAPE) for a, b in moves]
+    batched = gauss_newton_steps(
+        jnp.asarray(frames), consts, tuple(jnp.stack([lim[i] for lim in limits]) for i in range(4))
+    )
+    for k in range(len(frames)):
+        one = gauss_newton_step(jnp.asarray(frames[k]), consts, limits[k])
+        np.testing.assert_allclose(
+            [float(one[0]), float(one[1])], [float(batched[0][k]), float(batched[1][k])], atol=1e-6
+        )
+        assert bool(one[2]) == bool(batched[2][k])
+        np.testing.assert_allclose([float(one[0]), float(one[1])], shifts[k], atol=0.01)

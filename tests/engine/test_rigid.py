@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -189,3 +191,22 @@ def test_template_bits_do_not_depend_on_batch_size():
     ]
     for t in out[1:]:
         np.testing.assert_array_equal(t, out[0])
+
+
+def test_kernel_arrays_computed_once_per_template():
+    """A pass reads many batches with one template: its arrays are computed once, looked
+    up by content (a copy of the template hits), and recomputed for another template or
+    noise model."""
+    from xnormcorre.engine.noise import NoiseModel
+
+    shape = (32, 40)
+    params = config.make_rigid_params(shape, n_frames=10, max_shifts=(3, 3), upsample_factor=4)
+    tmpl = smooth_image(shape, 0)
+    first = rigid.kernel_arrays(params, tmpl)
+    assert rigid.kernel_arrays(params, tmpl.copy()) is first
+    other = tmpl.copy()
+    other[0, 0] += 1.0
+    assert rigid.kernel_arrays(params, other) is not first
+    noisy = rigid.kernel_arrays(dataclasses.replace(params, noise=NoiseModel(2.0, 1.0, True)), tmpl)
+    assert noisy is not first
+    assert len(rigid._ARRAYS) <= rigid._ARRAYS_KEEP

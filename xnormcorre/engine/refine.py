@@ -39,6 +39,7 @@ __all__ = [
     "TRUST_Z",
     "block_grid",
     "gauss_newton_step",
+    "gauss_newton_steps",
     "gradient",
     "refine_constants",
     "rigid_constants",
@@ -229,12 +230,6 @@ def _blocks(x, nb: tuple[int, int]):
     return x.reshape((nby, nbx) + lead + (by * bx,))
 
 
-def _block_dot(const_b: jax.Array, x_b: jax.Array) -> jax.Array:
-    """Block sums of ``const · x``, both in block layout (``(n_y, n_x, c, P)`` and
-    ``(n_y, n_x, P)``): ``(c, n_y, n_x)``."""
-    return jnp.einsum("klcp,klp->ckl", const_b, x_b)
-
-
 def _block_solve(sums: jax.Array, data: jax.Array):
     """Shift step of the block model from the block sums of the 10 products ``(10, n_y, n_x)``
     and of the data products ``(4, n_y, n_x)``: ``(delta (2,), gain (n_y, n_x), offset
@@ -268,12 +263,49 @@ def _block_solve(sums: jax.Array, data: jax.Array):
     return delta, a0, a, b, ok, mm, fitted
 
 
-def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Shift increment ``δ = (dy, dx)`` for a frame already moved by ``-s0``, and whether
-    it was clipped to the trust radius :data:`MAX_STEP`.
+def _frame_blocks(x: jax.Array, nb: tuple[int, int]) -> jax.Array:
+    """Frames ``(B, H, W)`` in block layout ``(n_y, n_x, B, by·bx)`` (zero-padded at the
+    far edges): the layout of the constants with the frames as the free axis, so that
+    each block sum of the step is a plain matrix product (no transposes inside it)."""
+    b, h, w = x.shape
+    nby, nbx = nb
+    by, bx = -(-h // nby), -(-w // nbx)
+    x = jnp.pad(x, ((0, 0), (0, nby * by - h), (0, nbx * bx - w)))
+    x = x.reshape(b, nby, by, nbx, bx).transpose(1, 3, 0, 2, 4)
+    return x.reshape(nby, nbx, b, by * bx)
 
-    ``moved`` is ``(H, W)``, ``consts`` the output of :func:`rigid_constants`,
-    ``limits`` the ``(lo_y, hi_y, lo_x, hi_x)`` valid rectangle of the move.
+
+def _block_dot(const_b: jax.Array, x_b: jax.Array) -> jax.Array:
+    """Block sums of ``const · x`` (``(n_y, n_x, c, P)`` constants, ``(n_y, n_x, B, P)``
+    frames): ``(B, c, n_y, n_x)``."""
+    return jnp.einsum("klcp,klbp->bckl", const_b, x_b)
+
+
+def _rect_sums(prefix, ex, x0, x1, ry, nb: tuple[int, int], h: int, w: int) -> jax.Array:
+    """Block sums ``(10, n_y, n_x)`` of the constant products over one frame's valid
+    rectangle: row prefix sums at the block columns (one gather per row and block),
+    then sums over the block rows."""
+    cb = jnp.clip(ex, jnp.clip(x0, 0, w), jnp.clip(x1 + 1, 0, w))
+    rows = jnp.take(prefix, cb, axis=2)
+    rows = (rows[..., 1:] - rows[..., :-1]) * ry[:, None].astype(prefix.dtype)  # (10, H, n_x)
+    by = -(-h // nb[0])
+    rows = jnp.pad(rows, ((0, 0), (0, nb[0] * by - h), (0, 0)))
+    return rows.reshape(10, nb[0], by, nb[1]).sum(axis=2)
+
+
+def _solve_both(sums: jax.Array, data: jax.Array):
+    """:func:`_block_solve` of the activity model and of one gain and offset."""
+    glob = _block_solve(sums.sum(axis=(-2, -1), keepdims=True), data.sum(axis=(-2, -1), keepdims=True))
+    return _block_solve(sums, data), glob
+
+
+def gauss_newton_steps(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Shift increments ``δ = (dy, dx)`` for a batch of frames ``(B, H, W)`` each already
+    moved by its ``-s0``, and whether each was clipped to the trust radius
+    :data:`MAX_STEP`: ``(dy (B,), dx (B,), clipped (B,))``.
+
+    ``consts`` is the output of :func:`rigid_constants`, ``limits`` the ``(lo_y, hi_y,
+    lo_x, hi_x)`` valid rectangles of the moves (each ``(B,)``).
 
     Activity model: each block ``k`` of :func:`block_grid` has its own gain and offset,
     ``g ≈ a_k·T + b_k - a_k·δ·∇T`` (a frame of a calcium movie is a different mix of its
@@ -283,74 +315,83 @@ def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.
     blocks weighted by ``a_k``.  It is used where an F test finds that it explains the
     frame significantly better than one gain and offset (:data:`ACTIVITY_F`), else the
     global model is (its extra parameters would only cost precision).  One Huber
-    reweighting follows.  Returns ``(0, 0, False)`` where the step is not trustworthy
-    (singular system, negative gain, a step beyond :data:`MAX_STEP` that is less than
-    :data:`TRUST_Z` standard errors from zero); a larger, significant step is clipped to
-    ``MAX_STEP`` (``clipped`` True: the caller re-linearizes from there).
+    reweighting follows.  A frame gets ``(0, 0, False)`` where the step is not
+    trustworthy (singular system, negative gain, a step beyond :data:`MAX_STEP` that is
+    less than :data:`TRUST_Z` standard errors from zero); a larger, significant step is
+    clipped to ``MAX_STEP`` (``clipped`` True: the caller re-linearizes from there).
+
+    The per-pixel work runs on the whole batch in block layout (:func:`_frame_blocks`),
+    each block sum a matrix product of the constants with the batch's frames.
     """
     prefix, ex, ey, rhs_b, prods_b, jac_b, sw_b = consts
-    h, w = moved.shape
+    bsz, h, w = moved.shape
     nb = (ey.shape[0] - 1, ex.shape[0] - 1)
-    x0, x1, ry, rx = valid_rows_cols(limits, (h, w))
-    mask = ry[:, None] & rx[None, :]
-    maskf = mask.astype(moved.dtype)
-    n = jnp.maximum(ry.sum() * rx.sum(), 1).astype(moved.dtype)
+    x0, x1, ry, rx = jax.vmap(lambda *lim: valid_rows_cols(lim, (h, w)))(*limits)
+    mask = ry[:, :, None] & rx[:, None, :]
+    n = jnp.maximum(ry.sum(axis=1) * rx.sum(axis=1), 1).astype(moved.dtype)  # (B,)
     g = jnp.where(mask & jnp.isfinite(moved), moved, 0.0)
     # the offset columns absorb any constant: centring keeps float32 sums precise
-    gc = jnp.where(mask, g - jnp.sum(g) / n, 0.0)
-    # block sums of the constant products over the valid rectangle: row prefix sums at
-    # the block columns (one gather per row and block), then sums over the block rows
-    cb = jnp.clip(ex, jnp.clip(x0, 0, w), jnp.clip(x1 + 1, 0, w))
-    rows = jnp.take(prefix, cb, axis=2)
-    rows = (rows[..., 1:] - rows[..., :-1]) * ry[:, None].astype(moved.dtype)  # (10, H, n_x)
-    by = -(-h // nb[0])
-    rows = jnp.pad(rows, ((0, 0), (0, nb[0] * by - h), (0, 0)))
-    sums = rows.reshape(10, nb[0], by, nb[1]).sum(axis=2)
-    gc_b = _blocks(gc, nb)  # (n_y, n_x, P): the frame in block layout, as the constants
-    mask_b = _blocks(maskf, nb)
-    sw_b = sw_b[:, :, 0]
-    data = _block_dot(rhs_b, gc_b)
-    gg = jnp.sum(jnp.square(gc_b * sw_b))
-
-    def solve_both(sums, data):
-        blk = _block_solve(sums, data)
-        glob = _block_solve(sums.sum(axis=(-2, -1), keepdims=True), data.sum(axis=(-2, -1), keepdims=True))
-        return blk, glob
-
-    blk, glob = solve_both(sums, data)
+    gc = jnp.where(mask, g - (jnp.sum(g, axis=(1, 2)) / n)[:, None, None], 0.0)
+    sums = jax.vmap(lambda a, b, r: _rect_sums(prefix, ex, a, b, r, nb, h, w))(
+        x0, x1, ry
+    )  # (B, 10, n_y, n_x)
+    gc_b = _frame_blocks(gc, nb)
+    mask_b = _frame_blocks(mask.astype(moved.dtype), nb)
+    sw = sw_b[:, :, :1]  # (n_y, n_x, 1, P)
+    data = _block_dot(rhs_b, gc_b)  # (B, 4, n_y, n_x)
+    gg = jnp.sum(jnp.square(gc_b * sw), axis=(0, 1, 3))
+    blk, glob = jax.vmap(_solve_both)(sums, data)
     # F test of the activity model against one gain and offset (residual sums of squares
     # from the fitted sums; the weights make the residual's variance 1 where the noise
     # model holds, the ratio does not depend on it)
     extra = 2.0 * (nb[0] * nb[1] - 1)
     rss_b = jnp.maximum(gg - blk[6], 0.0)
     use = (blk[6] - glob[6]) * (n - 2.0 * nb[0] * nb[1] - 2.0) > ACTIVITY_F * extra * rss_b
-    delta, a0, a, b, ok, mm = (jnp.where(use, u, v) for u, v in zip(blk[:6], glob[:6], strict=True))
+
+    def pick(u, v):
+        return jnp.where(use.reshape((-1,) + (1,) * (u.ndim - 1)), u, v)
+
+    delta, a0, a, b, ok, mm = (pick(u, v) for u, v in zip(blk[:6], glob[:6], strict=True))
+
+    def per_block(x):  # (B, n_y, n_x) or (B, 1, 1) -> (n_y, n_x, B, 1)
+        return jnp.broadcast_to(x, (bsz, *nb)).transpose(1, 2, 0)[..., None]
+
+    def per_frame(x):  # (B,) -> (1, 1, B, 1)
+        return x[None, None, :, None]
+
     model = (
-        a[..., None] * jac_b[:, :, 0]
-        + b[..., None]
-        + a0[..., None] * (delta[0] * jac_b[:, :, 2] + delta[1] * jac_b[:, :, 3])
+        per_block(a) * jac_b[:, :, :1]
+        + per_block(b)
+        + per_block(a0)
+        * (per_frame(delta[:, 0]) * jac_b[:, :, 2:3] + per_frame(delta[:, 1]) * jac_b[:, :, 3:4])
     )
-    resid = (gc_b - model) * sw_b * mask_b
-    sigma = jnp.sqrt(jnp.sum(resid * resid) / n) + 1e-30
+    resid = (gc_b - model) * sw * mask_b
+    sigma = jnp.sqrt(jnp.sum(resid * resid, axis=(0, 1, 3)) / n) + 1e-30
     # squared distance of the step from zero in standard errors
-    signif = (delta @ mm @ delta) / (sigma * sigma)
+    signif = jnp.einsum("bi,bij,bj->b", delta, mm, delta) / (sigma * sigma)
     # one robust reweighting (Huber): pixels the model does not explain -- a passing
     # artefact, activity within a block -- are down-weighted
     k = jnp.where(use, HUBER_K_BLOCKS, HUBER_K)
-    hub = jnp.minimum(1.0, k * sigma / jnp.maximum(jnp.abs(resid), 1e-30)) * mask_b
-    # the reweighted sums: rhs against the weights and the weighted frame (one product),
-    # the 6 products without the constant column against the weights
-    by_rhs = jnp.einsum("klcp,sklp->sckl", rhs_b, jnp.stack([hub, gc_b * hub]))
-    pairs = jnp.concatenate([by_rhs[0], _block_dot(prods_b, hub)])[jnp.asarray(_PAIR_SOURCE)]
-    blk_r, glob_r = solve_both(pairs, by_rhs[1])
-    delta_r = jnp.where(use, blk_r[0], glob_r[0])
-    ok_r = jnp.where(use, blk_r[4], glob_r[4])
-    delta = jnp.where(ok_r, delta_r, delta)
+    hub = jnp.minimum(1.0, per_frame(k * sigma) / jnp.maximum(jnp.abs(resid), 1e-30)) * mask_b
+    # the reweighted sums: the products with the constant column are rhs itself (the 6
+    # others are the constants ``prods_b``)
+    pairs = jnp.concatenate([_block_dot(rhs_b, hub), _block_dot(prods_b, hub)], axis=1)
+    blk_r, glob_r = jax.vmap(_solve_both)(pairs[:, jnp.asarray(_PAIR_SOURCE)], _block_dot(rhs_b, gc_b * hub))
+    delta_r = pick(blk_r[0], glob_r[0])
+    ok_r = pick(blk_r[4], glob_r[4])
+    delta = jnp.where(ok_r[:, None], delta_r, delta)
     ok = ok | ok_r
-    big = jnp.max(jnp.abs(delta))
+    big = jnp.max(jnp.abs(delta), axis=1)
     # a step beyond the trust radius is taken (clipped) only where the data determine it
     ok = ok & ((big <= MAX_STEP) | (signif > TRUST_Z * TRUST_Z))
     clipped = ok & (big > MAX_STEP)
-    delta = jnp.where(clipped, delta * (MAX_STEP / jnp.maximum(big, 1e-30)), delta)
-    delta = jnp.where(ok, delta, 0.0)
-    return delta[0], delta[1], clipped
+    delta = jnp.where(clipped[:, None], delta * (MAX_STEP / jnp.maximum(big, 1e-30))[:, None], delta)
+    delta = jnp.where(ok[:, None], delta, 0.0)
+    return delta[:, 0], delta[:, 1], clipped
+
+
+def gauss_newton_step(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """:func:`gauss_newton_steps` of one frame ``(H, W)`` (``limits`` scalars):
+    ``(dy, dx, clipped)``."""
+    dy, dx, clipped = gauss_newton_steps(moved[None], consts, tuple(jnp.asarray(v)[None] for v in limits))
+    return dy[0], dx[0], clipped[0]

@@ -20,6 +20,9 @@ arrays and are ``jit``-compiled per input shape; the drivers (:func:`register_fr
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -60,11 +63,45 @@ def template_spectrum(template: jax.Array, window: jax.Array, scale: jax.Array) 
     return jnp.fft.rfft2((template - template.mean()) * scale * window)
 
 
+#: The per-template arrays of the latest templates (:func:`kernel_arrays`), most recent
+#: last: a pass reads its movie in many batches with one template.
+_ARRAYS: OrderedDict = OrderedDict()
+_ARRAYS_KEEP = 2
+_ARRAYS_LOCK = threading.Lock()
+
+
+def _digest(*arrays: np.ndarray) -> bytes:
+    """A digest of the arrays' dtypes, shapes and bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.digest()
+
+
 def kernel_arrays(params: RigidParams, template: np.ndarray) -> tuple:
     """The per-template arrays of the rigid kernels: ``(tmpl_spec, weight, consts, defects,
-    scale)`` (``tmpl_spec`` from :func:`template_spectrum`)."""
+    scale)`` (``tmpl_spec`` from :func:`template_spectrum`).
+
+    They are computed once per template and parameters: the arrays of the last
+    :data:`_ARRAYS_KEEP` (template, parameters) are kept and looked up by content (a
+    pass calls this for each batch it reads; the Gauss-Newton constants cost more than a
+    frame's registration).
+    """
     h, w = template.shape
     window, weight = params.arrays((h, w))
+    defects = params.defects if params.inpaint_defects else np.zeros((1, 1), bool)
+    key = (
+        _digest(np.asarray(template, np.float32), window, weight, defects),
+        float(params.scale),
+        int(params.refine_steps),
+        tuple(params.noise),
+    )
+    with _ARRAYS_LOCK:
+        if key in _ARRAYS:
+            _ARRAYS.move_to_end(key)
+            return _ARRAYS[key]
     scale = np.float32(params.scale)
     tmpl_spec = template_spectrum(np.asarray(template, np.float32), np.asarray(window, np.float32), scale)
     if params.refine_steps > 0:
@@ -75,12 +112,16 @@ def kernel_arrays(params: RigidParams, template: np.ndarray) -> tuple:
             np.zeros((10, 1, 2), np.float32),
             np.zeros((2,), np.int32),
             np.zeros((2,), np.int32),
-            *(np.zeros((1, 1, c, 1), np.float32) for c in (4, 10, 4, 1)),
+            *(np.zeros((1, 1, c, 1), np.float32) for c in (4, 6, 4, 1)),
         )
-    defects = params.defects if params.inpaint_defects else np.zeros((1, 1), bool)
     # on the device once: not copied again at every kernel call (the refinement constants
     # are ~15 float32 frames)
-    return jax.device_put((tmpl_spec, weight, consts, defects, scale))
+    out = jax.device_put((tmpl_spec, weight, consts, defects, scale))
+    with _ARRAYS_LOCK:
+        _ARRAYS[key] = out
+        while len(_ARRAYS) > _ARRAYS_KEEP:
+            _ARRAYS.popitem(last=False)
+    return out
 
 
 def register_frames(

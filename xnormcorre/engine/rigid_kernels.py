@@ -2,7 +2,7 @@
 
 One frame: its spectrum, its shift (the correlation peak,
 :func:`xnormcorre.engine.estimate.estimate_shift`, then the noise-weighted Gauss-Newton
-steps of :func:`xnormcorre.engine.refine.gauss_newton_step`), the frame moved by a
+steps of :func:`xnormcorre.engine.refine.gauss_newton_steps`), the frame moved by a
 Fourier phase ramp (exact for band-limited rigid shifts; the spectrum is computed once for
 both), then border handling so that nothing wraps around
 (:mod:`xnormcorre.engine.borders`).  Batches are ``vmap``-ped.  The sign convention and
@@ -22,7 +22,7 @@ from .correlation import rect_corr
 from .defects import inpaint
 from .estimate import estimate_shift
 from .fourier import fourier_shift
-from .refine import TRUST_STEPS, gauss_newton_step
+from .refine import TRUST_STEPS, gauss_newton_steps
 
 compile_cache.enable()  # before the first kernel compiles: later processes load it from disk
 
@@ -49,7 +49,7 @@ def spectra_and_shifts(
     meets template content and the frame's spectrum serves both the estimate and the
     Fourier-shift application.  The correlation peak (:func:`estimate_shift`) is then
     refined by ``refine_steps`` noise-weighted Gauss-Newton steps against the template
-    (:func:`xnormcorre.engine.refine.gauss_newton_step`; ``consts`` from
+    (:func:`xnormcorre.engine.refine.gauss_newton_steps`, on the whole batch; ``consts`` from
     :func:`xnormcorre.engine.refine.rigid_constants`), which take the estimate to the
     statistical limit whatever the correlation's whitening, smoothing or taper.  A step
     clipped to the trust radius is followed by another from there, at most
@@ -72,15 +72,14 @@ def spectra_and_shifts(
         )
         return spec, dy, dx
 
-    def step(spec, dy, dx):
-        moved = fourier_shift(spec, dy, dx, (h, w))
-        ddy, ddx, clipped = gauss_newton_step(moved, consts, border_limits(dy, dx, h, w))
+    def steps(spec, dy, dx):
+        moved = jax.vmap(lambda s, a, b: fourier_shift(s, a, b, (h, w)))(spec, dy, dx)
+        ddy, ddx, clipped = gauss_newton_steps(moved, consts, border_limits(dy, dx, h, w))
         dy = jnp.clip(dy + ddy, -max_shifts[0], max_shifts[0])
         dx = jnp.clip(dx + ddx, -max_shifts[1], max_shifts[1])
         return dy, dx, clipped
 
     spec, dy, dx = jax.vmap(first)(frames)
-    steps = jax.vmap(step)
 
     # each refinement step, then (trust region) the frames whose step was clipped to
     # MAX_STEP step again from there, at most TRUST_STEPS times: one loop over the batch
@@ -112,6 +111,15 @@ def _prepare(frame, defects, scale, inpaint_defects: bool):
     raw = frame * scale
     est = inpaint(raw, defects) if inpaint_defects else raw
     return raw, est
+
+
+def _estimate(frames, tmpl_spec, weight, consts, defects, scale, inpaint_defects: bool, **kw):
+    """The scaled frames of a batch, their spectra (of the estimation frames) and shifts:
+    ``(raw, spectra, dy, dx)`` (:func:`_prepare`, then :func:`spectra_and_shifts` with
+    the keywords ``kw``)."""
+    raw, est = jax.vmap(lambda f: _prepare(f, defects, scale, inpaint_defects))(frames)
+    spec, dy, dx = spectra_and_shifts(est, tmpl_spec, weight, consts, **kw)
+    return raw, spec, dy, dx
 
 
 def _output(raw, spec_est, dy, dx, fill_min, scale, *, border: str, clip: bool, inpaint_defects: bool):
@@ -206,12 +214,14 @@ def register_batch(
     ``(B, H, W)`` and their correlation with the template ``(B,)`` (NaN if not
     ``with_corr``).
     """
-    raw, est = jax.vmap(lambda f: _prepare(f, defects, scale, inpaint_defects))(frames)
-    spec, dy, dx = spectra_and_shifts(
-        est,
+    raw, spec, dy, dx = _estimate(
+        frames,
         tmpl_spec,
         weight,
         consts,
+        defects,
+        scale,
+        inpaint_defects,
         max_shifts=max_shifts,
         upsample_factor=upsample_factor,
         whiten=whiten,
@@ -298,13 +308,14 @@ def register_mean_batch(
     ``(H, W)`` and their count ``(H, W)``.
     """
     h, w = frames.shape[1:]
-
-    est = jax.vmap(lambda f: _prepare(f, defects, scale, inpaint_defects)[1])(frames)
-    spec, dy, dx = spectra_and_shifts(
-        est,
+    _, spec, dy, dx = _estimate(
+        frames,
         tmpl_spec,
         weight,
         consts,
+        defects,
+        scale,
+        inpaint_defects,
         max_shifts=max_shifts,
         upsample_factor=upsample_factor,
         whiten=whiten,
