@@ -210,3 +210,21 @@ def test_kernel_arrays_computed_once_per_template():
     noisy = rigid.kernel_arrays(dataclasses.replace(params, noise=NoiseModel(2.0, 1.0, True)), tmpl)
     assert noisy is not first
     assert len(rigid._ARRAYS) <= rigid._ARRAYS_KEEP
+
+
+def test_template_step_and_final_pass_share_one_program():
+    """The border and clipping are traced arguments of the rigid kernel: the template step
+    (NaN border, unclipped), the noise probe and the final pass compile one program."""
+    import xarray as xr
+
+    import xnormcorre
+    from xnormcorre.engine import rigid_kernels
+    from xnormcorre.engine.fourier import fourier_shift_np
+
+    img = smooth_image((36, 44), 3) * 100.0
+    rng = np.random.default_rng(3)
+    movie = np.stack([fourier_shift_np(img, rng.uniform(-2, 2, 2)) for _ in range(24)]).astype(np.float32)
+    before = rigid_kernels._register._cache_size()
+    res = xnormcorre.rigid(xr.DataArray(movie, dims=("time", "y", "x")), max_shifts=(4, 4))
+    assert rigid_kernels._register._cache_size() - before == 1
+    assert np.isfinite(res.corrected.values).all()  # the final pass's border is "copy"

@@ -15,6 +15,8 @@ from ..schema import BORDERS
 
 __all__ = [
     "BORDERS",
+    "apply_border_traced",
+    "border_code",
     "apply_border",
     "apply_border_nd",
     "border_limits",
@@ -72,6 +74,25 @@ def apply_border(
     else:
         img = fill_outside(img, valid, border, fill_min)
     return img, valid
+
+
+def border_code(border: str) -> np.int32:
+    """The index of ``border`` in :data:`BORDERS`: the traced form of :func:`apply_border_traced`."""
+    return np.int32(BORDERS.index(border))
+
+
+def apply_border_traced(
+    img: jax.Array, dy: jax.Array, dx: jax.Array, code: jax.Array, fill_min: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """:func:`apply_border` with the border given as a traced :func:`border_code`: one
+    compiled program serves every border (the copy fill and the constant fills are both
+    computed, then selected)."""
+    copied, valid = apply_border(img, dy, dx, "copy", fill_min)
+    fill = jnp.where(
+        code == BORDERS.index("nan"), jnp.nan, jnp.where(code == BORDERS.index("zero"), 0.0, fill_min)
+    ).astype(img.dtype)
+    out = jnp.where(code == BORDERS.index("copy"), copied, jnp.where(valid, img, fill))
+    return out, valid
 
 
 def fill_edges(img: np.ndarray, lo, hi) -> np.ndarray:

@@ -15,9 +15,10 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import compile_cache
-from .borders import apply_border, border_limits
+from .borders import apply_border_traced, border_code, border_limits
 from .correlation import rect_corr
 from .defects import inpaint
 from .estimate import estimate_shift
@@ -122,15 +123,16 @@ def _estimate(frames, tmpl_spec, weight, consts, defects, scale, inpaint_defects
     return raw, spec, dy, dx
 
 
-def _output(raw, spec_est, dy, dx, fill_min, scale, *, border: str, clip: bool, inpaint_defects: bool):
-    """The frame moved by ``-(dy, dx)``, clipped to its own range, unscaled, border filled."""
+def _output(raw, spec_est, dy, dx, fill_min, scale, border, clip, *, inpaint_defects: bool):
+    """The frame moved by ``-(dy, dx)``, clipped to its own range if ``clip``, unscaled,
+    border filled (``border``: a :func:`xnormcorre.engine.borders.border_code`; both
+    traced, so that one program serves every border and clip setting)."""
     h, w = raw.shape
     spec = jnp.fft.rfft2(raw) if inpaint_defects else spec_est
     out = fourier_shift(spec, dy, dx, (h, w))
-    if clip:
-        out = jnp.clip(out, jnp.min(raw), jnp.max(raw))
+    out = jnp.where(clip, jnp.clip(out, jnp.min(raw), jnp.max(raw)), out)
     out = out * (1.0 / scale)
-    return apply_border(out, dy, dx, border, fill_min)[0]
+    return apply_border_traced(out, dy, dx, border, fill_min)[0]
 
 
 def _finish_one(
@@ -142,18 +144,16 @@ def _finish_one(
     template,
     fill_min: jax.Array,
     scale: jax.Array,
+    border: jax.Array,
+    clip: jax.Array,
     *,
-    border: str,
     with_corr: bool,
     inpaint_defects: bool,
-    clip: bool,
 ):
     """A registered frame's output: its corrected frame and its correlation with the
     template (NaN if not ``with_corr``)."""
     h, w = frame.shape
-    out = _output(
-        raw, spec, dy, dx, fill_min, scale, border=border, clip=clip, inpaint_defects=inpaint_defects
-    )
+    out = _output(raw, spec, dy, dx, fill_min, scale, border, clip, inpaint_defects=inpaint_defects)
     if with_corr:
         b0, b0sq = template
         corr = rect_corr(out, b0, b0sq, frame.mean(), border_limits(dy, dx, h, w))
@@ -165,18 +165,15 @@ def _finish_one(
 _STATIC = (
     "max_shifts",
     "upsample_factor",
-    "border",
     "apply",
     "whiten",
     "peak_fit",
     "with_corr",
     "refine_steps",
     "inpaint_defects",
-    "clip",
 )
 
 
-@partial(jax.jit, static_argnames=_STATIC)
 def register_batch(
     frames: jax.Array,
     template: jax.Array,
@@ -187,18 +184,15 @@ def register_batch(
     defects: jax.Array,
     scale: jax.Array,
     *,
-    max_shifts: tuple[int, int],
-    upsample_factor: int,
     border: str = "copy",
-    apply: bool = True,
-    whiten: bool = False,
-    peak_fit: bool = False,
-    with_corr: bool = True,
-    refine_steps: int = 0,
-    inpaint_defects: bool = False,
     clip: bool = False,
+    **kw,
 ):
     """Register a batch of frames ``(B, H, W)`` to ``template`` ``(H, W)``.
+
+    ``border`` (one of :data:`xnormcorre.engine.borders.BORDERS`) and ``clip`` reach the
+    compiled program as traced values: the template step (NaN border, unclipped) and the
+    final pass run one program.
 
     ``tmpl_spec`` is the template's apodized spectrum (:func:`template_spectrum`),
     ``consts`` are the Gauss-Newton constants of the template
@@ -214,6 +208,33 @@ def register_batch(
     ``(B, H, W)`` and their correlation with the template ``(B,)`` (NaN if not
     ``with_corr``).
     """
+    modes = (border_code(border), np.bool_(clip))
+    return _register(frames, template, fill_min, tmpl_spec, weight, consts, defects, scale, *modes, **kw)
+
+
+@partial(jax.jit, static_argnames=_STATIC)
+def _register(
+    frames: jax.Array,
+    template: jax.Array,
+    fill_min: jax.Array,
+    tmpl_spec: jax.Array,
+    weight: jax.Array,
+    consts,
+    defects: jax.Array,
+    scale: jax.Array,
+    border: jax.Array,
+    clip: jax.Array,
+    *,
+    max_shifts: tuple[int, int],
+    upsample_factor: int,
+    apply: bool = True,
+    whiten: bool = False,
+    peak_fit: bool = False,
+    with_corr: bool = True,
+    refine_steps: int = 0,
+    inpaint_defects: bool = False,
+):
+    """:func:`register_batch` with ``border`` a traced :func:`border_code` and ``clip`` a traced bool."""
     raw, spec, dy, dx = _estimate(
         frames,
         tmpl_spec,
@@ -232,14 +253,13 @@ def register_batch(
     if not apply:
         return shifts
     b0 = template - template.mean()
-    fn = partial(_finish_one, border=border, with_corr=with_corr, inpaint_defects=inpaint_defects, clip=clip)
-    out, corr = jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, None, None, None))(
-        frames, raw, spec, dy, dx, (b0, b0 * b0), fill_min, scale
+    fn = partial(_finish_one, with_corr=with_corr, inpaint_defects=inpaint_defects)
+    out, corr = jax.vmap(fn, in_axes=(0, 0, 0, 0, 0, None, None, None, None, None))(
+        frames, raw, spec, dy, dx, (b0, b0 * b0), fill_min, scale, border, clip
     )
     return shifts, out, corr
 
 
-@partial(jax.jit, static_argnames=("border", "clip"))
 def shift_batch(
     frames: jax.Array,
     shifts: jax.Array,
@@ -251,19 +271,15 @@ def shift_batch(
 ):
     """Move each frame ``(B, H, W)`` by ``-shifts[b]`` (apply known rigid shifts), as
     :func:`register_batch` does: the same output for the same shift, bit for bit."""
+    return _shift(frames, shifts, fill_min, scale, border_code(border), np.bool_(clip))
 
+
+@jax.jit
+def _shift(frames, shifts, fill_min, scale, border, clip):
     def one(frame, s):
         raw = frame * scale
         return _output(
-            raw,
-            jnp.fft.rfft2(raw),
-            s[0],
-            s[1],
-            fill_min,
-            scale,
-            border=border,
-            clip=clip,
-            inpaint_defects=False,
+            raw, jnp.fft.rfft2(raw), s[0], s[1], fill_min, scale, border, clip, inpaint_defects=False
         )
 
     return jax.vmap(one)(frames, shifts)

@@ -54,10 +54,12 @@ __all__ = [
 
 
 def _probe_mean(params: RigidParams, movie, template: np.ndarray, start: int, stop: int):
-    """``params.mean_registered`` (rigid, no sensor defects) on the noise probe's compiled
-    program: ``(mean, shifts, None)`` of frames ``start:stop`` registered to ``template``,
-    each pixel averaged over the frames that kept it in view.  One compiled program fewer
-    in a run; the frames come back one read batch at a time (bounded memory)."""
+    """``params.mean_registered`` (rigid, no sensor defects) on the final pass's compiled
+    program (the border and clipping are traced arguments of the rigid kernel: NaN
+    border, unclipped here): ``(mean, shifts, None)`` of frames ``start:stop``
+    registered to ``template``, each pixel averaged over the frames that kept it in
+    view.  One compiled program serves the template step, the noise probe and the final
+    pass; the frames come back one read batch at a time (bounded memory)."""
     h, w = template.shape
     acc = np.zeros((h, w), np.float64)
     cnt = np.zeros((h, w), np.float64)
@@ -66,7 +68,7 @@ def _probe_mean(params: RigidParams, movie, template: np.ndarray, start: int, st
     probe = replace(params, border="nan", clip=False)
     for a in range(start, stop, step):
         b = min(stop, a + step)
-        s, frames, _ = probe.register(movie, template, start=a, stop=b, with_corr=False, origin=a - start)
+        s, frames, _ = probe.register(movie, template, start=a, stop=b, origin=a - start)
         shifts[a - start : b - start] = s
         da, dc = frame_sums(frames)
         acc += da

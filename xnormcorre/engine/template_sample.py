@@ -169,7 +169,7 @@ def _registered(
     """``(shifts, frames)`` of ``sample`` registered to ``template``, NaN outside the view,
     unclipped (the noise probe)."""
     probe = replace(params, border="nan", clip=False)
-    shifts, frames, _ = probe.register(sample, template, with_corr=False, origin=0)
+    shifts, frames, _ = probe.register(sample, template, origin=0)
     return shifts, frames
 
 
