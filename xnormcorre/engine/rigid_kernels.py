@@ -114,12 +114,23 @@ def _prepare(frame, defects, scale, inpaint_defects: bool):
     return raw, est
 
 
-def _estimate(frames, tmpl_spec, weight, consts, defects, scale, inpaint_defects: bool, **kw):
+def _estimate(frames, tmpl_spec, weight, consts, defects, scale, inpaint_defects: bool, static: tuple):
     """The scaled frames of a batch, their spectra (of the estimation frames) and shifts:
     ``(raw, spectra, dy, dx)`` (:func:`_prepare`, then :func:`spectra_and_shifts` with
-    the keywords ``kw``)."""
+    ``static = (max_shifts, upsample_factor, whiten, peak_fit, refine_steps)``)."""
+    max_shifts, upsample_factor, whiten, peak_fit, refine_steps = static
     raw, est = jax.vmap(lambda f: _prepare(f, defects, scale, inpaint_defects))(frames)
-    spec, dy, dx = spectra_and_shifts(est, tmpl_spec, weight, consts, **kw)
+    spec, dy, dx = spectra_and_shifts(
+        est,
+        tmpl_spec,
+        weight,
+        consts,
+        max_shifts=max_shifts,
+        upsample_factor=upsample_factor,
+        whiten=whiten,
+        peak_fit=peak_fit,
+        refine_steps=refine_steps,
+    )
     return raw, spec, dy, dx
 
 
@@ -235,20 +246,8 @@ def _register(
     inpaint_defects: bool = False,
 ):
     """:func:`register_batch` with ``border`` a traced :func:`border_code` and ``clip`` a traced bool."""
-    raw, spec, dy, dx = _estimate(
-        frames,
-        tmpl_spec,
-        weight,
-        consts,
-        defects,
-        scale,
-        inpaint_defects,
-        max_shifts=max_shifts,
-        upsample_factor=upsample_factor,
-        whiten=whiten,
-        peak_fit=peak_fit,
-        refine_steps=refine_steps,
-    )
+    est = (max_shifts, upsample_factor, whiten, peak_fit, refine_steps)
+    raw, spec, dy, dx = _estimate(frames, tmpl_spec, weight, consts, defects, scale, inpaint_defects, est)
     shifts = jnp.stack([dy, dx], axis=1)
     if not apply:
         return shifts
@@ -324,20 +323,8 @@ def register_mean_batch(
     ``(H, W)`` and their count ``(H, W)``.
     """
     h, w = frames.shape[1:]
-    _, spec, dy, dx = _estimate(
-        frames,
-        tmpl_spec,
-        weight,
-        consts,
-        defects,
-        scale,
-        inpaint_defects,
-        max_shifts=max_shifts,
-        upsample_factor=upsample_factor,
-        whiten=whiten,
-        peak_fit=peak_fit,
-        refine_steps=refine_steps,
-    )
+    est = (max_shifts, upsample_factor, whiten, peak_fit, refine_steps)
+    _, spec, dy, dx = _estimate(frames, tmpl_spec, weight, consts, defects, scale, inpaint_defects, est)
 
     def one(spec, dy, dx):
         out = fourier_shift(spec, dy, dx, (h, w)) * (1.0 / scale)
