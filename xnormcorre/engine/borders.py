@@ -15,10 +15,10 @@ from ..schema import BORDERS
 
 __all__ = [
     "BORDERS",
-    "apply_border_traced",
-    "border_code",
     "apply_border",
     "apply_border_nd",
+    "apply_border_traced",
+    "border_code",
     "border_limits",
     "border_limits_nd",
     "fill_edges",

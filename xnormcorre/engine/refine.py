@@ -218,7 +218,9 @@ def rigid_constants(template: np.ndarray, weights: np.ndarray) -> tuple[np.ndarr
 
 def _blocks(x, nb: tuple[int, int]):
     """``x`` ``(..., H, W)`` as ``(n_y, n_x, ..., by·bx)``: the pixels of each block of a
-    ``nb`` grid (zero-padded at the far edges).  NumPy or JAX arrays."""
+    ``nb`` grid (zero-padded at the far edges).  NumPy or JAX arrays: the template
+    constants ``(c, H, W)`` and a batch of frames ``(B, H, W)`` share the layout, so each
+    block sum is a plain matrix product."""
     xp = jnp if isinstance(x, jax.Array) else np
     h, w = x.shape[-2:]
     nby, nbx = nb
@@ -261,18 +263,6 @@ def _block_solve(sums: jax.Array, data: jax.Array):
     b = b0 - jnp.where(good, inv * (-n01 * cd[0] + n00 * cd[1]), 0.0)
     fitted = jnp.sum(a * data[0] + b * data[1]) + delta @ jnp.sum(a0 * data[2:4], axis=(-2, -1))
     return delta, a0, a, b, ok, mm, fitted
-
-
-def _frame_blocks(x: jax.Array, nb: tuple[int, int]) -> jax.Array:
-    """Frames ``(B, H, W)`` in block layout ``(n_y, n_x, B, by·bx)`` (zero-padded at the
-    far edges): the layout of the constants with the frames as the free axis, so that
-    each block sum of the step is a plain matrix product (no transposes inside it)."""
-    b, h, w = x.shape
-    nby, nbx = nb
-    by, bx = -(-h // nby), -(-w // nbx)
-    x = jnp.pad(x, ((0, 0), (0, nby * by - h), (0, nbx * bx - w)))
-    x = x.reshape(b, nby, by, nbx, bx).transpose(1, 3, 0, 2, 4)
-    return x.reshape(nby, nbx, b, by * bx)
 
 
 def _block_dot(const_b: jax.Array, x_b: jax.Array) -> jax.Array:
@@ -320,8 +310,9 @@ def gauss_newton_steps(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax
     less than :data:`TRUST_Z` standard errors from zero); a larger, significant step is
     clipped to ``MAX_STEP`` (``clipped`` True: the caller re-linearizes from there).
 
-    The per-pixel work runs on the whole batch in block layout (:func:`_frame_blocks`),
-    each block sum a matrix product of the constants with the batch's frames.
+    The per-pixel work runs on the whole batch in block layout ``(n_y, n_x, B, P)``
+    (:func:`_blocks`), each block sum a matrix product of the constants with the
+    batch's frames.
     """
     prefix, ex, ey, rhs_b, prods_b, jac_b, sw_b = consts
     bsz, h, w = moved.shape
@@ -335,8 +326,8 @@ def gauss_newton_steps(moved: jax.Array, consts, limits) -> tuple[jax.Array, jax
     sums = jax.vmap(lambda a, b, r: _rect_sums(prefix, ex, a, b, r, nb, h, w))(
         x0, x1, ry
     )  # (B, 10, n_y, n_x)
-    gc_b = _frame_blocks(gc, nb)
-    mask_b = _frame_blocks(mask.astype(moved.dtype), nb)
+    gc_b = _blocks(gc, nb)
+    mask_b = _blocks(mask.astype(moved.dtype), nb)
     sw = sw_b[:, :, :1]  # (n_y, n_x, 1, P)
     data = _block_dot(rhs_b, gc_b)  # (B, 4, n_y, n_x)
     gg = jnp.sum(jnp.square(gc_b * sw), axis=(0, 1, 3))
