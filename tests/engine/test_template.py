@@ -42,10 +42,29 @@ def test_first_pass_gives_the_pass_template_and_the_noise_model(walk):
     ref, ref_shifts = template_sample._pass(frames, start, p)
     np.testing.assert_allclose(shifts, ref_shifts, atol=1e-4)
     np.testing.assert_allclose(tmpl, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
-    probe = template_sample._noise(frames, start, p, None)
+    probe = template_sample._fit(template_sample._registered(frames, start, p)[1], None)
     assert noise.fitted and probe.fitted
     assert noise.gain == pytest.approx(probe.gain, rel=1e-4)
     assert noise.intercept == pytest.approx(probe.intercept, rel=1e-3, abs=1e-6 * abs(probe.gain))
+
+
+def test_calibration_is_measured_on_the_movie_alone(walk):
+    """The calibration does not depend on a template: the estimate's is ``calibrate``'s, bit
+    for bit, and its noise model is the one fitted to the frames registered to the true
+    template (gain and variance at the median level to 3 %; the fit's gain is the simulation's 30 counts per photon to 25 %: each
+    bin's lower-quartile variance is low by design)."""
+    p = config.make_rigid_params((64, 64), max_shifts=(5, 5), batch_size=16)
+    frames = walk.frames.astype(np.float32)
+    est = template.estimate_template(frames, p, max_frames=30)
+    cal = template.calibrate(frames, p)
+    assert cal.defects is None and est.calibration.defects is None
+    assert cal.noise == est.calibration.noise and cal.scale == est.calibration.scale
+    assert cal.noise.fitted and cal.noise.gain == pytest.approx(30.0, rel=0.25)
+    true = template_sample._fit(template_sample._registered(frames, walk.template, _params(walk))[1], None)
+    assert cal.noise.gain == pytest.approx(true.gain, rel=0.03)
+    level = float(np.median(walk.template))  # the variance the weights use, at a typical level
+    var = cal.noise.gain * level + cal.noise.intercept
+    assert var == pytest.approx(true.gain * level + true.intercept, rel=0.03)
 
 
 def test_defect_movies_keep_the_kernel_mean(walk, monkeypatch):

@@ -82,7 +82,8 @@ class Corrector(Movies, SingleFrames):
     leaves out its sensor defects and scales it by a power of two
     (the calibration of :func:`xnormcorre.rigid`).  A corrector made by
     :meth:`from_result` uses the run's recorded calibration; otherwise it is measured
-    once, against the template, from the first frames the corrector sees
+    once from the first frames the corrector sees (on those frames alone, registered to
+    their own first template, as the batch functions measure it)
     (:meth:`calibrate`, or the first call of :meth:`correct`, :meth:`lazy`,
     :meth:`shift` or :meth:`correct_frame`) and kept.  A single frame gives no noise
     model (uniform weights) and finds no defects: call :meth:`calibrate` with a
@@ -292,9 +293,10 @@ class Corrector(Movies, SingleFrames):
 
     # ------------------------------------------------------------------ calibration
     def calibrate(self, frames, *, reference=None) -> Corrector:
-        """Measure the calibration (sensor defects, noise model, scale) against the
-        template from ``frames`` (``(time, y, x)``, up to 100 evenly spaced frames are
-        read; the shifts are estimated on ``reference`` if given), and ``min_mov`` for
+        """Measure the calibration (sensor defects, noise model, scale) on ``frames``
+        (``(time, y, x)``, up to 100 evenly spaced frames are read, registered to their
+        own first template as :func:`xnormcorre.rigid` measures it; the shifts are
+        estimated on ``reference`` if given), and ``min_mov`` for
         ``border="min"`` if unset.  Replaces any earlier calibration.  Returns the corrector.
         """
         movie = self._movie(frames)
@@ -306,7 +308,7 @@ class Corrector(Movies, SingleFrames):
         source = movie if ref is None else ref
         if self._opts.border == "min" and self._opts.min_mov is None:
             self._min_mov = resolve_min_mov(movie, None)
-        self._cal = calibrate_for(source, self._opts, self.template, defects=self._defects)
+        self._cal = calibrate_for(source, self._opts, defects=self._defects)
         self._fast = None
 
     def _ensure(self, movie: xr.DataArray, ref: xr.DataArray | None) -> None:

@@ -106,18 +106,17 @@ def template_for_run(
     if user_template is None:
         est = estimate_for(source, opts, pw, defects=defects)
         return template_da(movie, est.template, "estimated"), est.calibration, est.shifts
-    cal = calibrate_for(source, opts, user_template, defects=defects)
+    cal = calibrate_for(source, opts, defects=defects)
     return template_da(movie, user_template, "user"), cal, None
 
 
-def calibrate_for(
-    source: xr.DataArray, opts: Options, template: np.ndarray, *, defects=True
-) -> _tmpl.Calibration:
-    """Sensor defects, noise model and scale of ``source`` against a given template."""
+def calibrate_for(source: xr.DataArray, opts: Options, *, defects=True) -> _tmpl.Calibration:
+    """Sensor defects, noise model and scale of ``source``
+    (:func:`xnormcorre.engine.template.calibrate`: measured on the movie alone)."""
     n = source.sizes[DIM_TIME]
     shape = (source.sizes[DIM_Y], source.sizes[DIM_X])
     rigid = opts.rigid_params(shape, n, border="copy")
-    return _tmpl.calibrate(Frames(source), rigid, template, defects=defects)
+    return _tmpl.calibrate(Frames(source), rigid, defects=defects)
 
 
 def estimate_for(source: xr.DataArray, opts: Options, pw=None, *, defects=True) -> _tmpl.TemplateEstimate:
@@ -152,8 +151,6 @@ def estimate_for(source: xr.DataArray, opts: Options, pw=None, *, defects=True) 
         num_splits_to_process=opts.num_splits_to_process,
         niter=opts.niter,
         seed=opts.seed,
-        # a piecewise-rigid step follows and measures the calibration against its own template
-        final_calibration=pw is None,
         **rigid_common,
     )
     if pw is None:

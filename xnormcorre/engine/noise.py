@@ -90,21 +90,25 @@ def fit_noise_model(frames: np.ndarray, valid: np.ndarray | None = None, n_bins:
     return NoiseModel(float(gain), float(intercept), True)
 
 
-def _temporal_moments(x: np.ndarray, block: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-pixel temporal mean, variance (``ddof=1``) and all-finite flag of ``x`` (N, P).
+def _temporal_moments(x: np.ndarray, block: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-pixel temporal mean, variance (``ddof=1``, two passes) and all-finite flag of ``x`` (N, P).
 
-    In float64, on pixel-major blocks of pixels (each pixel's frames contiguous, summed pairwise;
-    cache-sized, no float64 copy of the whole stack)."""
-    p = x.shape[1]
-    m, v = np.empty(p, np.float64), np.empty(p, np.float64)
-    ok = np.empty(p, bool)
+    In float64, ``block`` frames at a time (each step a contiguous, vectorised row sum; no
+    float64 copy of the whole stack).  A value that is not finite makes its pixel's sums
+    not finite, which is the flag."""
+    n, p = x.shape
+    total = np.zeros(p, np.float64)
+    for i in range(0, n, block):
+        total += x[i : i + block].sum(axis=0, dtype=np.float64)
+    m = total / n
+    sq = np.zeros(p, np.float64)
+    buf = np.empty((min(block, n), p), np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        for c in range(0, p, block):
-            blk = np.ascontiguousarray(x[:, c : c + block].T, dtype=np.float64)
-            ok[c : c + block] = np.isfinite(blk).all(axis=1)
-            m[c : c + block] = blk.mean(axis=1)
-            v[c : c + block] = blk.var(axis=1, ddof=1)
-    return m, v, ok
+        for i in range(0, n, block):
+            d = np.subtract(x[i : i + block], m, out=buf[: min(block, n - i)])
+            np.multiply(d, d, out=d)
+            sq += d.sum(axis=0)
+    return m, sq / (n - 1), np.isfinite(total) & np.isfinite(sq)
 
 
 def pixel_weights(template: np.ndarray, model: NoiseModel) -> np.ndarray:

@@ -103,7 +103,6 @@ def estimate_template(
     max_frames: int | None = None,
     defects=True,
     sample: Survey | None = None,
-    final_calibration: bool = True,
 ) -> TemplateEstimate:
     """Estimate a template as in NoRMCorre/CaImAn's batch path.
 
@@ -125,12 +124,10 @@ def estimate_template(
     before a piecewise-rigid one); read here otherwise.
 
     The movie's calibration (sensor defects, noise model, scale) comes from
-    :func:`initial_template`, or is ``calibration`` (or measured against ``init`` by
-    :func:`calibrate`) when ``init`` is given; every pass uses it.  The calibration
-    returned is measured again against the final template (as a run given that template
-    measures it), unless ``final_calibration`` is False: then it is the one the passes
-    used (one registration of the sample and one noise fit fewer, for a caller that
-    refines the template further and measures the calibration against its own result).
+    :func:`initial_template`, or is ``calibration`` (or measured by :func:`calibrate`)
+    when ``init`` is given; every pass uses it.  It is measured on the movie's sample
+    alone, not against a template, so a run given the estimated template calibrates
+    the movie alike (the same bits).
     Returns a :class:`TemplateEstimate`.
     """
     n = len(movie)
@@ -144,7 +141,7 @@ def estimate_template(
     else:
         tmpl = np.asarray(init, np.float32)
         if calibration is None:
-            calibration = calibrate_survey(surveyed, params.rigid, tmpl, defects)
+            calibration = calibrate_survey(surveyed, params.rigid, defects)
         last = np.zeros((0, 2), np.float32)
     params = params.calibrated(calibration)
     splits = split_bounds(n, frames_per_split)
@@ -177,8 +174,4 @@ def estimate_template(
         last = np.concatenate(shifts)
         tmpl = centre(nanmedian(np.stack(means)), last)
         tmpl = params.recentre(tmpl, devs)
-    # the movie's calibration against the final template, as a run given that template
-    # measures it: rigid(movie) and rigid(movie, template=rigid(movie).template) agree bit for bit
-    if final_calibration:
-        calibration = calibrate_survey(surveyed, params.rigid, tmpl, defects)
     return TemplateEstimate(tmpl, calibration, last)

@@ -179,11 +179,6 @@ def _fit(frames: np.ndarray, mask) -> NoiseModel:
     return fit_noise_model(frames, valid)
 
 
-def _noise(sample: np.ndarray, template: np.ndarray, params: RigidParams, mask) -> NoiseModel:
-    """Photon-transfer fit on the sample registered to ``template`` (NaN outside the view)."""
-    return _fit(_registered(sample, template, params)[1], mask)
-
-
 def _first_pass(
     est: np.ndarray, template: np.ndarray, params: RigidParams, mask
 ) -> tuple[np.ndarray, np.ndarray, NoiseModel]:
@@ -261,17 +256,22 @@ class Subsample:
         return out
 
 
-def calibrate_survey(surveyed: Survey, params: RigidParams, template: np.ndarray, defects) -> Calibration:
-    cal = Calibration(surveyed.mask, UNIFORM, surveyed.scale)
-    noise = _noise(surveyed.sample, np.asarray(template, np.float32), params.calibrated(cal), surveyed.mask)
-    return Calibration(_trusted(surveyed.mask, noise, defects), noise, surveyed.scale)
+def calibrate_survey(surveyed: Survey, params: RigidParams, defects) -> Calibration:
+    """The movie's calibration from its survey alone (see :func:`calibrate`)."""
+    return _first(surveyed, params, defects)[1]
 
 
-def calibrate(
-    movie, params: RigidParams, template: np.ndarray, *, defects=True, n_init: int = 100
-) -> Calibration:
-    """Sensor defects, noise model and scale of a movie registered to a given ``template``."""
-    return calibrate_survey(survey(movie, defects, n_init), params, template, defects)
+def calibrate(movie, params: RigidParams, *, defects=True, n_init: int = 100) -> Calibration:
+    """Sensor defects, noise model and intensity scale of a movie.
+
+    Measured on the movie alone, as :func:`initial_template` measures them: the sensor
+    defects and the scale on a sample of ``n_init`` evenly spaced frames, the noise model
+    on that sample registered to its own first template (the median of its densest
+    cluster of similar frames).  It does not depend on the template a run registers
+    to, so a run given a template and a run that estimates one calibrate a movie
+    alike.
+    """
+    return calibrate_survey(survey(movie, defects, n_init), params, defects)
 
 
 def _trusted(mask, noise: NoiseModel, defects):
@@ -302,6 +302,17 @@ def initial_template(movie, params: RigidParams, n_init: int = 100, *, defects=T
 def initial_from_survey(
     surveyed: Survey, params: RigidParams, defects, weighted_pass: bool = True
 ) -> TemplateEstimate:
+    tmpl, cal, shifts = _first(surveyed, params, defects)
+    if weighted_pass:
+        tmpl, shifts = _pass(surveyed.sample, tmpl, params.calibrated(cal))
+    return TemplateEstimate(tmpl, cal, shifts)
+
+
+def _first(surveyed: Survey, params: RigidParams, defects) -> tuple[np.ndarray, Calibration, np.ndarray]:
+    """The first template of the sample, the movie's calibration and the sample's shifts:
+    the densest cluster's median, one registration of the sample to it (bridged to a
+    second position out of reach, see :func:`_bridged`) giving both the template and
+    the noise model.  Returns ``(template, calibration, shifts)``."""
     sample, mask = surveyed.sample, surveyed.mask
     cal = Calibration(mask, UNIFORM, surveyed.scale)
     p0 = params.calibrated(cal)
@@ -315,10 +326,7 @@ def initial_from_survey(
         again = _first_pass(est, bridge, p0, mask)
         if 2 * _n_at_bound(again[1], p0) <= _n_at_bound(shifts, p0):  # kept if it reaches them
             tmpl, shifts, noise = again
-    cal = Calibration(_trusted(mask, noise, defects), noise, cal.scale)
-    if weighted_pass:
-        tmpl, shifts = _pass(sample, tmpl, params.calibrated(cal))
-    return TemplateEstimate(tmpl, cal, shifts)
+    return tmpl, Calibration(_trusted(mask, noise, defects), noise, cal.scale), shifts
 
 
 #: Share of the sample outside the densest cluster from which the other frames are looked
