@@ -833,6 +833,26 @@ def machine() -> str:
     )
 
 
+def first_touch(gb: float = 0.5) -> str:
+    """Seconds per GiB for a new process to write ``gb`` GiB of fresh memory.
+
+    On bare metal this is about 0.1-0.2 s/GiB (page faults and zeroing).  On a virtual
+    machine whose host takes back the memory the guest frees (free-page reporting,
+    ballooning) it can be tens of times more, and every engine pays it for each GiB it
+    touches (a 1000-frame 512² movie is 1 GiB, its corrected copy another): wall times
+    then vary with the host's memory state, not with the engines.  Measured at the start
+    and the end of a run so that every table says what the machine's memory cost."""
+    code = (
+        "import time, numpy as np; t = time.perf_counter(); "
+        f"a = np.empty({int(gb * 2**28)}, np.float32); a[:] = 1.0; print(time.perf_counter() - t)"
+    )
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        return f"{float(out.stdout.strip()) / gb:.2f} s/GiB"
+    except (subprocess.SubprocessError, ValueError):
+        return "not measured"
+
+
 # -------------------------------------------------------------------------- profile
 def profile_worker(args) -> None:
     """One fresh process: where xnormcorre's time goes on one movie (printed as JSON)."""
@@ -1150,6 +1170,7 @@ def main(argv=None) -> int:
         f"command: {' '.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}",
         f"machine: {machine()}",
         f"load average at start: {os.getloadavg()[0]:.2f}",
+        f"fresh memory at start (a new process writing 0.5 GiB): {first_touch()}",
     ]
     if args.profile:
         out = run_profile(args, cache, data_dir)
@@ -1165,6 +1186,7 @@ def main(argv=None) -> int:
                 if path is not None:
                     rows.extend(run_case(args, name, path, wanted, Path(tmp)))
         header.append(f"load average at end: {os.getloadavg()[0]:.2f}")
+        header.append(f"fresh memory at end: {first_touch()}")
         text = (
             "\n".join(header)
             + f"\nwall time {time.perf_counter() - t_start:.0f} s\n\n### Fresh process\n\n"
