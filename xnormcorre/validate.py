@@ -279,13 +279,30 @@ def check_finite(movie: xr.DataArray, name: str = "movie") -> None:
 
 def check_finite_block(block: np.ndarray, name: str = "movie", *, whole: bool = False) -> None:
     """Raise ``ValueError`` if frames ``(T, H, W)`` hold NaN or Inf (a chunk, or the whole movie)."""
-    if block.dtype.kind == "f" and not np.isfinite(block).all():
+    if block.dtype.kind == "f" and not _all_finite(block):
         bad = np.flatnonzero(~np.isfinite(block).all(axis=(1, 2)))
         where = f"(first: {bad[:5].tolist()})" if whole else f"of a chunk of {block.shape[0]} frames"
         raise ValueError(
             f"{name} has NaN or Inf values in {bad.size} frame(s) {where}; "
             "replace them first, e.g. movie.fillna(movie.median())"
         )
+
+
+def _all_finite(block: np.ndarray) -> bool:
+    """Whether every value of ``block`` (frames along its first axis) is finite, checked about
+    a million values at a time into one reused buffer: no boolean temporary the size of the
+    movie (a quarter of a float32 movie's memory), and faster than one (it stays in cache)."""
+    if block.ndim < 2 or block.shape[0] == 0:
+        return bool(np.isfinite(block).all())
+    per = max(1, (1 << 20) // max(1, math.prod(block.shape[1:])))
+    buf = np.empty((min(per, block.shape[0]), *block.shape[1:]), bool)
+    for i in range(0, block.shape[0], per):
+        part = block[i : i + per]
+        out = buf[: len(part)]
+        np.isfinite(part, out=out)
+        if not out.all():
+            return False
+    return True
 
 
 def as_template(template: Any, shape: tuple[int, int], name: str = "template") -> np.ndarray:

@@ -418,3 +418,22 @@ def test_errors_name_the_file(tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:3000])
     with pytest.raises((ValueError, OSError)):
         xnormcorre.open_movie(truncated).values  # noqa: B018
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [(0, 0, 0), (255, 63, 63), (256, 0, 5), (299, 10, 1)])
+def test_finite_check_finds_one_bad_value_in_any_chunk(bad, where):
+    """The movie's finite check reads 1,048,576 values (256 frames of 64²) at a time: a single
+    NaN or Inf is found in the first and last frame of a chunk and in the last, partial chunk;
+    strided views are checked as they are."""
+    from xnormcorre.validate import check_finite_block
+
+    block = np.ones((300, 64, 64), np.float32)
+    check_finite_block(block)
+    check_finite_block(block[:, ::2, 1:])
+    block[where] = bad
+    with pytest.raises(ValueError, match=rf"NaN or Inf values in 1 frame\(s\) \(first: \[{where[0]}\]\)"):
+        check_finite_block(block, whole=True)
+    if where[2] % 2 == 0:  # the strided view (every other column) keeps it
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            check_finite_block(block[:, :, ::2])
