@@ -51,8 +51,9 @@ def test_first_pass_gives_the_pass_template_and_the_noise_model(walk):
 def test_calibration_is_measured_on_the_movie_alone(walk):
     """The calibration does not depend on a template: the estimate's is ``calibrate``'s, bit
     for bit, and its noise model is the one fitted to the frames registered to the true
-    template (gain and variance at the median level to 3 %; the fit's gain is the simulation's 30 counts per photon to 25 %: each
-    bin's lower-quartile variance is low by design)."""
+    template (gain and variance at the median level to 3 %).  The fit's gain is the
+    simulation's 30 counts per photon to 25 % (each bin's lower-quartile variance is low
+    by design)."""
     p = config.make_rigid_params((64, 64), max_shifts=(5, 5), batch_size=16)
     frames = walk.frames.astype(np.float32)
     est = template.estimate_template(frames, p, max_frames=30)
