@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from xnormcorre.engine import defects as _defects
-from xnormcorre.engine.defects import find_defects, inpaint
+from xnormcorre.engine.defects import find_defects, inpaint, inpaint_at, inpaint_plan
 
 SHAPE = (128, 128)
 N_FRAMES = 30
@@ -236,6 +237,40 @@ def test_inpaint_everything_masked_is_finite() -> None:
     np.testing.assert_allclose(np.asarray(inpaint(f, m)), 1.0)  # from the frame's one valid pixel
     out = np.asarray(inpaint(f, jnp.ones((6, 6), bool)))
     assert np.isfinite(out).all() and np.all(out == 0)
+
+
+@pytest.mark.parametrize("density", [0.0, 0.002, 0.05, 0.4, 0.9])
+def test_inpaint_at_fills_the_same_bits_as_inpaint(density: float) -> None:
+    """The kernels' sparse fill (visiting the defects only) equals the dense one, bit for
+    bit, except where no unmasked pixel lies within 2 px (the frame's mean: same to float32
+    rounding); unmasked pixels are untouched."""
+    rng = np.random.default_rng(int(density * 1000))
+    frames = rng.normal(100, 20, (3, 37, 41)).astype(np.float32)
+    mask = rng.random((37, 41)) < density
+    mask[10:15, 3:9] = density > 0.3  # a block whose centre has no unmasked pixel within 2 px
+    target, source, use, frame_mean, n_valid = plan = inpaint_plan(mask)
+    k = int(mask.sum())
+    assert len(target) >= max(k, 16) and len(target) & (len(target) - 1) == 0  # a power of two
+    assert np.array_equal(np.sort(target[:k]), np.flatnonzero(mask)) and np.all(target[k:] == mask.size)
+    assert float(n_valid) == mask.size - k
+    dense = np.asarray(inpaint(jnp.asarray(frames), jnp.asarray(mask)))
+    sparse = np.asarray(jax.jit(inpaint_at)(jnp.asarray(frames), plan))
+    single = np.asarray(jax.jit(inpaint_at)(jnp.asarray(frames[2]), plan))
+    single_dense = np.asarray(inpaint(jnp.asarray(frames[2]), jnp.asarray(mask)))
+    np.testing.assert_allclose(single, sparse[2], rtol=1e-6)  # a batch may divide by a reciprocal
+    by_mean = np.zeros(mask.size, bool)
+    by_mean[frame_mean] = True
+    by_mean = by_mean.reshape(mask.shape)
+    assert (density > 0.3) == bool(by_mean.any())
+    np.testing.assert_array_equal(sparse[:, ~by_mean], dense[:, ~by_mean])
+    np.testing.assert_array_equal(single[~by_mean], single_dense[~by_mean])
+    np.testing.assert_allclose(sparse[:, by_mean], dense[:, by_mean], rtol=1e-6)
+    np.testing.assert_array_equal(sparse[:, ~mask], frames[:, ~mask])
+
+
+def test_inpaint_plan_validation() -> None:
+    with pytest.raises(ValueError, match="mask"):
+        inpaint_plan(np.zeros((2, 3, 4), bool))
 
 
 def _data(name: str) -> Path:

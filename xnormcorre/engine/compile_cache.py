@@ -38,6 +38,14 @@ can get there.  :func:`release_if_crowded`, run before each pass of kernels, dro
 JAX's in-memory compiled programs when the process holds more than
 :data:`MAP_SHARE` of the cap (they are compiled again, or loaded from this cache, when
 next needed).
+
+Same input, same bits: every kernel is compiled by :func:`kernel_jit`, with XLA's
+``xla_cpu_multi_thread_eigen`` off.  XLA's multi-threaded FFT rounds a transform
+differently depending on how its threads happen to split the work, so the same frames
+could give results that differ in the last bit from one call to the next (shifts by
+~1e-5 px at 512 x 512).  With it off, each FFT or matrix product runs on one thread;
+the kernel thread pool (:func:`xnormcorre.engine.runner.kernel_threads`) keeps the cores
+busy by running several kernel calls at once.
 """
 
 from __future__ import annotations
@@ -46,7 +54,12 @@ import os
 import threading
 import time
 import warnings
+from functools import partial, wraps
 from pathlib import Path
+
+#: XLA compiler options of every kernel (:func:`kernel_jit`): no multi-threaded FFTs or
+#: matrix products, whose results depend on how their threads split the work.
+COMPILER_OPTIONS = {"xla_cpu_multi_thread_eigen": False}
 
 #: Environment variable: a directory for the cache, or ``0``/``off`` to disable it.
 ENV_VAR = "XNORMCORRE_JAX_CACHE"
@@ -74,6 +87,39 @@ _MAP_LAST = [-float("inf")]
 _LOCK = threading.Lock()
 _DONE = False
 _RESULT: Path | None = None
+
+
+def kernel_jit(fun=None, **kwargs):
+    """``jax.jit`` with :data:`COMPILER_OPTIONS`: the same input gives the same bits.
+
+    Used as ``@kernel_jit`` or ``@kernel_jit(static_argnames=...)``, like ``jax.jit``.
+    Called inside another traced function (JAX takes compiler options at the top level
+    only), it is a plain ``jax.jit``: the options are those of the outer kernel.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> @kernel_jit
+    ... def double(x):
+    ...     return 2 * x
+    >>> double(jnp.arange(3.0)).tolist()
+    [0.0, 2.0, 4.0]
+    """
+    if fun is None:
+        return partial(kernel_jit, **kwargs)
+    import jax
+
+    top = jax.jit(fun, compiler_options=COMPILER_OPTIONS, **kwargs)
+    nested = jax.jit(fun, **kwargs)
+
+    @wraps(fun)
+    def call(*args, **kw):
+        traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kw)))
+        return (nested if traced else top)(*args, **kw)
+
+    for name in ("lower", "trace", "eval_shape", "_cache_size", "clear_cache"):
+        setattr(call, name, getattr(top, name))
+    return call
 
 
 def default_cache_dir() -> Path:

@@ -4,6 +4,8 @@ Hot, dead and stuck pixels and bright or dark lines sit at fixed *sensor* coordi
 not move with the tissue. Left in the frames they pull every correlation peak towards zero lag.
 :func:`find_defects` finds them in a sample of raw frames; :func:`inpaint` replaces them by the mean
 of their valid neighbours before shifts are estimated (the corrected output keeps the raw values).
+The registration kernels fill the same values by :func:`inpaint_at`, which visits only the defects
+and their neighbourhoods (:func:`inpaint_plan`), not every pixel of every frame.
 
 Only NumPy, SciPy and JAX are used here (no xarray, no other package modules).
 """
@@ -20,7 +22,7 @@ from . import compile_cache
 
 compile_cache.enable()  # before the first kernel compiles: later processes load it from disk
 
-__all__ = ["find_defects", "inpaint"]
+__all__ = ["find_defects", "inpaint", "inpaint_at", "inpaint_plan"]
 
 # Thresholds, in robust standard deviations of the statistic they apply to.
 _K_POINT = 6.0  # a pixel (or a 1x2, 2x1, 2x2 cluster) above all / below all pixels around it
@@ -335,7 +337,7 @@ def _box_sum(x: jax.Array, r: int) -> jax.Array:
     return sum(rows[..., :, j : j + w] for j in range(2 * r + 1))
 
 
-@jax.jit
+@compile_cache.kernel_jit
 def inpaint(frames: jax.Array, mask: jax.Array) -> jax.Array:
     """Replace masked pixels by the mean of their unmasked neighbours (float32, jittable).
 
@@ -382,3 +384,102 @@ def inpaint(frames: jax.Array, mask: jax.Array) -> jax.Array:
     glob = x.sum(axis=(-2, -1), keepdims=True) / jnp.maximum(nvalid, 1.0)
     fill = jnp.where(done, fill, glob)
     return jnp.where(mask, fill, frames)
+
+
+#: Smallest number of entries of an :func:`inpaint_plan` (plans are padded to a power of two
+#: at least this large, so that movies with similar defect counts share one compiled kernel).
+_PLAN_MIN = 16
+
+
+def inpaint_plan(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where and from what :func:`inpaint_at` fills each defect of ``mask`` (NumPy, once per movie).
+
+    :func:`inpaint` decides, for each masked pixel, from the mask alone whether its unmasked
+    8-neighbours, the unmasked pixels of its 5x5 neighbourhood or the frame's unmasked pixels
+    fill it. The plan records that choice: for each masked pixel its flat index, the flat
+    indices of its 5x5 neighbourhood (ordered column offset by column offset, the order in which
+    :func:`inpaint` adds them) and which of them count. Entries are padded to a power of two (at
+    least 16) with an index past the frame, which :func:`inpaint_at` drops.
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (H, W)
+        True where a pixel is replaced.
+
+    Returns
+    -------
+    target : int32 (K,)
+        Flat index of each masked pixel (``H·W`` for padding).
+    source : int32 (K, 25)
+        Flat indices of its 5x5 neighbourhood (clamped to the frame).
+    use : bool (K, 25)
+        Which neighbours are averaged (none where the frame's mean fills the pixel).
+    frame_mean : int32 (G,)
+        Flat index of each masked pixel filled by the mean of the frame's unmasked pixels
+        (usually none).
+    n_valid : float32 ()
+        Number of unmasked pixels.
+
+    Examples
+    --------
+    >>> m = np.zeros((4, 4), bool); m[1, 1] = True
+    >>> target, source, use, frame_mean, n_valid = inpaint_plan(m)
+    >>> int(target[0]), int(use[0].sum()), len(frame_mean), float(n_valid), len(target)
+    (5, 8, 0, 15.0, 16)
+    """
+    m = np.asarray(mask, bool)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be (H, W); got shape {m.shape}")
+    h, w = m.shape
+    ys, xs = np.nonzero(m)
+    k = len(ys)
+    off = np.arange(-2, 3)
+    # (K, column offset j, row offset i): inpaint sums each column of the box over its rows first
+    ny = ys[:, None, None] + off[None, None, :]
+    nx = xs[:, None, None] + off[None, :, None]
+    cy, cx = np.clip(ny, 0, h - 1), np.clip(nx, 0, w - 1)
+    valid = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w) & ~m[cy, cx]
+    near = (np.abs(off)[None, None, :] <= 1) & (np.abs(off)[None, :, None] <= 1)
+    by8 = (valid & near).any(axis=(1, 2))
+    by25 = ~by8 & valid.any(axis=(1, 2))
+    use = np.where(by8[:, None, None], valid & near, by25[:, None, None] & valid)
+    size = max(_PLAN_MIN, 1 << max(k - 1, 0).bit_length())
+    target = np.full(size, h * w, np.int32)
+    target[:k] = ys * w + xs
+    source = np.zeros((size, 25), np.int32)
+    source[:k] = (cy * w + cx).reshape(k, 25)
+    use_p = np.zeros((size, 25), bool)
+    use_p[:k] = use.reshape(k, 25)
+    frame_mean = target[:k][~by8 & ~by25].astype(np.int32)
+    return target, source, use_p, frame_mean, np.float32(h * w - k)
+
+
+def inpaint_at(frames: jax.Array, plan) -> jax.Array:
+    """:func:`inpaint` by an :func:`inpaint_plan`: the same values, reading only the masked
+    pixels' neighbourhoods (jittable; frames ``(..., H, W)`` float32).
+
+    Each fill is the same sum in the same order as :func:`inpaint`'s, so the two agree bit
+    for bit (except that the frame's mean, for a pixel with no unmasked pixel within 2 px,
+    may be summed in another order).
+
+    Examples
+    --------
+    >>> f = jnp.arange(16, dtype=jnp.float32).reshape(4, 4)
+    >>> m = np.zeros((4, 4), bool); m[1, 1] = True
+    >>> float(inpaint_at(f, inpaint_plan(m))[1, 1])  # mean of 0, 1, 2, 4, 6, 8, 9, 10
+    5.0
+    """
+    target, source, use, frame_mean, n_valid = plan
+    h, w = frames.shape[-2:]
+    lead = frames.shape[:-2]
+    flat = frames.reshape(lead + (h * w,))
+    vals = jnp.where(use, flat[..., source], jnp.float32(0)).reshape(lead + (-1, 5, 5))
+    cnts = use.astype(jnp.float32).reshape(-1, 5, 5)
+    tot = sum(sum(vals[..., j, i] for i in range(5)) for j in range(5))
+    cnt = sum(sum(cnts[..., j, i] for i in range(5)) for j in range(5))
+    out = flat.at[..., target].set(tot / jnp.maximum(cnt, 1.0), mode="drop")
+    if frame_mean.shape[0]:
+        zeroed = flat.at[..., target].set(jnp.float32(0), mode="drop")
+        mean = zeroed.sum(axis=-1, keepdims=True) / jnp.maximum(n_valid, 1.0)
+        out = out.at[..., frame_mean].set(jnp.broadcast_to(mean, lead + frame_mean.shape))
+    return out.reshape(frames.shape)

@@ -15,8 +15,6 @@ rounding, not bit for bit.  Never imports xarray.
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,7 +35,7 @@ def _static(kw: dict) -> tuple:
     return tuple(sorted(kw.items()))
 
 
-@partial(jax.jit, static_argnames=("rkw", "apply"))
+@compile_cache.kernel_jit(static_argnames=("rkw", "apply"))
 def _rigid_frame(frame, ref, consts, *, rkw, apply):
     """Shift of ``ref`` (``(H, W)``) and, if ``apply``, ``frame`` moved by it."""
     tmpl, fill, window, weight, refine, defects, scale = consts
@@ -51,7 +49,7 @@ def _rigid_frame(frame, ref, consts, *, rkw, apply):
     return shift[0], out[0]
 
 
-@partial(jax.jit, static_argnames=("rkw", "apply"))
+@compile_cache.kernel_jit(static_argnames=("rkw", "apply"))
 def _rigid_same(frame, consts, *, rkw, apply):
     """Shift of ``frame`` and, if ``apply``, the frame moved by it (one kernel)."""
     tmpl, fill, window, weight, refine, defects, scale = consts
@@ -73,7 +71,7 @@ def _rigid_same(frame, consts, *, rkw, apply):
     return out[0][0], out[1][0]
 
 
-@partial(jax.jit, static_argnames=("rkw", "pkw", "apply", "same"))
+@compile_cache.kernel_jit(static_argnames=("rkw", "pkw", "apply", "same"))
 def _pw_frame(frame, ref, consts, pconsts, prefine, *, rkw, pkw, apply, same):
     """Rigid shift, patch shifts of ``ref`` and, if ``apply``, ``frame`` warped by them."""
     tmpl, fill, window, weight, refine, defects, scale = consts

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,7 +37,7 @@ def highpass_kernel(sigma: tuple[float, float]) -> np.ndarray:
     return ker.astype(np.float32)
 
 
-@partial(jax.jit, static_argnames=())
+@compile_cache.kernel_jit(static_argnames=())
 def convolve_reflect(frames: jax.Array, kernel: jax.Array) -> jax.Array:
     """2-D correlation of each frame ``(B, H, W)`` with ``kernel``, reflecting borders
     (OpenCV ``BORDER_REFLECT``, i.e. NumPy ``mode="symmetric"``)."""

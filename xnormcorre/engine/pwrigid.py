@@ -28,7 +28,7 @@ from . import compile_cache
 from . import rigid as _rigid
 from .borders import border_limits, fill_invalid
 from .correlation import masked_corr
-from .defects import inpaint
+from .defects import inpaint_at
 from .estimate import estimate_shift
 from .fourier import fourier_shift
 from .noise import pixel_weights
@@ -83,7 +83,7 @@ def _pw_one(
 ):
     est = frame * scale
     if inpaint_defects:
-        est = inpaint(est, defects)
+        est = inpaint_at(est, defects)
     ry, rx = rigid_shift[0], rigid_shift[1]
     # Cut each frame patch where the template patch's content went: at the patch start
     # moved by the rounded rigid shift, so that only the residual non-rigid
@@ -188,7 +188,7 @@ _STATIC = (
 )
 
 
-@partial(jax.jit, static_argnames=_STATIC)
+@compile_cache.kernel_jit(static_argnames=_STATIC)
 def register_pw_batch(
     frames,
     rigid_shifts,

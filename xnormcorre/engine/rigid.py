@@ -32,6 +32,7 @@ import numpy as np
 
 from . import compile_cache
 from .borders import fill_invalid
+from .defects import inpaint_plan
 from .noise import pixel_weights
 from .refine import rigid_constants
 from .rigid_kernels import register_batch, register_mean_batch, shift_batch, spectrum_and_shift
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 
-@jax.jit
+@compile_cache.kernel_jit
 def template_spectrum(template: jax.Array, window: jax.Array, scale: jax.Array) -> jax.Array:
     """The template's spectrum for the correlation: ``rfft2`` of the mean-free template,
     scaled (see :func:`register_batch`) and apodized by ``window``; computed once per
@@ -82,7 +83,8 @@ def _digest(*arrays: np.ndarray) -> bytes:
 
 def kernel_arrays(params: RigidParams, template: np.ndarray) -> tuple:
     """The per-template arrays of the rigid kernels: ``(tmpl_spec, weight, consts, defects,
-    scale)`` (``tmpl_spec`` from :func:`template_spectrum`).
+    scale)`` (``tmpl_spec`` from :func:`template_spectrum`; ``defects`` the
+    :func:`xnormcorre.engine.defects.inpaint_plan` of the sensor-defect mask).
 
     They are computed once per template and parameters: the arrays of the last
     :data:`_ARRAYS_KEEP` (template, parameters) are kept and looked up by content (a
@@ -91,9 +93,9 @@ def kernel_arrays(params: RigidParams, template: np.ndarray) -> tuple:
     """
     h, w = template.shape
     window, weight = params.arrays((h, w))
-    defects = params.defects if params.inpaint_defects else np.zeros((1, 1), bool)
+    mask = params.defects if params.inpaint_defects else np.zeros((1, 1), bool)
     key = (
-        _digest(np.asarray(template, np.float32), window, weight, defects),
+        _digest(np.asarray(template, np.float32), window, weight, mask),
         float(params.scale),
         int(params.refine_steps),
         tuple(params.noise),
@@ -116,7 +118,7 @@ def kernel_arrays(params: RigidParams, template: np.ndarray) -> tuple:
         )
     # on the device once: not copied again at every kernel call (the refinement constants
     # are ~15 float32 frames)
-    out = jax.device_put((tmpl_spec, weight, consts, defects, scale))
+    out = jax.device_put((tmpl_spec, weight, consts, inpaint_plan(mask), scale))
     with _ARRAYS_LOCK:
         _ARRAYS[key] = out
         while len(_ARRAYS) > _ARRAYS_KEEP:

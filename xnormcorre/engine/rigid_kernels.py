@@ -20,7 +20,7 @@ import numpy as np
 from . import compile_cache
 from .borders import apply_border_traced, border_code, border_limits
 from .correlation import rect_corr
-from .defects import inpaint
+from .defects import inpaint_at
 from .estimate import estimate_shift
 from .fourier import fourier_shift
 from .refine import TRUST_STEPS, gauss_newton_steps
@@ -110,7 +110,7 @@ def spectrum_and_shift(frame: jax.Array, tmpl_spec: jax.Array, weight: jax.Array
 def _prepare(frame, defects, scale, inpaint_defects: bool):
     """Scaled frame and the frame used for estimation (sensor defects inpainted)."""
     raw = frame * scale
-    est = inpaint(raw, defects) if inpaint_defects else raw
+    est = inpaint_at(raw, defects) if inpaint_defects else raw
     return raw, est
 
 
@@ -192,7 +192,7 @@ def register_batch(
     tmpl_spec: jax.Array,
     weight: jax.Array,
     consts,
-    defects: jax.Array,
+    defects,
     scale: jax.Array,
     *,
     border: str = "copy",
@@ -208,8 +208,9 @@ def register_batch(
     ``tmpl_spec`` is the template's apodized spectrum (:func:`template_spectrum`),
     ``consts`` are the Gauss-Newton constants of the template
     (:func:`xnormcorre.engine.refine.refine_constants`; unused if ``refine_steps == 0``),
-    ``defects`` the ``(H, W)`` sensor-defect mask inpainted in the estimate (if
-    ``inpaint_defects``; the output keeps the raw values), ``scale`` a power of two
+    ``defects`` where the sensor defects are inpainted in the estimate (if
+    ``inpaint_defects``; the output keeps the raw values): the
+    :func:`xnormcorre.engine.defects.inpaint_plan` of their mask, ``scale`` a power of two
     that brings the frames near unit magnitude (exact: the same bits for any scale of
     the movie by a power of two, and no float32 overflow in the spectra).  ``clip``
     limits each corrected frame to its raw frame's range (no interpolation ringing
@@ -223,7 +224,7 @@ def register_batch(
     return _register(frames, template, fill_min, tmpl_spec, weight, consts, defects, scale, *modes, **kw)
 
 
-@partial(jax.jit, static_argnames=_STATIC)
+@compile_cache.kernel_jit(static_argnames=_STATIC)
 def _register(
     frames: jax.Array,
     template: jax.Array,
@@ -231,7 +232,7 @@ def _register(
     tmpl_spec: jax.Array,
     weight: jax.Array,
     consts,
-    defects: jax.Array,
+    defects,
     scale: jax.Array,
     border: jax.Array,
     clip: jax.Array,
@@ -273,7 +274,7 @@ def shift_batch(
     return _shift(frames, shifts, fill_min, scale, border_code(border), np.bool_(clip))
 
 
-@jax.jit
+@compile_cache.kernel_jit
 def _shift(frames, shifts, fill_min, scale, border, clip):
     def one(frame, s):
         raw = frame * scale
@@ -284,8 +285,7 @@ def _shift(frames, shifts, fill_min, scale, border, clip):
     return jax.vmap(one)(frames, shifts)
 
 
-@partial(
-    jax.jit,
+@compile_cache.kernel_jit(
     static_argnames=(
         "max_shifts",
         "upsample_factor",
@@ -301,7 +301,7 @@ def register_mean_batch(
     tmpl_spec: jax.Array,
     weight: jax.Array,
     consts,
-    defects: jax.Array,
+    defects,
     scale: jax.Array,
     *,
     max_shifts: tuple[int, int],

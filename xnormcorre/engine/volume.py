@@ -190,7 +190,7 @@ def _move(vol, spec, shift, fill_min, *, pads, border, clip):
     return apply_border_nd(out, shift, border, fill_min)[0]
 
 
-@partial(jax.jit, static_argnames=("kw", "border", "clip", "apply"))
+@compile_cache.kernel_jit(static_argnames=("kw", "border", "clip", "apply"))
 def register_volume_batch(
     vols, template, window, weight, grads, fill_min, *, kw, border="copy", clip=True, apply=True
 ):
@@ -206,7 +206,7 @@ def register_volume_batch(
     )
 
 
-@partial(jax.jit, static_argnames=("border", "clip"))
+@compile_cache.kernel_jit(static_argnames=("border", "clip"))
 def shift_volume_batch(vols, shifts, fill_min, *, border="copy", clip=True):
     """Move each volume ``(B, D, H, W)`` by ``-shifts[b]``, as :func:`register_volume_batch`
     does (short axes padded the same way: the same bits for the same shift)."""

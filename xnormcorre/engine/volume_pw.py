@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -135,7 +134,9 @@ def _template_patches(template, starts, size):
     )
 
 
-@partial(jax.jit, static_argnames=("pad", "max_dev", "starts", "size", "patch_kw", "border", "clip", "apply"))
+@compile_cache.kernel_jit(
+    static_argnames=("pad", "max_dev", "starts", "size", "patch_kw", "border", "clip", "apply")
+)
 def register_volume_pw_batch(
     vols,
     rshifts,
@@ -205,14 +206,14 @@ def register_volume_pw_batch(
     return jax.vmap(one_volume)(vols, rshifts)
 
 
-@jax.jit
+@compile_cache.kernel_jit
 def corr_volume_batch(vols, template, valid):
     """Pearson correlation of each volume ``(B, D, H, W)`` with ``template`` over its
     ``valid`` voxels (finite ones only)."""
     return jax.vmap(lambda v, m: corr_nd(v, template, m & jnp.isfinite(v)))(vols, valid)
 
 
-@partial(jax.jit, static_argnames=("border", "clip"))
+@compile_cache.kernel_jit(static_argnames=("border", "clip"))
 def warp_volume_batch(vols, pshifts, mats, fill_min, *, border="copy", clip=False):
     """Apply known patch shifts ``(B, *grid, 3)`` to volumes ``(B, D, H, W)`` (``clip``:
     each limited to its own range)."""

@@ -11,7 +11,6 @@ NoRMCorre's overlap blending and its < 0.5 px "smearing" guard are not needed.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import TYPE_CHECKING
 
 import jax
@@ -107,7 +106,7 @@ def dense_field(pshifts: jax.Array, wy: jax.Array, wx: jax.Array) -> tuple[jax.A
     return fy, fx
 
 
-@partial(jax.jit, static_argnames=("border", "clip"))
+@compile_cache.kernel_jit(static_argnames=("border", "clip"))
 def warp_batch(frames, pshifts, fill_min, wy, wx, *, border="copy", clip=False):
     """Apply known patch shifts ``(B, Ny, Nx, 2)`` to frames ``(B, H, W)``."""
 
