@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import compile_cache
+from . import allocator, compile_cache
 
 __all__ = [
     "aligned_batch_size",
@@ -151,7 +151,8 @@ def ordered_map(fn: Callable, items: Iterable) -> Iterator:
     compiling the same programs at the same time (twice the work, and concurrent XLA
     compilations of one program have crashed the process).  Before it, compiled
     programs are dropped if the process is near its memory-map cap
-    (:func:`xnormcorre.engine.compile_cache.release_if_crowded`).
+    (:func:`xnormcorre.engine.compile_cache.release_if_crowded`).  While it runs, memory
+    the kernels free is kept for their next calls (:mod:`xnormcorre.engine.allocator`).
     """
     n = kernel_threads()
     items = iter(items)
@@ -159,18 +160,22 @@ def ordered_map(fn: Callable, items: Iterable) -> Iterator:
     if first is _NONE:
         return
     compile_cache.release_if_crowded()
-    yield fn(first)
-    if n == 1:
-        yield from map(fn, items)
-        return
-    pool = _pool(n)
-    pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= 2 * n:
+    allocator.pass_started()
+    try:
+        yield fn(first)
+        if n == 1:
+            yield from map(fn, items)
+            return
+        pool = _pool(n)
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * n:
+                yield pending.popleft().result()
+        while pending:
             yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+    finally:
+        allocator.pass_ended()
 
 
 def run_kernels(
