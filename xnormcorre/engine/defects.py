@@ -387,8 +387,9 @@ def inpaint(frames: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 #: Smallest number of entries of an :func:`inpaint_plan` (plans are padded to a power of two
-#: at least this large, so that movies with similar defect counts share one compiled kernel).
-_PLAN_MIN = 16
+#: at least this large, so that movies with up to this many defects -- most movies -- share
+#: one compiled kernel; a plan's entries cost ~25 reads each per frame).
+_PLAN_MIN = 256
 
 
 def inpaint_plan(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -399,7 +400,7 @@ def inpaint_plan(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     fill it. The plan records that choice: for each masked pixel its flat index, the flat
     indices of its 5x5 neighbourhood (ordered column offset by column offset, the order in which
     :func:`inpaint` adds them) and which of them count. Entries are padded to a power of two (at
-    least 16) with an index past the frame, which :func:`inpaint_at` drops.
+    least 256) with an index past the frame, which :func:`inpaint_at` drops.
 
     Parameters
     ----------
@@ -425,7 +426,7 @@ def inpaint_plan(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     >>> m = np.zeros((4, 4), bool); m[1, 1] = True
     >>> target, source, use, frame_mean, n_valid = inpaint_plan(m)
     >>> int(target[0]), int(use[0].sum()), len(frame_mean), float(n_valid), len(target)
-    (5, 8, 0, 15.0, 16)
+    (5, 8, 0, 15.0, 256)
     """
     m = np.asarray(mask, bool)
     if m.ndim != 2:
