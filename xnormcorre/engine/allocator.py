@@ -25,6 +25,8 @@ import os
 import sys
 import threading
 
+from .compile_cache import OFF_VALUES
+
 __all__ = ["ENV_VAR", "IDLE_SECONDS", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "pass_ended", "pass_started"]
 
 #: Environment variable: ``0`` (``off``, ``false``, ``no``) leaves glibc's allocator alone.
@@ -40,7 +42,6 @@ _SETTLED = (32 << 20, 64 << 20)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _USER_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
-_OFF = frozenset({"0", "off", "false", "no", "none", "disable", "disabled"})
 
 _LOCK = threading.Lock()
 _STATE = {"active": 0, "raised": False, "generation": 0}
@@ -54,7 +55,7 @@ def _glibc():
     lib = None
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     user = any(v in os.environ for v in _USER_VARS) or "glibc.malloc" in tunables
-    off = os.environ.get(ENV_VAR, "").strip().lower() in _OFF
+    off = os.environ.get(ENV_VAR, "").strip().lower() in OFF_VALUES
     if sys.platform.startswith("linux") and not user and not off:
         try:
             libc = ctypes.CDLL(None)

@@ -63,7 +63,8 @@ COMPILER_OPTIONS = {"xla_cpu_multi_thread_eigen": False}
 
 #: Environment variable: a directory for the cache, or ``0``/``off`` to disable it.
 ENV_VAR = "XNORMCORRE_JAX_CACHE"
-_OFF = frozenset({"0", "off", "false", "no", "none", "disable", "disabled"})
+#: Values of an environment variable that turn an xnormcorre setting off (any case).
+OFF_VALUES = frozenset({"0", "off", "false", "no", "none", "disable", "disabled"})
 
 # JAX's defaults for the thresholds; values that differ were set by the user and are kept.
 _JAX_DEFAULT_MIN_COMPILE_SECS = 1.0
@@ -141,7 +142,7 @@ def default_cache_dir() -> Path:
 def _requested_dir() -> Path | None:
     """The directory the environment asks for, or None for the opt-out."""
     env = os.environ.get(ENV_VAR, "").strip()
-    if env.lower() in _OFF:
+    if env.lower() in OFF_VALUES:
         return None
     if env:
         return Path(env).expanduser()
