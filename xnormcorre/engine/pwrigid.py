@@ -34,7 +34,7 @@ from .fourier import fourier_shift
 from .noise import pixel_weights
 from .refine import refine_constants
 from .refine_patch import quarter_products, robust_step
-from .runner import iter_batches, run_kernels
+from .runner import run_kernels
 from .warp import dense_field, warp
 
 compile_cache.enable()  # before the first kernel compiles: later processes load it from disk
@@ -42,7 +42,13 @@ compile_cache.enable()  # before the first kernel compiles: later processes load
 if TYPE_CHECKING:  # pragma: no cover
     from .config import PwParams
 
-__all__ = ["mean_registered", "patch_constants", "register_pw_batch", "register_pw_frames"]
+__all__ = [
+    "iter_pw_registered",
+    "mean_registered",
+    "patch_constants",
+    "register_pw_batch",
+    "register_pw_frames",
+]
 
 
 def _patches(img: jax.Array, sy: tuple[int, ...], sx: tuple[int, ...], size: tuple[int, int]) -> jax.Array:
@@ -283,6 +289,45 @@ def patch_constants(template: np.ndarray, params: PwParams) -> tuple[np.ndarray,
     return rhs, prefix, jac, sqrt_w, quarter_products(prods, (py, px))
 
 
+def iter_pw_registered(
+    movie,
+    template: np.ndarray,
+    params: PwParams,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    apply: bool = True,
+    with_corr: bool = True,
+    origin: int | None = None,
+    warp_estimate: bool = False,
+):
+    """Piecewise-rigid registration of ``movie[start:stop]`` to ``template``, one kernel
+    batch at a time: yields ``(a, b, outputs)`` in frame order (``a:b`` relative to
+    ``start``), ``outputs`` the kernels' ``(rigid_shifts, patch_shifts, corrected,
+    corr)`` (the first two if not ``apply``), as
+    :func:`xnormcorre.engine.runner.run_kernels` yields them.  One pass over the whole
+    range keeps every kernel thread busy; a template step sums the corrected frames as
+    they come instead of holding the block."""
+    stop = len(movie) if stop is None else stop
+    tmpl = np.asarray(template, dtype=np.float32)
+    fill = np.float32(params.rigid.fill_min)
+    rarrays = _rigid.kernel_arrays(params.rigid, tmpl)
+    rkw = params.rigid.kernel_kwargs()
+    defects, scale = rarrays[3], rarrays[4]
+    kw = params.kernel_kwargs()
+    refine = patch_constants(tmpl, params)
+    consts = (tmpl, fill, params.pwindow, params.pweight, params.wy, params.wx, defects, scale, refine)
+
+    def kernel(_, batch):
+        rs = _rigid.register_batch(batch, tmpl, fill, *rarrays, apply=False, **rkw)
+        out = register_pw_batch(
+            batch, rs, *consts, apply=apply, with_corr=with_corr, warp_estimate=warp_estimate, **kw
+        )
+        return (rs, *out) if apply else (rs, out)
+
+    return run_kernels(kernel, movie, start, stop, params.batch_size, origin=origin)
+
+
 def register_pw_frames(
     movie,
     template: np.ndarray,
@@ -312,28 +357,23 @@ def register_pw_frames(
     stop = len(movie) if stop is None else stop
     n = stop - start
     h, w = template.shape
-    tmpl = np.asarray(template, dtype=np.float32)
-    fill = np.float32(params.rigid.fill_min)
-    rarrays = _rigid.kernel_arrays(params.rigid, tmpl)
-    rkw = params.rigid.kernel_kwargs()
-    defects, scale = rarrays[3], rarrays[4]
     ny, nx = len(params.starts_y), len(params.starts_x)
     rigid = np.empty((n, 2), np.float32)
     pshifts = np.empty((n, ny, nx, 2), np.float32)
     corrected = np.empty((n, h, w), np.float32) if apply else None
     corr = np.empty((n,), np.float32) if apply else None
-    kw = params.kernel_kwargs()
-    refine = patch_constants(tmpl, params)
-    consts = (tmpl, fill, params.pwindow, params.pweight, params.wy, params.wx, defects, scale, refine)
-
-    def kernel(_, batch):
-        rs = _rigid.register_batch(batch, tmpl, fill, *rarrays, apply=False, **rkw)
-        out = register_pw_batch(
-            batch, rs, *consts, apply=apply, with_corr=with_corr, warp_estimate=warp_estimate, **kw
-        )
-        return (rs, *out) if apply else (rs, out)
-
-    for a, b, out in run_kernels(kernel, movie, start, stop, params.batch_size, origin=origin):
+    batches = iter_pw_registered(
+        movie,
+        template,
+        params,
+        start=start,
+        stop=stop,
+        apply=apply,
+        with_corr=with_corr,
+        origin=origin,
+        warp_estimate=warp_estimate,
+    )
+    for a, b, out in batches:
         k = b - a
         rigid[a:b] = out[0][:k]
         pshifts[a:b] = out[1][:k]
@@ -366,18 +406,13 @@ def mean_registered(movie, template, params: PwParams, start: int, stop: int, ke
     cnt = None  # per-pixel count, only once a frame had non-finite pixels
     n_all = 0  # frames summed while every pixel was finite
     shifts, devs = [], []
-    for a, b in iter_batches(stop - start, params.batch_size):
-        out = register_pw_frames(
-            movie,
-            template,
-            params,
-            start=start + a,
-            stop=start + b,
-            with_corr=False,
-            warp_estimate=True,
-            origin=start + a,  # each frame in its own lane whatever the batch size: the same bits
-        )
-        c = out[-2][use[a:b]]
+    # one pass over start:stop (every kernel thread busy), each frame in the lane of its
+    # frame number whatever the batching: the same bits
+    batches = iter_pw_registered(
+        movie, template, params, start=start, stop=stop, with_corr=False, warp_estimate=True, origin=start
+    )
+    for a, b, out in batches:
+        c = out[2][use[a:b]]
         shifts.append(out[0])
         devs.append(out[1] - out[0][:, None, None, :])
         if cnt is None and np.isfinite(c).all():

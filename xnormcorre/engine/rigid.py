@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import jax
@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "apply_shifts",
+    "iter_registered",
     "kernel_arrays",
     "mean_registered",
     "register_batch",
@@ -126,6 +127,39 @@ def kernel_arrays(params: RigidParams, template: np.ndarray) -> tuple:
     return out
 
 
+def iter_registered(
+    movie,
+    template: np.ndarray,
+    params: RigidParams,
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    apply: bool = True,
+    with_corr: bool = True,
+    origin: int | None = None,
+) -> Iterator[tuple[int, int, list[np.ndarray]]]:
+    """Register frames ``movie[start:stop]`` to ``template``, one kernel batch at a time.
+
+    Yields ``(a, b, outputs)`` in frame order (``a:b`` relative to ``start``):
+    ``outputs`` are the kernel's ``(shifts, corrected, corr)`` (``(shifts,)`` if not
+    ``apply``), each cut to frames ``a:b`` when ``origin`` is given (padding lanes
+    otherwise; see :func:`xnormcorre.engine.runner.run_kernels`).  One pass over the
+    whole range keeps every kernel thread busy; a caller that reduces the frames (a
+    template step) holds one batch at a time instead of the whole corrected block.
+    """
+    stop = len(movie) if stop is None else stop
+    tmpl = np.asarray(template, dtype=np.float32)
+    fill = np.float32(params.fill_min)
+    arrays = kernel_arrays(params, tmpl)
+    kw = params.kernel_kwargs()
+    tmpl_d = jax.device_put(tmpl)
+
+    def kernel(_, batch):
+        return register_batch(batch, tmpl_d, fill, *arrays, apply=apply, with_corr=with_corr, **kw)
+
+    return run_kernels(kernel, movie, start, stop, params.batch_size, origin=origin)
+
+
 def register_frames(
     movie,
     template: np.ndarray,
@@ -158,20 +192,13 @@ def register_frames(
     stop = len(movie) if stop is None else stop
     n = stop - start
     h, w = template.shape
-    tmpl = np.asarray(template, dtype=np.float32)
-    fill = np.float32(params.fill_min)
-    arrays = kernel_arrays(params, tmpl)
     shifts = np.empty((n, 2), np.float32)
     corrected = np.empty((n, h, w), np.float32) if apply else None
     corr = np.empty((n,), np.float32) if apply else None
-    kw = params.kernel_kwargs()
-
-    tmpl_d = jax.device_put(tmpl)
-
-    def kernel(_, batch):
-        return register_batch(batch, tmpl_d, fill, *arrays, apply=apply, with_corr=with_corr, **kw)
-
-    for a, b, out in run_kernels(kernel, movie, start, stop, params.batch_size, origin=origin):
+    batches = iter_registered(
+        movie, template, params, start=start, stop=stop, apply=apply, with_corr=with_corr, origin=origin
+    )
+    for a, b, out in batches:
         k = b - a
         shifts[a:b] = out[0][:k]
         if apply:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .config import Calibration
+from .rigid import iter_registered
 from .runner import aligned_batch_size
 from .template_sample import (
     Subsample,
@@ -59,20 +60,28 @@ def _probe_mean(params: RigidParams, movie, template: np.ndarray, start: int, st
     border, unclipped here): ``(mean, shifts, None)`` of frames ``start:stop``
     registered to ``template``, each pixel averaged over the frames that kept it in
     view.  One compiled program serves the template step, the noise probe and the final
-    pass; the frames come back one read batch at a time (bounded memory)."""
+    pass.  The frames are registered in one pass (every kernel thread busy) and summed
+    one read batch at a time, in frame order (bounded memory; the same sums whatever the
+    scheduling)."""
     h, w = template.shape
     acc = np.zeros((h, w), np.float64)
     cnt = np.zeros((h, w), np.float64)
     shifts = np.empty((stop - start, 2), np.float32)
     step = aligned_batch_size(params.batch_size, (h, w))
     probe = replace(params, border="nan", clip=False)
-    for a in range(start, stop, step):
-        b = min(stop, a + step)
-        s, frames, _ = probe.register(movie, template, start=a, stop=b, origin=a - start)
-        shifts[a - start : b - start] = s
-        da, dc = frame_sums(frames)
-        acc += da
-        cnt += dc
+    held: list[np.ndarray] = []  # the corrected frames of the read batch being filled
+
+    def add(frames: list[np.ndarray]) -> None:
+        da, dc = frame_sums(np.concatenate(frames))
+        np.add(acc, da, out=acc)
+        np.add(cnt, dc, out=cnt)
+
+    for a, b, out in iter_registered(movie, template, probe, start=start, stop=stop, origin=0):
+        shifts[a:b] = out[0]
+        held.append(out[1])
+        if b % step == 0 or b == stop - start:
+            add(held)
+            held = []
     return mean_of_sums(acc, cnt), shifts, None
 
 
