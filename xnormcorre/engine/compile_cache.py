@@ -39,6 +39,12 @@ JAX's in-memory compiled programs when the process holds more than
 :data:`MAP_SHARE` of the cap (they are compiled again, or loaded from this cache, when
 next needed).
 
+Whole programs: JAX's cache is keyed by the program itself, so a process still traces
+each kernel before it can look it up (about 1.3 s for the six kernels of a
+piecewise-rigid run).  :func:`kernel_jit` also keeps each kernel's executable in
+:func:`program_dir`, keyed by what determines it without tracing, and a later process
+loads it directly.
+
 Same input, same bits: every kernel is compiled by :func:`kernel_jit`, with XLA's
 ``xla_cpu_multi_thread_eigen`` off.  XLA's multi-threaded FFT rounds a transform
 differently depending on how its threads happen to split the work, so the same frames
@@ -50,12 +56,16 @@ busy by running several kernel calls at once.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import threading
 import time
 import warnings
 from functools import partial, wraps
 from pathlib import Path
+
+import numpy as np
 
 #: XLA compiler options of every kernel (:func:`kernel_jit`): no multi-threaded FFTs or
 #: matrix products, whose results depend on how their threads split the work.
@@ -97,6 +107,11 @@ def kernel_jit(fun=None, **kwargs):
     Called inside another traced function (JAX takes compiler options at the top level
     only), it is a plain ``jax.jit``: the options are those of the outer kernel.
 
+    Called at the top level, the compiled program of each input signature (static
+    arguments, shapes, dtypes) is kept in memory and, with the cache on, on disk as a
+    whole executable (:func:`program_dir`): a later process loads it without tracing the
+    kernel again (see :func:`_program`).
+
     Examples
     --------
     >>> import jax.numpy as jnp
@@ -108,19 +123,316 @@ def kernel_jit(fun=None, **kwargs):
     """
     if fun is None:
         return partial(kernel_jit, **kwargs)
+    import inspect
+
     import jax
 
     top = jax.jit(fun, compiler_options=COMPILER_OPTIONS, **kwargs)
     nested = jax.jit(fun, **kwargs)
+    names = kwargs.get("static_argnames") or ()
+    static = frozenset((names,) if isinstance(names, str) else names)
+    if kwargs.get("static_argnums") not in (None, ()):
+        static = None  # static positions: always through jax.jit
+    params = list(inspect.signature(fun).parameters.values())
+    # the first position at which a static argument could be passed positionally
+    positional = [
+        i
+        for i, p in enumerate(params)
+        if static and p.name in static and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    first_static = min(positional, default=len(params) + 1)
+    name = f"{fun.__module__}.{fun.__qualname__}"
+    made: list = []  # the program maker, made on first use
+
+    def maker(suffix: str = ""):
+        """A ``jax.jit`` of the kernel under its own name (``_program``, plus ``suffix``):
+        JAX's persistent cache keys programs by module name, so the executables made
+        here are not ones JAX loaded from its cache (an executable XLA's CPU backend
+        loaded cannot be serialized again whole)."""
+        if made and not suffix:
+            return made[0]
+
+        @wraps(fun)
+        def renamed(*a, **k):
+            return fun(*a, **k)
+
+        renamed.__name__ = renamed.__qualname__ = f"{fun.__name__}_program{suffix}"
+        jitted = jax.jit(renamed, compiler_options=COMPILER_OPTIONS, **kwargs)
+        if not suffix:
+            made.append(jitted)
+        return jitted
 
     @wraps(fun)
     def call(*args, **kw):
-        traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kw)))
-        return (nested if traced else top)(*args, **kw)
+        leaves = jax.tree.leaves((args, kw))
+        if any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return nested(*args, **kw)
+        if static is None or len(args) > first_static or program_dir() is None:
+            return top(*args, **kw)
+        fixed = tuple(sorted((k, v) for k, v in kw.items() if k in static))
+        dynamic = {k: v for k, v in kw.items() if k not in static}
+        key, program = _program(name, maker, fixed, args, dynamic)
+        if program is None:
+            return top(*args, **kw)
+        try:
+            return program(*args, **dynamic)
+        except jax.errors.JaxRuntimeError:
+            if not _forget(key):
+                raise  # a program this process compiled: the error is the kernel's
+            return top(*args, **kw)  # a loaded program that does not run: not used again
 
-    for name in ("lower", "trace", "eval_shape", "_cache_size", "clear_cache"):
-        setattr(call, name, getattr(top, name))
+    def cache_size() -> int:
+        with _PROGRAMS_LOCK:
+            mine = sum(1 for key, entry in _PROGRAMS.items() if key[0] == name and entry[0] is not None)
+        return top._cache_size() + mine
+
+    def clear_cache() -> None:
+        top.clear_cache()
+        with _PROGRAMS_LOCK:
+            for key in [k for k in _PROGRAMS if k[0] == name]:
+                del _PROGRAMS[key]
+
+    for attr in ("lower", "trace", "eval_shape"):
+        setattr(call, attr, getattr(top, attr))
+    call._cache_size = cache_size
+    call.clear_cache = clear_cache
     return call
+
+
+# ----------------------------------------------------------- whole compiled programs
+#: Folder of the cache directory that holds whole compiled kernels (:func:`program_dir`).
+PROGRAMS_FOLDER = "xnormcorre-programs"
+#: Most programs kept on disk; beyond it the least recently used are deleted.
+MAX_PROGRAMS = 256
+#: The compiled programs of this process, by (kernel, static arguments, input tree and
+#: types): ``(program, file it was loaded from or None)``; the program is None where it
+#: could not be made ahead of time (``jax.jit`` serves those calls).
+_PROGRAMS: dict = {}
+_PROGRAMS_LOCK = threading.Lock()
+_SOURCE_DIGEST: list[str] = []
+
+
+def program_dir() -> Path | None:
+    """Where whole compiled kernels are kept: the ``xnormcorre-programs`` folder of the
+    compilation cache directory (:func:`enable`), or None when the cache is off.
+
+    JAX's persistent cache is keyed by the program's HLO, so a process still traces each
+    kernel (hundreds of milliseconds per kernel) before it can look a program up.  This
+    folder holds each kernel's executable keyed by what determines it without tracing:
+    the kernel's name, its static arguments, the tree, shapes and dtypes of its inputs,
+    a digest of the engine's source files, the JAX and jaxlib versions, the device, the
+    compiler options, ``XLA_FLAGS`` and the JAX settings that change a trace.  A later
+    process loads the executable directly.  Entries are written to a temporary name and
+    renamed (a concurrent reader sees a whole entry or none); an entry that cannot be
+    read is compiled again and rewritten; at most :data:`MAX_PROGRAMS` are kept (least
+    recently used deleted).  The opt-out is the cache's own (``XNORMCORRE_JAX_CACHE=0``).
+
+    Examples
+    --------
+    >>> d = program_dir()
+    >>> d is None or d.name == "xnormcorre-programs"
+    True
+    """
+    root = enable()
+    return None if root is None else root / PROGRAMS_FOLDER
+
+
+def _source_digest() -> str:
+    """Digest of the engine package's source files (a changed kernel is a new key)."""
+    if not _SOURCE_DIGEST:
+        h = hashlib.blake2b(digest_size=16)
+        for f in sorted(Path(__file__).parent.glob("*.py")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+        _SOURCE_DIGEST.append(h.hexdigest())
+    return _SOURCE_DIGEST[0]
+
+
+def _leaf_type(x) -> tuple:
+    """What of an input leaf determines the compiled program: its shape and dtype (and
+    JAX's weak type of Python scalars)."""
+    import jax
+
+    if isinstance(x, bool | int | float | complex):
+        return ("py", type(x).__name__)
+    dtype = getattr(x, "dtype", None)
+    dtype = jax.dtypes.canonicalize_dtype(np.result_type(x) if dtype is None else dtype)
+    return (tuple(np.shape(x)), dtype.str, bool(getattr(x, "weak_type", False)))
+
+
+def _disk_key(name: str, fixed: tuple, tree, types: tuple) -> str | None:
+    """The file name of a program on disk; None when a static argument has no stable
+    text (its ``repr`` names an object address)."""
+    import jax
+    import jaxlib
+
+    text = repr(fixed)
+    if " at 0x" in text:
+        return None
+    dev = jax.devices()[0]
+    parts = (
+        name,
+        text,
+        str(tree),
+        repr(types),
+        _source_digest(),
+        jax.__version__,
+        jaxlib.__version__,
+        dev.platform,
+        getattr(dev, "device_kind", ""),
+        repr(sorted(COMPILER_OPTIONS.items())),
+        os.environ.get("XLA_FLAGS", ""),
+        repr(
+            [
+                getattr(jax.config, opt, None)
+                for opt in ("jax_enable_x64", "jax_default_matmul_precision", "jax_numpy_rank_promotion")
+            ]
+        ),
+    )
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=20).hexdigest()
+    return f"{name.rsplit('.', 1)[-1].strip('_')}-{digest}.program"
+
+
+def _program(name: str, maker, fixed: tuple, args: tuple, dynamic: dict):
+    """``(key, program)``: the compiled program of kernel ``name`` for these inputs, from
+    this process's programs, else loaded from :func:`program_dir`, else compiled by
+    ``maker()`` (a ``jax.jit`` of the kernel) and written there; the program is None if
+    it cannot be made ahead of time (``jax.jit`` then serves the call)."""
+    import jax
+
+    leaves, tree = jax.tree.flatten((args, dynamic))
+    try:
+        types = tuple(_leaf_type(x) for x in leaves)
+        key = (name, fixed, tree, types)
+        hash(key)
+    except TypeError:
+        return None, None  # an unhashable static argument: jax.jit raises its own error
+    with _PROGRAMS_LOCK:
+        if key in _PROGRAMS:
+            return key, _PROGRAMS[key][0]
+    folder = program_dir()
+    fname = None if folder is None else _disk_key(*key)
+    path = None if fname is None else folder / fname
+    program = None if path is None else _load_program(path)
+    loaded = program is not None
+    if program is None:
+        program = _compile(maker, fixed, args, dynamic, fresh=False)
+        if program is not None and path is not None:
+            if program[1]:
+                # JAX had it in its cache (its program file is gone or damaged): compile
+                # it once more under a name JAX has never seen, to write a whole program
+                program = _compile(maker, fixed, args, dynamic, fresh=True) or program
+            if not program[1]:
+                _save_program(program[0], path)
+        program = None if program is None else program[0]
+    with _PROGRAMS_LOCK:
+        _PROGRAMS.setdefault(key, (program, path if loaded else None))
+        return key, _PROGRAMS[key][0]
+
+
+def _compile(maker, fixed: tuple, args: tuple, dynamic: dict, *, fresh: bool):
+    """``(program, from JAX's cache)``, or None if the kernel cannot be compiled ahead of
+    time.  ``fresh``: under a new name, so that JAX compiles it rather than loading it."""
+    _watch_cache_hits()
+    before = _HITS.count
+    try:
+        jitted = maker(f"_{os.urandom(6).hex()}" if fresh else "")
+        program = jitted.lower(*args, **dict(fixed), **dynamic).compile()
+    except Exception:  # noqa: BLE001 - let jax.jit raise (or succeed) itself
+        return None
+    return program, _HITS.count != before
+
+
+def _forget(key) -> bool:
+    """Drop a loaded program that failed to run, and its file; False if the program was
+    compiled by this process (its error is the kernel's own)."""
+    with _PROGRAMS_LOCK:
+        entry = _PROGRAMS.get(key)
+        if entry is None or entry[1] is None:
+            return False
+        _PROGRAMS[key] = (None, None)
+    with contextlib.suppress(OSError):
+        entry[1].unlink()
+    return True
+
+
+class _Hits(threading.local):
+    count = 0
+
+
+_HITS = _Hits()
+_WATCHING: list[bool] = []
+
+
+def _watch_cache_hits() -> None:
+    """Count JAX's persistent-cache hits per thread (once per process)."""
+    with _PROGRAMS_LOCK:
+        if _WATCHING:
+            return
+        _WATCHING.append(True)
+    from jax import monitoring
+
+    def on_event(event: str, **_) -> None:
+        if event == "/jax/compilation_cache/cache_hits":
+            _HITS.count += 1
+
+    monitoring.register_event_listener(on_event)
+
+
+def _load_program(path: Path):
+    """A program written by :func:`_save_program`, or None (absent or unreadable)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        import pickle
+
+        from jax.experimental.serialize_executable import deserialize_and_load
+
+        payload, in_tree, out_tree = pickle.loads(data)
+        program = deserialize_and_load(payload, in_tree, out_tree)
+    except Exception:  # noqa: BLE001 - a damaged or foreign entry: compile again
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # recently used
+    return program
+
+
+def _save_program(program, path: Path) -> None:
+    """Write ``program`` to ``path`` atomically (temporary file, then rename); keep at
+    most :data:`MAX_PROGRAMS` files.  Never raises: a program not written is compiled
+    again by the next process."""
+    import pickle
+    import tempfile
+
+    try:
+        from jax.experimental.serialize_executable import serialize
+
+        data = pickle.dumps(serialize(program))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".program")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        files = sorted(path.parent.glob("*.program"), key=_mtime)
+        for old in files[: max(0, len(files) - MAX_PROGRAMS)]:
+            old.unlink(missing_ok=True)
+    except Exception:  # noqa: BLE001 - the cache is an optimisation
+        return
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def default_cache_dir() -> Path:
@@ -355,4 +667,6 @@ def release_if_crowded(share: float = MAP_SHARE) -> bool:
         import jax
 
         jax.clear_caches()
+        with _PROGRAMS_LOCK:
+            _PROGRAMS.clear()
         return True
