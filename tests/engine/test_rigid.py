@@ -228,3 +228,40 @@ def test_template_step_and_final_pass_share_one_program():
     res = xnormcorre.rigid(xr.DataArray(movie, dims=("time", "y", "x")), max_shifts=(4, 4))
     assert rigid_kernels._register._cache_size() - before == 1
     assert np.isfinite(res.corrected.values).all()  # the final pass's border is "copy"
+
+
+def test_refine_false_is_the_grid_peak_on_the_same_program():
+    """``register_batch(..., refine=False)`` (a traced flag) skips the Gauss-Newton steps:
+    the shifts are those of the same registration with ``refine_steps=0`` (the
+    correlation peak on the upsampled grid), ``refine=True`` gives the refined ones, and
+    both run one compiled program."""
+    from xnormcorre.engine import rigid_kernels
+
+    tmpl = smooth_image((40, 52), seed=5) * 50.0
+    true = np.array([[0.37, -1.21], [2.64, 0.08], [-1.93, 2.46], [0.0, 0.5]])
+    frames = np.stack([_np_fourier_displace(tmpl, d) for d in true]).astype(np.float32)
+    rng = np.random.default_rng(1)
+    frames = frames + rng.normal(0.0, 0.5, frames.shape).astype(np.float32)
+    p = _params(tmpl.shape, max_shifts=(4, 4))
+    assert p.refine_steps > 0 and p.peak_fit
+    grid_only = dataclasses.replace(p, refine_steps=0)
+    fill = np.float32(0.0)
+
+    def shifts(params, **kw):
+        arrays = rigid.kernel_arrays(params, tmpl)
+        out = rigid.register_batch(frames, tmpl, fill, *arrays, apply=False, **kw, **params.kernel_kwargs())
+        return np.asarray(out)
+
+    before = rigid_kernels._register._cache_size()
+    refined = shifts(p)
+    peak = shifts(p, refine=False)
+    assert rigid_kernels._register._cache_size() - before == 1  # one program for both
+    # the same computation, compiled in another program: equal to float32 rounding
+    np.testing.assert_allclose(peak, shifts(grid_only), rtol=0, atol=1e-6)
+    assert np.abs(peak - refined).max() > 1e-4
+    # both near the truth; the steps refine the grid peak further
+    np.testing.assert_allclose(peak, true, atol=0.1)
+    np.testing.assert_allclose(refined, true, atol=0.05)
+    # the default is the registration itself (another batch layout: to float32 rounding)
+    reg = rigid.register_frames(frames, tmpl, p, apply=False)[0]
+    np.testing.assert_allclose(refined, reg, rtol=0, atol=1e-6)

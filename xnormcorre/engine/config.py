@@ -285,8 +285,10 @@ class PwParams:
         )
 
     def mean_registered(self, movie, template: np.ndarray, start: int, stop: int, keep=None):
-        """``(mean, rigid shifts, patch deviations)`` of frames ``start:stop``."""
-        return _pw.mean_registered(movie, template, self, start, stop)
+        """``(mean, rigid shifts, patch deviations)`` of frames ``start:stop``; the rigid
+        step without its Gauss-Newton steps (it only places the patches; see
+        :func:`xnormcorre.engine.pwrigid.mean_registered`)."""
+        return _pw.mean_registered(movie, template, self, start, stop, refine=False)
 
     def recentre(self, template: np.ndarray, deviations: list) -> np.ndarray:
         """Deform the template to the frames' mean local geometry (``deviations``: the

@@ -26,7 +26,7 @@ import numpy as np
 
 from .fourier import dft_at, dft_at_nd
 
-__all__ = ["cross_power", "estimate_shift", "estimate_shift_nd"]
+__all__ = ["cross_power", "estimate_shift", "estimate_shift_nd", "refine_fit"]
 
 
 def _window(
@@ -169,6 +169,29 @@ def estimate_shift(
     dy = jnp.clip(dy, bounds[0], bounds[1])
     dx = jnp.clip(dx, bounds[2], bounds[3])
     return dy, dx
+
+
+def refine_fit(
+    est_spec: jax.Array,
+    tmpl_spec: jax.Array,
+    weight: jax.Array,
+    shape: tuple[int, int],
+    dy: jax.Array,
+    dx: jax.Array,
+    *,
+    radius: tuple[int, int],
+    upsample_factor: int,
+    whiten: bool,
+) -> tuple[jax.Array, jax.Array]:
+    """The upsampled-DFT grid that :func:`estimate_shift` (``peak_fit=True``,
+    ``grid=True``) runs after its Gaussian fit, from that fit's ``(dy, dx)``: the same
+    result as ``estimate_shift(..., peak_fit=True, grid=True)``, for a caller that took
+    the fit with ``grid=False`` and decides later (a traced choice) not to refine it by
+    Gauss-Newton steps.  Clipped to ``±radius``."""
+    h, w = shape
+    p = cross_power(est_spec, tmpl_spec, weight, whiten)
+    dy, dx = _refine(p, dy, dx, upsample_factor, h, w, region=_fit_region(upsample_factor))
+    return jnp.clip(dy, -radius[0], radius[0]), jnp.clip(dx, -radius[1], radius[1])
 
 
 def _refine(

@@ -300,6 +300,7 @@ def iter_pw_registered(
     with_corr: bool = True,
     origin: int | None = None,
     warp_estimate: bool = False,
+    refine: bool = True,
 ):
     """Piecewise-rigid registration of ``movie[start:stop]`` to ``template``, one kernel
     batch at a time: yields ``(a, b, outputs)`` in frame order (``a:b`` relative to
@@ -307,7 +308,9 @@ def iter_pw_registered(
     corr)`` (the first two if not ``apply``), as
     :func:`xnormcorre.engine.runner.run_kernels` yields them.  One pass over the whole
     range keeps every kernel thread busy; a template step sums the corrected frames as
-    they come instead of holding the block."""
+    they come instead of holding the block.  ``refine=False``: the rigid step without its
+    Gauss-Newton steps (the template iterations; the patches cut at the rounded rigid
+    shift do not need its last hundredths of a pixel)."""
     stop = len(movie) if stop is None else stop
     tmpl = np.asarray(template, dtype=np.float32)
     fill = np.float32(params.rigid.fill_min)
@@ -315,11 +318,11 @@ def iter_pw_registered(
     rkw = params.rigid.kernel_kwargs()
     defects, scale = rarrays[3], rarrays[4]
     kw = params.kernel_kwargs()
-    refine = patch_constants(tmpl, params)
-    consts = (tmpl, fill, params.pwindow, params.pweight, params.wy, params.wx, defects, scale, refine)
+    pconsts = patch_constants(tmpl, params)
+    consts = (tmpl, fill, params.pwindow, params.pweight, params.wy, params.wx, defects, scale, pconsts)
 
     def kernel(_, batch):
-        rs = _rigid.register_batch(batch, tmpl, fill, *rarrays, apply=False, **rkw)
+        rs = _rigid.register_batch(batch, tmpl, fill, *rarrays, apply=False, refine=refine, **rkw)
         out = register_pw_batch(
             batch, rs, *consts, apply=apply, with_corr=with_corr, warp_estimate=warp_estimate, **kw
         )
@@ -385,7 +388,7 @@ def register_pw_frames(
     return rigid, pshifts, corrected, corr
 
 
-def mean_registered(movie, template, params: PwParams, start: int, stop: int, keep=None):
+def mean_registered(movie, template, params: PwParams, start: int, stop: int, keep=None, refine=True):
     """Piecewise-rigid template step: mean of frames ``start:stop`` registered to
     ``template``, their rigid shifts and their patch deviations from the rigid shift.
 
@@ -398,7 +401,11 @@ def mean_registered(movie, template, params: PwParams, start: int, stop: int, ke
     value.  ``keep`` (bool per frame) leaves frames out of the mean.
 
     Returns ``(mean, shifts, deviations)``: ``deviations`` is ``(T, Ny, Nx, 2)``, each
-    patch shift minus the frame's rigid shift.
+    patch shift minus the frame's rigid shift.  ``refine=False`` (the template
+    iterations): the rigid step without its Gauss-Newton steps, about 40 % of a frame's
+    cost; that step only places the patches (cut at the rounded rigid shift, searched
+    within ``rigid ± max_deviation_rigid``) and the mean is of the frames warped by their
+    patch shifts.
     """
     params = replace(params, rigid=replace(params.rigid, border="nan", clip=False))
     use = np.ones(stop - start, bool) if keep is None else np.asarray(keep, bool)
@@ -409,7 +416,15 @@ def mean_registered(movie, template, params: PwParams, start: int, stop: int, ke
     # one pass over start:stop (every kernel thread busy), each frame in the lane of its
     # frame number whatever the batching: the same bits
     batches = iter_pw_registered(
-        movie, template, params, start=start, stop=stop, with_corr=False, warp_estimate=True, origin=start
+        movie,
+        template,
+        params,
+        start=start,
+        stop=stop,
+        with_corr=False,
+        warp_estimate=True,
+        origin=start,
+        refine=refine,
     )
     for a, b, out in batches:
         c = out[2][use[a:b]]

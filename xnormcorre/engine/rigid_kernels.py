@@ -21,7 +21,7 @@ from . import compile_cache
 from .borders import apply_border_traced, border_code, border_limits
 from .correlation import rect_corr
 from .defects import inpaint_at
-from .estimate import estimate_shift
+from .estimate import estimate_shift, refine_fit
 from .fourier import fourier_shift
 from .refine import TRUST_STEPS, gauss_newton_steps
 
@@ -41,6 +41,7 @@ def spectra_and_shifts(
     whiten: bool,
     peak_fit: bool,
     refine_steps: int = 0,
+    refine: jax.Array | bool = True,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The rfft2 of each frame of a batch ``(B, H, W)`` and its displacement relative to
     the template (``tmpl_spec``): ``(spectra, dy (B,), dx (B,))``.
@@ -55,6 +56,11 @@ def spectra_and_shifts(
     statistical limit whatever the correlation's whitening, smoothing or taper.  A step
     clipped to the trust radius is followed by another from there, at most
     :data:`xnormcorre.engine.refine.TRUST_STEPS` more (trust region).
+
+    ``refine`` (a traced bool, so that one compiled program serves both) False skips the
+    Gauss-Newton steps: the shift is the correlation peak on the ``1/upsample_factor``
+    grid, at about half the cost of a frame (the rigid step of the piecewise-rigid
+    template iterations, which only places the patches).
     """
     h, w = frames.shape[1:]
 
@@ -81,6 +87,22 @@ def spectra_and_shifts(
         return dy, dx, clipped
 
     spec, dy, dx = jax.vmap(first)(frames)
+    if refine_steps > 0 and peak_fit and upsample_factor > 1:
+        # without the steps, the grid the Gaussian fit skipped for them
+        def grid(args):
+            s, a, b = args
+            fit = partial(
+                refine_fit,
+                tmpl_spec=tmpl_spec,
+                weight=weight,
+                shape=(h, w),
+                radius=max_shifts,
+                upsample_factor=upsample_factor,
+                whiten=whiten,
+            )
+            return jax.vmap(lambda s1, a1, b1: fit(s1, dy=a1, dx=b1))(s, a, b)
+
+        dy, dx = jax.lax.cond(refine, lambda args: (args[1], args[2]), grid, (spec, dy, dx))
 
     # each refinement step, then (trust region) the frames whose step was clipped to
     # MAX_STEP step again from there, at most TRUST_STEPS times: one loop over the batch
@@ -95,8 +117,9 @@ def spectra_and_shifts(
         i, _, _, active = state
         return jnp.any(active) & (i <= TRUST_STEPS)
 
+    start = jnp.broadcast_to(jnp.asarray(refine, bool), dy.shape)  # no steps without refine
     for _ in range(refine_steps):
-        _, dy, dx, _ = jax.lax.while_loop(more, body, (0, dy, dx, jnp.ones(dy.shape, bool)))
+        _, dy, dx, _ = jax.lax.while_loop(more, body, (0, dy, dx, start))
     return spec, dy, dx
 
 
@@ -114,10 +137,13 @@ def _prepare(frame, defects, scale, inpaint_defects: bool):
     return raw, est
 
 
-def _estimate(frames, tmpl_spec, weight, consts, defects, scale, inpaint_defects: bool, static: tuple):
+def _estimate(
+    frames, tmpl_spec, weight, consts, defects, scale, inpaint_defects: bool, static: tuple, refine=True
+):
     """The scaled frames of a batch, their spectra (of the estimation frames) and shifts:
     ``(raw, spectra, dy, dx)`` (:func:`_prepare`, then :func:`spectra_and_shifts` with
-    ``static = (max_shifts, upsample_factor, whiten, peak_fit, refine_steps)``)."""
+    ``static = (max_shifts, upsample_factor, whiten, peak_fit, refine_steps)`` and the
+    traced ``refine``)."""
     max_shifts, upsample_factor, whiten, peak_fit, refine_steps = static
     raw, est = jax.vmap(lambda f: _prepare(f, defects, scale, inpaint_defects))(frames)
     spec, dy, dx = spectra_and_shifts(
@@ -130,6 +156,7 @@ def _estimate(frames, tmpl_spec, weight, consts, defects, scale, inpaint_defects
         whiten=whiten,
         peak_fit=peak_fit,
         refine_steps=refine_steps,
+        refine=refine,
     )
     return raw, spec, dy, dx
 
@@ -197,6 +224,7 @@ def register_batch(
     *,
     border: str = "copy",
     clip: bool = False,
+    refine: bool = True,
     **kw,
 ):
     """Register a batch of frames ``(B, H, W)`` to ``template`` ``(H, W)``.
@@ -218,9 +246,10 @@ def register_batch(
 
     Returns ``shifts (B, 2)`` and, if ``apply``, also the corrected frames
     ``(B, H, W)`` and their correlation with the template ``(B,)`` (NaN if not
-    ``with_corr``).
+    ``with_corr``).  ``refine`` False skips the Gauss-Newton steps (traced, as
+    ``border`` and ``clip``; see :func:`spectra_and_shifts`).
     """
-    modes = (border_code(border), np.bool_(clip))
+    modes = (border_code(border), np.bool_(clip), np.bool_(refine))
     return _register(frames, template, fill_min, tmpl_spec, weight, consts, defects, scale, *modes, **kw)
 
 
@@ -236,6 +265,7 @@ def _register(
     scale: jax.Array,
     border: jax.Array,
     clip: jax.Array,
+    refine: jax.Array,
     *,
     max_shifts: tuple[int, int],
     upsample_factor: int,
@@ -246,9 +276,12 @@ def _register(
     refine_steps: int = 0,
     inpaint_defects: bool = False,
 ):
-    """:func:`register_batch` with ``border`` a traced :func:`border_code` and ``clip`` a traced bool."""
+    """:func:`register_batch` with ``border`` a traced :func:`border_code`, ``clip`` and
+    ``refine`` traced bools."""
     est = (max_shifts, upsample_factor, whiten, peak_fit, refine_steps)
-    raw, spec, dy, dx = _estimate(frames, tmpl_spec, weight, consts, defects, scale, inpaint_defects, est)
+    raw, spec, dy, dx = _estimate(
+        frames, tmpl_spec, weight, consts, defects, scale, inpaint_defects, est, refine
+    )
     shifts = jnp.stack([dy, dx], axis=1)
     if not apply:
         return shifts
