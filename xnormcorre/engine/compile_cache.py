@@ -202,8 +202,12 @@ def kernel_jit(fun=None, **kwargs):
 # ----------------------------------------------------------- whole compiled programs
 #: Folder of the cache directory that holds whole compiled kernels (:func:`program_dir`).
 PROGRAMS_FOLDER = "xnormcorre-programs"
-#: Most programs kept on disk; beyond it the least recently used are deleted.
-MAX_PROGRAMS = 256
+#: Most programs kept on disk (a few hundred kB to 1 MB each); beyond it the least
+#: recently used are deleted.  A program deleted while JAX's own cache still holds it is
+#: compiled afresh to be written again, so the bound is far above what one analysis uses
+#: (a default run: 2 or 6 programs per frame shape; this package's whole test suite: several
+#: hundred).
+MAX_PROGRAMS = 1024
 #: The compiled programs of this process, by (kernel, static arguments, input tree and
 #: types): ``(program, file it was loaded from or None)``; the program is None where it
 #: could not be made ahead of time (``jax.jit`` serves those calls).
