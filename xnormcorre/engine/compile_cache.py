@@ -145,10 +145,11 @@ def kernel_jit(fun=None, **kwargs):
     made: list = []  # the program maker, made on first use
 
     def maker(suffix: str = ""):
-        """A ``jax.jit`` of the kernel under its own name (``_program``, plus ``suffix``):
-        JAX's persistent cache keys programs by module name, so the executables made
-        here are not ones JAX loaded from its cache (an executable XLA's CPU backend
-        loaded cannot be serialized again whole)."""
+        """A ``jax.jit`` of the kernel under its own name (``_program_`` and the engine's
+        source digest, plus ``suffix``): JAX's persistent cache keys programs by module
+        name, so the executables made here are not ones JAX loaded from its cache (an
+        executable XLA's CPU backend loaded cannot be serialized again whole), and a new
+        engine version compiles each kernel once, not once from JAX's cache and again."""
         if made and not suffix:
             return made[0]
 
@@ -156,7 +157,7 @@ def kernel_jit(fun=None, **kwargs):
         def renamed(*a, **k):
             return fun(*a, **k)
 
-        renamed.__name__ = renamed.__qualname__ = f"{fun.__name__}_program{suffix}"
+        renamed.__name__ = renamed.__qualname__ = f"{fun.__name__}_program_{_source_digest()[:12]}{suffix}"
         jitted = jax.jit(renamed, compiler_options=COMPILER_OPTIONS, **kwargs)
         if not suffix:
             made.append(jitted)
