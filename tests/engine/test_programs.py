@@ -22,9 +22,12 @@ from xnormcorre.engine import compile_cache
 ROOT = Path(xnormcorre.__file__).resolve().parents[1]
 
 PROGRAM = """
-import json, sys
+import json, os, sys
 import numpy as np
 import jax, jax.numpy as jnp
+if os.environ.get("HIDE_JAXLIB_LAPACK"):  # a jaxlib without the set-up xnormcorre calls
+    import jaxlib
+    jaxlib.lapack = None
 from jax import monitoring
 from xnormcorre.engine import compile_cache
 
@@ -39,7 +42,10 @@ monitoring.register_event_listener(
 
 def kernel(x, w, *, k):
     spec = jnp.fft.rfft2(x * w)
-    return jnp.fft.irfft2(spec * spec.conj() * k, x.shape[-2:]), (x * w).sum()
+    # a linear solve: on CPU it calls LAPACK, which a process that loads the program
+    # without lowering anything must still have set up (else the call crashes)
+    gram = jnp.einsum("tij,tik->jk", x, x) + k * jnp.eye(x.shape[-1])
+    return jnp.fft.irfft2(spec * spec.conj() * k, x.shape[-2:]), (x * w).sum() + jnp.linalg.solve(gram, w).sum()
 
 jitted = compile_cache.kernel_jit(kernel, static_argnames=("k",))
 plain = jax.jit(kernel, static_argnames=("k",), compiler_options=compile_cache.COMPILER_OPTIONS)
@@ -62,7 +68,7 @@ print(json.dumps({
 """
 
 
-def _run(tmp_path: Path, cache: str, k: int = 2) -> dict:
+def _run(tmp_path: Path, cache: str, k: int = 2, *, hide_lapack: bool = False) -> dict:
     env = {k_: v for k_, v in os.environ.items() if k_ not in ("JAX_COMPILATION_CACHE_DIR", "XDG_CACHE_HOME")}
     env.update(
         {
@@ -72,6 +78,8 @@ def _run(tmp_path: Path, cache: str, k: int = 2) -> dict:
             "XNORMCORRE_JAX_CACHE": cache,
         }
     )
+    if hide_lapack:
+        env["HIDE_JAXLIB_LAPACK"] = "1"
     proc = subprocess.run(
         [sys.executable, "-c", PROGRAM, str(k)],
         env=env,
@@ -99,6 +107,19 @@ def test_a_second_process_loads_the_program_without_tracing(tmp_path):
 
     other = _run(tmp_path, str(cache), k=3)  # another static argument: another program
     assert len(other["files"]) == 2 and other["bits"] != first["bits"]
+
+
+@pytest.mark.parametrize("hide_lapack", [False, True], ids=["jaxlib-set-up", "lowered-solve"])
+def test_a_loaded_program_that_calls_lapack_runs(tmp_path, hide_lapack):
+    # the kernel's solve calls LAPACK on CPU; the loading process lowers nothing before
+    # it, so its LAPACK set-up is xnormcorre's (jaxlib's own call, or a lowered solve)
+    cache = str(tmp_path / "cache")
+    first = _run(tmp_path, cache)
+    second = _run(tmp_path, cache, hide_lapack=hide_lapack)
+    # loaded, not traced: the one trace is the jax.jit reference's (and the solve lowered
+    # for LAPACK's set-up where jaxlib's own is hidden)
+    assert second["trace"] == (2 if hide_lapack else 1)
+    assert second["bits"] == first["bits"] and second["same_as_jit"]
 
 
 def test_a_damaged_program_is_compiled_again_and_rewritten(tmp_path):
@@ -198,3 +219,12 @@ def test_a_static_argument_without_a_stable_text_is_not_written():
     key = compile_cache._disk_key("m.k", (("n", 3),), None, ((3,), "<f4", False))
     assert key is not None and key.startswith("k-") and key.endswith(".program")
     assert key != compile_cache._disk_key("m.k", (("n", 4),), None, ((3,), "<f4", False))
+
+
+def test_another_processor_gets_another_program(monkeypatch):
+    # a cache shared by machines with different instruction sets keeps one program each
+    args = ("m.k", (("n", 3),), None, ((3,), "<f4", False))
+    here = compile_cache._disk_key(*args)
+    assert compile_cache._host_isa() == compile_cache._host_isa()
+    monkeypatch.setattr(compile_cache, "_HOST_ISA", ["another-processor"])
+    assert compile_cache._disk_key(*args) != here

@@ -225,9 +225,10 @@ def program_dir() -> Path | None:
     kernel (hundreds of milliseconds per kernel) before it can look a program up.  This
     folder holds each kernel's executable keyed by what determines it without tracing:
     the kernel's name, its static arguments, the tree, shapes and dtypes of its inputs,
-    a digest of the engine's source files, the JAX and jaxlib versions, the device, the
-    compiler options, ``XLA_FLAGS`` and the JAX settings that change a trace.  A later
-    process loads the executable directly.  Entries are written to a temporary name and
+    a digest of the engine's source files, the JAX and jaxlib versions, the device and
+    the host processor's instruction set (:func:`_host_isa`), the compiler options,
+    ``XLA_FLAGS`` and the JAX settings that change a trace.  A later process loads the
+    executable directly.  Entries are written to a temporary name and
     renamed (a concurrent reader sees a whole entry or none); an entry that cannot be
     read is compiled again and rewritten; at most :data:`MAX_PROGRAMS` are kept (least
     recently used deleted).  The opt-out is the cache's own (``XNORMCORRE_JAX_CACHE=0``).
@@ -251,6 +252,45 @@ def _source_digest() -> str:
             h.update(f.read_bytes())
         _SOURCE_DIGEST.append(h.hexdigest())
     return _SOURCE_DIGEST[0]
+
+
+def _host_isa() -> str:
+    """This machine's processor as its compiled programs depend on it: the architecture,
+    the model and the instruction-set extensions (the first ``model name`` and ``flags``
+    or ``Features`` lines of ``/proc/cpuinfo`` on Linux; ``platform.processor()``
+    elsewhere).
+
+    XLA compiles a CPU program for the instruction set of the machine that compiles it.
+    A cache directory shared by several machines (a cluster's home directory) then keeps
+    one program per kind of processor, instead of handing one compiled with extensions
+    another processor lacks.
+
+    Examples
+    --------
+    >>> _host_isa() == _host_isa() and len(_host_isa()) > 0
+    True
+    """
+    if not _HOST_ISA:
+        import platform
+
+        found: dict[str, str] = {}
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    name, _, value = line.partition(":")
+                    name = name.strip()
+                    if name in ("model name", "flags", "Features", "CPU part") and name not in found:
+                        found[name] = " ".join(sorted(value.split()))
+        except OSError:
+            pass
+        text = "|".join(
+            [platform.machine(), platform.processor(), *(f"{k}={found[k]}" for k in sorted(found))]
+        )
+        _HOST_ISA.append(hashlib.blake2b(text.encode(), digest_size=8).hexdigest())
+    return _HOST_ISA[0]
+
+
+_HOST_ISA: list[str] = []
 
 
 def _leaf_type(x) -> tuple:
@@ -285,6 +325,7 @@ def _disk_key(name: str, fixed: tuple, tree, types: tuple) -> str | None:
         jaxlib.__version__,
         dev.platform,
         getattr(dev, "device_kind", ""),
+        _host_isa(),
         repr(sorted(COMPILER_OPTIONS.items())),
         os.environ.get("XLA_FLAGS", ""),
         repr(
@@ -384,12 +425,42 @@ def _watch_cache_hits() -> None:
     monitoring.register_event_listener(on_event)
 
 
+_RUNTIME_READY: list[bool] = []
+
+
+def _prepare_runtime() -> None:
+    """Set up what a loaded program may call but only lowering sets up (once per process).
+
+    On CPU, ``jnp.linalg.solve`` and its kin become calls into LAPACK, whose entry points
+    jaxlib looks up when the first such call is *lowered*.  A process that only loads
+    programs lowers nothing, and a loaded program's first LAPACK call would then jump to
+    an empty address (a segmentation fault).  jaxlib's own set-up is called here (a few
+    microseconds); where a jaxlib version lacks it, a small solve is lowered instead (the
+    public way to the same set-up, about 0.2 s).
+    """
+    with _PROGRAMS_LOCK:
+        if _RUNTIME_READY:
+            return
+        try:
+            from jaxlib import lapack
+
+            lapack._lapack.initialize()
+        except Exception:  # noqa: BLE001 - another jaxlib layout: lower a solve instead
+            import jax
+            import jax.numpy as jnp
+
+            eye = np.eye(2, dtype=np.float32)
+            jax.jit(jnp.linalg.solve).lower(eye, eye[0])
+        _RUNTIME_READY.append(True)
+
+
 def _load_program(path: Path):
     """A program written by :func:`_save_program`, or None (absent or unreadable)."""
     try:
         data = path.read_bytes()
     except OSError:
         return None
+    _prepare_runtime()
     try:
         import pickle
 
