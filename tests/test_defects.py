@@ -301,3 +301,59 @@ def test_real_sima_flags_only_the_blank_edge_column() -> None:
     assert np.median(movie.std(0)[:, 0]) < 0.1 * np.median(movie.std(0))  # ... and nearly constant
     assert mask[:, 1:].sum() <= 4
     assert mask[:, 0].sum() >= 0.75 * mask.shape[0]
+
+
+@pytest.fixture(scope="module")
+def specks() -> tuple[np.ndarray, np.ndarray]:
+    """A rendered movie (100 x 256², 2 px walk) whose sharpest specks of content pass the
+    raw-frame point test, and its true shifts."""
+    import xnormcorre
+
+    ds = xnormcorre.datasets.synthetic_movie(n_frames=100, shape=(256, 256), max_shift=2.0, seed=1)
+    return ds.values.astype(np.float32), np.stack([ds.true_shift_y.values, ds.true_shift_x.values], 1)
+
+
+@pytest.mark.parametrize("kind", ["hot", "hot_max", "dead", "stuck", "hot2x2"])
+def test_content_that_moves_is_not_a_defect(specks, kind: str) -> None:
+    """Points flagged in the raw frames that move with the tissue are content; every planted
+    defect (static on the sensor) stays flagged."""
+    movie, shifts = specks
+    bad, truth = plant(movie, kind, frac=0.001, seed=7)
+    found = find_defects(bad)
+    assert np.all(found[truth])
+    assert np.sum(found & ~truth) >= 3  # the premise: content specks taken for hot pixels
+    kept = found & ~_defects.moving_points(found, bad, shifts)
+    assert np.array_equal(kept, truth)
+
+
+def test_too_little_motion_decides_nothing(specks) -> None:
+    """Where most frames sit at one position, a static defect and content look alike: every
+    point stays flagged."""
+    movie, shifts = specks
+    found = find_defects(movie)
+    assert found.any()
+    still = shifts.copy()
+    still[: int(0.6 * len(still))] = np.median(shifts, axis=0)  # 60 % of the frames at one place
+    assert not _defects.moving_points(found, movie, still).any()
+    assert _defects.moving_points(found, movie, shifts).sum() == found.sum()
+
+
+def test_moving_points_validation() -> None:
+    with pytest.raises(ValueError, match="shifts"):
+        _defects.moving_points(np.zeros((8, 8), bool), np.zeros((4, 8, 8)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="mask"):
+        _defects.moving_points(np.zeros((8, 9), bool), np.zeros((4, 8, 8)), np.zeros((4, 2)))
+
+
+def test_rigid_reports_only_the_sensor_defects(specks) -> None:
+    """Through ``rigid``: the defect mask is the planted hot pixels, not the content specks the
+    raw-frame test also flags (the sample's registration shows that they move)."""
+    import xnormcorre
+
+    movie, shifts = specks
+    bad, truth = plant(movie, "hot", frac=0.001, seed=7)
+    res = xnormcorre.rigid(bad, max_shifts=8)
+    assert np.array_equal(res.defect_mask.values, truth)
+    err = res.shifts.values - shifts
+    err -= err.mean(axis=0)
+    assert float(np.sqrt(np.mean(np.sum(err**2, axis=1)))) < 0.05

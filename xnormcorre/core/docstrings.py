@@ -104,7 +104,9 @@ taper : float, optional
 defects : bool or array (y, x), optional
     Sensor defects (stuck, hot or dead pixels and lines, fixed on the sensor while
     the tissue moves) are found from the movie's temporal statistics and left out
-    of the estimate (default True); the corrected movie keeps their values.
+    of the estimate (default True); points that move with the tissue in the
+    registered sample are content and are not flagged.  The corrected movie keeps
+    the defects' values.
     ``False`` uses every pixel; a boolean mask gives them explicitly.  The mask
     used is returned as ``defect_mask``.""",
     "clip": """\

@@ -22,7 +22,15 @@ from . import compile_cache
 
 compile_cache.enable()  # before the first kernel compiles: later processes load it from disk
 
-__all__ = ["find_defects", "inpaint", "inpaint_at", "inpaint_plan"]
+__all__ = [
+    "FOLLOW_RATIO",
+    "MOVE_SHARE",
+    "find_defects",
+    "inpaint",
+    "inpaint_at",
+    "inpaint_plan",
+    "moving_points",
+]
 
 # Thresholds, in robust standard deviations of the statistic they apply to.
 _K_POINT = 6.0  # a pixel (or a 1x2, 2x1, 2x2 cluster) above all / below all pixels around it
@@ -326,6 +334,106 @@ def find_defects(sample: np.ndarray) -> np.ndarray:
     mask |= _line_rows(level, noise, a)
     mask |= _line_rows(level.T, noise.T, a.transpose(0, 2, 1)).T
     return mask
+
+
+#: :func:`moving_points` decides only where at most this share of the frames sits within
+#: half a pixel of the frames' median position: with less motion, a static defect and
+#: content look alike in the raw frames and in the registered ones.
+MOVE_SHARE = 0.5
+#: A point is content when its contrast in registered coordinates is at least this
+#: fraction of its contrast in the raw frames (a static defect keeps about the share of
+#: frames at the median position, content keeps all of it or sharpens).
+FOLLOW_RATIO = 0.75
+
+
+def moving_points(mask: np.ndarray, sample: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """The points of ``mask`` that move with the tissue: content, not sensor defects.
+
+    :func:`find_defects` sees the raw frames only, and a bright speck of content as sharp
+    as a pixel passes its point test as a hot pixel would. Once the sample is registered,
+    the two differ: a sensor defect stays at its pixel while the tissue moves, content
+    moves with it. For each point of ``mask`` (a connected group of at most 2x2 px), its
+    contrast against the one-pixel ring around it is measured in the raw frames and in
+    the frames moved by their integer shifts relative to the frames' median position; it
+    moves with the tissue when the registered contrast has the same sign and at least
+    :data:`FOLLOW_RATIO` of the raw one (a static defect keeps only the share of frames that
+    sit at the median position). Points whose pixels do not fluctuate as the ring does
+    (stuck, saturated or dead pixels: content always fluctuates) and lines are never
+    returned, and nothing is returned when more than :data:`MOVE_SHARE` of the frames sit
+    within half a pixel of the median position (too little motion to tell).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (H, W)
+        Defects found in ``sample`` (:func:`find_defects`).
+    sample : ndarray, shape (N, H, W)
+        The raw frames the mask was found in.
+    shifts : ndarray, shape (N, 2)
+        Displacement ``(y, x)`` of each frame's content relative to one template.
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+        True on the points of ``mask`` that moved with the tissue.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> walk = rng.integers(-3, 4, (41, 2))
+    >>> walk -= np.median(walk, axis=0).astype(int)  # the speck's median position: (20, 20)
+    >>> scene = rng.normal(100.0, 3.0, (48, 48))
+    >>> scene[20, 20] = 400.0  # a bright speck of content
+    >>> sample = np.stack([np.roll(scene, tuple(s), (0, 1)) for s in walk])
+    >>> sample = sample + rng.normal(0.0, 3.0, sample.shape)
+    >>> sample[:, 30, 10] += 300.0  # a hot pixel
+    >>> mask = np.zeros((48, 48), bool)
+    >>> mask[20, 20] = mask[30, 10] = True  # as a raw-frame test might flag them
+    >>> moved = moving_points(mask, sample, walk.astype(float))
+    >>> bool(moved[20, 20]), bool(moved[30, 10])
+    (True, False)
+    """
+    mask = np.asarray(mask, bool)
+    a = np.asarray(sample, np.float64)
+    shifts = np.asarray(shifts, np.float64)
+    if a.ndim != 3 or mask.shape != a.shape[1:] or shifts.shape != (len(a), 2):
+        raise ValueError(
+            "moving_points needs sample (N, H, W), mask (H, W) and shifts (N, 2); got "
+            f"sample {a.shape}, mask {mask.shape}, shifts {shifts.shape}"
+        )
+    out = np.zeros(mask.shape, bool)
+    if not mask.any() or len(a) < 3:
+        return out
+    n, h, w = a.shape
+    d = np.rint(shifts - np.median(shifts, axis=0)).astype(np.int64)
+    if np.mean(np.all(d == 0, axis=1)) > MOVE_SHARE:
+        return out
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    for k, (sy, sx) in enumerate(ndimage.find_objects(labels), start=1):
+        if sy.stop - sy.start > 2 or sx.stop - sx.start > 2:
+            continue  # a line or a larger group: not a point
+        y0, y1 = max(sy.start - 1, 0), min(sy.stop + 1, h)
+        x0, x1 = max(sx.start - 1, 0), min(sx.stop + 1, w)
+        inner = labels[y0:y1, x0:x1] == k
+        ring = ~mask[y0:y1, x0:x1]
+        if not ring.any():
+            continue
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        sd = a[:, y0:y1, x0:x1].std(axis=0)
+        if sd[inner].min() < 0.5 * np.median(sd[ring]):
+            continue  # stuck, saturated or dead: content fluctuates
+        raw = a[:, y0:y1, x0:x1]
+        c_raw = float(np.mean(raw[:, inner].mean(axis=1) - raw[:, ring].mean(axis=1)))
+        py, px = yy[None] + d[:, 0, None, None], xx[None] + d[:, 1, None, None]
+        ok = (py.min(axis=(1, 2)) >= 0) & (px.min(axis=(1, 2)) >= 0)
+        ok &= (py.max(axis=(1, 2)) < h) & (px.max(axis=(1, 2)) < w)
+        if ok.sum() < n // 2 or c_raw == 0.0:
+            continue
+        t = np.nonzero(ok)[0]
+        reg = a[t[:, None, None], py[t], px[t]]
+        c_reg = float(np.mean(reg[:, inner].mean(axis=1) - reg[:, ring].mean(axis=1)))
+        if c_reg / c_raw >= FOLLOW_RATIO:
+            out |= labels == k
+    return out
 
 
 def _box_sum(x: jax.Array, r: int) -> jax.Array:

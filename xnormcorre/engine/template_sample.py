@@ -19,7 +19,7 @@ from scipy import ndimage
 from .borders import fill_edges, fill_invalid
 from .cluster import densest_cluster
 from .config import Calibration, scale_for
-from .defects import find_defects, inpaint
+from .defects import find_defects, inpaint, moving_points
 from .fourier import fourier_shift_np
 from .noise import UNIFORM, NoiseModel, fit_noise_model
 
@@ -312,7 +312,9 @@ def _first(surveyed: Survey, params: RigidParams, defects) -> tuple[np.ndarray, 
     """The first template of the sample, the movie's calibration and the sample's shifts:
     the densest cluster's median, one registration of the sample to it (bridged to a
     second position out of reach, see :func:`_bridged`) giving both the template and
-    the noise model.  Returns ``(template, calibration, shifts)``."""
+    the noise model; found defects that moved with the tissue in that registration are
+    content and are dropped from the mask (:func:`_static`).  Returns ``(template,
+    calibration, shifts)``."""
     sample, mask = surveyed.sample, surveyed.mask
     cal = Calibration(mask, UNIFORM, surveyed.scale)
     p0 = params.calibrated(cal)
@@ -326,7 +328,21 @@ def _first(surveyed: Survey, params: RigidParams, defects) -> tuple[np.ndarray, 
         again = _first_pass(est, bridge, p0, mask)
         if 2 * _n_at_bound(again[1], p0) <= _n_at_bound(shifts, p0):  # kept if it reaches them
             tmpl, shifts, noise = again
-    return tmpl, Calibration(_trusted(mask, noise, defects), noise, cal.scale), shifts
+    return (
+        tmpl,
+        Calibration(_trusted(_static(mask, sample, shifts, defects), noise, defects), noise, cal.scale),
+        shifts,
+    )
+
+
+def _static(mask, sample: np.ndarray, shifts: np.ndarray, defects):
+    """Found defects less the points that moved with the tissue in the registered sample
+    (content as sharp as a pixel, :func:`xnormcorre.engine.defects.moving_points`); a mask
+    given is kept."""
+    if mask is None or defects is not True:
+        return mask
+    mask = mask & ~moving_points(mask, sample, shifts)
+    return mask if mask.any() else None
 
 
 #: Share of the sample outside the densest cluster from which the other frames are looked
