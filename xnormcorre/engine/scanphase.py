@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage, optimize
+from scipy import ndimage
 
 from ..stacklevel import warn
 
@@ -208,6 +208,8 @@ def estimate_scan_phase(
         return 0.0, math.nan
     k = int(np.nanargmax(values))
     lo, hi = max(grid[k] - _GRID_STEP, -rng), min(grid[k] + _GRID_STEP, rng)
+    from scipy import optimize  # here: SciPy's optimizers take 0.15 s to import, and most runs need none
+
     res = optimize.minimize_scalar(
         lambda d: -corr(d), bounds=(lo, hi), method="bounded", options={"xatol": 1e-4}
     )
