@@ -215,6 +215,7 @@ MAX_PROGRAMS = 1024
 _PROGRAMS: dict = {}
 _PROGRAMS_LOCK = threading.Lock()
 _SOURCE_DIGEST: list[str] = []
+_HOST_ISA: list[str] = []
 
 
 def program_dir() -> Path | None:
@@ -228,10 +229,10 @@ def program_dir() -> Path | None:
     a digest of the engine's source files, the JAX and jaxlib versions, the device and
     the host processor's instruction set (:func:`_host_isa`), the compiler options,
     ``XLA_FLAGS`` and the JAX settings that change a trace.  A later process loads the
-    executable directly.  Entries are written to a temporary name and
-    renamed (a concurrent reader sees a whole entry or none); an entry that cannot be
-    read is compiled again and rewritten; at most :data:`MAX_PROGRAMS` are kept (least
-    recently used deleted).  The opt-out is the cache's own (``XNORMCORRE_JAX_CACHE=0``).
+    executable directly.  Entries are written to a temporary name and renamed (a
+    concurrent reader sees a whole entry or none); an entry that cannot be read is
+    compiled again and rewritten; at most :data:`MAX_PROGRAMS` are kept (least recently
+    used deleted).  The opt-out is the cache's own (``XNORMCORRE_JAX_CACHE=0``).
 
     Examples
     --------
@@ -288,9 +289,6 @@ def _host_isa() -> str:
         )
         _HOST_ISA.append(hashlib.blake2b(text.encode(), digest_size=8).hexdigest())
     return _HOST_ISA[0]
-
-
-_HOST_ISA: list[str] = []
 
 
 def _leaf_type(x) -> tuple:
