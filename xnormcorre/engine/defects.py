@@ -346,6 +346,12 @@ MOVE_SHARE = 0.5
 FOLLOW_RATIO = 0.75
 
 
+def _contrast(frames: np.ndarray, inner: np.ndarray, ring: np.ndarray) -> float:
+    """Mean over ``frames`` (N, h, w) of the mean of the ``inner`` pixels less the mean of
+    the ``ring`` pixels."""
+    return float(np.mean(frames[:, inner].mean(axis=1) - frames[:, ring].mean(axis=1)))
+
+
 def moving_points(mask: np.ndarray, sample: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """The points of ``mask`` that move with the tissue: content, not sensor defects.
 
@@ -393,7 +399,7 @@ def moving_points(mask: np.ndarray, sample: np.ndarray, shifts: np.ndarray) -> n
     (True, False)
     """
     mask = np.asarray(mask, bool)
-    a = np.asarray(sample, np.float64)
+    a = np.asarray(sample)  # read only around the points, in float64 there
     shifts = np.asarray(shifts, np.float64)
     if a.ndim != 3 or mask.shape != a.shape[1:] or shifts.shape != (len(a), 2):
         raise ValueError(
@@ -417,20 +423,19 @@ def moving_points(mask: np.ndarray, sample: np.ndarray, shifts: np.ndarray) -> n
         ring = ~mask[y0:y1, x0:x1]
         if not ring.any():
             continue
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        sd = a[:, y0:y1, x0:x1].std(axis=0)
+        raw = a[:, y0:y1, x0:x1].astype(np.float64)
+        sd = raw.std(axis=0)
         if sd[inner].min() < 0.5 * np.median(sd[ring]):
             continue  # stuck, saturated or dead: content fluctuates
-        raw = a[:, y0:y1, x0:x1]
-        c_raw = float(np.mean(raw[:, inner].mean(axis=1) - raw[:, ring].mean(axis=1)))
+        c_raw = _contrast(raw, inner, ring)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
         py, px = yy[None] + d[:, 0, None, None], xx[None] + d[:, 1, None, None]
         ok = (py.min(axis=(1, 2)) >= 0) & (px.min(axis=(1, 2)) >= 0)
         ok &= (py.max(axis=(1, 2)) < h) & (px.max(axis=(1, 2)) < w)
         if ok.sum() < n // 2 or c_raw == 0.0:
             continue
         t = np.nonzero(ok)[0]
-        reg = a[t[:, None, None], py[t], px[t]]
-        c_reg = float(np.mean(reg[:, inner].mean(axis=1) - reg[:, ring].mean(axis=1)))
+        c_reg = _contrast(a[t[:, None, None], py[t], px[t]].astype(np.float64), inner, ring)
         if c_reg / c_raw >= FOLLOW_RATIO:
             out |= labels == k
     return out
